@@ -1,0 +1,173 @@
+//! Command line (clap derive). The doc comments are the help text.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::lease::DEFAULT_STATE_DIR;
+
+/// Give a Docker container started with --network=none a real interface on a Docker bridge.
+///
+/// `docker-netattach web` is short for `docker-netattach attach web`.
+#[derive(Debug, Parser)]
+#[command(name = "docker-netattach", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub global: Global,
+}
+
+impl Cli {
+    /// Parses the command line; a first word that is not a subcommand means `attach`, so
+    /// `docker-netattach web` works.
+    pub fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        match Cli::try_parse_from(&args) {
+            Err(e)
+                if args.len() > 1
+                    && matches!(
+                        e.kind(),
+                        clap::error::ErrorKind::InvalidSubcommand
+                            | clap::error::ErrorKind::UnknownArgument
+                    ) =>
+            {
+                let mut with_attach = args;
+                with_attach.insert(1, "attach".into());
+                Cli::try_parse_from(with_attach)
+            }
+            other => other,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Where leases are kept.
+    #[arg(long, global = true, env = "DOCKER_NETATTACH_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+
+    /// Print details on stderr (repeat for debug logs; RUST_LOG also works).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attach a running container to a Docker bridge network; prints the address.
+    Attach(AttachArgs),
+    /// Remove a container's interface, netns link and lease (idempotent).
+    Detach(DetachArgs),
+    /// List attachments.
+    #[command(visible_alias = "ls")]
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Container name, ID or unique ID prefix.
+    pub container: String,
+
+    /// Docker network to attach to (bridge driver).
+    #[arg(long, default_value = "bridge")]
+    pub network: String,
+
+    /// Ask for this address instead of choosing a free one.
+    #[arg(long, value_name = "A.B.C.D")]
+    pub ip: Option<Ipv4Addr>,
+
+    /// Interface name inside the container [default: eth0]. Needed for a container whose
+    /// network mode is not `none` (e.g. eth1).
+    #[arg(long)]
+    pub ifname: Option<String>,
+
+    /// Name of the link under /var/run/netns [default: the container's name].
+    #[arg(long)]
+    pub netns_name: Option<String>,
+
+    /// Print the attachment as a JSON record instead of the address.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// Container name, ID or unique ID prefix (also works after `docker rm`).
+    pub container: String,
+
+    /// Only detach from this network.
+    #[arg(long)]
+    pub network: Option<String>,
+
+    /// Print the released attachments as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn short_form_means_attach() {
+        for args in [
+            vec!["docker-netattach", "web", "--ip", "172.17.0.9"],
+            vec!["docker-netattach", "--ip", "172.17.0.9", "web"],
+            vec!["docker-netattach", "-v", "web", "--ip", "172.17.0.9"],
+        ] {
+            let cli = Cli::parse_args(&args).unwrap();
+            let Command::Attach(a) = cli.command else {
+                panic!("{args:?} is not attach")
+            };
+            assert_eq!(a.container, "web");
+            assert_eq!(a.ip, Some(Ipv4Addr::new(172, 17, 0, 9)));
+        }
+    }
+
+    #[test]
+    fn subcommands_and_aliases() {
+        let cli = Cli::parse_args(["docker-netattach", "ls", "--json"]).unwrap();
+        assert!(matches!(cli.command, Command::List(ListArgs { json: true })));
+        let cli = Cli::parse_args(["docker-netattach", "detach", "web", "--network", "n"]).unwrap();
+        assert!(matches!(cli.command, Command::Detach(_)));
+        let cli =
+            Cli::parse_args(["docker-netattach", "--state-dir", "/tmp/x", "attach", "web"]).unwrap();
+        assert_eq!(cli.global.state_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn usage_errors() {
+        for args in [
+            vec!["docker-netattach"],
+            vec!["docker-netattach", "web", "--ip", "300.1.1.1"],
+            vec!["docker-netattach", "attach"],
+            vec!["docker-netattach", "detach"],
+        ] {
+            let err = Cli::parse_args(&args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+}

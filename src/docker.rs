@@ -1,0 +1,393 @@
+//! Docker Engine API adapter (bollard). Side effects: HTTP requests to the engine, read-only.
+//!
+//! Speaks API 1.41 (Docker 20.10) by default, which every engine up to 28.x accepts, so no
+//! version round trip is paid. Docker 29 refuses versions below 1.44; only then do we ask the
+//! engine for its version (`GET /version`) and retry once.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use anyhow::{Result, anyhow, bail};
+use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerInspectResponse, NetworkInspect};
+use bollard::{ClientVersion, Docker};
+
+use crate::ipam::Subnet;
+
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+const PINNED_VERSION: ClientVersion = ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+/// Bound on every Docker request; override with DOCKER_NETATTACH_DOCKER_TIMEOUT (seconds).
+const DEFAULT_TIMEOUT_SECS: u64 = 10;
+
+/// What we need to know about a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    /// Without Docker's leading '/'.
+    pub name: String,
+    pub running: bool,
+    pub pid: u32,
+    pub network_mode: String,
+}
+
+/// What we need to know about a Docker network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInfo {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    pub bridge: String,
+    pub subnet: Subnet,
+    pub gateway: Option<Ipv4Addr>,
+    pub ip_range: Option<Subnet>,
+    pub aux_addresses: Vec<Ipv4Addr>,
+    pub mtu: Option<u32>,
+    /// IPv4 addresses of Docker's own endpoints on this network.
+    pub endpoints: Vec<Ipv4Addr>,
+}
+
+pub struct DockerClient {
+    docker: Docker,
+    host: String,
+}
+
+impl DockerClient {
+    /// Connects to `DOCKER_HOST` (unix socket by default), like the docker CLI.
+    pub fn connect() -> Result<Self> {
+        let host = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let timeout = std::env::var("DOCKER_NETATTACH_DOCKER_TIMEOUT")
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(DEFAULT_TIMEOUT_SECS);
+        let docker = if let Some(path) = host.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, timeout, &PINNED_VERSION)
+        } else if host.starts_with("tcp://") || host.starts_with("http://") {
+            Docker::connect_with_http(&host, timeout, &PINNED_VERSION)
+        } else {
+            bail!(
+                "DOCKER_HOST '{host}' is not supported; use unix:///path/to/docker.sock or tcp://host:port"
+            );
+        }
+        .map_err(|e| unreachable_err(&host, &e))?;
+        Ok(DockerClient { docker, host })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Re-negotiates the API version when the engine refused our pinned one (Docker 29+).
+    async fn renegotiate(&self) -> Result<Docker> {
+        let current = self.docker.client_version();
+        let version = self
+            .docker
+            .version()
+            .await
+            .map_err(|e| self.request_err(&e, "engine version"))?;
+        let api = version
+            .api_version
+            .ok_or_else(|| anyhow!("Docker at {} did not say its API version", self.host))?;
+        let (major, minor) = api
+            .split_once('.')
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+            .ok_or_else(|| anyhow!("Docker at {} reports API version '{api}'", self.host))?;
+        let server = ClientVersion {
+            major_version: major,
+            minor_version: minor,
+        };
+        tracing::debug!(%api, "engine refused API {}.{}; retrying", current.major_version, current.minor_version);
+        let timeout = DEFAULT_TIMEOUT_SECS;
+        let docker = if let Some(path) = self.host.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, timeout, &server)
+        } else {
+            Docker::connect_with_http(&self.host, timeout, &server)
+        };
+        docker.map_err(|e| unreachable_err(&self.host, &e))
+    }
+
+    /// Inspects a container by name, full ID or unique ID prefix.
+    pub async fn container(&self, name: &str) -> Result<ContainerInfo> {
+        let mut resp = self.docker.inspect_container(name, None).await;
+        if is_too_old(&resp) {
+            resp = self.renegotiate().await?.inspect_container(name, None).await;
+        }
+        match resp {
+            Ok(c) => container_info(c, name),
+            Err(e) => Err(self.container_err(name, &e)),
+        }
+    }
+
+    /// Inspects a container, `Ok(None)` when Docker does not know it.
+    pub async fn container_opt(&self, name: &str) -> Result<Option<ContainerInfo>> {
+        match self.container(name).await {
+            Ok(c) => Ok(Some(c)),
+            Err(e) if e.downcast_ref::<NotFound>().is_some() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Inspects a network by name or ID.
+    pub async fn network(&self, name: &str) -> Result<NetworkInfo> {
+        let mut resp = self.docker.inspect_network(name, None).await;
+        if is_too_old(&resp) {
+            resp = self.renegotiate().await?.inspect_network(name, None).await;
+        }
+        match resp {
+            Ok(n) => network_info(n, name),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Err(anyhow!(
+                "no such Docker network '{name}'; list them with `docker network ls`"
+            )),
+            Err(e) => Err(self.request_err(&e, &format!("network '{name}'"))),
+        }
+    }
+
+    fn container_err(&self, name: &str, e: &BollardError) -> anyhow::Error {
+        match e {
+            BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            } => anyhow!(NotFound(name.to_string())),
+            BollardError::DockerResponseServerError {
+                status_code: 400,
+                message,
+            } if message.contains("multiple") => anyhow!(
+                "container ID prefix '{name}' is ambiguous (Docker: {message}); give more characters or the container's name"
+            ),
+            _ => self.request_err(e, &format!("container '{name}'")),
+        }
+    }
+
+    fn request_err(&self, e: &BollardError, what: &str) -> anyhow::Error {
+        match e {
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } => anyhow!("Docker answered {status_code} for {what}: {message}"),
+            BollardError::RequestTimeoutError => anyhow!(
+                "Docker at {} did not answer within the timeout while asking for {what}; check `docker info` (DOCKER_NETATTACH_DOCKER_TIMEOUT sets the limit in seconds)",
+                self.host
+            ),
+            _ => unreachable_err(&self.host, e),
+        }
+    }
+}
+
+/// Docker does not know the container (HTTP 404).
+#[derive(Debug, thiserror::Error)]
+#[error("no such container '{0}'; check the name with `docker ps -a`")]
+pub struct NotFound(pub String);
+
+fn is_too_old<T>(resp: &Result<T, BollardError>) -> bool {
+    matches!(resp, Err(BollardError::DockerResponseServerError { status_code: 400, message })
+        if message.contains("too old") || message.contains("minimum supported API version"))
+}
+
+fn unreachable_err(host: &str, e: &BollardError) -> anyhow::Error {
+    let text = error_chain(e);
+    if text.contains("ermission denied") {
+        anyhow!(
+            "permission denied on the Docker socket {host}; run as root or as a member of the docker group"
+        )
+    } else {
+        anyhow!(
+            "cannot reach Docker at {host}: {text}; is the daemon running (`docker info`)? DOCKER_HOST selects another engine"
+        )
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Pure: the parts of `GET /containers/{id}/json` we use.
+pub fn container_info(c: ContainerInspectResponse, asked: &str) -> Result<ContainerInfo> {
+    let id = c
+        .id
+        .ok_or_else(|| anyhow!("Docker returned container '{asked}' without an ID"))?;
+    let name = c
+        .name
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_else(|| id.chars().take(12).collect());
+    let state = c.state.unwrap_or_default();
+    let running = state.running.unwrap_or(false);
+    let pid = state.pid.unwrap_or(0);
+    let pid = u32::try_from(pid).map_err(|_| anyhow!("container '{name}' has Pid {pid}"))?;
+    let network_mode = c
+        .host_config
+        .and_then(|h| h.network_mode)
+        .unwrap_or_default();
+    Ok(ContainerInfo {
+        id,
+        name,
+        running: running && pid > 0,
+        pid,
+        network_mode,
+    })
+}
+
+/// Pure: the parts of `GET /networks/{name}` we use (first IPv4 subnet).
+pub fn network_info(n: NetworkInspect, asked: &str) -> Result<NetworkInfo> {
+    let id = n
+        .id
+        .ok_or_else(|| anyhow!("Docker returned network '{asked}' without an ID"))?;
+    let name = n.name.unwrap_or_else(|| asked.to_string());
+    let driver = n.driver.unwrap_or_default();
+    let options: HashMap<String, String> = n.options.unwrap_or_default();
+    let bridge = options
+        .get("com.docker.network.bridge.name")
+        .filter(|b| !b.is_empty())
+        .cloned()
+        .unwrap_or_else(|| format!("br-{}", id.chars().take(12).collect::<String>()));
+    let mtu = match options.get("com.docker.network.driver.mtu") {
+        Some(m) if !m.is_empty() => Some(m.parse::<u32>().map_err(|_| {
+            anyhow!("network '{name}' has an invalid MTU option '{m}'")
+        })?),
+        _ => None,
+    };
+    let configs = n.ipam.and_then(|i| i.config).unwrap_or_default();
+    let config = configs
+        .into_iter()
+        .find(|c| {
+            c.subnet
+                .as_deref()
+                .is_some_and(|s| s.parse::<Subnet>().is_ok())
+        })
+        .ok_or_else(|| {
+            anyhow!("Docker network '{name}' has no IPv4 subnet; docker-netattach needs one")
+        })?;
+    let subnet: Subnet = config
+        .subnet
+        .as_deref()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| anyhow!("network '{name}': {e}"))?;
+    let gateway = match config.gateway.as_deref() {
+        Some(g) if !g.is_empty() => Some(
+            g.split('/')
+                .next()
+                .unwrap_or_default()
+                .parse::<Ipv4Addr>()
+                .map_err(|_| anyhow!("network '{name}' has an invalid gateway '{g}'"))?,
+        ),
+        _ => None,
+    };
+    let ip_range = match config.ip_range.as_deref() {
+        Some(r) if !r.is_empty() => Some(
+            r.parse::<Subnet>()
+                .map_err(|e| anyhow!("network '{name}' has an invalid IPRange: {e}"))?,
+        ),
+        _ => None,
+    };
+    let aux_addresses = config
+        .auxiliary_addresses
+        .unwrap_or_default()
+        .values()
+        .filter_map(|a| a.split('/').next()?.parse().ok())
+        .collect();
+    let endpoints = n
+        .containers
+        .unwrap_or_default()
+        .values()
+        .filter_map(|e| e.ipv4_address.as_deref()?.split('/').next()?.parse().ok())
+        .collect();
+    Ok(NetworkInfo {
+        id,
+        name,
+        driver,
+        bridge,
+        subnet,
+        gateway,
+        ip_range,
+        aux_addresses,
+        mtu,
+        endpoints,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULT_BRIDGE_2010: &str = r#"{
+        "Name": "bridge", "Id": "8cf35615e703257f7607f3bb654eeabce68aa8945beda5c04c8ad12ad5b291b5",
+        "Scope": "local", "Driver": "bridge", "EnableIPv6": false,
+        "IPAM": {"Driver": "default", "Options": null, "Config": [{"Subnet": "172.17.0.0/16"}]},
+        "Containers": {"abc": {"Name": "n", "EndpointID": "e", "MacAddress": "02:42:ac:11:00:02",
+                                "IPv4Address": "172.17.0.2/16", "IPv6Address": ""}},
+        "Options": {"com.docker.network.bridge.name": "docker0",
+                    "com.docker.network.driver.mtu": "1400"},
+        "Labels": {}
+    }"#;
+
+    #[test]
+    fn default_bridge_of_docker_20_10() {
+        let n: NetworkInspect = serde_json::from_str(DEFAULT_BRIDGE_2010).unwrap();
+        let info = network_info(n, "bridge").unwrap();
+        assert_eq!(info.bridge, "docker0");
+        assert_eq!(info.subnet.to_string(), "172.17.0.0/16");
+        assert_eq!(info.gateway, None);
+        assert_eq!(info.mtu, Some(1400));
+        assert_eq!(info.endpoints, vec![Ipv4Addr::new(172, 17, 0, 2)]);
+    }
+
+    #[test]
+    fn user_defined_network_with_range_gateway_and_aux() {
+        let json = r#"{"Name": "mynet", "Id": "0123456789abcdef0123", "Driver": "bridge",
+            "IPAM": {"Config": [{"Subnet": "fd00::/64"},
+                                {"Subnet": "10.9.0.0/16", "IPRange": "10.9.0.0/24",
+                                 "Gateway": "10.9.0.1", "AuxiliaryAddresses": {"x": "10.9.0.9"}}]},
+            "Options": {}}"#;
+        let info = network_info(serde_json::from_str(json).unwrap(), "mynet").unwrap();
+        assert_eq!(info.bridge, "br-0123456789ab");
+        assert_eq!(info.gateway, Some(Ipv4Addr::new(10, 9, 0, 1)));
+        assert_eq!(info.ip_range.unwrap().to_string(), "10.9.0.0/24");
+        assert_eq!(info.aux_addresses, vec![Ipv4Addr::new(10, 9, 0, 9)]);
+        assert_eq!(info.mtu, None);
+    }
+
+    #[test]
+    fn hostile_network_json_is_an_error_not_a_panic() {
+        for json in [
+            r#"{"Id": "x", "IPAM": {"Config": []}}"#,
+            r#"{"Id": "x", "IPAM": {"Config": [{"Subnet": "10.0.0.0/8", "Gateway": "nope"}]}}"#,
+            r#"{"Id": "x", "IPAM": {"Config": [{"Subnet": "10.0.0.0/8", "IPRange": "1/99"}]}}"#,
+            r#"{"Id": "x", "Options": {"com.docker.network.driver.mtu": "-1"},
+                "IPAM": {"Config": [{"Subnet": "10.0.0.0/8"}]}}"#,
+            r#"{"IPAM": {"Config": [{"Subnet": "10.0.0.0/8"}]}}"#,
+        ] {
+            let n: NetworkInspect = serde_json::from_str(json).unwrap();
+            assert!(network_info(n, "x").is_err(), "{json}");
+        }
+    }
+
+    #[test]
+    fn container_fields() {
+        let json = r#"{"Id": "abc", "Name": "/web", "State": {"Running": true, "Pid": 42},
+                       "HostConfig": {"NetworkMode": "none"}}"#;
+        let c = container_info(serde_json::from_str(json).unwrap(), "web").unwrap();
+        assert_eq!(c.name, "web");
+        assert_eq!(c.pid, 42);
+        assert!(c.running);
+        assert_eq!(c.network_mode, "none");
+        let stopped = r#"{"Id": "abc", "Name": "/web", "State": {"Running": false, "Pid": 0}}"#;
+        assert!(
+            !container_info(serde_json::from_str(stopped).unwrap(), "web")
+                .unwrap()
+                .running
+        );
+    }
+}

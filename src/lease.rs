@@ -1,0 +1,484 @@
+//! Lease store on disk. Side effects: files under the state directory only.
+//!
+//! Layout (all owned by root, directories 0700, files 0600):
+//! ```text
+//! <state>/lock                              flock(2)ed by every command that changes state
+//! <state>/leases/<network-id>/<ip>          one JSON `Lease` per address; its name is the address
+//! <state>/by-container/<container-id>@<network-id>
+//!                                           symlink whose target *text* is the address (an index;
+//!                                           it is read with readlink, never followed)
+//! ```
+//! A lease is created by writing a temporary file and hard-linking it to `<ip>`: `link(2)` fails
+//! with EEXIST when the address is taken, so even without the lock two writers can never hold the
+//! same address, and a reader never sees a half-written record.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/docker-netattach";
+
+/// One attachment: the address it holds and everything needed to undo it later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub container_id: String,
+    pub container_name: String,
+    pub network: String,
+    pub network_id: String,
+    pub bridge: String,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: String,
+    pub host_ifname: String,
+    pub ifname: String,
+    pub netns_name: String,
+    /// Pid whose namespace was attached, and that namespace's identity (st_dev, st_ino of
+    /// /proc/<pid>/ns/net): a later command compares them so that it never acts on another
+    /// process's namespace after the Pid is reused.
+    pub pid: u32,
+    pub netns_dev: u64,
+    pub netns_ino: u64,
+}
+
+/// Proof that the caller holds the store lock; released on drop.
+pub struct StoreLock {
+    _lock: Flock<File>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LeaseStore {
+    root: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InsertError {
+    #[error("{0} is already leased")]
+    Taken(Ipv4Addr),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl LeaseStore {
+    /// Opens (creating when missing) the state directory. Refuses a symlinked or foreign-owned
+    /// or world-writable directory so that nobody can redirect our writes.
+    pub fn open(root: &Path) -> Result<Self> {
+        let store = LeaseStore {
+            root: root.to_path_buf(),
+        };
+        for dir in [root.to_path_buf(), store.root.join("leases"), store.by_container()] {
+            ensure_private_dir(&dir)?;
+        }
+        Ok(store)
+    }
+
+    /// Opens the store for reading without creating anything; `None` when it does not exist.
+    pub fn open_existing(root: &Path) -> Result<Option<Self>> {
+        match fs::symlink_metadata(root) {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(state_err(root, e)),
+            Ok(_) => Self::open(root).map(Some),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Takes the exclusive store lock (blocks while another command holds it).
+    pub fn lock(&self) -> Result<StoreLock> {
+        let path = self.root.join("lock");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| state_err(&path, e))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow!("cannot lock {}: {e}", path.display()))?;
+        Ok(StoreLock { _lock: lock })
+    }
+
+    fn by_container(&self) -> PathBuf {
+        self.root.join("by-container")
+    }
+
+    fn network_dir(&self, network_id: &str) -> Result<PathBuf> {
+        check_component(network_id, "network id")?;
+        Ok(self.root.join("leases").join(network_id))
+    }
+
+    fn index_path(&self, container_id: &str, network_id: &str) -> Result<PathBuf> {
+        check_component(container_id, "container id")?;
+        check_component(network_id, "network id")?;
+        Ok(self.by_container().join(format!("{container_id}@{network_id}")))
+    }
+
+    /// Addresses leased on a network (from file names alone: one readdir, no reads).
+    pub fn taken(&self, network_id: &str) -> Result<BTreeSet<u32>> {
+        let dir = self.network_dir(network_id)?;
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(BTreeSet::new()),
+            Err(e) => return Err(state_err(&dir, e)),
+        };
+        let mut taken = BTreeSet::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| state_err(&dir, e))?;
+            if let Some(ip) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<Ipv4Addr>().ok())
+            {
+                taken.insert(u32::from(ip));
+            }
+        }
+        Ok(taken)
+    }
+
+    /// The lease a container holds on a network, found through the index.
+    pub fn find(&self, container_id: &str, network_id: &str) -> Result<Option<Lease>> {
+        let index = self.index_path(container_id, network_id)?;
+        let target = match fs::read_link(&index) {
+            Ok(t) => t,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(state_err(&index, e)),
+        };
+        let Some(ip) = target.to_str().and_then(|t| t.parse::<Ipv4Addr>().ok()) else {
+            bail!(
+                "index entry {} is corrupt; remove it and run `docker-netattach gc`",
+                index.display()
+            );
+        };
+        let path = self.network_dir(network_id)?.join(ip.to_string());
+        match read_lease(&path)? {
+            Some(lease) if lease.container_id == container_id => Ok(Some(lease)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Records a lease; fails with `Taken` when the address is already leased.
+    pub fn insert(&self, _lock: &StoreLock, lease: &Lease) -> Result<(), InsertError> {
+        let dir = self.network_dir(&lease.network_id)?;
+        ensure_private_dir(&dir)?;
+        let path = dir.join(lease.ip.to_string());
+        let tmp = dir.join(format!(".tmp.{}.{}", lease.ip, std::process::id()));
+        let body = serde_json::to_vec_pretty(lease).context("cannot encode lease")?;
+        let _ = fs::remove_file(&tmp);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(|e| state_err(&tmp, e))?;
+        file.write_all(&body)
+            .and_then(|_| file.write_all(b"\n"))
+            .map_err(|e| state_err(&tmp, e))?;
+        drop(file);
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(InsertError::Taken(lease.ip));
+            }
+            Err(e) => return Err(state_err(&path, e).into()),
+        }
+        let index = self.index_path(&lease.container_id, &lease.network_id)?;
+        let _ = fs::remove_file(&index);
+        if let Err(e) = std::os::unix::fs::symlink(lease.ip.to_string(), &index) {
+            let _ = fs::remove_file(&path);
+            return Err(state_err(&index, e).into());
+        }
+        Ok(())
+    }
+
+    /// Removes a lease and its index entry; already gone is fine.
+    pub fn remove(&self, _lock: &StoreLock, lease: &Lease) -> Result<()> {
+        let index = self.index_path(&lease.container_id, &lease.network_id)?;
+        if fs::read_link(&index).is_ok_and(|t| t.as_os_str() == lease.ip.to_string().as_str()) {
+            remove_if_present(&index)?;
+        }
+        let path = self
+            .network_dir(&lease.network_id)?
+            .join(lease.ip.to_string());
+        if read_lease(&path)?.is_some_and(|l| l.container_id == lease.container_id) {
+            remove_if_present(&path)?;
+        }
+        Ok(())
+    }
+
+    /// Every lease, in address order per network.
+    pub fn all(&self) -> Result<Vec<Lease>> {
+        let leases_dir = self.root.join("leases");
+        let mut out = Vec::new();
+        for net in sorted_entries(&leases_dir)? {
+            for file in sorted_entries(&net)? {
+                let name = file.file_name();
+                let name = name.and_then(|n| n.to_str()).unwrap_or_default();
+                if name.starts_with('.') {
+                    continue;
+                }
+                if let Some(lease) = read_lease(&file)? {
+                    out.push(lease);
+                }
+            }
+        }
+        out.sort_by_key(|l| (l.network.clone(), u32::from(l.ip)));
+        Ok(out)
+    }
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(state_err(dir, e)),
+    };
+    let mut paths = entries
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| state_err(dir, e))?;
+    paths.sort();
+    Ok(paths)
+}
+
+/// Reads one lease file without following symlinks; `None` when it does not exist.
+fn read_lease(path: &Path) -> Result<Option<Lease>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(state_err(path, e)),
+    };
+    let lease = parse_lease(std::io::read_to_string(file).map_err(|e| state_err(path, e))?)
+        .with_context(|| {
+            format!(
+                "lease file {} is corrupt; move it away and run `docker-netattach gc`",
+                path.display()
+            )
+        })?;
+    let expected = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    if lease.ip.to_string() != expected {
+        bail!(
+            "lease file {} records address {} instead of {expected}; move it away and run `docker-netattach gc`",
+            path.display(),
+            lease.ip
+        );
+    }
+    Ok(Some(lease))
+}
+
+/// Parses a lease record (outside input: a file anyone with root could have edited).
+pub fn parse_lease(text: String) -> Result<Lease> {
+    let lease: Lease = serde_json::from_str(&text)?;
+    if lease.prefix_len > 32 {
+        bail!("prefix length {} is larger than 32", lease.prefix_len);
+    }
+    check_component(&lease.container_id, "container id")?;
+    check_component(&lease.network_id, "network id")?;
+    crate::plan::validate_ifname(&lease.host_ifname)?;
+    crate::plan::validate_ifname(&lease.ifname)?;
+    crate::plan::validate_netns_name(&lease.netns_name)?;
+    Ok(lease)
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(state_err(path, e)),
+    }
+}
+
+/// A single, harmless path component.
+fn check_component(s: &str, what: &str) -> Result<()> {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s != "."
+        && s != ".."
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        bail!("{what} '{s}' cannot be used as a file name in the state directory")
+    }
+}
+
+fn ensure_private_dir(dir: &Path) -> Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| state_err(dir, e))?;
+            return Ok(());
+        }
+        Err(e) => return Err(state_err(dir, e)),
+    }
+    let meta = fs::symlink_metadata(dir).map_err(|e| state_err(dir, e))?;
+    if !meta.is_dir() {
+        bail!(
+            "state path {} is not a directory (a symlink or a file); remove it or choose another --state-dir",
+            dir.display()
+        );
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != euid || meta.permissions().mode() & 0o022 != 0 {
+        bail!(
+            "state directory {} must be owned by uid {euid} and not writable by others; fix with `chown {euid} {0} && chmod 700 {0}`",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn state_err(path: &Path, e: std::io::Error) -> anyhow::Error {
+    let hint = match e.kind() {
+        ErrorKind::PermissionDenied => {
+            " (run as root, or point --state-dir / DOCKER_NETATTACH_STATE_DIR at a writable directory)"
+        }
+        _ => "",
+    };
+    anyhow!("state directory: {}: {e}{hint}", path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn lease(cid: &str, ip: &str) -> Lease {
+        Lease {
+            container_id: cid.into(),
+            container_name: format!("name-{cid}"),
+            network: "bridge".into(),
+            network_id: "netid".into(),
+            bridge: "docker0".into(),
+            ip: ip.parse().unwrap(),
+            prefix_len: 16,
+            gateway: "172.17.0.1".parse().unwrap(),
+            mac: "02:42:ac:11:00:02".into(),
+            host_ifname: "vna0123456789ab".into(),
+            ifname: "eth0".into(),
+            netns_name: format!("ns-{cid}"),
+            pid: 1,
+            netns_dev: 4,
+            netns_ino: 4026531840,
+        }
+    }
+
+    fn tmp_store() -> (tempdir::Dir, LeaseStore) {
+        let dir = tempdir::Dir::new();
+        let store = LeaseStore::open(&dir.0.join("state")).unwrap();
+        (dir, store)
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                let p = std::env::temp_dir().join(format!(
+                    "netattach-unit-{}-{}",
+                    std::process::id(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_nanos()
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn insert_find_taken_remove_roundtrip() {
+        let (_d, store) = tmp_store();
+        let lock = store.lock().unwrap();
+        let a = lease("aaa", "172.17.255.254");
+        store.insert(&lock, &a).unwrap();
+        assert_eq!(store.find("aaa", "netid").unwrap(), Some(a.clone()));
+        assert_eq!(store.find("bbb", "netid").unwrap(), None);
+        assert_eq!(
+            store.taken("netid").unwrap(),
+            [u32::from(a.ip)].into_iter().collect()
+        );
+        let mode = fs::metadata(store.root().join("leases/netid/172.17.255.254"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(store.all().unwrap(), vec![a.clone()]);
+        store.remove(&lock, &a).unwrap();
+        store.remove(&lock, &a).unwrap();
+        assert_eq!(store.find("aaa", "netid").unwrap(), None);
+        assert!(store.taken("netid").unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_same_address_is_never_leased_twice() {
+        let (_d, store) = tmp_store();
+        let lock = store.lock().unwrap();
+        store.insert(&lock, &lease("aaa", "10.0.0.5")).unwrap();
+        assert!(matches!(
+            store.insert(&lock, &lease("bbb", "10.0.0.5")),
+            Err(InsertError::Taken(_))
+        ));
+        // The loser's removal must not delete the winner's lease.
+        store.remove(&lock, &lease("bbb", "10.0.0.5")).unwrap();
+        assert!(store.find("aaa", "netid").unwrap().is_some());
+    }
+
+    #[test]
+    fn corrupt_lease_is_a_named_error_but_still_counts_as_taken() {
+        let (_d, store) = tmp_store();
+        let dir = store.root().join("leases/netid");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("10.0.0.9"), "{ truncated").unwrap();
+        let err = format!("{:#}", store.all().unwrap_err());
+        assert!(err.contains("10.0.0.9 is corrupt"), "{err}");
+        assert!(store.taken("netid").unwrap().contains(&u32::from(Ipv4Addr::new(10, 0, 0, 9))));
+    }
+
+    #[test]
+    fn hostile_records_are_refused() {
+        let mut l = lease("aaa", "10.0.0.1");
+        l.netns_name = "../../etc".into();
+        assert!(parse_lease(serde_json::to_string(&l).unwrap()).is_err());
+        let mut l = lease("aaa", "10.0.0.1");
+        l.container_id = "../x".into();
+        assert!(parse_lease(serde_json::to_string(&l).unwrap()).is_err());
+        assert!(parse_lease("[]".into()).is_err());
+    }
+
+    #[test]
+    fn a_symlinked_state_dir_is_refused() {
+        let d = tempdir::Dir::new();
+        std::os::unix::fs::symlink("/tmp", d.0.join("link")).unwrap();
+        let err = LeaseStore::open(&d.0.join("link")).unwrap_err().to_string();
+        assert!(err.contains("not a directory"), "{err}");
+    }
+}

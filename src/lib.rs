@@ -1,0 +1,18 @@
+//! docker-netattach: give a Docker container started with `--network=none` a real interface on
+//! a Docker bridge. See README.md for the user's view; each module's header names its side
+//! effects.
+
+pub mod arp;
+pub mod attach;
+pub mod cli;
+pub mod detach;
+pub mod docker;
+pub mod ipam;
+pub mod lease;
+pub mod link;
+pub mod list;
+pub mod netns;
+pub mod output;
+pub mod plan;
+pub mod privilege;
+pub mod run;

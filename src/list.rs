@@ -1,0 +1,37 @@
+//! `list`: every lease with its status. Reads the state directory and /proc and /sys only:
+//! no Docker call, no netlink.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::lease::{Lease, LeaseStore};
+use crate::netns::{self, NsId};
+
+pub const ATTACHED: &str = "attached";
+pub const STALE: &str = "stale";
+
+pub fn list(state_dir: &Path) -> Result<Vec<(Lease, &'static str)>> {
+    let Some(store) = LeaseStore::open_existing(state_dir)? else {
+        return Ok(vec![]);
+    };
+    Ok(store
+        .all()?
+        .into_iter()
+        .map(|l| {
+            let s = status(&l);
+            (l, s)
+        })
+        .collect())
+}
+
+/// `attached` while the host veth exists and the recorded Pid still has the recorded namespace.
+pub fn status(l: &Lease) -> &'static str {
+    let ns_alive = netns::id_of(&netns::proc_path(l.pid))
+        == Some(NsId {
+            dev: l.netns_dev,
+            ino: l.netns_ino,
+        });
+    let veth = Path::new("/sys/class/net").join(&l.host_ifname).exists();
+    if ns_alive && veth { ATTACHED } else { STALE }
+}

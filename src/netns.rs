@@ -1,0 +1,189 @@
+//! Network namespaces. Side effects: symlinks under /var/run/netns, `setns(2)` on threads this
+//! module creates (never on a caller's or a tokio worker's thread).
+
+use std::fs::{self, File};
+use std::io::ErrorKind;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use nix::sched::{CloneFlags, setns};
+
+pub const NETNS_DIR: &str = "/var/run/netns";
+
+/// Identity of a network namespace: (st_dev, st_ino) of its nsfs inode. Unlike a Pid it is
+/// never reused while anything refers to the namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NsId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// An open network namespace of a process, with its identity.
+pub struct Netns {
+    file: File,
+    pub id: NsId,
+    pub pid: u32,
+}
+
+impl Netns {
+    /// Opens /proc/<pid>/ns/net. Fails with a named error when the process is gone.
+    pub fn of_pid(pid: u32, owner: &str) -> Result<Self> {
+        let path = proc_path(pid);
+        let file = File::open(&path).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => {
+                anyhow!("container '{owner}' exited (Pid {pid} is gone); start it and try again")
+            }
+            ErrorKind::PermissionDenied => anyhow!(
+                "cannot open {}: permission denied; docker-netattach needs root (or CAP_SYS_ADMIN and CAP_NET_ADMIN)",
+                path.display()
+            ),
+            _ => anyhow!("cannot open {}: {e}", path.display()),
+        })?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot stat {}", path.display()))?;
+        Ok(Netns {
+            file,
+            id: NsId {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            },
+            pid,
+        })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+pub fn proc_path(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/ns/net"))
+}
+
+/// Identity of the namespace a path leads to, `None` when it leads nowhere (dead Pid, missing).
+pub fn id_of(path: &Path) -> Option<NsId> {
+    fs::metadata(path).ok().map(|m| NsId {
+        dev: m.dev(),
+        ino: m.ino(),
+    })
+}
+
+pub fn link_path(name: &str) -> PathBuf {
+    Path::new(NETNS_DIR).join(name)
+}
+
+/// Result of making /var/run/netns/<name> point at a namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkOutcome {
+    /// We created the link (undo removes it).
+    Created,
+    /// It already pointed at this namespace (undo leaves it).
+    Existing,
+}
+
+/// Points /var/run/netns/<name> at /proc/<pid>/ns/net so `ip netns exec <name>` works.
+/// Replaces a stale link (dead target); refuses one that leads to another live namespace or
+/// anything that is not a symlink.
+pub fn ensure_link(name: &str, ns: &Netns) -> Result<LinkOutcome> {
+    let path = link_path(name);
+    let target = proc_path(ns.pid);
+    match fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => bail!("cannot inspect {}: {e}", path.display()),
+        Ok(meta) if !meta.file_type().is_symlink() => {
+            if id_of(&path) == Some(ns.id) {
+                return Ok(LinkOutcome::Existing);
+            }
+            bail!(
+                "{} already exists and is not a netns link of this container (created by `ip netns add`?); choose another --netns-name",
+                path.display()
+            );
+        }
+        Ok(_) => match id_of(&path) {
+            Some(id) if id == ns.id => return Ok(LinkOutcome::Existing),
+            Some(_) => bail!(
+                "netns name '{name}' is taken: {} leads to another live namespace; choose another --netns-name or remove the link",
+                path.display()
+            ),
+            None => {
+                tracing::debug!(path = %path.display(), "replacing stale netns link");
+                remove_path(&path)?;
+            }
+        },
+    }
+    create_dir_netns()?;
+    std::os::unix::fs::symlink(&target, &path)
+        .with_context(|| format!("cannot create netns link {}", path.display()))?;
+    Ok(LinkOutcome::Created)
+}
+
+/// Removes /var/run/netns/<name> if it is a symlink that is dangling or leads to `expected`.
+/// Never removes a link to another live namespace or anything that is not a symlink.
+/// Returns whether something was removed.
+pub fn remove_link(name: &str, expected: NsId) -> Result<bool> {
+    let path = link_path(name);
+    match fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => bail!("cannot inspect {}: {e}", path.display()),
+        Ok(meta) if !meta.file_type().is_symlink() => Ok(false),
+        Ok(_) => match id_of(&path) {
+            Some(id) if id != expected => Ok(false),
+            _ => remove_path(&path).map(|_| true),
+        },
+    }
+}
+
+fn remove_path(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow!("cannot remove {}: {e}", path.display())),
+    }
+}
+
+fn create_dir_netns() -> Result<()> {
+    match fs::create_dir(NETNS_DIR) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            let meta = fs::symlink_metadata(NETNS_DIR)?;
+            if !meta.is_dir() {
+                bail!("{NETNS_DIR} is not a directory; remove it");
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            fs::create_dir_all(NETNS_DIR).with_context(|| format!("cannot create {NETNS_DIR}"))
+        }
+        Err(e) => Err(anyhow!("cannot create {NETNS_DIR}: {e}")),
+    }
+}
+
+/// Runs `work` on a new thread that has entered the namespace `fd`; the thread exits when the
+/// work is done, so no other code ever runs in the wrong namespace. `work` typically builds
+/// its own current-thread runtime and netlink socket (a socket belongs to the namespace of the
+/// thread that created it).
+pub fn run_in<T, F>(fd: BorrowedFd<'_>, work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    let owned = fd
+        .try_clone_to_owned()
+        .context("cannot duplicate the namespace fd")?;
+    let handle = std::thread::Builder::new()
+        .name("netns".into())
+        .spawn(move || -> Result<T> {
+            setns(&owned, CloneFlags::CLONE_NEWNET).map_err(|e| {
+                anyhow!("cannot enter the container's network namespace: {e} (needs CAP_SYS_ADMIN)")
+            })?;
+            drop(owned);
+            work()
+        })
+        .context("cannot start the namespace thread")?;
+    handle
+        .join()
+        .map_err(|_| anyhow!("the namespace thread panicked"))?
+}

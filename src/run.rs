@@ -1,0 +1,111 @@
+//! Dispatch of a parsed command line; returns the exit code. Only `main` prints errors.
+
+use anyhow::{Result, anyhow};
+
+use crate::attach::{self, AttachOpts, Outcome};
+use crate::cli::{AttachArgs, Cli, Command, DetachArgs, ListArgs};
+use crate::detach::{self, DetachOpts};
+use crate::lease::Lease;
+use crate::list;
+use crate::output::{self, Record};
+
+pub fn run(cli: Cli) -> Result<i32> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow!("cannot start the async runtime: {e}"))?;
+    let verbose = cli.global.verbose > 0;
+    let state_dir = cli.global.state_dir;
+    match cli.command {
+        Command::Attach(a) => rt.block_on(run_attach(a, &state_dir, verbose)),
+        Command::Detach(d) => rt.block_on(run_detach(d, &state_dir, verbose)),
+        Command::List(l) => run_list(l, &state_dir),
+    }
+}
+
+async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -> Result<i32> {
+    let opts = AttachOpts {
+        container: a.container,
+        network: a.network,
+        ip: a.ip,
+        ifname: a.ifname,
+        netns_name: a.netns_name,
+        dry_run: a.dry_run,
+    };
+    let (outcome, hints) = attach::attach(&opts, state_dir).await?;
+    for h in hints {
+        eprintln!("{h}");
+    }
+    match outcome {
+        Outcome::Planned(plan) => {
+            if a.json {
+                println!("{}", output::to_json(&plan));
+            } else {
+                println!("{plan}");
+            }
+        }
+        Outcome::Attached(lease) | Outcome::Existing(lease) if a.json => {
+            println!("{}", output::to_json(&Record::new(&lease, None)));
+        }
+        Outcome::Attached(lease) => {
+            if verbose {
+                describe("attached", &lease);
+            }
+            println!("{}", lease.ip);
+        }
+        Outcome::Existing(lease) => {
+            eprintln!(
+                "{} is already attached to {} as {} ({} in the container); nothing changed",
+                lease.container_name, lease.network, lease.ip, lease.ifname
+            );
+            println!("{}", lease.ip);
+        }
+    }
+    Ok(0)
+}
+
+fn describe(what: &str, l: &Lease) {
+    eprintln!(
+        "{what} {} to {} ({}): {}/{} via {}, mac {}, host {} <-> {} inside, /var/run/netns/{}",
+        l.container_name,
+        l.network,
+        l.bridge,
+        l.ip,
+        l.prefix_len,
+        l.gateway,
+        l.mac,
+        l.host_ifname,
+        l.ifname,
+        l.netns_name
+    );
+}
+
+async fn run_detach(d: DetachArgs, state_dir: &std::path::Path, verbose: bool) -> Result<i32> {
+    let opts = DetachOpts {
+        container: d.container,
+        network: d.network,
+    };
+    let released = detach::detach(&opts, state_dir).await?;
+    if d.json {
+        let records: Vec<Record> = released.iter().map(|l| Record::new(l, None)).collect();
+        println!("{}", output::to_json(&records));
+    } else if released.is_empty() {
+        eprintln!("'{}' is not attached; nothing to do", opts.container);
+    } else if verbose {
+        for l in &released {
+            describe("detached", l);
+        }
+    }
+    Ok(0)
+}
+
+fn run_list(l: ListArgs, state_dir: &std::path::Path) -> Result<i32> {
+    let rows = list::list(state_dir)?;
+    if l.json {
+        let records: Vec<Record> = rows.iter().map(|(l, s)| Record::new(l, Some(s))).collect();
+        println!("{}", output::to_json(&records));
+    } else {
+        print!("{}", output::table(&rows));
+    }
+    Ok(0)
+}
