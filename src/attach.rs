@@ -63,13 +63,6 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
     let container = container?;
     let network = network?;
     check_container(&container, opts)?;
-    if network.driver != "bridge" {
-        bail!(
-            "network '{}' uses the '{}' driver; docker-netattach supports bridge networks only",
-            network.name,
-            network.driver
-        );
-    }
     let ifname = opts.ifname.as_deref().unwrap_or(DEFAULT_IFNAME).to_string();
     let netns_name = opts
         .netns_name
@@ -181,6 +174,8 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         ifname,
         netns_name,
         pid: container.pid,
+        // A container with Docker networking keeps its own default route.
+        default_route: container.network_mode == "none",
     };
     if opts.dry_run {
         return Ok((Outcome::Planned(plan), hints));
@@ -258,7 +253,12 @@ fn lease_of(p: &AttachPlan, ns: NsId) -> Lease {
     }
 }
 
-async fn replace_stale(rtnl: &Rtnl, store: &LeaseStore, lock: &StoreLock, old: &Lease) -> Result<()> {
+async fn replace_stale(
+    rtnl: &Rtnl,
+    store: &LeaseStore,
+    lock: &StoreLock,
+    old: &Lease,
+) -> Result<()> {
     if let Some(iface) = rtnl.link_by_name(&old.host_ifname).await? {
         if iface.alias.as_deref() == Some(old.container_id.as_str()) {
             rtnl.delete(iface.index).await?;
@@ -276,7 +276,7 @@ async fn replace_stale(rtnl: &Rtnl, store: &LeaseStore, lock: &StoreLock, old: &
 
 /// A completed step and how to take it back.
 enum Undo {
-    Lease(Lease),
+    Lease(Box<Lease>),
     NetnsLink(String, NsId),
     Veth(String),
 }
@@ -320,14 +320,22 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
-    async fn run(&mut self, p: &AttachPlan, lease: &Lease, ns: &Netns, bridge_index: u32) -> Result<()> {
+    async fn run(
+        &mut self,
+        p: &AttachPlan,
+        lease: &Lease,
+        ns: &Netns,
+        bridge_index: u32,
+    ) -> Result<()> {
         self.step = "lease";
         match self.store.insert(self.lock, lease) {
             Ok(()) => {}
-            Err(InsertError::Taken(ip)) => bail!("{ip} was leased by another attach meanwhile; try again"),
+            Err(InsertError::Taken(ip)) => {
+                bail!("{ip} was leased by another attach meanwhile; try again")
+            }
             Err(InsertError::Other(e)) => return Err(e),
         }
-        self.done.push(Undo::Lease(lease.clone()));
+        self.done.push(Undo::Lease(Box::new(lease.clone())));
         self.finished("lease")?;
 
         self.step = "netns-link";
@@ -346,15 +354,26 @@ impl<'a> Txn<'a> {
             mtu: p.mtu,
         };
         let created = self.rtnl.create_veth(&spec, ns.fd()).await;
-        if created.is_ok() || self.rtnl.link_by_name(&p.host_ifname).await.ok().flatten().is_some_and(|i| i.alias.as_deref() == Some(p.container_id.as_str())) {
+        if created.is_ok()
+            || self
+                .rtnl
+                .link_by_name(&p.host_ifname)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|i| i.alias.as_deref() == Some(p.container_id.as_str()))
+        {
             self.done.push(Undo::Veth(p.host_ifname.clone()));
         }
         created?;
         self.finished("veth")?;
 
         self.step = "configure";
-        let (ifname, ip, prefix, gw, mac) = (p.ifname.clone(), p.ip, p.prefix_len, p.gateway, p.mac_bytes());
-        netns::run_in(ns.fd(), move || configure_inside(&ifname, ip, prefix, gw, mac))?;
+        let (ifname, ip, prefix, mac) = (p.ifname.clone(), p.ip, p.prefix_len, p.mac_bytes());
+        let gw = p.default_route.then_some(p.gateway);
+        netns::run_in(ns.fd(), move || {
+            configure_inside(&ifname, ip, prefix, gw, mac)
+        })?;
         self.finished("configure")
     }
 
@@ -390,12 +409,21 @@ impl<'a> Txn<'a> {
                 failed.join("; ")
             )
         };
-        anyhow!("attach failed at step '{}': {cause:#} ({cleanup})", self.step)
+        anyhow!(
+            "attach failed at step '{}': {cause:#} ({cleanup})",
+            self.step
+        )
     }
 }
 
 /// Runs inside the container's namespace on a dedicated thread: its own runtime and socket.
-fn configure_inside(ifname: &str, ip: Ipv4Addr, prefix: u8, gw: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
+fn configure_inside(
+    ifname: &str,
+    ip: Ipv4Addr,
+    prefix: u8,
+    gw: Option<Ipv4Addr>,
+    mac: [u8; 6],
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -406,7 +434,7 @@ fn configure_inside(ifname: &str, ip: Ipv4Addr, prefix: u8, gw: Ipv4Addr, mac: [
             .link_by_name(ifname)
             .await?
             .ok_or_else(|| anyhow!("interface {ifname} vanished from the container"))?;
-        rtnl.configure_inside(iface.index, ip, prefix, Some(gw)).await?;
+        rtnl.configure_inside(iface.index, ip, prefix, gw).await?;
         arp::announce(iface.index, mac, ip)
     })
 }

@@ -150,11 +150,14 @@ mod tests {
     #[test]
     fn subcommands_and_aliases() {
         let cli = Cli::parse_args(["docker-netattach", "ls", "--json"]).unwrap();
-        assert!(matches!(cli.command, Command::List(ListArgs { json: true })));
+        assert!(matches!(
+            cli.command,
+            Command::List(ListArgs { json: true })
+        ));
         let cli = Cli::parse_args(["docker-netattach", "detach", "web", "--network", "n"]).unwrap();
         assert!(matches!(cli.command, Command::Detach(_)));
-        let cli =
-            Cli::parse_args(["docker-netattach", "--state-dir", "/tmp/x", "attach", "web"]).unwrap();
+        let cli = Cli::parse_args(["docker-netattach", "--state-dir", "/tmp/x", "attach", "web"])
+            .unwrap();
         assert_eq!(cli.global.state_dir, PathBuf::from("/tmp/x"));
     }
 

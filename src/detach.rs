@@ -80,7 +80,9 @@ pub fn select<'a>(all: &'a [Lease], arg: &str) -> Result<Vec<&'a Lease>> {
     let mut ids: Vec<&str> = by_prefix.iter().map(|l| l.container_id.as_str()).collect();
     ids.dedup();
     if ids.len() > 1 {
-        bail!("container ID prefix '{arg}' is ambiguous among attached containers; give more characters or the name");
+        bail!(
+            "container ID prefix '{arg}' is ambiguous among attached containers; give more characters or the name"
+        );
     }
     Ok(by_prefix)
 }

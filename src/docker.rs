@@ -115,7 +115,11 @@ impl DockerClient {
     pub async fn container(&self, name: &str) -> Result<ContainerInfo> {
         let mut resp = self.docker.inspect_container(name, None).await;
         if is_too_old(&resp) {
-            resp = self.renegotiate().await?.inspect_container(name, None).await;
+            resp = self
+                .renegotiate()
+                .await?
+                .inspect_container(name, None)
+                .await;
         }
         match resp {
             Ok(c) => container_info(c, name),
@@ -154,12 +158,14 @@ impl DockerClient {
             BollardError::DockerResponseServerError {
                 status_code: 404, ..
             } => anyhow!(NotFound(name.to_string())),
-            BollardError::DockerResponseServerError {
-                status_code: 400,
-                message,
-            } if message.contains("multiple") => anyhow!(
-                "container ID prefix '{name}' is ambiguous (Docker: {message}); give more characters or the container's name"
-            ),
+            // 400 on current engines, 500 on Docker 20.10.
+            BollardError::DockerResponseServerError { message, .. }
+                if message.to_ascii_lowercase().contains("multiple ids") =>
+            {
+                anyhow!(
+                    "container ID prefix '{name}' is ambiguous (Docker: {message}); give more characters or the container's name"
+                )
+            }
             _ => self.request_err(e, &format!("container '{name}'")),
         }
     }
@@ -215,9 +221,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Pure: the parts of `GET /containers/{id}/json` we use.
 pub fn container_info(c: ContainerInspectResponse, asked: &str) -> Result<ContainerInfo> {
-    let id = c
-        .id
-        .ok_or_else(|| anyhow!("Docker returned container '{asked}' without an ID"))?;
+    let id =
+        c.id.ok_or_else(|| anyhow!("Docker returned container '{asked}' without an ID"))?;
     let name = c
         .name
         .map(|n| n.trim_start_matches('/').to_string())
@@ -241,11 +246,15 @@ pub fn container_info(c: ContainerInspectResponse, asked: &str) -> Result<Contai
 
 /// Pure: the parts of `GET /networks/{name}` we use (first IPv4 subnet).
 pub fn network_info(n: NetworkInspect, asked: &str) -> Result<NetworkInfo> {
-    let id = n
-        .id
-        .ok_or_else(|| anyhow!("Docker returned network '{asked}' without an ID"))?;
+    let id =
+        n.id.ok_or_else(|| anyhow!("Docker returned network '{asked}' without an ID"))?;
     let name = n.name.unwrap_or_else(|| asked.to_string());
     let driver = n.driver.unwrap_or_default();
+    if driver != "bridge" {
+        bail!(
+            "network '{name}' uses the '{driver}' driver; docker-netattach supports bridge networks only"
+        );
+    }
     let options: HashMap<String, String> = n.options.unwrap_or_default();
     let bridge = options
         .get("com.docker.network.bridge.name")
@@ -253,9 +262,10 @@ pub fn network_info(n: NetworkInspect, asked: &str) -> Result<NetworkInfo> {
         .cloned()
         .unwrap_or_else(|| format!("br-{}", id.chars().take(12).collect::<String>()));
     let mtu = match options.get("com.docker.network.driver.mtu") {
-        Some(m) if !m.is_empty() => Some(m.parse::<u32>().map_err(|_| {
-            anyhow!("network '{name}' has an invalid MTU option '{m}'")
-        })?),
+        Some(m) if !m.is_empty() => Some(
+            m.parse::<u32>()
+                .map_err(|_| anyhow!("network '{name}' has an invalid MTU option '{m}'"))?,
+        ),
         _ => None,
     };
     let configs = n.ipam.and_then(|i| i.config).unwrap_or_default();
@@ -362,12 +372,13 @@ mod tests {
     #[test]
     fn hostile_network_json_is_an_error_not_a_panic() {
         for json in [
-            r#"{"Id": "x", "IPAM": {"Config": []}}"#,
-            r#"{"Id": "x", "IPAM": {"Config": [{"Subnet": "10.0.0.0/8", "Gateway": "nope"}]}}"#,
-            r#"{"Id": "x", "IPAM": {"Config": [{"Subnet": "10.0.0.0/8", "IPRange": "1/99"}]}}"#,
-            r#"{"Id": "x", "Options": {"com.docker.network.driver.mtu": "-1"},
+            r#"{"Id": "x", "Driver": "bridge", "IPAM": {"Config": []}}"#,
+            r#"{"Id": "x", "Driver": "bridge", "IPAM": {"Config": [{"Subnet": "10.0.0.0/8", "Gateway": "nope"}]}}"#,
+            r#"{"Id": "x", "Driver": "bridge", "IPAM": {"Config": [{"Subnet": "10.0.0.0/8", "IPRange": "1/99"}]}}"#,
+            r#"{"Id": "x", "Driver": "bridge", "Options": {"com.docker.network.driver.mtu": "-1"},
                 "IPAM": {"Config": [{"Subnet": "10.0.0.0/8"}]}}"#,
             r#"{"IPAM": {"Config": [{"Subnet": "10.0.0.0/8"}]}}"#,
+            r#"{"Id": "x", "Driver": "host", "IPAM": {"Config": []}}"#,
         ] {
             let n: NetworkInspect = serde_json::from_str(json).unwrap();
             assert!(network_info(n, "x").is_err(), "{json}");

@@ -209,15 +209,27 @@ mod tests {
         for bad in ["172.17.0.0", "172.17.0.0/33", "x/16", "1.2.3.4/x", "/", ""] {
             assert!(bad.parse::<Subnet>().is_err(), "{bad} parsed");
         }
-        assert!("0.0.0.0/0".parse::<Subnet>().unwrap().contains(ip("8.8.8.8")));
+        assert!(
+            "0.0.0.0/0"
+                .parse::<Subnet>()
+                .unwrap()
+                .contains(ip("8.8.8.8"))
+        );
     }
+
+    /// (subnet, Docker's range, taken, expected address or `Err(())` for exhausted)
+    type Case<'a> = (&'a str, Option<&'a str>, &'a [&'a str], Result<&'a str, ()>);
 
     #[test]
     fn choose_table() {
-        // (subnet, docker range, taken, expected)
-        let cases: &[(&str, Option<&str>, &[&str], Result<&str, ()>)] = &[
+        let cases: &[Case] = &[
             ("172.17.0.0/16", None, &[], Ok("172.17.255.254")),
-            ("172.17.0.0/16", None, &["172.17.255.254"], Ok("172.17.255.253")),
+            (
+                "172.17.0.0/16",
+                None,
+                &["172.17.255.254"],
+                Ok("172.17.255.253"),
+            ),
             (
                 "172.17.0.0/16",
                 None,
@@ -295,8 +307,8 @@ mod tests {
     #[test]
     fn sixty_thousand_leases_still_finds_the_gap() {
         let p = pool("10.1.0.0/16", None);
-        let taken: BTreeSet<u32> = (u32::from(ip("10.1.10.0"))..u32::from(ip("10.1.255.255")))
-            .collect();
+        let taken: BTreeSet<u32> =
+            (u32::from(ip("10.1.10.0"))..u32::from(ip("10.1.255.255"))).collect();
         assert_eq!(p.choose(&taken), Ok(ip("10.1.9.255")));
     }
 }

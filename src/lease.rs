@@ -73,7 +73,11 @@ impl LeaseStore {
         let store = LeaseStore {
             root: root.to_path_buf(),
         };
-        for dir in [root.to_path_buf(), store.root.join("leases"), store.by_container()] {
+        for dir in [
+            root.to_path_buf(),
+            store.root.join("leases"),
+            store.by_container(),
+        ] {
             ensure_private_dir(&dir)?;
         }
         Ok(store)
@@ -121,7 +125,9 @@ impl LeaseStore {
     fn index_path(&self, container_id: &str, network_id: &str) -> Result<PathBuf> {
         check_component(container_id, "container id")?;
         check_component(network_id, "network id")?;
-        Ok(self.by_container().join(format!("{container_id}@{network_id}")))
+        Ok(self
+            .by_container()
+            .join(format!("{container_id}@{network_id}")))
     }
 
     /// Addresses leased on a network (from file names alone: one readdir, no reads).
@@ -272,7 +278,10 @@ fn read_lease(path: &Path) -> Result<Option<Lease>> {
                 path.display()
             )
         })?;
-    let expected = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let expected = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     if lease.ip.to_string() != expected {
         bail!(
             "lease file {} records address {} instead of {expected}; move it away and run `docker-netattach gc`",
@@ -460,7 +469,12 @@ mod tests {
         fs::write(dir.join("10.0.0.9"), "{ truncated").unwrap();
         let err = format!("{:#}", store.all().unwrap_err());
         assert!(err.contains("10.0.0.9 is corrupt"), "{err}");
-        assert!(store.taken("netid").unwrap().contains(&u32::from(Ipv4Addr::new(10, 0, 0, 9))));
+        assert!(
+            store
+                .taken("netid")
+                .unwrap()
+                .contains(&u32::from(Ipv4Addr::new(10, 0, 0, 9)))
+        );
     }
 
     #[test]

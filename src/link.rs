@@ -72,7 +72,9 @@ impl Rtnl {
             .map_err(|e| nl_err(&e, "list addresses"))?
         {
             for attr in msg.attributes {
-                if let AddressAttribute::Local(IpAddr::V4(a)) | AddressAttribute::Address(IpAddr::V4(a)) = attr {
+                if let AddressAttribute::Local(IpAddr::V4(a))
+                | AddressAttribute::Address(IpAddr::V4(a)) = attr
+                {
                     return Ok(Some(a));
                 }
             }
@@ -96,8 +98,12 @@ impl Rtnl {
             .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();
-        self.handle.link().add(msg).execute().await.map_err(|e| {
-            match errno(&e) {
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| match errno(&e) {
                 Some(libc::EEXIST) => anyhow!(
                     "interface {} already exists on the host or {} already exists in the container",
                     spec.host_name,
@@ -109,8 +115,7 @@ impl Rtnl {
                     spec.peer_name
                 ),
                 _ => nl_err(&e, &format!("create veth {}", spec.host_name)),
-            }
-        })?;
+            })?;
         // The kernel ignores IFLA_IFALIAS on creation, so the alias is a second, cheap request.
         let mut alias = LinkMessage::default();
         alias.header.index = 0;
@@ -138,7 +143,7 @@ impl Rtnl {
     }
 
     /// Container side: link and `lo` up, address with the subnet's prefix, default route via
-    /// the gateway.
+    /// the gateway when `gateway` is given and the container has none yet.
     pub async fn configure_inside(
         &self,
         ifindex: u32,
@@ -169,12 +174,14 @@ impl Rtnl {
                 .gateway(gw)
                 .output_interface(ifindex)
                 .build();
-            self.handle.route().add(route).execute().await.map_err(|e| match errno(&e) {
-                Some(libc::EEXIST) => anyhow!(
-                    "the container already has a default route; pass --no-default-route or remove it"
-                ),
-                _ => nl_err(&e, &format!("add default route via {gw}")),
-            })?;
+            match self.handle.route().add(route).execute().await {
+                Ok(()) => {}
+                // Never replace a default route the container already has.
+                Err(e) if errno(&e) == Some(libc::EEXIST) => {
+                    tracing::info!("the container already has a default route; kept it");
+                }
+                Err(e) => return Err(nl_err(&e, &format!("add default route via {gw}"))),
+            }
         }
         Ok(())
     }

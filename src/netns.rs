@@ -63,12 +63,36 @@ pub fn proc_path(pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/ns/net"))
 }
 
-/// Identity of the namespace a path leads to, `None` when it leads nowhere (dead Pid, missing).
+/// Identity of the namespace a path leads to, `None` when it cannot be read.
 pub fn id_of(path: &Path) -> Option<NsId> {
-    fs::metadata(path).ok().map(|m| NsId {
-        dev: m.dev(),
-        ino: m.ino(),
-    })
+    match probe(path) {
+        Target::Live(id) => Some(id),
+        _ => None,
+    }
+}
+
+/// Where a netns path leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// To a live namespace.
+    Live(NsId),
+    /// Nowhere: the process is gone or the path is missing (ENOENT, ESRCH).
+    Dead,
+    /// Somewhere we may not look (EACCES, ...): treated as someone else's, never as dead.
+    Unknown,
+}
+
+pub fn probe(path: &Path) -> Target {
+    match fs::metadata(path) {
+        Ok(m) => Target::Live(NsId {
+            dev: m.dev(),
+            ino: m.ino(),
+        }),
+        Err(e) if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {
+            Target::Dead
+        }
+        Err(_) => Target::Unknown,
+    }
 }
 
 pub fn link_path(name: &str) -> PathBuf {
@@ -102,13 +126,13 @@ pub fn ensure_link(name: &str, ns: &Netns) -> Result<LinkOutcome> {
                 path.display()
             );
         }
-        Ok(_) => match id_of(&path) {
-            Some(id) if id == ns.id => return Ok(LinkOutcome::Existing),
-            Some(_) => bail!(
-                "netns name '{name}' is taken: {} leads to another live namespace; choose another --netns-name or remove the link",
+        Ok(_) => match probe(&path) {
+            Target::Live(id) if id == ns.id => return Ok(LinkOutcome::Existing),
+            Target::Live(_) | Target::Unknown => bail!(
+                "netns name '{name}' is taken: {} leads to another namespace; choose another --netns-name or remove the link",
                 path.display()
             ),
-            None => {
+            Target::Dead => {
                 tracing::debug!(path = %path.display(), "replacing stale netns link");
                 remove_path(&path)?;
             }
@@ -129,9 +153,10 @@ pub fn remove_link(name: &str, expected: NsId) -> Result<bool> {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
         Err(e) => bail!("cannot inspect {}: {e}", path.display()),
         Ok(meta) if !meta.file_type().is_symlink() => Ok(false),
-        Ok(_) => match id_of(&path) {
-            Some(id) if id != expected => Ok(false),
-            _ => remove_path(&path).map(|_| true),
+        Ok(_) => match probe(&path) {
+            Target::Dead => remove_path(&path).map(|_| true),
+            Target::Live(id) if id == expected => remove_path(&path).map(|_| true),
+            Target::Live(_) | Target::Unknown => Ok(false),
         },
     }
 }

@@ -31,6 +31,8 @@ pub struct AttachPlan {
     pub ifname: String,
     pub netns_name: String,
     pub pid: u32,
+    /// Whether the container gets a default route via the gateway.
+    pub default_route: bool,
 }
 
 impl AttachPlan {
@@ -61,7 +63,12 @@ impl fmt::Display for AttachPlan {
             self.mtu
         )?;
         writeln!(f, "address     {}/{}", self.ip, self.prefix_len)?;
-        writeln!(f, "gateway     {}", self.gateway)?;
+        let route = if self.default_route {
+            "default route"
+        } else {
+            "no default route"
+        };
+        writeln!(f, "gateway     {} ({route})", self.gateway)?;
         writeln!(f, "mac         {}", self.mac)?;
         writeln!(
             f,
@@ -115,7 +122,10 @@ pub fn validate_ifname(name: &str) -> Result<()> {
             "interface name '{name}' must be 1 to {IFNAMSIZ_MAX} bytes long; choose a shorter --ifname"
         );
     }
-    if name == "." || name == ".." || name.contains(['/', ':']) || name.contains(char::is_whitespace)
+    if name == "."
+        || name == ".."
+        || name.contains(['/', ':'])
+        || name.contains(char::is_whitespace)
     {
         bail!("interface name '{name}' may not be '.', '..' or contain '/', ':' or spaces");
     }
@@ -193,6 +203,7 @@ mod tests {
             ifname: "eth0".into(),
             netns_name: "web".into(),
             pid: 42,
+            default_route: true,
         };
         let text = p.to_string();
         for want in [
