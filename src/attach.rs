@@ -14,7 +14,7 @@ use crate::lease::{InsertError, Lease, LeaseStore, StoreLock};
 use crate::link::{Rtnl, VethSpec};
 use crate::netns::{self, LinkOutcome, Netns, NsId};
 use crate::plan::{self, AttachPlan};
-use crate::{arp, privilege};
+use crate::privilege;
 
 pub const DEFAULT_IFNAME: &str = "eth0";
 /// Test-only fault injection: make attach fail right after the named step
@@ -62,6 +62,7 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
     );
     let container = container?;
     let network = network?;
+    tracing::debug!(pid = container.pid, network = %network.name, "docker facts");
     check_container(&container, opts)?;
     let ifname = opts.ifname.as_deref().unwrap_or(DEFAULT_IFNAME).to_string();
     let netns_name = opts
@@ -89,6 +90,7 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         })?,
     };
     let mtu = network.mtu.unwrap_or(bridge.mtu);
+    tracing::debug!(%gateway, mtu, "bridge facts");
     let ns = Netns::of_pid(container.pid, &container.name)?;
 
     let mut hints = Vec::new();
@@ -314,6 +316,7 @@ impl<'a> Txn<'a> {
 
     fn finished(&mut self, step: &'static str) -> Result<()> {
         self.step = step;
+        tracing::debug!(step, "done");
         if self.fail_after.as_deref() == Some(step) {
             bail!("injected failure after step '{step}' ({FAIL_AFTER_ENV})");
         }
@@ -369,11 +372,9 @@ impl<'a> Txn<'a> {
         self.finished("veth")?;
 
         self.step = "configure";
-        let (ifname, ip, prefix, mac) = (p.ifname.clone(), p.ip, p.prefix_len, p.mac_bytes());
+        let (ifname, ip, prefix) = (p.ifname.clone(), p.ip, p.prefix_len);
         let gw = p.default_route.then_some(p.gateway);
-        netns::run_in(ns.fd(), move || {
-            configure_inside(&ifname, ip, prefix, gw, mac)
-        })?;
+        netns::run_in(ns.fd(), move || configure_inside(&ifname, ip, prefix, gw))?;
         self.finished("configure")
     }
 
@@ -417,13 +418,7 @@ impl<'a> Txn<'a> {
 }
 
 /// Runs inside the container's namespace on a dedicated thread: its own runtime and socket.
-fn configure_inside(
-    ifname: &str,
-    ip: Ipv4Addr,
-    prefix: u8,
-    gw: Option<Ipv4Addr>,
-    mac: [u8; 6],
-) -> Result<()> {
+fn configure_inside(ifname: &str, ip: Ipv4Addr, prefix: u8, gw: Option<Ipv4Addr>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -434,7 +429,7 @@ fn configure_inside(
             .link_by_name(ifname)
             .await?
             .ok_or_else(|| anyhow!("interface {ifname} vanished from the container"))?;
-        rtnl.configure_inside(iface.index, ip, prefix, gw).await?;
-        arp::announce(iface.index, mac, ip)
+        rtnl.configure_inside(ifname, iface.index, ip, prefix, gw)
+            .await
     })
 }

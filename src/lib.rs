@@ -2,7 +2,6 @@
 //! a Docker bridge. See README.md for the user's view; each module's header names its side
 //! effects.
 
-pub mod arp;
 pub mod attach;
 pub mod cli;
 pub mod detach;

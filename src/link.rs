@@ -142,33 +142,42 @@ impl Rtnl {
         }
     }
 
-    /// Container side: link and `lo` up, address with the subnet's prefix, default route via
-    /// the gateway when `gateway` is given and the container has none yet.
+    /// Container side, in this order: the interface's sysctls (`arp_notify`, and IPv6 off as
+    /// Docker does on an IPv4-only network), its address and `lo` up (concurrently), then the
+    /// interface up — with `arp_notify` set the kernel itself broadcasts the gratuitous ARP
+    /// when the link comes up — and last the default route via `gateway`, if given and the
+    /// container has none yet. Must run on a thread inside the container's namespace.
     pub async fn configure_inside(
         &self,
+        ifname: &str,
         ifindex: u32,
         ip: Ipv4Addr,
         prefix_len: u8,
         gateway: Option<Ipv4Addr>,
     ) -> Result<()> {
+        sysctl(&format!("ipv4/conf/{ifname}/arp_notify"), "1")?;
+        if let Err(e) = sysctl(&format!("ipv6/conf/{ifname}/disable_ipv6"), "1") {
+            tracing::debug!("IPv6 left as is: {e:#}");
+        }
         let lo = LinkUnspec::new_with_index(LOOPBACK_INDEX).up().build();
-        let up = LinkUnspec::new_with_index(ifindex).up().build();
         let add_addr = self
             .handle
             .address()
             .add(ifindex, IpAddr::V4(ip), prefix_len)
             .execute();
-        let (lo_res, up_res, addr_res) = futures::join!(
-            self.handle.link().set(lo).execute(),
-            self.handle.link().set(up).execute(),
-            add_addr
-        );
+        let (lo_res, addr_res) = futures::join!(self.handle.link().set(lo).execute(), add_addr);
         addr_res.map_err(|e| match errno(&e) {
             Some(libc::EEXIST) => anyhow!("address {ip} is already set in the container"),
             _ => nl_err(&e, &format!("add address {ip}/{prefix_len}")),
         })?;
         lo_res.map_err(|e| nl_err(&e, "bring lo up"))?;
-        up_res.map_err(|e| nl_err(&e, "bring the interface up"))?;
+        let up = LinkUnspec::new_with_index(ifindex).up().build();
+        self.handle
+            .link()
+            .set(up)
+            .execute()
+            .await
+            .map_err(|e| nl_err(&e, &format!("bring {ifname} up")))?;
         if let Some(gw) = gateway {
             let route = RouteMessageBuilder::<Ipv4Addr>::new()
                 .gateway(gw)
@@ -185,6 +194,13 @@ impl Rtnl {
         }
         Ok(())
     }
+}
+
+/// Writes /proc/sys/net/<key>. The file belongs to the network namespace of the thread that
+/// opens it, so called from a thread inside a namespace it configures that namespace.
+fn sysctl(key: &str, value: &str) -> Result<()> {
+    let path = format!("/proc/sys/net/{key}");
+    std::fs::write(&path, value).map_err(|e| anyhow!("cannot write {value} to {path}: {e}"))
 }
 
 /// The loopback device is always the first device registered in a network namespace.

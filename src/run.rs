@@ -10,6 +10,7 @@ use crate::list;
 use crate::output::{self, Record};
 
 pub fn run(cli: Cli) -> Result<i32> {
+    tracing::debug!("start");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

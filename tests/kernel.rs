@@ -60,9 +60,25 @@ fn in_ns<T: Send + 'static>(
 fn setup() -> (Ns, Ns) {
     let host = Ns::new("nak-h");
     let ctr = Ns::new("nak-c");
-    host.ip(&["link", "add", "br0", "type", "bridge"]);
+    // An explicit MAC, as Docker gives docker0: otherwise the bridge takes the lowest port MAC,
+    // and each change of it flushes the bridge's neighbour table.
+    host.ip(&[
+        "link",
+        "add",
+        "br0",
+        "address",
+        "02:00:00:00:99:01",
+        "type",
+        "bridge",
+    ]);
     host.ip(&["addr", "add", "10.99.0.1/24", "dev", "br0"]);
     host.ip(&["link", "set", "br0", "up"]);
+    // A neighbour port keeps the bridge's carrier up: an empty bridge flushes its ARP cache.
+    host.ip(&[
+        "link", "add", "keep0", "type", "veth", "peer", "name", "keep1",
+    ]);
+    host.ip(&["link", "set", "keep0", "master", "br0", "up"]);
+    host.ip(&["link", "set", "keep1", "up"]);
     (host, ctr)
 }
 
@@ -90,9 +106,14 @@ fn attach_in(host: &Ns, ctr: &Ns, host_name: &'static str, ip: Ipv4Addr) -> Resu
         Box::pin(async move {
             let rtnl = Rtnl::connect()?;
             let eth0 = rtnl.link_by_name("eth0").await?.expect("eth0");
-            rtnl.configure_inside(eth0.index, ip, 24, Some(Ipv4Addr::new(10, 99, 0, 1)))
-                .await?;
-            docker_netattach::arp::announce(eth0.index, docker_netattach::plan::mac_for(ip), ip)
+            rtnl.configure_inside(
+                "eth0",
+                eth0.index,
+                ip,
+                24,
+                Some(Ipv4Addr::new(10, 99, 0, 1)),
+            )
+            .await
         })
     })
 }
@@ -103,7 +124,59 @@ fn veth_in_one_request_configured_and_reachable_then_deleted() {
         return;
     }
     let (host, ctr) = setup();
+    // A stale neighbour entry for the address, as a previous holder would leave behind.
+    host.ip(&[
+        "neigh",
+        "add",
+        "10.99.0.7",
+        "lladdr",
+        "02:00:00:00:00:01",
+        "dev",
+        "br0",
+        "nud",
+        "stale",
+    ]);
     attach_in(&host, &ctr, "vnatest0", Ipv4Addr::new(10, 99, 0, 7)).unwrap();
+    // The kernel's gratuitous ARP (arp_notify) corrected it without any traffic from the host.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let neigh = host.ip(&["neigh", "show", "10.99.0.7", "dev", "br0"]);
+        if neigh.contains("02:42:0a:63:00:07") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no gratuitous ARP seen: {neigh} / {}",
+            host.ip(&["neigh"])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        ok(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ctr.name,
+                "cat",
+                "/proc/sys/net/ipv4/conf/eth0/arp_notify"
+            ]
+        ),
+        "1"
+    );
+    assert_eq!(
+        ok(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ctr.name,
+                "cat",
+                "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"
+            ]
+        ),
+        "1"
+    );
 
     let link = host.ip(&["-d", "link", "show", "vnatest0"]);
     assert!(link.contains("master br0"), "{link}");
