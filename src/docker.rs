@@ -1,8 +1,10 @@
 //! Docker Engine API adapter (bollard). Side effects: HTTP requests to the engine, read-only.
 //!
-//! Speaks API 1.41 (Docker 20.10) by default, which every engine up to 28.x accepts, so no
-//! version round trip is paid. Docker 29 refuses versions below 1.44; only then do we ask the
-//! engine for its version (`GET /version`) and retry once.
+//! No version round trip on the normal path: the client is pinned to API 1.41 (Docker 20.10),
+//! and bollard 0.21 in fact sends unversioned paths, which every engine serves at its own
+//! current version (Docker 20.10 through 29). Should an engine refuse the version (Docker 29
+//! refuses versions below 1.44 with a 400 "too old"), we ask it for its version (`GET
+//! /version`) and retry once. The fields we read exist in every API version since 1.41.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -52,6 +54,7 @@ pub struct NetworkInfo {
 pub struct DockerClient {
     docker: Docker,
     host: String,
+    timeout: u64,
 }
 
 impl DockerClient {
@@ -75,7 +78,11 @@ impl DockerClient {
             );
         }
         .map_err(|e| unreachable_err(&host, &e))?;
-        Ok(DockerClient { docker, host })
+        Ok(DockerClient {
+            docker,
+            host,
+            timeout,
+        })
     }
 
     pub fn host(&self) -> &str {
@@ -102,7 +109,7 @@ impl DockerClient {
             minor_version: minor,
         };
         tracing::debug!(%api, "engine refused API {}.{}; retrying", current.major_version, current.minor_version);
-        let timeout = DEFAULT_TIMEOUT_SECS;
+        let timeout = self.timeout;
         let docker = if let Some(path) = self.host.strip_prefix("unix://") {
             Docker::connect_with_unix(path, timeout, &server)
         } else {
@@ -331,6 +338,20 @@ pub fn network_info(n: NetworkInspect, asked: &str) -> Result<NetworkInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn too_old_is_recognised() {
+        let refused: Result<(), BollardError> = Err(BollardError::DockerResponseServerError {
+            status_code: 400,
+            message: "client version 1.41 is too old. Minimum supported API version is 1.44, please upgrade your client to a newer version".into(),
+        });
+        assert!(is_too_old(&refused));
+        let other: Result<(), BollardError> = Err(BollardError::DockerResponseServerError {
+            status_code: 400,
+            message: "bad parameter".into(),
+        });
+        assert!(!is_too_old(&other));
+    }
 
     const DEFAULT_BRIDGE_2010: &str = r#"{
         "Name": "bridge", "Id": "8cf35615e703257f7607f3bb654eeabce68aa8945beda5c04c8ad12ad5b291b5",
