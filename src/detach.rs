@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use crate::docker::DockerClient;
 use crate::lease::{Lease, LeaseStore};
 use crate::link::Rtnl;
-use crate::netns::{self, NsId};
+use crate::netns;
 use crate::privilege;
 
 #[derive(Debug, Clone, Default)]
@@ -54,6 +54,11 @@ pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
             Err(e) => errors.push(format!("{}: {e:#}", lease.container_name)),
         }
     }
+    for lease in &released {
+        if let Err(e) = remove_bridge_if_ours_and_empty(&rtnl, &store, &lock, &lease.bridge).await {
+            errors.push(format!("bridge {}: {e:#}", lease.bridge));
+        }
+    }
     if !errors.is_empty() {
         bail!(
             "detach of '{}' left something behind: {}",
@@ -62,6 +67,28 @@ pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
         );
     }
     Ok(released)
+}
+
+/// Deletes a bridge that `attach --bridge` created once no port is left on it.
+async fn remove_bridge_if_ours_and_empty(
+    rtnl: &Rtnl,
+    store: &LeaseStore,
+    lock: &crate::lease::StoreLock,
+    bridge: &str,
+) -> Result<()> {
+    if !store.bridge_marked(bridge) {
+        return Ok(());
+    }
+    let ports = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    if ports > 0 {
+        return Ok(());
+    }
+    if let Some(br) = rtnl.link_by_name(bridge).await? {
+        rtnl.delete(br.index).await?;
+    }
+    store.unmark_bridge(lock, bridge)
 }
 
 /// Leases of the container named by `arg`: exact name, full ID, or a unique ID prefix.
@@ -103,12 +130,13 @@ pub async fn teardown(rtnl: &Rtnl, lease: &Lease) -> Result<()> {
         Ok(None) => {}
         Err(e) => errors.push(format!("{e:#}")),
     }
-    let id = NsId {
-        dev: lease.netns_dev,
-        ino: lease.netns_ino,
-    };
-    if let Err(e) = netns::remove_link(&lease.netns_name, id) {
+    if let Err(e) = netns::remove_link(&lease.netns_name, lease.netns_id()) {
         errors.push(format!("{e:#}"));
+    }
+    if !lease.dns.is_empty() {
+        if let Err(e) = netns::remove_resolv_conf(&lease.netns_name) {
+            errors.push(format!("{e:#}"));
+        }
     }
     if errors.is_empty() {
         Ok(())
@@ -138,6 +166,12 @@ mod tests {
             pid: 1,
             netns_dev: 0,
             netns_ino: 0,
+            netns_path: String::new(),
+            ip6: None,
+            prefix_len6: None,
+            gateway6: None,
+            default_route: true,
+            dns: vec![],
         }
     }
 

@@ -2,6 +2,7 @@
 //! a Docker bridge. See README.md for the user's view; each module's header names its side
 //! effects.
 
+pub mod address;
 pub mod attach;
 pub mod cli;
 pub mod detach;
@@ -15,3 +16,5 @@ pub mod output;
 pub mod plan;
 pub mod privilege;
 pub mod run;
+pub mod target;
+pub mod txn;

@@ -20,11 +20,12 @@ pub struct NsId {
     pub ino: u64,
 }
 
-/// An open network namespace of a process, with its identity.
+/// An open network namespace, with its identity and the path it was opened from (the target
+/// of the /var/run/netns link).
 pub struct Netns {
     file: File,
     pub id: NsId,
-    pub pid: u32,
+    pub source: PathBuf,
 }
 
 impl Netns {
@@ -41,6 +42,34 @@ impl Netns {
             ),
             _ => anyhow!("cannot open {}: {e}", path.display()),
         })?;
+        Self::from_file(file, path)
+    }
+
+    /// Opens a namespace by name (/var/run/netns/NAME) or by path (e.g. /proc/PID/ns/net).
+    pub fn open(name_or_path: &str) -> Result<Self> {
+        let path = if name_or_path.contains('/') {
+            PathBuf::from(name_or_path)
+        } else {
+            crate::plan::validate_netns_name(name_or_path)?;
+            link_path(name_or_path)
+        };
+        let file = File::open(&path).map_err(|e| {
+            anyhow!(
+                "cannot open network namespace {}: {e}; create it with `ip netns add` or give a path like /proc/PID/ns/net",
+                path.display()
+            )
+        })?;
+        let ns = Self::from_file(file, path)?;
+        // nsfs files all live on one device; anything else is not a namespace.
+        if let Some(own) = id_of(Path::new("/proc/self/ns/net")) {
+            if own.dev != ns.id.dev {
+                bail!("{} is not a network namespace", ns.source.display());
+            }
+        }
+        Ok(ns)
+    }
+
+    fn from_file(file: File, path: PathBuf) -> Result<Self> {
         let meta = file
             .metadata()
             .with_context(|| format!("cannot stat {}", path.display()))?;
@@ -50,7 +79,7 @@ impl Netns {
                 dev: meta.dev(),
                 ino: meta.ino(),
             },
-            pid,
+            source: path,
         })
     }
 
@@ -108,12 +137,13 @@ pub enum LinkOutcome {
     Existing,
 }
 
-/// Points /var/run/netns/<name> at /proc/<pid>/ns/net so `ip netns exec <name>` works.
+/// Points /var/run/netns/<name> at the namespace's source (/proc/<pid>/ns/net for a
+/// container) so `ip netns exec <name>` works.
 /// Replaces a stale link (dead target); refuses one that leads to another live namespace or
 /// anything that is not a symlink.
 pub fn ensure_link(name: &str, ns: &Netns) -> Result<LinkOutcome> {
     let path = link_path(name);
-    let target = proc_path(ns.pid);
+    let target = &ns.source;
     match fs::symlink_metadata(&path) {
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => bail!("cannot inspect {}: {e}", path.display()),
@@ -139,7 +169,7 @@ pub fn ensure_link(name: &str, ns: &Netns) -> Result<LinkOutcome> {
         },
     }
     create_dir_netns()?;
-    std::os::unix::fs::symlink(&target, &path)
+    std::os::unix::fs::symlink(target, &path)
         .with_context(|| format!("cannot create netns link {}", path.display()))?;
     Ok(LinkOutcome::Created)
 }
@@ -184,6 +214,36 @@ fn create_dir_netns() -> Result<()> {
         }
         Err(e) => Err(anyhow!("cannot create {NETNS_DIR}: {e}")),
     }
+}
+
+/// Where `ip netns exec <name>` finds the namespace's resolv.conf.
+pub fn resolv_conf_path(name: &str) -> PathBuf {
+    Path::new("/etc/netns").join(name).join("resolv.conf")
+}
+
+/// Writes /etc/netns/<name>/resolv.conf (bind-mounted over /etc/resolv.conf by `ip netns exec`).
+pub fn write_resolv_conf(name: &str, servers: &[std::net::IpAddr]) -> Result<()> {
+    let path = resolv_conf_path(name);
+    let dir = path.parent().unwrap_or(Path::new("/etc/netns"));
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let body: String = servers
+        .iter()
+        .map(|s| format!("nameserver {s}\n"))
+        .collect();
+    let tmp = dir.join(".resolv.conf.tmp");
+    fs::write(&tmp, format!("# written by docker-netattach\n{body}"))
+        .and_then(|()| fs::rename(&tmp, &path))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Removes what `write_resolv_conf` wrote (and the directory when it is empty then).
+pub fn remove_resolv_conf(name: &str) -> Result<()> {
+    let path = resolv_conf_path(name);
+    remove_path(&path)?;
+    if let Some(dir) = path.parent() {
+        let _ = fs::remove_dir(dir);
+    }
+    Ok(())
 }
 
 /// Runs `work` on a new thread that has entered the namespace `fd`; the thread exits when the

@@ -26,11 +26,22 @@ pub fn run(cli: Cli) -> Result<i32> {
 
 async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -> Result<i32> {
     let opts = AttachOpts {
-        container: a.container,
+        container: a.container.unwrap_or_default(),
+        netns: a.netns,
         network: a.network,
+        bridge: a.bridge,
+        subnet: a.subnet,
+        gateway: a.gateway,
         ip: a.ip,
+        ip6: a.ip6,
         ifname: a.ifname,
         netns_name: a.netns_name,
+        default_route: match (a.default_route, a.no_default_route) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        dns: a.dns,
         dry_run: a.dry_run,
     };
     let (outcome, hints) = attach::attach(&opts, state_dir).await?;
@@ -41,6 +52,8 @@ async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -
         Outcome::Planned(plan) => {
             if a.json {
                 println!("{}", output::to_json(&plan));
+            } else if a.explain {
+                println!("{plan}\n\n# the same with ip(8):\n{}", plan.explain());
             } else {
                 println!("{plan}");
             }

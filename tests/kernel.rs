@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 
 use anyhow::Result;
 use common::{need_root, ok, run, unique};
-use docker_netattach::link::{Rtnl, VethSpec};
+use docker_netattach::link::{Inside, Rtnl, VethSpec};
 use docker_netattach::netns;
 
 /// A named namespace made with `ip netns add`, deleted on drop.
@@ -106,13 +106,14 @@ fn attach_in(host: &Ns, ctr: &Ns, host_name: &'static str, ip: Ipv4Addr) -> Resu
         Box::pin(async move {
             let rtnl = Rtnl::connect()?;
             let eth0 = rtnl.link_by_name("eth0").await?.expect("eth0");
-            rtnl.configure_inside(
-                "eth0",
-                eth0.index,
-                ip,
-                24,
-                Some(Ipv4Addr::new(10, 99, 0, 1)),
-            )
+            rtnl.configure_inside(&Inside {
+                ifname: "eth0",
+                ifindex: eth0.index,
+                v4: (ip, 24),
+                v6: None,
+                gateway4: Some(Ipv4Addr::new(10, 99, 0, 1)),
+                gateway6: None,
+            })
             .await
         })
     })
