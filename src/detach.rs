@@ -45,10 +45,14 @@ pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
     let rtnl = Rtnl::connect()?;
     let mut errors = Vec::new();
     let mut released = Vec::new();
-    for lease in chosen {
-        match teardown(&rtnl, lease).await {
+    for lease in &chosen {
+        // Another attachment of the same namespace keeps the netns link (and resolv.conf).
+        let shared = all.iter().any(|o| {
+            o.netns_name == lease.netns_name && !chosen.iter().any(|c| std::ptr::eq(*c, o))
+        });
+        match teardown(&rtnl, lease, shared).await {
             Ok(()) => match store.remove(&lock, lease) {
-                Ok(()) => released.push(lease.clone()),
+                Ok(()) => released.push((*lease).clone()),
                 Err(e) => errors.push(format!("{e:#}")),
             },
             Err(e) => errors.push(format!("{}: {e:#}", lease.container_name)),
@@ -114,8 +118,9 @@ pub fn select<'a>(all: &'a [Lease], arg: &str) -> Result<Vec<&'a Lease>> {
     Ok(by_prefix)
 }
 
-/// Removes the host veth (its peer goes with it) and the netns link of one lease.
-pub async fn teardown(rtnl: &Rtnl, lease: &Lease) -> Result<()> {
+/// Removes the host veth (its peer goes with it) and, unless `shared` with another attachment,
+/// the netns link and resolv.conf of one lease.
+pub async fn teardown(rtnl: &Rtnl, lease: &Lease, shared: bool) -> Result<()> {
     let mut errors = Vec::new();
     match rtnl.link_by_name(&lease.host_ifname).await {
         Ok(Some(iface)) if iface.alias.as_deref() == Some(lease.container_id.as_str()) => {
@@ -130,10 +135,12 @@ pub async fn teardown(rtnl: &Rtnl, lease: &Lease) -> Result<()> {
         Ok(None) => {}
         Err(e) => errors.push(format!("{e:#}")),
     }
-    if let Err(e) = netns::remove_link(&lease.netns_name, lease.netns_id()) {
-        errors.push(format!("{e:#}"));
+    if !shared {
+        if let Err(e) = netns::remove_link(&lease.netns_name, lease.netns_id()) {
+            errors.push(format!("{e:#}"));
+        }
     }
-    if !lease.dns.is_empty() {
+    if !shared && !lease.dns.is_empty() {
         if let Err(e) = netns::remove_resolv_conf(&lease.netns_name) {
             errors.push(format!("{e:#}"));
         }

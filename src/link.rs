@@ -139,6 +139,10 @@ impl Rtnl {
             }
             tracing::debug!("IPv6 left as is: {e:#}");
         }
+        if cfg.v6.is_some() {
+            // No duplicate address detection on the link-local address either.
+            sysctl(&format!("ipv6/conf/{ifname}/accept_dad"), "0")?;
+        }
         let lo = LinkUnspec::new_with_index(LOOPBACK_INDEX).up().build();
         let (ip, len) = cfg.v4;
         let add_v4 = self

@@ -99,6 +99,12 @@ impl AttachPlan {
             self.ifname,
             u8::from(self.ip6.is_none())
         ));
+        if self.ip6.is_some() {
+            out.push(format!(
+                "{x} sysctl -qw net.ipv6.conf.{}.accept_dad=0",
+                self.ifname
+            ));
+        }
         out.push(format!(
             "ip -n {ns} addr add {}/{} dev {}",
             self.ip, self.prefix_len, self.ifname

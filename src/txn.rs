@@ -55,7 +55,7 @@ pub async fn replace_stale(
     lock: &StoreLock,
     old: &Lease,
 ) -> Result<()> {
-    crate::detach::teardown(rtnl, old).await?;
+    crate::detach::teardown(rtnl, old, false).await?;
     store.remove(lock, old)
 }
 
