@@ -47,7 +47,11 @@ fn every_sh_block_of_how_it_works_runs() {
     let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/how-it-works.md");
     let text = std::fs::read_to_string(&doc).unwrap();
     let scripts = blocks(&text, "sh");
-    assert!(scripts.len() >= 4, "expected the walkthrough blocks, found {}", scripts.len());
+    assert!(
+        scripts.len() >= 4,
+        "expected the walkthrough blocks, found {}",
+        scripts.len()
+    );
     let state = StateDir::new();
     let bin = bin_dir();
     let n = std::process::id() % 200 + 20;
@@ -64,12 +68,16 @@ fn every_sh_block_of_how_it_works_runs() {
     ];
     let mut script = String::from("set -euo pipefail\nset -x\n");
     script.push_str(
-        "cleanup() { docker rm -f \"$C\" >/dev/null 2>&1; docker network rm \"$NET\" >/dev/null 2>&1; ip netns del \"$NS\" 2>/dev/null; ip link del \"$BR\" 2>/dev/null; rm -f \"/var/run/netns/$C\"; true; }\ntrap cleanup EXIT\n",
+        "cleanup() { set +e; docker rm -f \"$C\" >/dev/null 2>&1; docker network rm \"$NET\" >/dev/null 2>&1; ip netns del \"$NS\" 2>/dev/null; ip link del \"$BR\" 2>/dev/null; rm -f \"/var/run/netns/$C\"; }\ntrap cleanup EXIT\n",
     );
     for s in &scripts {
         script.push_str(s);
     }
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut cmd = Command::new("bash");
     cmd.arg("-c")
         .arg(&script)
@@ -97,8 +105,17 @@ fn the_explained_ip_commands_attach_for_real() {
     let _neighbour = Container::bridged("na-doc-nb");
     let web = Container::none("na-doc-ip");
     let tool = Tool::new();
-    let out = tool.ok(&["attach", &web.name, "--dry-run", "--explain", "--ip", "172.17.254.77"]);
-    let (_, commands) = out.split_once("# the same with ip(8):\n").expect("explain section");
+    let out = tool.ok(&[
+        "attach",
+        &web.name,
+        "--dry-run",
+        "--explain",
+        "--ip",
+        "172.17.254.77",
+    ]);
+    let (_, commands) = out
+        .split_once("# the same with ip(8):\n")
+        .expect("explain section");
     let host_if = commands
         .split_whitespace()
         .skip_while(|w| *w != "add")
@@ -114,10 +131,17 @@ fn the_explained_ip_commands_attach_for_real() {
     }
     let _undo = Undo(host_if, web.name.clone());
     let script = format!("set -euo pipefail\n{commands}");
-    let o = Command::new("bash").arg("-c").arg(&script).output().unwrap();
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{script}\n{}", stderr(&o));
     let answer = first_answer("172.17.254.77", Duration::from_secs(3));
-    assert!(answer.is_some(), "the explained commands did not make a reachable container");
+    assert!(
+        answer.is_some(),
+        "the explained commands did not make a reachable container"
+    );
 }
 
 #[test]
