@@ -4,7 +4,7 @@
 use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -231,7 +231,20 @@ pub fn write_resolv_conf(name: &str, servers: &[std::net::IpAddr]) -> Result<()>
         .map(|s| format!("nameserver {s}\n"))
         .collect();
     let tmp = dir.join(".resolv.conf.tmp");
-    fs::write(&tmp, format!("# written by docker-netattach\n{body}"))
+    let _ = fs::remove_file(&tmp);
+    // O_EXCL|O_NOFOLLOW: never write through a planted link; rename replaces a link itself.
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .and_then(|mut f| {
+            std::io::Write::write_all(
+                &mut f,
+                format!("# written by docker-netattach\n{body}").as_bytes(),
+            )
+        })
         .and_then(|()| fs::rename(&tmp, &path))
         .with_context(|| format!("cannot write {}", path.display()))
 }
