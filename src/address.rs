@@ -173,6 +173,8 @@ mod tests {
             v6,
             mtu: None,
             endpoints: vec![],
+            icc: true,
+            masquerade: true,
         }
     }
 

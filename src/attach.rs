@@ -283,6 +283,8 @@ fn plain_bridge(name: &str, subnet: Subnet, gateway: Option<Ipv4Addr>) -> Result
         v6: vec![],
         mtu: None,
         endpoints: vec![],
+        icc: true,
+        masquerade: false,
     })
 }
 

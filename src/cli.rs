@@ -68,6 +68,19 @@ pub enum Command {
     /// List attachments.
     #[command(visible_alias = "ls")]
     List(ListArgs),
+    /// Check the host and print what will bite; exits 1 when something is wrong.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Docker networks to check besides those with leases [default: bridge].
+    #[arg(long = "network", value_name = "NAME", default_values_t = vec!["bridge".to_string()])]
+    pub networks: Vec<String>,
+
+    /// Print the findings as a JSON array.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

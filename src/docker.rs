@@ -63,6 +63,10 @@ pub struct NetworkInfo {
     pub mtu: Option<u32>,
     /// Addresses of Docker's own endpoints on this network (both families).
     pub endpoints: Vec<IpAddr>,
+    /// Inter-container communication allowed (`enable_icc`, default true).
+    pub icc: bool,
+    /// Outbound NAT set up by Docker (`enable_ip_masquerade`, default true).
+    pub masquerade: bool,
 }
 
 pub struct DockerClient {
@@ -354,6 +358,7 @@ pub fn network_info(n: NetworkInspect, asked: &str) -> Result<NetworkInfo> {
         .flat_map(|e| [e.ipv4_address.as_deref(), e.ipv6_address.as_deref()])
         .filter_map(|a| a?.split('/').next()?.parse().ok())
         .collect();
+    let flag = |key: &str| options.get(key).is_none_or(|v| v != "false");
     Ok(NetworkInfo {
         id,
         name,
@@ -362,6 +367,8 @@ pub fn network_info(n: NetworkInspect, asked: &str) -> Result<NetworkInfo> {
         v6,
         mtu,
         endpoints,
+        icc: flag("com.docker.network.bridge.enable_icc"),
+        masquerade: flag("com.docker.network.bridge.enable_ip_masquerade"),
     })
 }
 

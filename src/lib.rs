@@ -7,6 +7,7 @@ pub mod attach;
 pub mod cli;
 pub mod detach;
 pub mod docker;
+pub mod doctor;
 pub mod ipam;
 pub mod lease;
 pub mod link;

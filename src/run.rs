@@ -3,8 +3,9 @@
 use anyhow::{Result, anyhow};
 
 use crate::attach::{self, AttachOpts, Outcome};
-use crate::cli::{AttachArgs, Cli, Command, DetachArgs, ListArgs};
+use crate::cli::{AttachArgs, Cli, Command, DetachArgs, DoctorArgs, ListArgs};
 use crate::detach::{self, DetachOpts};
+use crate::doctor;
 use crate::lease::Lease;
 use crate::list;
 use crate::output::{self, Record};
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Attach(a) => rt.block_on(run_attach(a, &state_dir, verbose)),
         Command::Detach(d) => rt.block_on(run_detach(d, &state_dir, verbose)),
         Command::List(l) => run_list(l, &state_dir),
+        Command::Doctor(d) => rt.block_on(run_doctor(d, &state_dir)),
     }
 }
 
@@ -122,4 +124,15 @@ fn run_list(l: ListArgs, state_dir: &std::path::Path) -> Result<i32> {
         print!("{}", output::table(&rows));
     }
     Ok(0)
+}
+
+async fn run_doctor(d: DoctorArgs, state_dir: &std::path::Path) -> Result<i32> {
+    let checks = doctor::doctor(&d.networks, state_dir).await?;
+    if d.json {
+        println!("{}", output::to_json(&checks));
+    } else {
+        print!("{}", doctor::text(&checks));
+    }
+    let failed = checks.iter().any(|c| c.status == doctor::Status::Fail);
+    Ok(i32::from(failed))
 }
