@@ -65,6 +65,7 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
     }
     let rtnl = Rtnl::connect()?;
     let (target, mut network) = facts(opts).await?;
+    tracing::debug!(target = %target.name, network = %network.name, "docker facts");
     let netns_name = match (&opts.netns_name, target.is_container) {
         (Some(n), _) => n.clone(),
         (None, _) => target.name.clone(),
@@ -90,6 +91,7 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
     };
     let gw4 = address::gateways(&network.v4, &bridge_addrs);
     let gw6 = address::gateways(&network.v6, &bridge_addrs);
+    tracing::debug!(bridge = %network.bridge, "bridge facts");
     let mtu = network
         .mtu
         .or(bridge.as_ref().map(|b: &Iface| b.mtu))
@@ -114,6 +116,7 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         }
         None => (None, vec![]),
     };
+    tracing::debug!(existing = existing.is_some(), others = others.len(), "leases");
     let ifname = match (&opts.ifname, &existing) {
         (Some(i), _) => i.clone(),
         (None, Some(l)) => l.ifname.clone(),
