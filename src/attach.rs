@@ -116,7 +116,11 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         }
         None => (None, vec![]),
     };
-    tracing::debug!(existing = existing.is_some(), others = others.len(), "leases");
+    tracing::debug!(
+        existing = existing.is_some(),
+        others = others.len(),
+        "leases"
+    );
     let ifname = match (&opts.ifname, &existing) {
         (Some(i), _) => i.clone(),
         (None, Some(l)) => l.ifname.clone(),
