@@ -16,6 +16,8 @@ use crate::target::Target;
 /// Test-only fault injection: make attach fail right after the named step
 /// (`lease`, `bridge`, `netns-link`, `veth`, `configure`, `dns`).
 pub const FAIL_AFTER_ENV: &str = "DOCKER_NETATTACH_FAIL_AFTER";
+/// Test-only: pause 1.5 s after the named step (to kill things in the middle of an attach).
+pub const PAUSE_AFTER_ENV: &str = "DOCKER_NETATTACH_PAUSE_AFTER";
 
 pub fn lease_of(p: &AttachPlan, target: &Target) -> Lease {
     Lease {
@@ -76,6 +78,7 @@ pub async fn run(
         done: Vec::new(),
         step: "start",
         fail_after: std::env::var(FAIL_AFTER_ENV).ok(),
+        pause_after: std::env::var(PAUSE_AFTER_ENV).ok(),
     };
     match txn.steps(plan, lease, ns, bridge_index).await {
         Ok(()) => Ok(()),
@@ -111,12 +114,16 @@ struct Txn<'a> {
     done: Vec<Undo>,
     step: &'static str,
     fail_after: Option<String>,
+    pause_after: Option<String>,
 }
 
 impl Txn<'_> {
     fn finished(&mut self, step: &'static str) -> Result<()> {
         self.step = step;
         tracing::debug!(step, "done");
+        if self.pause_after.as_deref() == Some(step) {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+        }
         if self.fail_after.as_deref() == Some(step) {
             bail!("injected failure after step '{step}' ({FAIL_AFTER_ENV})");
         }
@@ -209,7 +216,20 @@ impl Txn<'_> {
             netns::write_resolv_conf(&p.netns_name, &p.dns)?;
             self.done.push(Undo::Dns(p.netns_name.clone()));
         }
-        self.finished("dns")
+        self.finished("dns")?;
+
+        // The namespace we configured must still be the one its source leads to: a container
+        // that exited meanwhile (we held its namespace open, so the work "succeeded" in a
+        // namespace that dies with us) is rolled back, not recorded.
+        self.step = "verify";
+        if netns::id_of(&ns.source) != Some(ns.id) {
+            bail!(
+                "'{}' exited during the attach ({} no longer leads to the namespace that was configured); start it and attach again",
+                p.container_name,
+                ns.source.display()
+            );
+        }
+        Ok(())
     }
 
     async fn rollback(self, cause: anyhow::Error) -> anyhow::Error {
