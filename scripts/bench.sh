@@ -470,6 +470,30 @@ for k in $(seq 1 "$SCALE"); do
     rec drain tool detach "$k" $((SCALE - k)) "$(us "$t0" "$EPOCHREALTIME")"
 done
 
+# The same fill and drain with the minimal ip form, as the kernel's own curve (back-to-back
+# `ip link del` is the floor for a loop of detaches).
+log "scale: the same with the minimal ip form (kernel control)"
+for k in $(seq 1 "$SCALE"); do
+    ln -s "/proc/$(pid_of "${SN[$k]}")/ns/net" "/var/run/netns/$IFP-s$k"
+done
+for k in $(seq 1 "$SCALE"); do
+    a="172.17.$((102 + k / 250)).$((k % 250 + 2))"
+    t0=$EPOCHREALTIME
+    ip link add "${IFP}s$k" mtu "$MTU" type veth peer name eth0 mtu "$MTU" netns "$IFP-s$k" &&
+        ip link set "${IFP}s$k" master "$BRIDGE" up &&
+        ip -n "$IFP-s$k" -batch - <<<"addr add $a/$PREFIXLEN dev eth0
+link set eth0 up
+link set lo up
+route add default via $GW" || die "minimal ip attach of ${SN[$k]} failed"
+    rec fill ipmin attach "$k" $((k - 1)) "$(us "$t0" "$EPOCHREALTIME")"
+done
+for k in $(seq 1 "$SCALE"); do
+    t0=$EPOCHREALTIME
+    ip link del "${IFP}s$k" || die "ip link del ${IFP}s$k failed"
+    rec drain ipmin detach "$k" $((SCALE - k)) "$(us "$t0" "$EPOCHREALTIME")"
+done
+rm -f /var/run/netns/"$IFP"-s*
+
 # --- 5. concurrency --------------------------------------------------------------------------
 conc() { # op
     local op="$1" j

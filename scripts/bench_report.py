@@ -389,7 +389,8 @@ def phase_table(paths, marker, phases, title):
             runs.append(mk)
     if not runs:
         return ""
-    out = [f"{title} (median of {len(runs)} runs, ms):", "", "| phase | ms | share |", "|---|---:|---:|"]
+    out = [f"{title} (median of {len(runs)} runs per phase, ms; medians need not add up to the total):", "",
+           "| phase | ms | share |", "|---|---:|---:|"]
     total = quantile([(r["end"] - r["exec"]) * 1000 for r in runs], 0.5)
     for label, a, b in phases:
         v = quantile([(r[b] - r[a]) * 1000 for r in runs], 0.5)
@@ -520,18 +521,24 @@ def build(res, svg_path):
     w(f"| `docker-netattach ls` over {scale} leases | | {f1(ls['median'])} (p90 {f1(ls['p90'])}) | |")
     w(f"| `docker-netattach ls --json` over {scale} leases | | {f1(lsj['median'])} (p90 {f1(lsj['p90'])}) | |")
     w("")
-    fill = sorted((r["attached"], r["us"]) for r in rows if r["phase"] == "fill")
-    drain = sorted((r["attached"], r["us"]) for r in rows if r["phase"] == "drain")
+    fill = sorted((r["attached"], r["us"]) for r in rows if r["phase"] == "fill" and r["method"] == "tool")
+    drain = sorted((r["attached"], r["us"]) for r in rows if r["phase"] == "drain" and r["method"] == "tool")
+    ifill = sorted((r["attached"], r["us"]) for r in rows if r["phase"] == "fill" and r["method"] == "ipmin")
+    idrain = sorted((r["attached"], r["us"]) for r in rows if r["phase"] == "drain" and r["method"] == "ipmin")
     if fill:
         step = max(1, scale // 8)
-        w(f"Attaching the {scale} containers one after the other (median per band of already attached):")
+        bands = range(0, scale, step)
+        w(f"Attaching the {scale} containers one after the other, then detaching them one after the other "
+          f"(back to back, no pause), with the tool and then with the minimal `ip` form (median ms per band "
+          f"of containers already attached):")
         w("")
-        w("| already attached | " + " | ".join(f"{a}–{min(a + step - 1, scale - 1)}" for a in range(0, scale, step)) + " |")
-        w("|---|" + "---:|" * len(range(0, scale, step)))
-        w("| attach ms | " + " | ".join(
-            f1(stats([u for k, u in fill if a <= k < a + step])["median"]) for a in range(0, scale, step)) + " |")
-        w("| detach ms (draining) | " + " | ".join(
-            f1(stats([u for k, u in drain if a <= k < a + step])["median"]) for a in range(0, scale, step)) + " |")
+        w("| already attached | " + " | ".join(f"{a}–{min(a + step - 1, scale - 1)}" for a in bands) + " |")
+        w("|---|" + "---:|" * len(bands))
+        for label, series in (("docker-netattach attach", fill), ("docker-netattach detach", drain),
+                              ("minimal `ip` attach", ifill), ("`ip link del`", idrain)):
+            if series:
+                w(f"| {label} | " + " | ".join(
+                    f1(stats([u for k, u in series if a <= k < a + step])["median"]) for a in bands) + " |")
         w("")
     results.update(scale0=s0["median"], scaleS=sS["median"], ls=ls["median"],
                    ctrl0=c0["median"], ctrlS=cS["median"])
@@ -613,7 +620,8 @@ def build(res, svg_path):
         w("- files opened: " + "; ".join(
             f"`{short_path(p, '')}`{'' if ok else ' (ENOENT)'}" for p, ok in first["opens"]))
         if first["listings"]:
-            w("- directories listed: " + "; ".join(f"`{short_path(p, '')}`" for p in first["listings"]))
+            dirs = list(dict.fromkeys(first["listings"]))
+            w("- directories listed (getdents64 until empty): " + "; ".join(f"`{short_path(p, '')}`" for p in dirs))
         w("")
         results["traces"] = traces
 
@@ -708,13 +716,13 @@ def build(res, svg_path):
     w("")
 
     if svg_path:
-        plot(res, rows, methods, att, det, fill, drain, s0, scale, svg_path)
+        plot(res, rows, methods, att, det, fill, drain, ifill, s0, scale, svg_path)
         w(f"![per-method latency and attach latency against containers already attached]({os.path.basename(svg_path)})")
         w("")
     return "\n".join(md), results
 
 
-def plot(res, rows, methods, att, det, fill, drain, s0, scale, svg_path):
+def plot(res, rows, methods, att, det, fill, drain, ifill, s0, scale, svg_path):
     if not shutil.which("gnuplot"):
         print("bench_report: gnuplot not found; no plot", file=sys.stderr)
         return
@@ -736,6 +744,11 @@ def plot(res, rows, methods, att, det, fill, drain, s0, scale, svg_path):
     with open(os.path.join(tmp, "drain.dat"), "w") as f:
         for k, u in drain:
             f.write(f"{k} {u / 1000:.3f}\n")
+    with open(os.path.join(tmp, "ifillmed.dat"), "w") as f:
+        half = 10
+        for i in range(len(ifill)):
+            window = [u for _, u in ifill[max(0, i - half): i + half + 1]]
+            f.write(f"{ifill[i][0]} {quantile(window, 0.5) / 1000:.3f}\n")
     gp = f"""
 set terminal svg size 960,900 dynamic enhanced font 'Helvetica,12' background rgb 'white'
 set output '{svg_path}'
@@ -752,7 +765,7 @@ set key top left
 set xtics scale 0 font ',11'
 plot '{tmp}/methods.dat' using 2:3:4:xtic(1) title 'attach' lc rgb '#2b6cb0', \\
      '' using 5:6:7 title 'detach' lc rgb '#dd6b20'
-set title 'docker-netattach: wall time vs containers already attached'
+set title 'Wall time vs containers already attached (one after the other)'
 set xlabel 'containers already attached'
 set ylabel 'ms'
 unset style
@@ -764,6 +777,7 @@ set xtics auto font ',11'
 plot '{tmp}/fill.dat' using 1:2 with points pt 7 ps 0.4 lc rgb '#90cdf4' title 'attach (each call)', \\
      '{tmp}/fillmed.dat' using 1:2 with lines lw 2 lc rgb '#2b6cb0' title 'attach (running median of 21)', \\
      '{tmp}/drain.dat' using 1:2 with points pt 6 ps 0.4 lc rgb '#dd6b20' title 'detach (each call, while draining)', \\
+     '{tmp}/ifillmed.dat' using 1:2 with lines lw 2 lc rgb '#718096' title 'minimal ip attach (running median of 21)', \\
      {s0['median']:.3f} with lines dt 2 lc rgb '#2b6cb0' title 'attach median, 0 attached', \\
      {s0['median'] * TARGETS['scale_ratio']:.3f} with lines dt 3 lc rgb '#c53030' title '1.25 × that (target)'
 unset multiplot
