@@ -25,6 +25,10 @@
 # the full run also rewrites the generated part of docs/benchmarks.md and docs/bench-latency.svg
 # (--docs / --no-docs to force either way).
 #
+# Options: --quick; -n N (containers per method); --scale M; --concurrency C; --stale-samples K
+# (random-MAC reused-address samples, each may stall up to --stale-limit S seconds, default 30);
+# --out DIR; --docs / --no-docs; --no-cni; --no-ipam (skip cargo bench); --no-install.
+#
 # Needs root, Docker, iproute2, curl, python3. Installs (apt-get, unless --no-install or
 # BENCH_NO_INSTALL=1) what is missing of: containernetworking-plugins, gnuplot-nox, strace.
 # Environment: BIN (use this binary, skip `cargo build --release`), NETATTACH_TEST_IMAGE.
@@ -48,6 +52,7 @@ fi
 INSTALL=1
 [ "${BENCH_NO_INSTALL:-0}" = 1 ] && INSTALL=0
 USE_CNI=1
+IPAM=1
 STALE_LIMIT=30
 OUT=""
 ARGS_TEXT="$*"
@@ -64,6 +69,7 @@ while [ $# -gt 0 ]; do
         --no-docs) DOCS=0 ;;
         --no-cni) USE_CNI=0 ;;
         --no-install) INSTALL=0 ;;
+        --no-ipam) IPAM=0 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bench: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -537,7 +543,9 @@ left="$("$BIN" ls --json | python3 -c 'import json,sys; print(len(json.load(sys.
 [ "$left" = 0 ] || die "$left leases left after the concurrent detaches"
 
 # --- 6. allocator (pure) -------------------------------------------------------------------------
-if command -v cargo >/dev/null; then
+if [ "$IPAM" = 0 ]; then
+    log "allocator benchmark skipped (--no-ipam)"
+elif command -v cargo >/dev/null; then
     log "allocator: cargo bench --bench ipam"
     (cd "$REPO" && cargo bench --quiet --bench ipam 2>/dev/null) | tee "$RES/ipam.txt" >&2 ||
         log "warning: the allocator benchmark reported a miss"
@@ -549,7 +557,7 @@ fi
 {
     echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "command=scripts/bench.sh${ARGS_TEXT:+ $ARGS_TEXT}"
-    echo "git=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "git=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
     echo "kernel=$(uname -r)"
     echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') x $(nproc)"
     echo "mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"

@@ -488,7 +488,8 @@ def build(res, svg_path):
             r0 = rs[-1]
             neigh = f"{r0['neigh_before']} → {r0['neigh_after']}"
             macs = f"{r0['mac_a']} / {r0['mac_b']}" if case != "fresh" else r0["mac_b"]
-            w(f"| {LABEL[m]} | {case} | {shown} | {med_s} | {neigh} | {macs} |")
+            case_label = {"after-random-mac": "reused, previous holder had a random MAC"}.get(case, case)
+            w(f"| {LABEL[m]} | {case_label} | {shown} | {med_s} | {neigh} | {macs} |")
             results[f"ttfa_{m}_{case}"] = (vals, numeric)
         warm = [int(r["us"]) for r in ttfa if r["method"] == "curl"]
         w("")
