@@ -128,6 +128,20 @@ impl Rtnl {
             .map_err(|e| nl_err(&e, &format!("set the alias of {}", spec.host_name)))
     }
 
+    /// Every interface of this namespace (one dump request); `gc` scans it for our host veths.
+    pub async fn links(&self) -> Result<Vec<Iface>> {
+        let mut stream = self.handle.link().get().execute();
+        let mut out = Vec::new();
+        while let Some(msg) = stream
+            .try_next()
+            .await
+            .map_err(|e| nl_err(&e, "list interfaces"))?
+        {
+            out.push(iface(msg));
+        }
+        Ok(out)
+    }
+
     /// Deletes an interface; `Ok(false)` when it was already gone.
     pub async fn delete(&self, index: u32) -> Result<bool> {
         match self.handle.link().del(index).execute().await {

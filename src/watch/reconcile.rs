@@ -1,0 +1,129 @@
+//! Bringing the host in line with Docker: the full reconcile (start-up, reconnect, resync) and
+//! the per-container cleanups behind the `die` and `destroy` events. Side effects: those of
+//! `gc` and `attach` (through the dispatcher), netns links and leases of the state directory.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+
+use super::engine::Engine;
+use super::labels::{self, Job};
+use super::{Dispatcher, Shared, block_on_fresh, on_thread};
+use crate::lease::{Lease, LeaseStore};
+use crate::link::Rtnl;
+use crate::netns::{self, NsId};
+use crate::{detach, gc};
+
+/// Collects what belongs to containers that went away while nobody was watching, then queues
+/// an attach for every labelled running container (a no-op for those already attached; the
+/// same address again for those restarted meanwhile).
+pub async fn reconcile(
+    shared: &Arc<Shared>,
+    dispatcher: &Dispatcher,
+    engine: &Engine,
+) -> Result<()> {
+    if let Some(problem) = shared.host_problem() {
+        bail!("{problem}");
+    }
+    let dir = shared.state_dir.clone();
+    let removed = on_thread("netattach-gc", move || {
+        block_on_fresh(async move { gc::gc(&dir, false).await })?
+    })
+    .await?;
+    for r in &removed {
+        tracing::info!(
+            container = %if r.container_name.is_empty() { &r.container_id } else { &r.container_name },
+            "reconcile removed {} {}: {}",
+            r.kind,
+            r.object,
+            r.reason
+        );
+    }
+    let running = engine.labelled(&shared.label_prefix).await?;
+    tracing::debug!(count = running.len(), "labelled running containers");
+    for c in running {
+        let job = match labels::wanted(&c.labels, &shared.label_prefix) {
+            None => continue,
+            Some(Ok(wanted)) => Job::Attach {
+                id: c.id,
+                name: c.name,
+                wanted,
+                event_ns: None,
+            },
+            Some(Err(e)) => Job::BadLabels {
+                id: c.id,
+                name: c.name,
+                error: format!("{e:#}"),
+            },
+        };
+        dispatcher.dispatch(shared, job);
+    }
+    Ok(())
+}
+
+/// After `die`: removes the netns links of the container's leases that no longer lead to a live
+/// namespace of it. The leases stay (the next start gets the same address). Returns how many
+/// links were removed.
+pub fn forget_netns(state_dir: &Path, container_id: &str) -> Result<usize> {
+    let Some(store) = LeaseStore::open_existing(state_dir)? else {
+        return Ok(0);
+    };
+    let mine: Vec<Lease> = store
+        .all()?
+        .into_iter()
+        .filter(|l| l.container_id == container_id)
+        .collect();
+    if mine.is_empty() {
+        return Ok(0);
+    }
+    // Under the lock, so that a concurrent attach replacing the link is never undone.
+    let _lock = store.lock()?;
+    let mut removed = 0;
+    for l in mine {
+        let recorded = NsId {
+            dev: l.netns_dev,
+            ino: l.netns_ino,
+        };
+        if netns::id_of(&netns::proc_path(l.pid)) == Some(recorded) {
+            continue; // still alive (a `die` replayed after a restart): nothing to do
+        }
+        if netns::remove_link(&l.netns_name, recorded)? {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// After `destroy`: tears down and releases every lease of the container. Unlike `detach`, it
+/// never asks Docker (the container is gone) and does nothing for containers without a lease.
+pub async fn release(state_dir: &Path, container_id: &str) -> Result<Vec<Lease>> {
+    let Some(store) = LeaseStore::open_existing(state_dir)? else {
+        return Ok(vec![]);
+    };
+    if !store.all()?.iter().any(|l| l.container_id == container_id) {
+        return Ok(vec![]);
+    }
+    let lock = store.lock()?;
+    let mine: Vec<Lease> = store
+        .all()?
+        .into_iter()
+        .filter(|l| l.container_id == container_id)
+        .collect();
+    let rtnl = Rtnl::connect()?;
+    let mut errors = Vec::new();
+    let mut released = Vec::new();
+    for l in mine {
+        match detach::teardown(&rtnl, &l).await {
+            Ok(()) => match store.remove(&lock, &l) {
+                Ok(()) => released.push(l),
+                Err(e) => errors.push(format!("{e:#}")),
+            },
+            Err(e) => errors.push(format!("{}: {e:#}", l.ip)),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
+    }
+    Ok(released)
+}
