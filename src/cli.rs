@@ -30,6 +30,11 @@ impl Cli {
     {
         let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
         let args = crate::plugin::strip_plugin_arg(args);
+        if args.len() == 2 && args[1] == crate::plugin::METADATA_COMMAND {
+            let mut cli = Cli::try_parse_from([args[0].clone(), "list".into()])?;
+            cli.command = Command::PluginMetadata;
+            return Ok(cli);
+        }
         match Cli::try_parse_from(&args) {
             Err(e)
                 if args.len() > 1
@@ -78,8 +83,9 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff), or write one page per command with --out-dir.
     Man(ManArgs),
-    /// Answer the docker CLI's plugin discovery (JSON metadata).
-    #[command(name = "docker-cli-plugin-metadata", hide = true)]
+    /// The docker CLI's plugin discovery (`docker-cli-plugin-metadata`): recognised by
+    /// [`Cli::parse_args`] before clap, so it shows in no help, completion or man page.
+    #[command(skip)]
     PluginMetadata,
 }
 

@@ -20,11 +20,13 @@ const INIT_NETNS: &str = "/proc/1/ns/net";
 /// Where the process does its network work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
-    /// It already shares the namespace of PID 1, or PID 1 cannot be inspected (the host's,
-    /// unless PID 1 is the container's own init: [`check_bridge`] catches that case).
+    /// It already shares the namespace of PID 1 (the host's, unless PID 1 is the container's
+    /// own init: [`check_bridge`] catches that case).
     Same,
     /// It entered PID 1's namespace through /proc/1/ns/net.
     Entered,
+    /// PID 1's namespace cannot be inspected (ptrace access denied), so it stays where it is.
+    Unknown,
 }
 
 /// Makes the calling thread (and every thread it creates later) work in PID 1's namespace.
@@ -35,7 +37,7 @@ pub fn enter() -> Result<Placement> {
     // capabilities): then nothing can be compared, and the bridge check decides.
     let Some(init) = netns::id_of(Path::new(INIT_NETNS)) else {
         tracing::debug!("cannot read {INIT_NETNS}; assuming this is the host network namespace");
-        return Ok(Placement::Same);
+        return Ok(Placement::Unknown);
     };
     if own == init {
         return Ok(Placement::Same);
@@ -51,16 +53,26 @@ pub fn enter() -> Result<Placement> {
 
 /// The sentence to show when the bridge of Docker's default network is not visible: the
 /// process is in some container's namespace, not the host's.
-pub fn not_host_reason(bridge: &str) -> String {
+pub fn not_host_reason(bridge: &str, placement: Placement) -> String {
+    let how = match placement {
+        Placement::Unknown => format!(
+            "and it may not inspect {INIT_NETNS} to enter the host's (in a container that takes --pid=host plus --cap-add SYS_PTRACE and --security-opt apparmor=unconfined)"
+        ),
+        _ => format!("and {INIT_NETNS} is not the host's either (no --pid=host?)"),
+    };
     format!(
-        "bridge {bridge} is not visible: this process is not in the host network namespace; run it with --network=host, or with --pid=host so that it can enter {INIT_NETNS}"
+        "bridge {bridge} is not visible: this process is not in the host network namespace, {how}; run it with --network=host"
     )
 }
 
 /// Fails with [`not_host_reason`] unless `bridge` exists in this namespace.
-pub async fn check_bridge(rtnl: &crate::link::Rtnl, bridge: &str) -> Result<()> {
+pub async fn check_bridge(
+    rtnl: &crate::link::Rtnl,
+    bridge: &str,
+    placement: Placement,
+) -> Result<()> {
     if rtnl.link_by_name(bridge).await?.is_none() {
-        bail!("{}", not_host_reason(bridge));
+        bail!("{}", not_host_reason(bridge, placement));
     }
     Ok(())
 }

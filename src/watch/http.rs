@@ -31,7 +31,7 @@ use crate::output::{self, Record};
 pub const MAX_HEAD: usize = 8 * 1024;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-pub const MAX_CONNECTIONS: usize = 64;
+pub const MAX_CONNECTIONS: usize = 512;
 /// A readiness answer is reused for this long, so a flood of probes costs Docker nothing.
 const READY_CACHE: Duration = Duration::from_secs(1);
 const CHECK_LIMIT: Duration = Duration::from_secs(2);
@@ -191,9 +191,29 @@ async fn handle(
         },
     };
     let bytes = resp.encode(head_only);
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+    let written = tokio::time::timeout(WRITE_TIMEOUT, async {
         stream.write_all(&bytes).await?;
         stream.shutdown().await
+    })
+    .await;
+    if matches!(written, Ok(Ok(()))) {
+        linger(&mut stream).await;
+    }
+}
+
+/// Reads and drops what the client still sends (a refused oversized head, a body) for a short,
+/// bounded while before closing: closing with unread input makes the kernel send a reset, which
+/// can destroy the answer before the client reads it.
+async fn linger(stream: &mut TcpStream) {
+    let mut sink = [0u8; 4096];
+    let mut left: usize = 64 * 1024;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
     })
     .await;
 }

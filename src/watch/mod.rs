@@ -160,7 +160,7 @@ async fn daemon(
         Ok(Placement::Entered) => {
             tracing::info!("working in the host network namespace through /proc/1/ns/net")
         }
-        Ok(Placement::Same) => {}
+        Ok(Placement::Same | Placement::Unknown) => {}
         Err(e) => {
             tracing::error!("{e:#}; serving the HTTP endpoints only");
             shared.set_host_problem(Some(format!("{e:#}")));
@@ -222,8 +222,8 @@ async fn daemon(
             api = %engine.api_version,
             "connected to Docker"
         );
-        if placement.is_ok() {
-            check_host(&shared, &engine).await;
+        if let Ok(p) = &placement {
+            check_host(&shared, &engine, *p).await;
         }
         // Events from one second back: what happens while the reconcile runs is not missed
         // (a replayed event is harmless: every job is idempotent).
@@ -264,9 +264,9 @@ async fn daemon(
 }
 
 /// Refuses to work (readiness says why) when the default bridge is not visible here.
-async fn check_host(shared: &Shared, engine: &Engine) {
+async fn check_host(shared: &Shared, engine: &Engine, placement: Placement) {
     match engine.default_bridge().await {
-        Ok(Some(bridge)) => match hostns::check_bridge(&shared.rtnl, &bridge).await {
+        Ok(Some(bridge)) => match hostns::check_bridge(&shared.rtnl, &bridge, placement).await {
             Ok(()) => shared.set_host_problem(None),
             Err(e) => {
                 tracing::error!("{e:#}; not attaching anything");

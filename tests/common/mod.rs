@@ -154,7 +154,10 @@ impl Tool {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().expect("run docker-netattach")
+        self.cmd()
+            .args(args)
+            .output()
+            .expect("run docker-netattach")
     }
 
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -198,11 +201,7 @@ impl Tool {
         std::fs::read_dir(&leases)
             .map(|nets| {
                 nets.flatten()
-                    .map(|n| {
-                        std::fs::read_dir(n.path())
-                            .map(|f| f.count())
-                            .unwrap_or(0)
-                    })
+                    .map(|n| std::fs::read_dir(n.path()).map(|f| f.count()).unwrap_or(0))
                     .sum()
             })
             .unwrap_or(0)
@@ -247,7 +246,12 @@ impl Container {
     pub fn docker_ip(&self) -> String {
         ok(
             "docker",
-            &["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &self.name],
+            &[
+                "inspect",
+                "-f",
+                "{{.NetworkSettings.IPAddress}}",
+                &self.name,
+            ],
         )
     }
 
