@@ -328,3 +328,65 @@ fn bad_labels_are_reported_and_do_not_stop_the_others() {
     assert!(lease_of(&tool, &taken.name).is_none());
     assert!(d.alive());
 }
+
+/// Removes /var/run/netns/<name> on drop.
+struct NetnsLinkGuard(String);
+
+impl Drop for NetnsLinkGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!("/var/run/netns/{}", self.0));
+    }
+}
+
+#[test]
+fn labels_choose_interface_and_netns_names() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let d = Daemon::start(&tool, &[]);
+    let ip = test_ip();
+    let link = NetnsLinkGuard(common::unique("na-t-ns"));
+    let c = Container::run(
+        "na-t-names",
+        &[
+            "--network=none",
+            "--label",
+            &d.label("network", "bridge"),
+            "--label",
+            &d.label("ip", &ip),
+            "--label",
+            &d.label("ifname", "eth7"),
+            "--label",
+            &d.label("netns-name", &link.0),
+        ],
+        &[],
+    );
+    assert!(
+        wait_until(SHORT, || attached(&tool, &c.name)),
+        "{}",
+        d.log()
+    );
+    assert!(answers(&ip));
+    assert_eq!(ifaces_inside(c.pid()), ["eth7", "lo"]);
+    assert!(netns_link_exists(&link.0));
+    assert!(!netns_link_exists(&c.name));
+    let inside = ok(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &link.0,
+            "cat",
+            "/sys/class/net/eth7/address",
+        ],
+    );
+    assert_eq!(inside, support::mac_of(&ip));
+    ok("docker", &["rm", "-f", &c.name]);
+    assert!(
+        wait_until(SHORT, || !netns_link_exists(&link.0)
+            && lease_of(&tool, &c.name).is_none()),
+        "{}",
+        d.log()
+    );
+}

@@ -39,6 +39,8 @@ use metrics::Metrics;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A connection that lasted this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(10);
 /// How often the daemon pings Docker while the event stream is quiet (a stream can hang
 /// without ever reporting an error).
 const HEALTH_PERIOD: Duration = Duration::from_secs(5);
@@ -210,7 +212,7 @@ async fn daemon(
                 continue;
             }
         };
-        backoff = FIRST_BACKOFF;
+        let connected_at = tokio::time::Instant::now();
         logged_down = false;
         if was_connected {
             shared.metrics.reconnect();
@@ -260,6 +262,17 @@ async fn daemon(
         };
         tracing::warn!("{why}; reconnecting");
         shared.docker_down(why);
+        // A connection that broke at once (an engine that accepts and then fails the stream)
+        // backs off like a refused one; one that lived a while reconnects at once.
+        if connected_at.elapsed() < STABLE {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = &mut shutdown => return Ok(0),
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        } else {
+            backoff = FIRST_BACKOFF;
+        }
     }
 }
 

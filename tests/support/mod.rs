@@ -315,3 +315,10 @@ pub fn docker(args: &[&str]) -> std::process::Output {
         .output()
         .expect("docker CLI")
 }
+
+/// Docker's classic MAC for an address (`02:42:` + the four bytes), as the tool sets it.
+pub fn mac_of(ip: &str) -> String {
+    let a: Ipv4Addr = ip.parse().unwrap();
+    let o = a.octets();
+    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+}
