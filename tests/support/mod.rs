@@ -101,7 +101,16 @@ impl Daemon {
         let addr = format!("127.0.0.1:{port}");
         let log = std::env::temp_dir().join(format!("{prefix}.log"));
         let logf = std::fs::File::create(&log).expect("daemon log");
-        let mut cmd = tool.cmd();
+        // NETATTACH_DAEMON_BIN runs another build as the daemon (e.g. the static release one,
+        // for latency figures); the attach/list commands of the test stay on the test build.
+        let mut cmd = match std::env::var("NETATTACH_DAEMON_BIN") {
+            Ok(bin) if !bin.is_empty() => {
+                let mut c = Command::new(bin);
+                c.env("DOCKER_NETATTACH_STATE_DIR", tool.state.path());
+                c
+            }
+            _ => tool.cmd(),
+        };
         cmd.args(["watch", "--listen", &addr, "--label-prefix", &prefix, "-v"])
             .env("RUST_LOG", "docker_netattach=debug")
             .stdin(Stdio::null())
