@@ -162,6 +162,8 @@ fn daemon_started_later_picks_up_running_containers_and_cleans_up() {
     ok("docker", &["rm", "-f", &gone.name]);
     assert!(lease_of(&tool, &gone.name).is_some());
 
+    // Past the daemon's event replay window (one second back): only the reconcile can do it.
+    std::thread::sleep(Duration::from_millis(2500));
     let d = Daemon::start_with_prefix(&tool, &prefix, &[]);
     assert!(
         wait_until(SHORT, || attached(&tool, &a.name)
@@ -389,4 +391,57 @@ fn labels_choose_interface_and_netns_names() {
         "{}",
         d.log()
     );
+}
+
+#[test]
+fn a_corrupt_lease_does_not_stop_the_reconcile_from_attaching() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let net_id = ok("docker", &["network", "inspect", "-f", "{{.Id}}", "bridge"]);
+    let dir = tool.state.path().join("leases").join(&net_id);
+    std::fs::create_dir_all(&dir).unwrap();
+    for d in [
+        tool.state.path().to_path_buf(),
+        tool.state.path().join("leases"),
+        dir.clone(),
+    ] {
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    }
+    let junk_ip = test_ip();
+    std::fs::write(dir.join(&junk_ip), "{ truncated").unwrap();
+
+    let prefix = common::unique("nat").replace('-', "");
+    let ip = test_ip();
+    let _c = Container::run(
+        "na-t-corrupt",
+        &[
+            "--network=none",
+            "--label",
+            &format!("{prefix}.network=bridge"),
+            "--label",
+            &format!("{prefix}.ip={ip}"),
+        ],
+        &[],
+    );
+    // Past the daemon's event replay window (one second back): only the reconcile can do it.
+    std::thread::sleep(Duration::from_millis(2500));
+    let d = Daemon::start_with_prefix(&tool, &prefix, &[]);
+    assert!(
+        answers(&ip),
+        "not attached despite the reconcile:\n{}",
+        d.log()
+    );
+    assert!(
+        wait_until(SHORT, || d
+            .metric("netattach_reconciles_total{result=\"error\"}")
+            >= 1.0),
+        "{}",
+        d.log()
+    );
+    assert!(d.log().contains("is corrupt"), "{}", d.log());
+    // The corrupt record is reported, not removed (a person decides).
+    assert!(dir.join(&junk_ip).exists());
+    assert_eq!(d.get("/attachments").0, 500);
 }

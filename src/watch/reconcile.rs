@@ -27,18 +27,25 @@ pub async fn reconcile(
         bail!("{problem}");
     }
     let dir = shared.state_dir.clone();
-    let removed = on_thread("netattach-gc", move || {
+    let collected = on_thread("netattach-gc", move || {
         block_on_fresh(async move { gc::gc(&dir, false).await })?
     })
-    .await?;
-    for r in &removed {
-        tracing::info!(
-            container = %if r.container_name.is_empty() { &r.container_id } else { &r.container_name },
-            "reconcile removed {} {}: {}",
-            r.kind,
-            r.object,
-            r.reason
-        );
+    .await;
+    match &collected {
+        Ok(removed) => {
+            for r in removed {
+                tracing::info!(
+                    container = %if r.container_name.is_empty() { &r.container_id } else { &r.container_name },
+                    "reconcile removed {} {}: {}",
+                    r.kind,
+                    r.object,
+                    r.reason
+                );
+            }
+        }
+        // A cleanup that fails (a corrupt lease file, say) must not keep the labelled
+        // containers from being attached: go on, and report the failure at the end.
+        Err(e) => tracing::error!("reconcile: cleanup failed: {e:#}"),
     }
     let running = engine.labelled(&shared.label_prefix).await?;
     tracing::debug!(count = running.len(), "labelled running containers");
@@ -59,7 +66,7 @@ pub async fn reconcile(
         };
         dispatcher.dispatch(shared, job);
     }
-    Ok(())
+    collected.map(|_| ())
 }
 
 /// After `die`: removes the netns links of the container's leases that no longer lead to a live
