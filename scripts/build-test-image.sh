@@ -173,6 +173,7 @@ http {
 
     server {
         listen 80 default_server;
+        listen [::]:80 default_server;
         server_name _;
         root /var/www/html;
         index index.html;

@@ -1,33 +1,42 @@
-//! `attach`: orchestration as a transaction. Gathers facts (Docker, bridge, namespace, leases),
-//! plans, then executes step by step, recording an undo for each step; on any failure the undos
-//! run in reverse and the error says what failed and whether cleanup succeeded.
+//! `attach`: gathers the facts (Docker, bridge, namespace, leases), decides the whole plan, then
+//! hands it to the transaction in `txn.rs`.
 
-use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use anyhow::{Result, anyhow, bail};
 
-use crate::docker::{ContainerInfo, DockerClient, NetworkInfo};
-use crate::ipam::{IpamError, Pool};
-use crate::lease::{InsertError, Lease, LeaseStore, StoreLock};
-use crate::link::{Rtnl, VethSpec};
-use crate::netns::{self, LinkOutcome, Netns, NsId};
+use crate::address::{self, Choice};
+use crate::docker::{DockerClient, NetworkInfo, SubnetConfig};
+use crate::ipam::Subnet;
+use crate::lease::{Lease, LeaseStore, Taken};
+use crate::link::{Iface, Rtnl};
 use crate::plan::{self, AttachPlan};
-use crate::{arp, privilege};
+use crate::target::Target;
+use crate::{privilege, txn};
 
 pub const DEFAULT_IFNAME: &str = "eth0";
-/// Test-only fault injection: make attach fail right after the named step
-/// (`lease`, `netns-link`, `veth`, `configure`).
-pub const FAIL_AFTER_ENV: &str = "DOCKER_NETATTACH_FAIL_AFTER";
+pub use crate::txn::FAIL_AFTER_ENV;
 
 #[derive(Debug, Clone, Default)]
 pub struct AttachOpts {
+    /// Container name, ID or unique ID prefix (empty with `netns`).
     pub container: String,
+    /// Attach this namespace (name under /var/run/netns, or a path) instead of a container.
+    pub netns: Option<String>,
+    /// Docker network (ignored with `bridge`).
     pub network: String,
+    /// A Linux bridge outside Docker, with its subnet and optional gateway.
+    pub bridge: Option<String>,
+    pub subnet: Option<Subnet>,
+    pub gateway: Option<Ipv4Addr>,
     pub ip: Option<Ipv4Addr>,
+    pub ip6: Option<Ipv6Addr>,
     pub ifname: Option<String>,
     pub netns_name: Option<String>,
+    /// `Some(true)` --default-route, `Some(false)` --no-default-route, `None`: first one only.
+    pub default_route: Option<bool>,
+    pub dns: Vec<IpAddr>,
     pub dry_run: bool,
 }
 
@@ -54,49 +63,39 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
     if !opts.dry_run {
         privilege::require("attach")?;
     }
-    let docker = DockerClient::connect()?;
     let rtnl = Rtnl::connect()?;
-    let (container, network) = futures::join!(
-        docker.container(&opts.container),
-        docker.network(&opts.network)
-    );
-    let container = container?;
-    let network = network?;
-    check_container(&container, opts)?;
-    if network.driver != "bridge" {
-        bail!(
-            "network '{}' uses the '{}' driver; docker-netattach supports bridge networks only",
-            network.name,
-            network.driver
-        );
-    }
-    let ifname = opts.ifname.as_deref().unwrap_or(DEFAULT_IFNAME).to_string();
-    let netns_name = opts
-        .netns_name
-        .clone()
-        .unwrap_or_else(|| container.name.clone());
+    let (target, mut network) = facts(opts).await?;
+    tracing::debug!(target = %target.name, network = %network.name, "docker facts");
+    let netns_name = match (&opts.netns_name, target.is_container) {
+        (Some(n), _) => n.clone(),
+        (None, _) => target.name.clone(),
+    };
     plan::validate_netns_name(&netns_name)?;
 
-    let bridge = rtnl.link_by_name(&network.bridge).await?.ok_or_else(|| {
-        anyhow!(
+    let bridge = rtnl.link_by_name(&network.bridge).await?;
+    let create_bridge = bridge.is_none();
+    if create_bridge && opts.bridge.is_none() {
+        bail!(
             "bridge interface {} of network '{}' does not exist; check `ip link show {}` and restart Docker if it is gone",
             network.bridge,
             network.name,
             network.bridge
-        )
-    })?;
-    let gateway = match network.gateway {
-        Some(g) => g,
-        None => rtnl.first_ipv4(bridge.index).await?.ok_or_else(|| {
-            anyhow!(
-                "network '{}' names no gateway and bridge {} has no IPv4 address; give the bridge its gateway address",
-                network.name,
-                network.bridge
-            )
-        })?,
+        );
+    }
+    if create_bridge && network.v4[0].gateway.is_none() {
+        network.v4[0].gateway = network.v4[0].subnet.first_host();
+    }
+    let bridge_addrs = match &bridge {
+        Some(b) if needs_bridge_addrs(&network) => rtnl.addresses(b.index).await?,
+        _ => vec![],
     };
-    let mtu = network.mtu.unwrap_or(bridge.mtu);
-    let ns = Netns::of_pid(container.pid, &container.name)?;
+    let gw4 = address::gateways(&network.v4, &bridge_addrs);
+    let gw6 = address::gateways(&network.v6, &bridge_addrs);
+    tracing::debug!(bridge = %network.bridge, "bridge facts");
+    let mtu = network
+        .mtu
+        .or(bridge.as_ref().map(|b: &Iface| b.mtu))
+        .unwrap_or(1500);
 
     let mut hints = Vec::new();
     let store = if opts.dry_run {
@@ -108,79 +107,112 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         (Some(s), false) => Some(s.lock()?),
         _ => None,
     };
-    let existing = match &store {
-        Some(s) => s.find(&container.id, &network.id)?,
-        None => None,
+    let (existing, others) = match &store {
+        Some(s) => {
+            let mine = s.of_container(&target.id)?;
+            let (here, others): (Vec<Lease>, Vec<Lease>) =
+                mine.into_iter().partition(|l| l.network_id == network.id);
+            (here.into_iter().next(), others)
+        }
+        None => (None, vec![]),
     };
-    let host_ifname = plan::host_ifname(&container.id, &network.id, &ifname);
-    let ip = match &existing {
+    tracing::debug!(
+        existing = existing.is_some(),
+        others = others.len(),
+        "leases"
+    );
+    let ifname = match (&opts.ifname, &existing) {
+        (Some(i), _) => i.clone(),
+        (None, Some(l)) => l.ifname.clone(),
+        (None, None) => next_ifname(target.docker_networks, &others),
+    };
+    let host_ifname = plan::host_ifname(&target.id, &network.id, &ifname);
+
+    let (v4, v6) = match &existing {
         Some(lease) => {
             if let Some(want) = opts.ip.filter(|w| *w != lease.ip) {
                 bail!(
-                    "container '{}' already holds {} on network '{}'; run `docker-netattach detach {}` before asking for {want}",
-                    container.name,
+                    "'{}' already holds {} on network '{}'; run `docker-netattach detach {}` before asking for {want}",
+                    target.name,
                     lease.ip,
                     network.name,
-                    container.name
+                    target.name
                 );
             }
-            let same_ns = NsId {
-                dev: lease.netns_dev,
-                ino: lease.netns_ino,
-            } == ns.id;
-            if same_ns && rtnl.link_by_name(&lease.host_ifname).await?.is_some() {
+            if lease.netns_id() == target.ns.id
+                && rtnl.link_by_name(&lease.host_ifname).await?.is_some()
+            {
                 return Ok((Outcome::Existing(lease.clone()), hints));
             }
-            lease.ip
+            // Restarted container: same addresses (sticky).
+            let v4 = Choice {
+                ip: lease.ip,
+                prefix_len: lease.prefix_len,
+                gateway: Some(lease.gateway),
+                unfenced: false,
+            };
+            let v6 = lease.ip6.map(|ip| Choice {
+                ip,
+                prefix_len: lease.prefix_len6.unwrap_or(64),
+                gateway: lease.gateway6,
+                unfenced: false,
+            });
+            (v4, v6)
         }
         None => {
-            let mut taken: BTreeSet<u32> = match &store {
+            let taken = match &store {
                 Some(s) => s.taken(&network.id)?,
-                None => BTreeSet::new(),
+                None => Taken::default(),
             };
-            taken.extend(
-                network
-                    .endpoints
-                    .iter()
-                    .chain(&network.aux_addresses)
-                    .chain([&gateway])
-                    .map(|a| u32::from(*a)),
-            );
-            let pool = Pool {
-                subnet: network.subnet,
-                docker_range: network.ip_range,
-            };
-            if pool.docker_range.is_none() {
+            let v4 = address::pick_v4(&network, &gw4, &taken, opts.ip)?;
+            let v6 = address::pick_v6(&network, &gw6, &taken, opts.ip6)?;
+            if opts.bridge.is_none()
+                && (v4.unfenced || v6.is_some_and(|c| c.unfenced))
+                && opts.ip.is_none()
+            {
                 hints.push(format!(
                     "hint: network '{}' has no fixed-cidr/IPRange, so Docker may one day hand out an address we chose; set \"fixed-cidr\" (docker0) or --ip-range (user networks) to make collisions impossible",
                     network.name
                 ));
             }
-            match opts.ip {
-                Some(want) => {
-                    pool.check(want, &taken).map_err(|e| ip_err(e, &network))?;
-                    want
-                }
-                None => pool.choose(&taken).map_err(|e| ip_err(e, &network))?,
-            }
+            (v4, v6)
         }
     };
+    let gateway = v4.gateway.ok_or_else(|| {
+        anyhow!(
+            "network '{}' names no gateway for {} and bridge {} has no address in it; give the bridge its gateway address{}",
+            network.name,
+            Subnet::new(IpAddr::V4(v4.ip), v4.prefix_len).map(|s| s.to_string()).unwrap_or_default(),
+            network.bridge,
+            if opts.bridge.is_some() { " or pass --gateway" } else { "" }
+        )
+    })?;
+    let default_route = opts
+        .default_route
+        .unwrap_or(target.bare && others.iter().all(|l| !l.default_route));
 
     let plan = AttachPlan {
-        container_id: container.id.clone(),
-        container_name: container.name.clone(),
+        container_id: target.id.clone(),
+        container_name: target.name.clone(),
         network: network.name.clone(),
         network_id: network.id.clone(),
         bridge: network.bridge.clone(),
-        ip,
-        prefix_len: network.subnet.prefix_len(),
+        ip: v4.ip,
+        prefix_len: v4.prefix_len,
         gateway,
-        mac: plan::format_mac(plan::mac_for(ip)),
+        ip6: v6.map(|c| c.ip),
+        prefix_len6: v6.map(|c| c.prefix_len),
+        gateway6: v6.and_then(|c| c.gateway),
+        mac: plan::format_mac(plan::mac_for(v4.ip)),
         mtu,
         host_ifname,
         ifname,
         netns_name,
-        pid: container.pid,
+        netns_source: target.ns.source.clone(),
+        pid: target.pid,
+        default_route,
+        dns: opts.dns.clone(),
+        create_bridge,
     };
     if opts.dry_run {
         return Ok((Outcome::Planned(plan), hints));
@@ -190,223 +222,123 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
     };
     if let Some(stale) = existing {
         // Restarted container: its old namespace (and with it the old veth) is gone.
-        replace_stale(&rtnl, &store, &lock, &stale).await?;
+        txn::replace_stale(&rtnl, &store, &lock, &stale).await?;
     }
-    let lease = lease_of(&plan, ns.id);
-    let mut txn = Txn::new(&rtnl, &store, &lock);
-    match txn.run(&plan, &lease, &ns, bridge.index).await {
-        Ok(()) => Ok((Outcome::Attached(lease), hints)),
-        Err(cause) => Err(txn.rollback(cause).await),
-    }
+    let lease = txn::lease_of(&plan, &target);
+    let bridge_index = bridge.map(|b| b.index);
+    txn::run(
+        &rtnl,
+        &store,
+        &lock,
+        &plan,
+        &lease,
+        &target.ns,
+        bridge_index,
+    )
+    .await?;
+    Ok((Outcome::Attached(lease), hints))
 }
 
-fn check_container(c: &ContainerInfo, opts: &AttachOpts) -> Result<()> {
-    if !c.running {
-        bail!(
-            "container '{}' is not running; start it with `docker start {}`",
-            c.name,
-            c.name
-        );
-    }
-    if c.network_mode.starts_with("container:") || c.network_mode == "host" {
-        bail!(
-            "container '{}' uses network mode '{}' and has no network namespace of its own; attach the container that owns the namespace",
-            c.name,
-            c.network_mode
-        );
-    }
-    if c.network_mode != "none" && opts.ifname.is_none() {
-        bail!(
-            "container '{}' uses network mode '{}', not 'none'; use `docker network connect` for Docker networks, or pass --ifname eth1 to add another interface",
-            c.name,
-            c.network_mode
-        );
-    }
-    Ok(())
-}
-
-fn ip_err(e: IpamError, network: &NetworkInfo) -> anyhow::Error {
-    match e {
-        IpamError::Exhausted { .. } => anyhow!(
-            "network '{}': {e}; detach containers or use a larger subnet",
-            network.name
-        ),
-        _ => anyhow!(
-            "--ip refused on network '{}': {e}; choose another address or omit --ip",
-            network.name
-        ),
-    }
-}
-
-fn lease_of(p: &AttachPlan, ns: NsId) -> Lease {
-    Lease {
-        container_id: p.container_id.clone(),
-        container_name: p.container_name.clone(),
-        network: p.network.clone(),
-        network_id: p.network_id.clone(),
-        bridge: p.bridge.clone(),
-        ip: p.ip,
-        prefix_len: p.prefix_len,
-        gateway: p.gateway,
-        mac: p.mac.clone(),
-        host_ifname: p.host_ifname.clone(),
-        ifname: p.ifname.clone(),
-        netns_name: p.netns_name.clone(),
-        pid: p.pid,
-        netns_dev: ns.dev,
-        netns_ino: ns.ino,
-    }
-}
-
-async fn replace_stale(rtnl: &Rtnl, store: &LeaseStore, lock: &StoreLock, old: &Lease) -> Result<()> {
-    if let Some(iface) = rtnl.link_by_name(&old.host_ifname).await? {
-        if iface.alias.as_deref() == Some(old.container_id.as_str()) {
-            rtnl.delete(iface.index).await?;
+/// The target and the network, from Docker (both requests at once) or from the options.
+async fn facts(opts: &AttachOpts) -> Result<(Target, NetworkInfo)> {
+    let plain = match (&opts.bridge, opts.subnet) {
+        (Some(b), Some(subnet)) => Some(plain_bridge(b, subnet, opts.gateway)?),
+        (Some(b), None) => bail!("--bridge {b} needs --subnet CIDR"),
+        (None, _) => None,
+    };
+    match (&opts.netns, plain) {
+        (Some(ns), Some(net)) => Ok((Target::netns(ns)?, net)),
+        (Some(ns), None) => {
+            let docker = DockerClient::connect()?;
+            let net = docker.network(&opts.network).await?;
+            Ok((Target::netns(ns)?, net))
         }
-    }
-    netns::remove_link(
-        &old.netns_name,
-        NsId {
-            dev: old.netns_dev,
-            ino: old.netns_ino,
-        },
-    )?;
-    store.remove(lock, old)
-}
-
-/// A completed step and how to take it back.
-enum Undo {
-    Lease(Lease),
-    NetnsLink(String, NsId),
-    Veth(String),
-}
-
-impl Undo {
-    fn what(&self) -> String {
-        match self {
-            Undo::Lease(l) => format!("lease {}", l.ip),
-            Undo::NetnsLink(n, _) => format!("netns link {}", netns::link_path(n).display()),
-            Undo::Veth(v) => format!("veth {v}"),
-        }
-    }
-}
-
-struct Txn<'a> {
-    rtnl: &'a Rtnl,
-    store: &'a LeaseStore,
-    lock: &'a StoreLock,
-    done: Vec<Undo>,
-    step: &'static str,
-    fail_after: Option<String>,
-}
-
-impl<'a> Txn<'a> {
-    fn new(rtnl: &'a Rtnl, store: &'a LeaseStore, lock: &'a StoreLock) -> Self {
-        Txn {
-            rtnl,
-            store,
-            lock,
-            done: Vec::new(),
-            step: "start",
-            fail_after: std::env::var(FAIL_AFTER_ENV).ok(),
-        }
-    }
-
-    fn finished(&mut self, step: &'static str) -> Result<()> {
-        self.step = step;
-        if self.fail_after.as_deref() == Some(step) {
-            bail!("injected failure after step '{step}' ({FAIL_AFTER_ENV})");
-        }
-        Ok(())
-    }
-
-    async fn run(&mut self, p: &AttachPlan, lease: &Lease, ns: &Netns, bridge_index: u32) -> Result<()> {
-        self.step = "lease";
-        match self.store.insert(self.lock, lease) {
-            Ok(()) => {}
-            Err(InsertError::Taken(ip)) => bail!("{ip} was leased by another attach meanwhile; try again"),
-            Err(InsertError::Other(e)) => return Err(e),
-        }
-        self.done.push(Undo::Lease(lease.clone()));
-        self.finished("lease")?;
-
-        self.step = "netns-link";
-        if netns::ensure_link(&p.netns_name, ns)? == LinkOutcome::Created {
-            self.done.push(Undo::NetnsLink(p.netns_name.clone(), ns.id));
-        }
-        self.finished("netns-link")?;
-
-        self.step = "veth";
-        let spec = VethSpec {
-            host_name: &p.host_ifname,
-            host_alias: &p.container_id,
-            bridge_index,
-            peer_name: &p.ifname,
-            peer_mac: p.mac_bytes(),
-            mtu: p.mtu,
-        };
-        let created = self.rtnl.create_veth(&spec, ns.fd()).await;
-        if created.is_ok() || self.rtnl.link_by_name(&p.host_ifname).await.ok().flatten().is_some_and(|i| i.alias.as_deref() == Some(p.container_id.as_str())) {
-            self.done.push(Undo::Veth(p.host_ifname.clone()));
-        }
-        created?;
-        self.finished("veth")?;
-
-        self.step = "configure";
-        let (ifname, ip, prefix, gw, mac) = (p.ifname.clone(), p.ip, p.prefix_len, p.gateway, p.mac_bytes());
-        netns::run_in(ns.fd(), move || configure_inside(&ifname, ip, prefix, gw, mac))?;
-        self.finished("configure")
-    }
-
-    /// Undoes completed steps in reverse; the error names the failed step, the cause and the
-    /// outcome of the cleanup.
-    async fn rollback(self, cause: anyhow::Error) -> anyhow::Error {
-        let mut undone = Vec::new();
-        let mut failed = Vec::new();
-        for undo in self.done.iter().rev() {
-            let res = match undo {
-                Undo::Veth(name) => match self.rtnl.link_by_name(name).await {
-                    Ok(Some(i)) => self.rtnl.delete(i.index).await.map(|_| ()),
-                    Ok(None) => Ok(()),
-                    Err(e) => Err(e),
-                },
-                Undo::NetnsLink(name, id) => netns::remove_link(name, *id).map(|_| ()),
-                Undo::Lease(l) => self.store.remove(self.lock, l),
+        (None, plain) => {
+            let docker = DockerClient::connect()?;
+            let (c, n) = match plain {
+                Some(net) => (docker.container(&opts.container).await, Ok(net)),
+                None => futures::join!(
+                    docker.container(&opts.container),
+                    docker.network(&opts.network)
+                ),
             };
-            match res {
-                Ok(()) => undone.push(undo.what()),
-                Err(e) => failed.push(format!("{}: {e:#}", undo.what())),
-            }
+            let target = Target::container(c?, opts.ifname.is_some())?;
+            Ok((target, n?))
         }
-        let cleanup = if failed.is_empty() {
-            if undone.is_empty() {
-                "nothing to clean up".to_string()
-            } else {
-                format!("rolled back {}", undone.join(", "))
-            }
-        } else {
-            format!(
-                "CLEANUP FAILED for {}; run `docker-netattach gc` or remove them by hand",
-                failed.join("; ")
-            )
-        };
-        anyhow!("attach failed at step '{}': {cause:#} ({cleanup})", self.step)
     }
 }
 
-/// Runs inside the container's namespace on a dedicated thread: its own runtime and socket.
-fn configure_inside(ifname: &str, ip: Ipv4Addr, prefix: u8, gw: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| anyhow!("cannot start a runtime in the container namespace: {e}"))?;
-    rt.block_on(async {
-        let rtnl = Rtnl::connect()?;
-        let iface = rtnl
-            .link_by_name(ifname)
-            .await?
-            .ok_or_else(|| anyhow!("interface {ifname} vanished from the container"))?;
-        rtnl.configure_inside(iface.index, ip, prefix, Some(gw)).await?;
-        arp::announce(iface.index, mac, ip)
+/// A Linux bridge outside Docker, described like a Docker network.
+fn plain_bridge(name: &str, subnet: Subnet, gateway: Option<Ipv4Addr>) -> Result<NetworkInfo> {
+    plan::validate_ifname(name)?;
+    if subnet.is_ipv6() {
+        bail!("--subnet {subnet}: give an IPv4 subnet");
+    }
+    if let Some(g) = gateway.filter(|g| !subnet.contains(IpAddr::V4(*g))) {
+        bail!("--gateway {g} is outside --subnet {subnet}");
+    }
+    Ok(NetworkInfo {
+        id: format!("bridge-{name}"),
+        name: name.to_string(),
+        bridge: name.to_string(),
+        v4: vec![SubnetConfig {
+            subnet,
+            gateway: gateway.map(IpAddr::V4),
+            ip_range: None,
+            aux: vec![],
+        }],
+        v6: vec![],
+        mtu: None,
+        endpoints: vec![],
+        icc: true,
+        masquerade: false,
     })
+}
+
+fn needs_bridge_addrs(n: &NetworkInfo) -> bool {
+    n.v4.iter().chain(&n.v6).any(|c| c.gateway.is_none())
+}
+
+/// `eth<N>`: the first index after the container's Docker networks not used by its leases.
+pub fn next_ifname(docker_networks: usize, others: &[Lease]) -> String {
+    (docker_networks..)
+        .map(|n| format!("eth{n}"))
+        .find(|name| others.iter().all(|l| &l.ifname != name))
+        .unwrap_or_else(|| DEFAULT_IFNAME.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_count_up() {
+        let mut l: Lease = serde_json::from_str(
+            r#"{"container_id": "a", "container_name": "a", "network": "n", "network_id": "n",
+                "bridge": "b", "ip": "10.0.0.2", "prefix_len": 24, "gateway": "10.0.0.1",
+                "mac": "", "host_ifname": "vna", "ifname": "eth0", "netns_name": "a",
+                "pid": 1, "netns_dev": 1, "netns_ino": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(next_ifname(0, &[]), "eth0");
+        assert_eq!(next_ifname(0, &[l.clone()]), "eth1");
+        assert_eq!(next_ifname(1, &[]), "eth1");
+        l.ifname = "eth1".into();
+        assert_eq!(next_ifname(0, &[l]), "eth0");
+    }
+
+    #[test]
+    fn a_plain_bridge_is_described_like_a_network() {
+        let n = plain_bridge("nabr0", "10.77.0.0/24".parse().unwrap(), None).unwrap();
+        assert_eq!(n.id, "bridge-nabr0");
+        assert!(
+            plain_bridge(
+                "nabr0",
+                "10.77.0.0/24".parse().unwrap(),
+                Some("10.78.0.1".parse().unwrap())
+            )
+            .is_err()
+        );
+        assert!(plain_bridge("a/b", "10.77.0.0/24".parse().unwrap(), None).is_err());
+    }
 }

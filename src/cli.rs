@@ -1,10 +1,11 @@
 //! Command line (clap derive). The doc comments are the help text.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::ipam::Subnet;
 use crate::lease::DEFAULT_STATE_DIR;
 
 /// Give a Docker container started with --network=none a real interface on a Docker bridge.
@@ -87,20 +88,70 @@ pub enum Command {
     /// [`Cli::parse_args`] before clap, so it shows in no help, completion or man page.
     #[command(skip)]
     PluginMetadata,
+    /// Check the host and print what will bite; exits 1 when something is wrong.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Docker networks to check besides those with leases [default: bridge].
+    #[arg(long = "network", value_name = "NAME", default_values_t = vec!["bridge".to_string()])]
+    pub networks: Vec<String>,
+
+    /// Print the findings as a JSON array.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct AttachArgs {
     /// Container name, ID or unique ID prefix.
-    pub container: String,
+    #[arg(required_unless_present = "netns", conflicts_with = "netns")]
+    pub container: Option<String>,
+
+    /// Attach a network namespace instead of a container: a name under /var/run/netns
+    /// (`ip netns add NAME`) or a path such as /proc/PID/ns/net.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub netns: Option<String>,
 
     /// Docker network to attach to (bridge driver).
-    #[arg(long, default_value = "bridge")]
+    #[arg(long, default_value = "bridge", conflicts_with = "bridge")]
     pub network: String,
+
+    /// A Linux bridge outside Docker (created, addressed and brought up if missing; removed
+    /// by `detach` once empty if it was created here). Needs --subnet.
+    #[arg(long, value_name = "NAME", requires = "subnet")]
+    pub bridge: Option<String>,
+
+    /// Subnet of --bridge, e.g. 10.77.0.0/24.
+    #[arg(long, value_name = "CIDR", requires = "bridge")]
+    pub subnet: Option<Subnet>,
+
+    /// Gateway of --bridge [default: the bridge's address in the subnet, or the first address
+    /// of the subnet when the bridge is created].
+    #[arg(long, value_name = "A.B.C.D", requires = "bridge")]
+    pub gateway: Option<Ipv4Addr>,
 
     /// Ask for this address instead of choosing a free one.
     #[arg(long, value_name = "A.B.C.D")]
     pub ip: Option<Ipv4Addr>,
+
+    /// Ask for this IPv6 address (on a network with IPv6).
+    #[arg(long, value_name = "ADDR")]
+    pub ip6: Option<Ipv6Addr>,
+
+    /// Give this attachment the default route(s) even if another one has them.
+    #[arg(long, conflicts_with = "no_default_route")]
+    pub default_route: bool,
+
+    /// Do not touch the container's default route(s).
+    #[arg(long)]
+    pub no_default_route: bool,
+
+    /// Name server for programs run with `ip netns exec` (writes
+    /// /etc/netns/<netns-name>/resolv.conf; repeatable).
+    #[arg(long, value_name = "ADDR")]
+    pub dns: Vec<IpAddr>,
 
     /// Interface name inside the container [default: eth0]. Needed for a container whose
     /// network mode is not `none` (e.g. eth1).
@@ -118,6 +169,10 @@ pub struct AttachArgs {
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// With --dry-run: print the equivalent `ip` commands.
+    #[arg(long, requires = "dry_run")]
+    pub explain: bool,
 }
 
 #[derive(Debug, Args)]
@@ -206,7 +261,7 @@ mod tests {
             let Command::Attach(a) = cli.command else {
                 panic!("{args:?} is not attach")
             };
-            assert_eq!(a.container, "web");
+            assert_eq!(a.container.as_deref(), Some("web"));
             assert_eq!(a.ip, Some(Ipv4Addr::new(172, 17, 0, 9)));
         }
     }
@@ -214,12 +269,70 @@ mod tests {
     #[test]
     fn subcommands_and_aliases() {
         let cli = Cli::parse_args(["docker-netattach", "ls", "--json"]).unwrap();
-        assert!(matches!(cli.command, Command::List(ListArgs { json: true })));
+        assert!(matches!(
+            cli.command,
+            Command::List(ListArgs { json: true })
+        ));
         let cli = Cli::parse_args(["docker-netattach", "detach", "web", "--network", "n"]).unwrap();
         assert!(matches!(cli.command, Command::Detach(_)));
-        let cli =
-            Cli::parse_args(["docker-netattach", "--state-dir", "/tmp/x", "attach", "web"]).unwrap();
+        let cli = Cli::parse_args(["docker-netattach", "--state-dir", "/tmp/x", "attach", "web"])
+            .unwrap();
         assert_eq!(cli.global.state_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn netns_and_bridge_forms() {
+        let cli = Cli::parse_args([
+            "docker-netattach",
+            "attach",
+            "--netns",
+            "blue",
+            "--bridge",
+            "nabr0",
+            "--subnet",
+            "10.77.0.0/24",
+            "--dns",
+            "10.77.0.1",
+        ])
+        .unwrap();
+        let Command::Attach(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.netns.as_deref(), Some("blue"));
+        assert_eq!(a.subnet.unwrap().to_string(), "10.77.0.0/24");
+        assert_eq!(a.dns.len(), 1);
+        for bad in [
+            vec!["docker-netattach", "attach", "web", "--netns", "blue"],
+            vec!["docker-netattach", "attach", "web", "--bridge", "b"],
+            vec![
+                "docker-netattach",
+                "attach",
+                "web",
+                "--subnet",
+                "10.0.0.0/24",
+            ],
+            vec!["docker-netattach", "attach", "web", "--explain"],
+            vec![
+                "docker-netattach",
+                "attach",
+                "web",
+                "--default-route",
+                "--no-default-route",
+            ],
+            vec![
+                "docker-netattach",
+                "attach",
+                "web",
+                "--network",
+                "n",
+                "--bridge",
+                "b",
+                "--subnet",
+                "10.0.0.0/24",
+            ],
+        ] {
+            assert_eq!(Cli::parse_args(&bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
     }
 
     #[test]
@@ -261,7 +374,7 @@ mod tests {
     #[test]
     fn invoked_as_a_docker_cli_plugin() {
         let cli = Cli::parse_args(["docker-netattach", "netattach", "web"]).unwrap();
-        assert!(matches!(cli.command, Command::Attach(a) if a.container == "web"));
+        assert!(matches!(cli.command, Command::Attach(a) if a.container.as_deref() == Some("web")));
         let cli = Cli::parse_args(["docker-netattach", "netattach", "detach", "web"]).unwrap();
         assert!(matches!(cli.command, Command::Detach(d) if d.container == "web"));
         let err = Cli::parse_args(["docker-netattach", "netattach", "--help"]).unwrap_err();

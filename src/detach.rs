@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use crate::docker::DockerClient;
 use crate::lease::{Lease, LeaseStore};
 use crate::link::Rtnl;
-use crate::netns::{self, NsId};
+use crate::netns;
 use crate::privilege;
 
 #[derive(Debug, Clone, Default)]
@@ -45,13 +45,22 @@ pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
     let rtnl = Rtnl::connect()?;
     let mut errors = Vec::new();
     let mut released = Vec::new();
-    for lease in chosen {
-        match teardown(&rtnl, lease).await {
+    for lease in &chosen {
+        // Another attachment of the same namespace keeps the netns link (and resolv.conf).
+        let shared = all.iter().any(|o| {
+            o.netns_name == lease.netns_name && !chosen.iter().any(|c| std::ptr::eq(*c, o))
+        });
+        match teardown(&rtnl, lease, shared).await {
             Ok(()) => match store.remove(&lock, lease) {
-                Ok(()) => released.push(lease.clone()),
+                Ok(()) => released.push((*lease).clone()),
                 Err(e) => errors.push(format!("{e:#}")),
             },
             Err(e) => errors.push(format!("{}: {e:#}", lease.container_name)),
+        }
+    }
+    for lease in &released {
+        if let Err(e) = remove_bridge_if_ours_and_empty(&rtnl, &store, &lock, &lease.bridge).await {
+            errors.push(format!("bridge {}: {e:#}", lease.bridge));
         }
     }
     if !errors.is_empty() {
@@ -62,6 +71,28 @@ pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
         );
     }
     Ok(released)
+}
+
+/// Deletes a bridge that `attach --bridge` created once no port is left on it.
+async fn remove_bridge_if_ours_and_empty(
+    rtnl: &Rtnl,
+    store: &LeaseStore,
+    lock: &crate::lease::StoreLock,
+    bridge: &str,
+) -> Result<()> {
+    if !store.bridge_marked(bridge) {
+        return Ok(());
+    }
+    let ports = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    if ports > 0 {
+        return Ok(());
+    }
+    if let Some(br) = rtnl.link_by_name(bridge).await? {
+        rtnl.delete(br.index).await?;
+    }
+    store.unmark_bridge(lock, bridge)
 }
 
 /// Leases of the container named by `arg`: exact name, full ID, or a unique ID prefix.
@@ -80,13 +111,16 @@ pub fn select<'a>(all: &'a [Lease], arg: &str) -> Result<Vec<&'a Lease>> {
     let mut ids: Vec<&str> = by_prefix.iter().map(|l| l.container_id.as_str()).collect();
     ids.dedup();
     if ids.len() > 1 {
-        bail!("container ID prefix '{arg}' is ambiguous among attached containers; give more characters or the name");
+        bail!(
+            "container ID prefix '{arg}' is ambiguous among attached containers; give more characters or the name"
+        );
     }
     Ok(by_prefix)
 }
 
-/// Removes the host veth (its peer goes with it) and the netns link of one lease.
-pub async fn teardown(rtnl: &Rtnl, lease: &Lease) -> Result<()> {
+/// Removes the host veth (its peer goes with it) and, unless `shared` with another attachment,
+/// the netns link and resolv.conf of one lease.
+pub async fn teardown(rtnl: &Rtnl, lease: &Lease, shared: bool) -> Result<()> {
     let mut errors = Vec::new();
     match rtnl.link_by_name(&lease.host_ifname).await {
         Ok(Some(iface)) if iface.alias.as_deref() == Some(lease.container_id.as_str()) => {
@@ -101,12 +135,15 @@ pub async fn teardown(rtnl: &Rtnl, lease: &Lease) -> Result<()> {
         Ok(None) => {}
         Err(e) => errors.push(format!("{e:#}")),
     }
-    let id = NsId {
-        dev: lease.netns_dev,
-        ino: lease.netns_ino,
-    };
-    if let Err(e) = netns::remove_link(&lease.netns_name, id) {
-        errors.push(format!("{e:#}"));
+    if !shared {
+        if let Err(e) = netns::remove_link(&lease.netns_name, lease.netns_id()) {
+            errors.push(format!("{e:#}"));
+        }
+    }
+    if !shared && !lease.dns.is_empty() {
+        if let Err(e) = netns::remove_resolv_conf(&lease.netns_name) {
+            errors.push(format!("{e:#}"));
+        }
     }
     if errors.is_empty() {
         Ok(())
@@ -136,6 +173,12 @@ mod tests {
             pid: 1,
             netns_dev: 0,
             netns_ino: 0,
+            netns_path: String::new(),
+            ip6: None,
+            prefix_len6: None,
+            gateway6: None,
+            default_route: true,
+            dns: vec![],
         }
     }
 

@@ -1,11 +1,13 @@
 //! Docker Engine API adapter (bollard). Side effects: HTTP requests to the engine, read-only.
 //!
-//! Speaks API 1.41 (Docker 20.10) by default, which every engine up to 28.x accepts, so no
-//! version round trip is paid. Docker 29 refuses versions below 1.44; only then do we ask the
-//! engine for its version (`GET /version`) and retry once.
+//! No version round trip on the normal path: the client is pinned to API 1.41 (Docker 20.10),
+//! and bollard 0.21 in fact sends unversioned paths, which every engine serves at its own
+//! current version (Docker 20.10 through 29). Should an engine refuse the version (Docker 29
+//! refuses versions below 1.44 with a 400 "too old"), we ask it for its version (`GET
+//! /version`) and retry once. The fields we read exist in every API version since 1.41.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use anyhow::{Result, anyhow, bail};
 use bollard::errors::Error as BollardError;
@@ -31,27 +33,46 @@ pub struct ContainerInfo {
     pub running: bool,
     pub pid: u32,
     pub network_mode: String,
+    /// How many Docker networks the container is connected to (its eth0..ethN-1).
+    pub docker_networks: usize,
 }
 
-/// What we need to know about a Docker network.
+/// One subnet of a network, as Docker's IPAM describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetConfig {
+    pub subnet: Subnet,
+    pub gateway: Option<IpAddr>,
+    /// Docker's `IPRange` (`fixed-cidr`): where Docker's own allocator works.
+    pub ip_range: Option<Subnet>,
+    /// Aux addresses: reserved, never handed out.
+    pub aux: Vec<IpAddr>,
+}
+
+/// What we need to know about a network: a Docker bridge network, or (with `--bridge`) a
+/// Linux bridge outside Docker, described the same way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkInfo {
+    /// A name for the lease directory: Docker's network ID, or `bridge-<name>`.
     pub id: String,
     pub name: String,
-    pub driver: String,
     pub bridge: String,
-    pub subnet: Subnet,
-    pub gateway: Option<Ipv4Addr>,
-    pub ip_range: Option<Subnet>,
-    pub aux_addresses: Vec<Ipv4Addr>,
+    /// IPv4 subnets in Docker's order; at least one.
+    pub v4: Vec<SubnetConfig>,
+    /// IPv6 subnets, only when the network has IPv6 enabled.
+    pub v6: Vec<SubnetConfig>,
     pub mtu: Option<u32>,
-    /// IPv4 addresses of Docker's own endpoints on this network.
-    pub endpoints: Vec<Ipv4Addr>,
+    /// Addresses of Docker's own endpoints on this network (both families).
+    pub endpoints: Vec<IpAddr>,
+    /// Inter-container communication allowed (`enable_icc`, default true).
+    pub icc: bool,
+    /// Outbound NAT set up by Docker (`enable_ip_masquerade`, default true).
+    pub masquerade: bool,
 }
 
 pub struct DockerClient {
     docker: Docker,
     host: String,
+    timeout: u64,
 }
 
 impl DockerClient {
@@ -75,7 +96,11 @@ impl DockerClient {
             );
         }
         .map_err(|e| unreachable_err(&host, &e))?;
-        Ok(DockerClient { docker, host })
+        Ok(DockerClient {
+            docker,
+            host,
+            timeout,
+        })
     }
 
     pub fn host(&self) -> &str {
@@ -102,7 +127,7 @@ impl DockerClient {
             minor_version: minor,
         };
         tracing::debug!(%api, "engine refused API {}.{}; retrying", current.major_version, current.minor_version);
-        let timeout = DEFAULT_TIMEOUT_SECS;
+        let timeout = self.timeout;
         let docker = if let Some(path) = self.host.strip_prefix("unix://") {
             Docker::connect_with_unix(path, timeout, &server)
         } else {
@@ -115,7 +140,11 @@ impl DockerClient {
     pub async fn container(&self, name: &str) -> Result<ContainerInfo> {
         let mut resp = self.docker.inspect_container(name, None).await;
         if is_too_old(&resp) {
-            resp = self.renegotiate().await?.inspect_container(name, None).await;
+            resp = self
+                .renegotiate()
+                .await?
+                .inspect_container(name, None)
+                .await;
         }
         match resp {
             Ok(c) => container_info(c, name),
@@ -154,12 +183,14 @@ impl DockerClient {
             BollardError::DockerResponseServerError {
                 status_code: 404, ..
             } => anyhow!(NotFound(name.to_string())),
-            BollardError::DockerResponseServerError {
-                status_code: 400,
-                message,
-            } if message.contains("multiple") => anyhow!(
-                "container ID prefix '{name}' is ambiguous (Docker: {message}); give more characters or the container's name"
-            ),
+            // 400 on current engines, 500 on Docker 20.10.
+            BollardError::DockerResponseServerError { message, .. }
+                if message.to_ascii_lowercase().contains("multiple ids") =>
+            {
+                anyhow!(
+                    "container ID prefix '{name}' is ambiguous (Docker: {message}); give more characters or the container's name"
+                )
+            }
             _ => self.request_err(e, &format!("container '{name}'")),
         }
     }
@@ -215,9 +246,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Pure: the parts of `GET /containers/{id}/json` we use.
 pub fn container_info(c: ContainerInspectResponse, asked: &str) -> Result<ContainerInfo> {
-    let id = c
-        .id
-        .ok_or_else(|| anyhow!("Docker returned container '{asked}' without an ID"))?;
+    let id =
+        c.id.ok_or_else(|| anyhow!("Docker returned container '{asked}' without an ID"))?;
     let name = c
         .name
         .map(|n| n.trim_start_matches('/').to_string())
@@ -230,22 +260,32 @@ pub fn container_info(c: ContainerInspectResponse, asked: &str) -> Result<Contai
         .host_config
         .and_then(|h| h.network_mode)
         .unwrap_or_default();
+    let docker_networks = c
+        .network_settings
+        .and_then(|n| n.networks)
+        .map(|n| n.keys().filter(|k| *k != "none").count())
+        .unwrap_or(0);
     Ok(ContainerInfo {
         id,
         name,
         running: running && pid > 0,
         pid,
         network_mode,
+        docker_networks,
     })
 }
 
-/// Pure: the parts of `GET /networks/{name}` we use (first IPv4 subnet).
+/// Pure: the parts of `GET /networks/{name}` we use.
 pub fn network_info(n: NetworkInspect, asked: &str) -> Result<NetworkInfo> {
-    let id = n
-        .id
-        .ok_or_else(|| anyhow!("Docker returned network '{asked}' without an ID"))?;
+    let id =
+        n.id.ok_or_else(|| anyhow!("Docker returned network '{asked}' without an ID"))?;
     let name = n.name.unwrap_or_else(|| asked.to_string());
     let driver = n.driver.unwrap_or_default();
+    if driver != "bridge" {
+        bail!(
+            "network '{name}' uses the '{driver}' driver; docker-netattach supports bridge networks only"
+        );
+    }
     let options: HashMap<String, String> = n.options.unwrap_or_default();
     let bridge = options
         .get("com.docker.network.bridge.name")
@@ -253,74 +293,102 @@ pub fn network_info(n: NetworkInspect, asked: &str) -> Result<NetworkInfo> {
         .cloned()
         .unwrap_or_else(|| format!("br-{}", id.chars().take(12).collect::<String>()));
     let mtu = match options.get("com.docker.network.driver.mtu") {
-        Some(m) if !m.is_empty() => Some(m.parse::<u32>().map_err(|_| {
-            anyhow!("network '{name}' has an invalid MTU option '{m}'")
-        })?),
-        _ => None,
-    };
-    let configs = n.ipam.and_then(|i| i.config).unwrap_or_default();
-    let config = configs
-        .into_iter()
-        .find(|c| {
-            c.subnet
-                .as_deref()
-                .is_some_and(|s| s.parse::<Subnet>().is_ok())
-        })
-        .ok_or_else(|| {
-            anyhow!("Docker network '{name}' has no IPv4 subnet; docker-netattach needs one")
-        })?;
-    let subnet: Subnet = config
-        .subnet
-        .as_deref()
-        .unwrap_or_default()
-        .parse()
-        .map_err(|e| anyhow!("network '{name}': {e}"))?;
-    let gateway = match config.gateway.as_deref() {
-        Some(g) if !g.is_empty() => Some(
-            g.split('/')
-                .next()
-                .unwrap_or_default()
-                .parse::<Ipv4Addr>()
-                .map_err(|_| anyhow!("network '{name}' has an invalid gateway '{g}'"))?,
+        Some(m) if !m.is_empty() => Some(
+            m.parse::<u32>()
+                .map_err(|_| anyhow!("network '{name}' has an invalid MTU option '{m}'"))?,
         ),
         _ => None,
     };
-    let ip_range = match config.ip_range.as_deref() {
-        Some(r) if !r.is_empty() => Some(
-            r.parse::<Subnet>()
-                .map_err(|e| anyhow!("network '{name}' has an invalid IPRange: {e}"))?,
-        ),
-        _ => None,
-    };
-    let aux_addresses = config
-        .auxiliary_addresses
-        .unwrap_or_default()
-        .values()
-        .filter_map(|a| a.split('/').next()?.parse().ok())
-        .collect();
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for config in n.ipam.and_then(|i| i.config).unwrap_or_default() {
+        let Some(subnet) = config.subnet.as_deref().filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let subnet: Subnet = subnet
+            .parse()
+            .map_err(|e| anyhow!("network '{name}' has an invalid subnet: {e}"))?;
+        let gateway = match config.gateway.as_deref() {
+            Some(g) if !g.is_empty() => Some(
+                g.split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .parse::<IpAddr>()
+                    .ok()
+                    .filter(|g| subnet.contains(*g))
+                    .ok_or_else(|| anyhow!("network '{name}' has an invalid gateway '{g}'"))?,
+            ),
+            _ => None,
+        };
+        let ip_range = match config.ip_range.as_deref() {
+            Some(r) if !r.is_empty() => Some(
+                r.parse::<Subnet>()
+                    .map_err(|e| anyhow!("network '{name}' has an invalid IPRange: {e}"))?,
+            ),
+            _ => None,
+        };
+        let aux = config
+            .auxiliary_addresses
+            .unwrap_or_default()
+            .values()
+            .filter_map(|a| a.split('/').next()?.parse().ok())
+            .collect();
+        let sc = SubnetConfig {
+            subnet,
+            gateway,
+            ip_range,
+            aux,
+        };
+        if subnet.is_ipv6() {
+            v6.push(sc)
+        } else {
+            v4.push(sc)
+        }
+    }
+    if v4.is_empty() {
+        bail!("Docker network '{name}' has no IPv4 subnet; docker-netattach needs one");
+    }
+    if !n.enable_ipv6.unwrap_or(false) {
+        v6.clear();
+    }
     let endpoints = n
         .containers
         .unwrap_or_default()
         .values()
-        .filter_map(|e| e.ipv4_address.as_deref()?.split('/').next()?.parse().ok())
+        .flat_map(|e| [e.ipv4_address.as_deref(), e.ipv6_address.as_deref()])
+        .filter_map(|a| a?.split('/').next()?.parse().ok())
         .collect();
+    let flag = |key: &str| options.get(key).is_none_or(|v| v != "false");
     Ok(NetworkInfo {
         id,
         name,
-        driver,
         bridge,
-        subnet,
-        gateway,
-        ip_range,
-        aux_addresses,
+        v4,
+        v6,
         mtu,
         endpoints,
+        icc: flag("com.docker.network.bridge.enable_icc"),
+        masquerade: flag("com.docker.network.bridge.enable_ip_masquerade"),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn too_old_is_recognised() {
+        let refused: Result<(), BollardError> = Err(BollardError::DockerResponseServerError {
+            status_code: 400,
+            message: "client version 1.41 is too old. Minimum supported API version is 1.44, please upgrade your client to a newer version".into(),
+        });
+        assert!(is_too_old(&refused));
+        let other: Result<(), BollardError> = Err(BollardError::DockerResponseServerError {
+            status_code: 400,
+            message: "bad parameter".into(),
+        });
+        assert!(!is_too_old(&other));
+    }
 
     const DEFAULT_BRIDGE_2010: &str = r#"{
         "Name": "bridge", "Id": "8cf35615e703257f7607f3bb654eeabce68aa8945beda5c04c8ad12ad5b291b5",
@@ -338,36 +406,54 @@ mod tests {
         let n: NetworkInspect = serde_json::from_str(DEFAULT_BRIDGE_2010).unwrap();
         let info = network_info(n, "bridge").unwrap();
         assert_eq!(info.bridge, "docker0");
-        assert_eq!(info.subnet.to_string(), "172.17.0.0/16");
-        assert_eq!(info.gateway, None);
+        assert_eq!(info.v4[0].subnet.to_string(), "172.17.0.0/16");
+        assert_eq!(info.v4[0].gateway, None);
+        assert!(info.v6.is_empty());
         assert_eq!(info.mtu, Some(1400));
-        assert_eq!(info.endpoints, vec![Ipv4Addr::new(172, 17, 0, 2)]);
+        assert_eq!(info.endpoints, vec![ip("172.17.0.2")]);
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
     }
 
     #[test]
-    fn user_defined_network_with_range_gateway_and_aux() {
+    fn user_defined_dual_stack_network_with_range_gateway_and_aux() {
         let json = r#"{"Name": "mynet", "Id": "0123456789abcdef0123", "Driver": "bridge",
-            "IPAM": {"Config": [{"Subnet": "fd00::/64"},
+            "EnableIPv6": true,
+            "IPAM": {"Config": [{"Subnet": "fd00::/64", "Gateway": "fd00::1"},
                                 {"Subnet": "10.9.0.0/16", "IPRange": "10.9.0.0/24",
-                                 "Gateway": "10.9.0.1", "AuxiliaryAddresses": {"x": "10.9.0.9"}}]},
+                                 "Gateway": "10.9.0.1", "AuxiliaryAddresses": {"x": "10.9.0.9"}},
+                                {"Subnet": "10.10.0.0/16"}]},
+            "Containers": {"a": {"IPv4Address": "10.9.0.2/16", "IPv6Address": "fd00::2/64"}},
             "Options": {}}"#;
         let info = network_info(serde_json::from_str(json).unwrap(), "mynet").unwrap();
         assert_eq!(info.bridge, "br-0123456789ab");
-        assert_eq!(info.gateway, Some(Ipv4Addr::new(10, 9, 0, 1)));
-        assert_eq!(info.ip_range.unwrap().to_string(), "10.9.0.0/24");
-        assert_eq!(info.aux_addresses, vec![Ipv4Addr::new(10, 9, 0, 9)]);
+        assert_eq!(info.v4.len(), 2);
+        assert_eq!(info.v4[0].gateway, Some(ip("10.9.0.1")));
+        assert_eq!(info.v4[0].ip_range.unwrap().to_string(), "10.9.0.0/24");
+        assert_eq!(info.v4[0].aux, vec![ip("10.9.0.9")]);
+        assert_eq!(info.v4[1].subnet.to_string(), "10.10.0.0/16");
+        assert_eq!(info.v6[0].gateway, Some(ip("fd00::1")));
+        assert_eq!(info.endpoints, vec![ip("10.9.0.2"), ip("fd00::2")]);
         assert_eq!(info.mtu, None);
+        let no_v6 = json.replace("\"EnableIPv6\": true", "\"EnableIPv6\": false");
+        let info = network_info(serde_json::from_str(&no_v6).unwrap(), "mynet").unwrap();
+        assert!(info.v6.is_empty());
     }
 
     #[test]
     fn hostile_network_json_is_an_error_not_a_panic() {
         for json in [
-            r#"{"Id": "x", "IPAM": {"Config": []}}"#,
-            r#"{"Id": "x", "IPAM": {"Config": [{"Subnet": "10.0.0.0/8", "Gateway": "nope"}]}}"#,
-            r#"{"Id": "x", "IPAM": {"Config": [{"Subnet": "10.0.0.0/8", "IPRange": "1/99"}]}}"#,
-            r#"{"Id": "x", "Options": {"com.docker.network.driver.mtu": "-1"},
+            r#"{"Id": "x", "Driver": "bridge", "IPAM": {"Config": []}}"#,
+            r#"{"Id": "x", "Driver": "bridge", "IPAM": {"Config": [{"Subnet": "10.0.0.0/8", "Gateway": "nope"}]}}"#,
+            r#"{"Id": "x", "Driver": "bridge", "IPAM": {"Config": [{"Subnet": "10.0.0.0/8", "Gateway": "11.0.0.1"}]}}"#,
+            r#"{"Id": "x", "Driver": "bridge", "IPAM": {"Config": [{"Subnet": "fd00::/64"}]}}"#,
+            r#"{"Id": "x", "Driver": "bridge", "IPAM": {"Config": [{"Subnet": "10.0.0.0/8", "IPRange": "1/99"}]}}"#,
+            r#"{"Id": "x", "Driver": "bridge", "Options": {"com.docker.network.driver.mtu": "-1"},
                 "IPAM": {"Config": [{"Subnet": "10.0.0.0/8"}]}}"#,
             r#"{"IPAM": {"Config": [{"Subnet": "10.0.0.0/8"}]}}"#,
+            r#"{"Id": "x", "Driver": "host", "IPAM": {"Config": []}}"#,
         ] {
             let n: NetworkInspect = serde_json::from_str(json).unwrap();
             assert!(network_info(n, "x").is_err(), "{json}");

@@ -27,7 +27,7 @@ use crate::docker::DockerClient;
 use crate::lease::{Lease, LeaseStore, StoreLock};
 use crate::link::{Iface, Rtnl};
 use crate::netns::{self, NsId};
-use crate::plan::{HOST_IFNAME_PREFIX, short_id};
+use crate::plan::{self, HOST_IFNAME_PREFIX, short_id};
 use crate::{hostns, output, privilege};
 
 /// What Docker says about a container.
@@ -63,8 +63,16 @@ pub struct LeaseFacts {
 /// One thing to remove, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Veth { name: String, container_id: String },
-    NetnsLink { name: String, ns: NsId },
+    Veth {
+        name: String,
+        container_id: String,
+    },
+    /// `resolv`: also /etc/netns/<name>/resolv.conf (the lease wrote one and goes).
+    NetnsLink {
+        name: String,
+        ns: NsId,
+        resolv: bool,
+    },
     Lease(Box<Lease>),
 }
 
@@ -122,10 +130,8 @@ pub fn decide_lease(f: &LeaseFacts) -> Vec<Removal> {
             netns::link_path(&l.netns_name).display().to_string(),
             Action::NetnsLink {
                 name: l.netns_name.clone(),
-                ns: NsId {
-                    dev: l.netns_dev,
-                    ino: l.netns_ino,
-                },
+                ns: l.netns_id(),
+                resolv: drop_lease && !l.dns.is_empty(),
             },
         ));
     }
@@ -214,14 +220,17 @@ pub async fn gc(state_dir: &Path, dry_run: bool) -> Result<Vec<Removal>> {
     let ifaces = rtnl.links().await?;
     let by_name: BTreeMap<&str, &Iface> = ifaces.iter().map(|i| (i.name.as_str(), i)).collect();
     let claimed: BTreeSet<&str> = leases.iter().map(|l| l.host_ifname.as_str()).collect();
+    // A veth of a `--netns` target lives exactly as long as its namespace: never garbage.
     let orphans: Vec<(&Iface, &str)> = ifaces
         .iter()
         .filter(|i| !claimed.contains(i.name.as_str()))
         .filter_map(|i| owner_of(i).map(|o| (i, o)))
+        .filter(|(_, o)| !is_netns_target_id(o))
         .collect();
 
     let ids: BTreeSet<&str> = leases
         .iter()
+        .filter(|l| !is_netns_lease(l))
         .map(|l| l.container_id.as_str())
         .chain(orphans.iter().map(|(_, o)| *o))
         .collect();
@@ -229,12 +238,23 @@ pub async fn gc(state_dir: &Path, dry_run: bool) -> Result<Vec<Removal>> {
 
     let mut plan = Vec::new();
     for lease in &leases {
-        let facts = LeaseFacts {
-            container: presence
+        let alive = ns_alive(lease);
+        let container = if is_netns_lease(lease) {
+            // A namespace that is gone never comes back: its lease is of no further use.
+            if alive {
+                Presence::Running
+            } else {
+                Presence::Gone
+            }
+        } else {
+            presence
                 .get(lease.container_id.as_str())
                 .copied()
-                .unwrap_or(Presence::Gone),
-            ns_alive: ns_alive(lease),
+                .unwrap_or(Presence::Gone)
+        };
+        let facts = LeaseFacts {
+            container,
+            ns_alive: alive,
             veth: by_name
                 .get(lease.host_ifname.as_str())
                 .is_some_and(|i| i.alias.as_deref() == Some(lease.container_id.as_str())),
@@ -247,6 +267,7 @@ pub async fn gc(state_dir: &Path, dry_run: bool) -> Result<Vec<Removal>> {
         let p = presence.get(owner).copied().unwrap_or(Presence::Gone);
         plan.extend(decide_veth(iface, owner, p));
     }
+    keep_shared_links(&mut plan, &leases, ns_alive);
     if dry_run || plan.is_empty() {
         return Ok(plan);
     }
@@ -279,11 +300,50 @@ async fn presences<'a>(
 }
 
 fn ns_alive(l: &Lease) -> bool {
-    netns::id_of(&netns::proc_path(l.pid))
-        == Some(NsId {
-            dev: l.netns_dev,
-            ino: l.netns_ino,
+    netns::id_of(&l.netns_source()) == Some(l.netns_id())
+}
+
+/// A lease of a `--netns` target rather than a container.
+fn is_netns_lease(l: &Lease) -> bool {
+    !l.netns_path.is_empty()
+}
+
+/// Pure: whether a 64-hex ID is one `attach --netns` derived from a namespace identity
+/// ([`plan::netns_target_id`]) rather than a Docker container ID.
+pub fn is_netns_target_id(id: &str) -> bool {
+    let Some(tail) = id.get(32..) else {
+        return false;
+    };
+    let Ok(v) = u128::from_str_radix(tail, 16) else {
+        return false;
+    };
+    plan::netns_target_id((v >> 64) as u64, v as u64) == id
+}
+
+/// Pure: a netns link (and its resolv.conf) stays while another lease that is not being
+/// dropped still uses the same name in a live namespace (a container attached to several
+/// networks shares one link).
+pub fn keep_shared_links(
+    plan: &mut Vec<Removal>,
+    leases: &[Lease],
+    alive: impl Fn(&Lease) -> bool,
+) {
+    let dropped: BTreeSet<(String, std::net::Ipv4Addr)> = plan
+        .iter()
+        .filter_map(|r| match &r.action {
+            Action::Lease(l) => Some((l.network_id.clone(), l.ip)),
+            _ => None,
         })
+        .collect();
+    let in_use: BTreeSet<&str> = leases
+        .iter()
+        .filter(|l| !dropped.contains(&(l.network_id.clone(), l.ip)) && alive(l))
+        .map(|l| l.netns_name.as_str())
+        .collect();
+    plan.retain(|r| match &r.action {
+        Action::NetnsLink { name, .. } => !in_use.contains(name.as_str()),
+        _ => true,
+    });
 }
 
 fn link_state(l: &Lease) -> LinkState {
@@ -322,7 +382,13 @@ async fn apply(
                 Ok(_) => Ok(()),
                 Err(e) => Err(e),
             },
-            Action::NetnsLink { name, ns } => netns::remove_link(name, *ns).map(|_| ()),
+            Action::NetnsLink { name, ns, resolv } => {
+                let link = netns::remove_link(name, *ns).map(|_| ());
+                match (link, resolv) {
+                    (Ok(()), true) => netns::remove_resolv_conf(name),
+                    (other, _) => other,
+                }
+            }
             Action::Lease(l) => match store {
                 Some((s, lock)) => s.remove(lock, l),
                 None => Ok(()),
@@ -361,6 +427,12 @@ mod tests {
             pid: 42,
             netns_dev: 4,
             netns_ino: 5,
+            netns_path: String::new(),
+            ip6: None,
+            prefix_len6: None,
+            gateway6: None,
+            default_route: true,
+            dns: vec![],
         }
     }
 
@@ -441,5 +513,47 @@ mod tests {
             decide_veth(&i, ID, Presence::Stopped).unwrap().reason,
             NOT_RUNNING
         );
+    }
+
+    #[test]
+    fn netns_target_ids_are_told_from_container_ids() {
+        assert!(is_netns_target_id(&plan::netns_target_id(4, 4026532000)));
+        assert!(is_netns_target_id(&plan::netns_target_id(u64::MAX, 1)));
+        assert!(!is_netns_target_id(ID));
+        assert!(!is_netns_target_id("abc"));
+        let mut forged = plan::netns_target_id(4, 4026532000);
+        forged.replace_range(0..1, if forged.starts_with('0') { "1" } else { "0" });
+        assert!(!is_netns_target_id(&forged));
+    }
+
+    #[test]
+    fn a_link_shared_with_a_live_attachment_stays() {
+        let a = lease();
+        let mut b = lease();
+        b.network_id = "other".into();
+        b.ip = "10.9.0.2".parse().unwrap();
+        // a lost its interface (dropped with its link); b, same namespace, is healthy.
+        let f = facts(Presence::Running, true, false, LinkState::Ours);
+        let mut plan = decide_lease(&f);
+        assert_eq!(kinds(plan.clone()), ["netns-link", "lease"]);
+        keep_shared_links(&mut plan, &[a.clone(), b.clone()], |_| true);
+        assert_eq!(kinds(plan), ["lease"]);
+        // alone, the link goes with the lease
+        let mut plan = decide_lease(&f);
+        keep_shared_links(&mut plan, &[a], |_| true);
+        assert_eq!(kinds(plan), ["netns-link", "lease"]);
+    }
+
+    #[test]
+    fn resolv_conf_goes_only_with_a_dropped_lease() {
+        let mut f = facts(Presence::Gone, false, false, LinkState::Ours);
+        f.lease.dns = vec!["10.0.0.53".parse().unwrap()];
+        let resolv = |r: &[Removal]| {
+            r.iter()
+                .any(|r| matches!(r.action, Action::NetnsLink { resolv: true, .. }))
+        };
+        assert!(resolv(&decide_lease(&f)));
+        f.container = Presence::Stopped; // parked: the lease stays
+        assert!(!resolv(&decide_lease(&f)));
     }
 }

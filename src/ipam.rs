@@ -8,60 +8,111 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
-/// An IPv4 network in CIDR form, normalised to its network address.
+/// An address as a number, the key of every taken set: IPv4 in the low 32 bits.
+pub fn key(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// An IPv4 or IPv6 network in CIDR form, normalised to its network address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subnet {
-    network: u32,
+    network: u128,
     prefix_len: u8,
+    v6: bool,
 }
 
 impl Subnet {
-    pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Result<Self, String> {
-        if prefix_len > 32 {
-            return Err(format!("prefix length {prefix_len} is larger than 32"));
+    pub fn new(addr: IpAddr, prefix_len: u8) -> Result<Self, String> {
+        let v6 = addr.is_ipv6();
+        let bits = if v6 { 128 } else { 32 };
+        if prefix_len > bits {
+            return Err(format!("prefix length {prefix_len} is larger than {bits}"));
         }
-        let network = u32::from(addr) & mask(prefix_len);
-        Ok(Subnet {
-            network,
+        let mut s = Subnet {
+            network: key(addr),
             prefix_len,
-        })
+            v6,
+        };
+        s.network &= s.mask();
+        Ok(s)
     }
 
     pub fn prefix_len(&self) -> u8 {
         self.prefix_len
     }
 
-    pub fn network(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.network)
+    pub fn is_ipv6(&self) -> bool {
+        self.v6
     }
 
-    /// The last address of the subnet (the broadcast address for prefixes up to /30).
-    pub fn broadcast(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.last())
+    fn bits(&self) -> u8 {
+        if self.v6 { 128 } else { 32 }
     }
 
-    fn last(&self) -> u32 {
-        self.network | !mask(self.prefix_len)
+    /// Host bits set to one.
+    fn host_mask(&self) -> u128 {
+        let host = u32::from(self.bits() - self.prefix_len);
+        if host == 128 {
+            u128::MAX
+        } else {
+            (1u128 << host) - 1
+        }
     }
 
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & mask(self.prefix_len) == self.network
+    fn mask(&self) -> u128 {
+        let all = if self.v6 {
+            u128::MAX
+        } else {
+            u128::from(u32::MAX)
+        };
+        all & !self.host_mask()
     }
 
-    /// First and last address a host may use, or `None` when the subnet has no room (/31, /32).
-    fn usable(&self) -> Option<(u32, u32)> {
-        (self.prefix_len <= 30).then(|| (self.network + 1, self.last() - 1))
+    pub fn addr(&self, n: u128) -> IpAddr {
+        if self.v6 {
+            IpAddr::from(n.to_be_bytes())
+        } else {
+            // Only ever called with numbers of this (IPv4) subnet, which fit in 32 bits.
+            IpAddr::V4(Ipv4Addr::from(n as u32))
+        }
     }
-}
 
-fn mask(prefix_len: u8) -> u32 {
-    if prefix_len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix_len))
+    pub fn network(&self) -> IpAddr {
+        self.addr(self.network)
+    }
+
+    /// The last address of the subnet (the broadcast address of an IPv4 subnet up to /30).
+    pub fn broadcast(&self) -> IpAddr {
+        self.addr(self.last())
+    }
+
+    fn last(&self) -> u128 {
+        self.network | self.host_mask()
+    }
+
+    /// The first address a host may use (conventionally the gateway's).
+    pub fn first_host(&self) -> Option<IpAddr> {
+        self.usable().map(|(first, _)| self.addr(first))
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv6() == self.v6 && key(ip) & self.mask() == self.network
+    }
+
+    /// First and last address a host may use, or `None` when there is no room. IPv4 loses the
+    /// network and broadcast addresses (so /31 and /32 have none); IPv6 loses the
+    /// subnet-router anycast address (the network address).
+    fn usable(&self) -> Option<(u128, u128)> {
+        match self.v6 {
+            false => (self.prefix_len <= 30).then(|| (self.network + 1, self.last() - 1)),
+            true => (self.prefix_len < 128).then(|| (self.network + 1, self.last())),
+        }
     }
 }
 
@@ -76,10 +127,10 @@ impl FromStr for Subnet {
     fn from_str(s: &str) -> Result<Self, String> {
         let (addr, len) = s
             .split_once('/')
-            .ok_or_else(|| format!("'{s}' is not in CIDR form (A.B.C.D/N)"))?;
-        let addr: Ipv4Addr = addr
+            .ok_or_else(|| format!("'{s}' is not in CIDR form (ADDRESS/PREFIX)"))?;
+        let addr: IpAddr = addr
             .parse()
-            .map_err(|_| format!("'{s}': '{addr}' is not an IPv4 address"))?;
+            .map_err(|_| format!("'{s}': '{addr}' is not an IP address"))?;
         let len: u8 = len
             .parse()
             .map_err(|_| format!("'{s}': '{len}' is not a prefix length"))?;
@@ -91,13 +142,13 @@ impl FromStr for Subnet {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IpamError {
     #[error("{ip} is outside the subnet {subnet}")]
-    OutsideSubnet { ip: Ipv4Addr, subnet: Subnet },
+    OutsideSubnet { ip: IpAddr, subnet: Subnet },
     #[error("{ip} is the network address of {subnet}")]
-    NetworkAddress { ip: Ipv4Addr, subnet: Subnet },
+    NetworkAddress { ip: IpAddr, subnet: Subnet },
     #[error("{ip} is the broadcast address of {subnet}")]
-    BroadcastAddress { ip: Ipv4Addr, subnet: Subnet },
+    BroadcastAddress { ip: IpAddr, subnet: Subnet },
     #[error("{ip} is already in use (gateway, a Docker endpoint or another lease)")]
-    Taken { ip: Ipv4Addr },
+    Taken { ip: IpAddr },
     #[error("no free address left in {subnet}")]
     Exhausted { subnet: Subnet },
 }
@@ -112,20 +163,20 @@ pub struct Pool {
 
 impl Pool {
     /// Checks an explicitly requested address.
-    pub fn check(&self, ip: Ipv4Addr, taken: &BTreeSet<u32>) -> Result<(), IpamError> {
+    pub fn check(&self, ip: IpAddr, taken: &BTreeSet<u128>) -> Result<(), IpamError> {
         let subnet = self.subnet;
         if !subnet.contains(ip) {
             return Err(IpamError::OutsideSubnet { ip, subnet });
         }
-        if subnet.prefix_len <= 30 {
-            if ip == subnet.network() {
+        if let Some((first, last)) = subnet.usable() {
+            if key(ip) < first {
                 return Err(IpamError::NetworkAddress { ip, subnet });
             }
-            if ip == subnet.broadcast() {
+            if key(ip) > last {
                 return Err(IpamError::BroadcastAddress { ip, subnet });
             }
         }
-        if taken.contains(&u32::from(ip)) {
+        if taken.contains(&key(ip)) {
             return Err(IpamError::Taken { ip });
         }
         Ok(())
@@ -134,21 +185,21 @@ impl Pool {
     /// Chooses the highest free address outside Docker's range; when everything outside it is
     /// taken, the highest free address inside it (Docker fills that range from the bottom).
     /// Costs O(number of taken addresses above the result).
-    pub fn choose(&self, taken: &BTreeSet<u32>) -> Result<Ipv4Addr, IpamError> {
+    pub fn choose(&self, taken: &BTreeSet<u128>) -> Result<IpAddr, IpamError> {
         let exhausted = IpamError::Exhausted {
             subnet: self.subnet,
         };
         let (first, last) = self.subnet.usable().ok_or(exhausted.clone())?;
         let skip = self
             .docker_range
-            .filter(|r| r.network < r.last())
+            .filter(|r| r.network < r.last() && r.v6 == self.subnet.v6)
             .map(|r| (r.network, r.last()));
-        if let Some(ip) = highest_free(first, last, skip, taken) {
-            return Ok(Ipv4Addr::from(ip));
+        if let Some(n) = highest_free(first, last, skip, taken) {
+            return Ok(self.subnet.addr(n));
         }
         match skip {
             Some((lo, hi)) => highest_free(lo.max(first), hi.min(last), None, taken)
-                .map(Ipv4Addr::from)
+                .map(|n| self.subnet.addr(n))
                 .ok_or(exhausted),
             None => Err(exhausted),
         }
@@ -157,11 +208,11 @@ impl Pool {
 
 /// Highest address in `first..=last` that is neither in `taken` nor in the `skip` range.
 fn highest_free(
-    first: u32,
-    last: u32,
-    skip: Option<(u32, u32)>,
-    taken: &BTreeSet<u32>,
-) -> Option<u32> {
+    first: u128,
+    last: u128,
+    skip: Option<(u128, u128)>,
+    taken: &BTreeSet<u128>,
+) -> Option<u128> {
     if first > last {
         return None;
     }
@@ -188,11 +239,11 @@ fn highest_free(
 mod tests {
     use super::*;
 
-    fn ip(s: &str) -> Ipv4Addr {
+    fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
-    fn set(v: &[&str]) -> BTreeSet<u32> {
-        v.iter().map(|s| u32::from(ip(s))).collect()
+    fn set(v: &[&str]) -> BTreeSet<u128> {
+        v.iter().map(|s| key(ip(s))).collect()
     }
     fn pool(subnet: &str, range: Option<&str>) -> Pool {
         Pool {
@@ -209,15 +260,27 @@ mod tests {
         for bad in ["172.17.0.0", "172.17.0.0/33", "x/16", "1.2.3.4/x", "/", ""] {
             assert!(bad.parse::<Subnet>().is_err(), "{bad} parsed");
         }
-        assert!("0.0.0.0/0".parse::<Subnet>().unwrap().contains(ip("8.8.8.8")));
+        assert!(
+            "0.0.0.0/0"
+                .parse::<Subnet>()
+                .unwrap()
+                .contains(ip("8.8.8.8"))
+        );
     }
+
+    /// (subnet, Docker's range, taken, expected address or `Err(())` for exhausted)
+    type Case<'a> = (&'a str, Option<&'a str>, &'a [&'a str], Result<&'a str, ()>);
 
     #[test]
     fn choose_table() {
-        // (subnet, docker range, taken, expected)
-        let cases: &[(&str, Option<&str>, &[&str], Result<&str, ()>)] = &[
+        let cases: &[Case] = &[
             ("172.17.0.0/16", None, &[], Ok("172.17.255.254")),
-            ("172.17.0.0/16", None, &["172.17.255.254"], Ok("172.17.255.253")),
+            (
+                "172.17.0.0/16",
+                None,
+                &["172.17.255.254"],
+                Ok("172.17.255.253"),
+            ),
             (
                 "172.17.0.0/16",
                 None,
@@ -262,7 +325,7 @@ mod tests {
         let mut got = vec![];
         while let Ok(a) = p.choose(&taken) {
             got.push(a);
-            taken.insert(u32::from(a));
+            taken.insert(key(a));
         }
         assert_eq!(got.len(), 6);
         assert_eq!(got[0], ip("192.168.50.6"));
@@ -293,10 +356,38 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_top_down_with_network_and_range() {
+        let p = pool("fd00:1::/64", None);
+        assert_eq!(
+            p.choose(&BTreeSet::new()),
+            Ok(ip("fd00:1::ffff:ffff:ffff:ffff"))
+        );
+        let taken = set(&["fd00:1::ffff:ffff:ffff:ffff"]);
+        assert_eq!(p.choose(&taken), Ok(ip("fd00:1::ffff:ffff:ffff:fffe")));
+        let r = pool("fd00:1::/64", Some("fd00:1::8000:0:0:0/65"));
+        assert_eq!(
+            r.choose(&BTreeSet::new()),
+            Ok(ip("fd00:1::7fff:ffff:ffff:ffff"))
+        );
+        assert!(matches!(
+            p.check(ip("fd00:1::"), &BTreeSet::new()),
+            Err(IpamError::NetworkAddress { .. })
+        ));
+        assert!(matches!(
+            p.check(ip("10.0.0.1"), &BTreeSet::new()),
+            Err(IpamError::OutsideSubnet { .. })
+        ));
+        assert!(p.check(ip("fd00:1::5"), &BTreeSet::new()).is_ok());
+        assert_eq!(
+            "fd00:1::5/64".parse::<Subnet>().unwrap().to_string(),
+            "fd00:1::/64"
+        );
+    }
+
+    #[test]
     fn sixty_thousand_leases_still_finds_the_gap() {
         let p = pool("10.1.0.0/16", None);
-        let taken: BTreeSet<u32> = (u32::from(ip("10.1.10.0"))..u32::from(ip("10.1.255.255")))
-            .collect();
+        let taken: BTreeSet<u128> = (key(ip("10.1.10.0"))..key(ip("10.1.255.255"))).collect();
         assert_eq!(p.choose(&taken), Ok(ip("10.1.9.255")));
     }
 }

@@ -4,6 +4,10 @@
 //! ```text
 //! <state>/lock                              flock(2)ed by every command that changes state
 //! <state>/leases/<network-id>/<ip>          one JSON `Lease` per address; its name is the address
+//!                                           (an IPv6 address of a dual-stack lease is a second
+//!                                           hard link to the same record)
+//! <state>/bridges/<name>                     marker: `attach --bridge` created this bridge, so
+//!                                           `detach` deletes it once it has no ports left
 //! <state>/by-container/<container-id>@<network-id>
 //!                                           symlink whose target *text* is the address (an index;
 //!                                           it is read with readlink, never followed)
@@ -15,7 +19,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -46,6 +50,47 @@ pub struct Lease {
     pub pid: u32,
     pub netns_dev: u64,
     pub netns_ino: u64,
+    /// The path the netns link points at, for a namespace that is not a container's
+    /// (`--netns`); empty for containers, whose path is /proc/<pid>/ns/net.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub netns_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_len6: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
+    /// Whether this attachment set the container's default route(s).
+    #[serde(default)]
+    pub default_route: bool,
+    /// Name servers written to /etc/netns/<netns_name>/resolv.conf (`--dns`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<IpAddr>,
+}
+
+impl Lease {
+    /// The namespace path this lease attached: /proc/<pid>/ns/net or the `--netns` path.
+    pub fn netns_source(&self) -> PathBuf {
+        if self.netns_path.is_empty() {
+            crate::netns::proc_path(self.pid)
+        } else {
+            PathBuf::from(&self.netns_path)
+        }
+    }
+
+    pub fn netns_id(&self) -> crate::netns::NsId {
+        crate::netns::NsId {
+            dev: self.netns_dev,
+            ino: self.netns_ino,
+        }
+    }
+}
+
+/// Addresses taken on one network, per family (keys of `ipam::key`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Taken {
+    pub v4: BTreeSet<u128>,
+    pub v6: BTreeSet<u128>,
 }
 
 /// Proof that the caller holds the store lock; released on drop.
@@ -61,7 +106,7 @@ pub struct LeaseStore {
 #[derive(Debug, thiserror::Error)]
 pub enum InsertError {
     #[error("{0} is already leased")]
-    Taken(Ipv4Addr),
+    Taken(IpAddr),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -73,7 +118,11 @@ impl LeaseStore {
         let store = LeaseStore {
             root: root.to_path_buf(),
         };
-        for dir in [root.to_path_buf(), store.root.join("leases"), store.by_container()] {
+        for dir in [
+            root.to_path_buf(),
+            store.root.join("leases"),
+            store.by_container(),
+        ] {
             ensure_private_dir(&dir)?;
         }
         Ok(store)
@@ -121,29 +170,51 @@ impl LeaseStore {
     fn index_path(&self, container_id: &str, network_id: &str) -> Result<PathBuf> {
         check_component(container_id, "container id")?;
         check_component(network_id, "network id")?;
-        Ok(self.by_container().join(format!("{container_id}@{network_id}")))
+        Ok(self
+            .by_container()
+            .join(format!("{container_id}@{network_id}")))
     }
 
     /// Addresses leased on a network (from file names alone: one readdir, no reads).
-    pub fn taken(&self, network_id: &str) -> Result<BTreeSet<u32>> {
+    pub fn taken(&self, network_id: &str) -> Result<Taken> {
         let dir = self.network_dir(network_id)?;
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(BTreeSet::new()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Taken::default()),
             Err(e) => return Err(state_err(&dir, e)),
         };
-        let mut taken = BTreeSet::new();
+        let mut taken = Taken::default();
         for entry in entries {
             let entry = entry.map_err(|e| state_err(&dir, e))?;
-            if let Some(ip) = entry
+            match entry
                 .file_name()
                 .to_str()
-                .and_then(|n| n.parse::<Ipv4Addr>().ok())
+                .and_then(|n| n.parse::<IpAddr>().ok())
             {
-                taken.insert(u32::from(ip));
-            }
+                Some(ip @ IpAddr::V4(_)) => taken.v4.insert(crate::ipam::key(ip)),
+                Some(ip @ IpAddr::V6(_)) => taken.v6.insert(crate::ipam::key(ip)),
+                None => false,
+            };
         }
         Ok(taken)
+    }
+
+    /// Every lease a container (or `--netns` target) holds, on any network.
+    pub fn of_container(&self, container_id: &str) -> Result<Vec<Lease>> {
+        check_component(container_id, "container id")?;
+        let dir = self.by_container();
+        let prefix = format!("{container_id}@");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| state_err(&dir, e))? {
+            let entry = entry.map_err(|e| state_err(&dir, e))?;
+            let name = entry.file_name();
+            if let Some(net) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) {
+                if let Some(lease) = self.find(container_id, net)? {
+                    out.push(lease);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The lease a container holds on a network, found through the index.
@@ -187,13 +258,30 @@ impl LeaseStore {
             .map_err(|e| state_err(&tmp, e))?;
         drop(file);
         let linked = fs::hard_link(&tmp, &path);
+        let linked6 = match (&linked, lease.ip6) {
+            (Ok(()), Some(ip6)) => {
+                let path6 = dir.join(ip6.to_string());
+                fs::hard_link(&tmp, &path6).map_err(|e| {
+                    let _ = fs::remove_file(&path);
+                    (IpAddr::V6(ip6), path6, e)
+                })
+            }
+            _ => Ok(()),
+        };
         let _ = fs::remove_file(&tmp);
         match linked {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                return Err(InsertError::Taken(lease.ip));
+                return Err(InsertError::Taken(IpAddr::V4(lease.ip)));
             }
             Err(e) => return Err(state_err(&path, e).into()),
+        }
+        match linked6 {
+            Ok(()) => {}
+            Err((ip6, _, e)) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(InsertError::Taken(ip6));
+            }
+            Err((_, path6, e)) => return Err(state_err(&path6, e).into()),
         }
         let index = self.index_path(&lease.container_id, &lease.network_id)?;
         let _ = fs::remove_file(&index);
@@ -214,9 +302,39 @@ impl LeaseStore {
             .network_dir(&lease.network_id)?
             .join(lease.ip.to_string());
         if read_lease(&path)?.is_some_and(|l| l.container_id == lease.container_id) {
+            if let Some(ip6) = lease.ip6 {
+                remove_if_present(&path.with_file_name(ip6.to_string()))?;
+            }
             remove_if_present(&path)?;
         }
         Ok(())
+    }
+
+    /// Remembers that we created bridge `name`.
+    pub fn mark_bridge(&self, _lock: &StoreLock, name: &str) -> Result<()> {
+        check_component(name, "bridge name")?;
+        let dir = self.root.join("bridges");
+        ensure_private_dir(&dir)?;
+        let path = dir.join(name);
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map(drop)
+            .map_err(|e| state_err(&path, e))
+    }
+
+    pub fn bridge_marked(&self, name: &str) -> bool {
+        check_component(name, "bridge name").is_ok()
+            && fs::symlink_metadata(self.root.join("bridges").join(name)).is_ok_and(|m| m.is_file())
+    }
+
+    pub fn unmark_bridge(&self, _lock: &StoreLock, name: &str) -> Result<()> {
+        check_component(name, "bridge name")?;
+        remove_if_present(&self.root.join("bridges").join(name))
     }
 
     /// Every lease, in address order per network.
@@ -227,7 +345,9 @@ impl LeaseStore {
             for file in sorted_entries(&net)? {
                 let name = file.file_name();
                 let name = name.and_then(|n| n.to_str()).unwrap_or_default();
-                if name.starts_with('.') {
+                // Hidden temporaries, and the IPv6 links of dual-stack leases (read once, by
+                // their IPv4 name).
+                if name.starts_with('.') || name.contains(':') {
                     continue;
                 }
                 if let Some(lease) = read_lease(&file)? {
@@ -272,7 +392,10 @@ fn read_lease(path: &Path) -> Result<Option<Lease>> {
                 path.display()
             )
         })?;
-    let expected = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let expected = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     if lease.ip.to_string() != expected {
         bail!(
             "lease file {} records address {} instead of {expected}; move it away and run `docker-netattach gc`",
@@ -382,6 +505,12 @@ mod tests {
             pid: 1,
             netns_dev: 4,
             netns_ino: 4026531840,
+            netns_path: String::new(),
+            ip6: None,
+            prefix_len6: None,
+            gateway6: None,
+            default_route: true,
+            dns: vec![],
         }
     }
 
@@ -423,9 +552,10 @@ mod tests {
         assert_eq!(store.find("aaa", "netid").unwrap(), Some(a.clone()));
         assert_eq!(store.find("bbb", "netid").unwrap(), None);
         assert_eq!(
-            store.taken("netid").unwrap(),
-            [u32::from(a.ip)].into_iter().collect()
+            store.taken("netid").unwrap().v4,
+            [crate::ipam::key(IpAddr::V4(a.ip))].into_iter().collect()
         );
+        assert_eq!(store.of_container("aaa").unwrap(), vec![a.clone()]);
         let mode = fs::metadata(store.root().join("leases/netid/172.17.255.254"))
             .unwrap()
             .permissions()
@@ -435,7 +565,29 @@ mod tests {
         store.remove(&lock, &a).unwrap();
         store.remove(&lock, &a).unwrap();
         assert_eq!(store.find("aaa", "netid").unwrap(), None);
-        assert!(store.taken("netid").unwrap().is_empty());
+        assert_eq!(store.taken("netid").unwrap(), Taken::default());
+    }
+
+    #[test]
+    fn a_dual_stack_lease_reserves_both_addresses() {
+        let (_d, store) = tmp_store();
+        let lock = store.lock().unwrap();
+        let mut a = lease("aaa", "10.0.0.5");
+        a.ip6 = Some("fd00::5".parse().unwrap());
+        store.insert(&lock, &a).unwrap();
+        let taken = store.taken("netid").unwrap();
+        assert_eq!((taken.v4.len(), taken.v6.len()), (1, 1));
+        assert_eq!(store.all().unwrap(), vec![a.clone()]);
+        let mut b = lease("bbb", "10.0.0.6");
+        b.ip6 = a.ip6;
+        assert!(matches!(
+            store.insert(&lock, &b),
+            Err(InsertError::Taken(IpAddr::V6(_)))
+        ));
+        // The loser left nothing: its IPv4 address is free again.
+        assert_eq!(store.taken("netid").unwrap().v4.len(), 1);
+        store.remove(&lock, &a).unwrap();
+        assert_eq!(store.taken("netid").unwrap(), Taken::default());
     }
 
     #[test]
@@ -460,7 +612,13 @@ mod tests {
         fs::write(dir.join("10.0.0.9"), "{ truncated").unwrap();
         let err = format!("{:#}", store.all().unwrap_err());
         assert!(err.contains("10.0.0.9 is corrupt"), "{err}");
-        assert!(store.taken("netid").unwrap().contains(&u32::from(Ipv4Addr::new(10, 0, 0, 9))));
+        assert!(
+            store
+                .taken("netid")
+                .unwrap()
+                .v4
+                .contains(&crate::ipam::key(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9))))
+        );
     }
 
     #[test]

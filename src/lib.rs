@@ -2,11 +2,12 @@
 //! a Docker bridge. See README.md for the user's view; each module's header names its side
 //! effects.
 
-pub mod arp;
+pub mod address;
 pub mod attach;
 pub mod cli;
 pub mod detach;
 pub mod docker;
+pub mod doctor;
 pub mod gc;
 pub mod generate;
 pub mod hostns;
@@ -20,4 +21,6 @@ pub mod plan;
 pub mod plugin;
 pub mod privilege;
 pub mod run;
+pub mod target;
+pub mod txn;
 pub mod watch;

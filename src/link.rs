@@ -1,14 +1,17 @@
 //! rtnetlink adapter. Side effects: creates, configures and deletes interfaces, addresses and
 //! routes in the namespace of the thread that opened the connection.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use anyhow::{Result, anyhow};
 use futures::TryStreamExt;
-use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
-use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::packet_route::route::RouteMessage;
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 
 /// The facts about an interface that we use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,28 +61,6 @@ impl Rtnl {
         }
     }
 
-    /// The first IPv4 address on an interface (used as the gateway when Docker omits it).
-    pub async fn first_ipv4(&self, index: u32) -> Result<Option<Ipv4Addr>> {
-        let mut stream = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute();
-        while let Some(msg) = stream
-            .try_next()
-            .await
-            .map_err(|e| nl_err(&e, "list addresses"))?
-        {
-            for attr in msg.attributes {
-                if let AddressAttribute::Local(IpAddr::V4(a)) | AddressAttribute::Address(IpAddr::V4(a)) = attr {
-                    return Ok(Some(a));
-                }
-            }
-        }
-        Ok(None)
-    }
-
     /// Creates the veth pair in one request: host end up and enslaved to the bridge, peer placed
     /// directly into the namespace `netns` under its final name, MAC and MTU. (The peer cannot
     /// be created up: the kernel opens it before the pair is linked and answers ENOTCONN.)
@@ -96,8 +77,12 @@ impl Rtnl {
             .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();
-        self.handle.link().add(msg).execute().await.map_err(|e| {
-            match errno(&e) {
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| match errno(&e) {
                 Some(libc::EEXIST) => anyhow!(
                     "interface {} already exists on the host or {} already exists in the container",
                     spec.host_name,
@@ -109,8 +94,7 @@ impl Rtnl {
                     spec.peer_name
                 ),
                 _ => nl_err(&e, &format!("create veth {}", spec.host_name)),
-            }
-        })?;
+            })?;
         // The kernel ignores IFLA_IFALIAS on creation, so the alias is a second, cheap request.
         let mut alias = LinkMessage::default();
         alias.header.index = 0;
@@ -151,47 +135,172 @@ impl Rtnl {
         }
     }
 
-    /// Container side: link and `lo` up, address with the subnet's prefix, default route via
-    /// the gateway.
-    pub async fn configure_inside(
-        &self,
-        ifindex: u32,
-        ip: Ipv4Addr,
-        prefix_len: u8,
-        gateway: Option<Ipv4Addr>,
-    ) -> Result<()> {
+    /// Container side, in this order: the interface's sysctls (`arp_notify`; IPv6 off as
+    /// Docker does when there is no IPv6 address), its addresses (IPv6 with `nodad`: usable at
+    /// once) and `lo` up (concurrently), then the interface up — with `arp_notify` set the
+    /// kernel itself broadcasts the gratuitous ARP as the link comes up — and last the default
+    /// routes, when asked for and the container has none yet. Must run on a thread inside the
+    /// container's namespace.
+    pub async fn configure_inside(&self, cfg: &Inside<'_>) -> Result<()> {
+        let Inside {
+            ifname, ifindex, ..
+        } = *cfg;
+        sysctl(&format!("ipv4/conf/{ifname}/arp_notify"), "1")?;
+        let v6_off = if cfg.v6.is_some() { "0" } else { "1" };
+        if let Err(e) = sysctl(&format!("ipv6/conf/{ifname}/disable_ipv6"), v6_off) {
+            if cfg.v6.is_some() {
+                return Err(e);
+            }
+            tracing::debug!("IPv6 left as is: {e:#}");
+        }
+        if cfg.v6.is_some() {
+            // No duplicate address detection on the link-local address either.
+            sysctl(&format!("ipv6/conf/{ifname}/accept_dad"), "0")?;
+        }
         let lo = LinkUnspec::new_with_index(LOOPBACK_INDEX).up().build();
-        let up = LinkUnspec::new_with_index(ifindex).up().build();
-        let add_addr = self
+        let (ip, len) = cfg.v4;
+        let add_v4 = self
             .handle
             .address()
-            .add(ifindex, IpAddr::V4(ip), prefix_len)
+            .add(ifindex, IpAddr::V4(ip), len)
             .execute();
-        let (lo_res, up_res, addr_res) = futures::join!(
-            self.handle.link().set(lo).execute(),
-            self.handle.link().set(up).execute(),
-            add_addr
-        );
-        addr_res.map_err(|e| match errno(&e) {
-            Some(libc::EEXIST) => anyhow!("address {ip} is already set in the container"),
-            _ => nl_err(&e, &format!("add address {ip}/{prefix_len}")),
-        })?;
+        let add_v6 = async {
+            let Some((ip6, len6)) = cfg.v6 else {
+                return Ok(());
+            };
+            let mut req = self.handle.address().add(ifindex, IpAddr::V6(ip6), len6);
+            let msg = req.message_mut();
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            req.execute().await
+        };
+        let (lo_res, v4_res, v6_res) =
+            futures::join!(self.handle.link().set(lo).execute(), add_v4, add_v6);
+        v4_res.map_err(|e| addr_err(&e, IpAddr::V4(ip), len))?;
+        if let Some((ip6, len6)) = cfg.v6 {
+            v6_res.map_err(|e| addr_err(&e, IpAddr::V6(ip6), len6))?;
+        }
         lo_res.map_err(|e| nl_err(&e, "bring lo up"))?;
-        up_res.map_err(|e| nl_err(&e, "bring the interface up"))?;
-        if let Some(gw) = gateway {
+        let up = LinkUnspec::new_with_index(ifindex).up().build();
+        self.handle
+            .link()
+            .set(up)
+            .execute()
+            .await
+            .map_err(|e| nl_err(&e, &format!("bring {ifname} up")))?;
+        if let Some(gw) = cfg.gateway4 {
             let route = RouteMessageBuilder::<Ipv4Addr>::new()
                 .gateway(gw)
                 .output_interface(ifindex)
                 .build();
-            self.handle.route().add(route).execute().await.map_err(|e| match errno(&e) {
-                Some(libc::EEXIST) => anyhow!(
-                    "the container already has a default route; pass --no-default-route or remove it"
-                ),
-                _ => nl_err(&e, &format!("add default route via {gw}")),
-            })?;
+            self.add_default(route, &gw.to_string()).await?;
+        }
+        if let Some(gw6) = cfg.gateway6 {
+            let route = RouteMessageBuilder::<Ipv6Addr>::new()
+                .gateway(gw6)
+                .output_interface(ifindex)
+                .build();
+            self.add_default(route, &gw6.to_string()).await?;
         }
         Ok(())
     }
+
+    async fn add_default(&self, route: RouteMessage, gw: &str) -> Result<()> {
+        match self.handle.route().add(route).execute().await {
+            Ok(()) => Ok(()),
+            // Never replace a default route the container already has.
+            Err(e) if errno(&e) == Some(libc::EEXIST) => {
+                tracing::info!("the container already has a default route; kept it");
+                Ok(())
+            }
+            Err(e) => Err(nl_err(&e, &format!("add default route via {gw}"))),
+        }
+    }
+
+    /// Every address on an interface, with its prefix length.
+    pub async fn addresses(&self, index: u32) -> Result<Vec<(IpAddr, u8)>> {
+        let mut stream = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        let mut out = Vec::new();
+        while let Some(msg) = stream
+            .try_next()
+            .await
+            .map_err(|e| nl_err(&e, "list addresses"))?
+        {
+            let len = msg.header.prefix_len;
+            for attr in msg.attributes {
+                if let AddressAttribute::Local(a) = attr {
+                    out.push((a, len));
+                } else if let AddressAttribute::Address(a) = attr {
+                    if !out.iter().any(|(o, _)| *o == a) {
+                        out.push((a, len));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates a bridge with a fixed MAC (a bridge that takes its ports' lowest MAC changes it,
+    /// and flushes its neighbour table, as ports come and go), its address, up. Returns it.
+    pub async fn create_bridge(
+        &self,
+        name: &str,
+        mac: [u8; 6],
+        addr: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<Iface> {
+        let msg = LinkBridge::new(name).address(mac.to_vec()).up().build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| match errno(&e) {
+                Some(libc::EEXIST) => anyhow!("bridge {name} appeared meanwhile; try again"),
+                _ => nl_err(&e, &format!("create bridge {name}")),
+            })?;
+        let br = self
+            .link_by_name(name)
+            .await?
+            .ok_or_else(|| anyhow!("bridge {name} vanished right after it was created"))?;
+        self.handle
+            .address()
+            .add(br.index, IpAddr::V4(addr), prefix_len)
+            .execute()
+            .await
+            .map_err(|e| addr_err(&e, IpAddr::V4(addr), prefix_len))?;
+        Ok(br)
+    }
+}
+
+/// What `configure_inside` sets up.
+#[derive(Debug, Clone, Copy)]
+pub struct Inside<'a> {
+    pub ifname: &'a str,
+    pub ifindex: u32,
+    pub v4: (Ipv4Addr, u8),
+    pub v6: Option<(Ipv6Addr, u8)>,
+    pub gateway4: Option<Ipv4Addr>,
+    pub gateway6: Option<Ipv6Addr>,
+}
+
+fn addr_err(e: &rtnetlink::Error, ip: IpAddr, len: u8) -> anyhow::Error {
+    match errno(e) {
+        Some(libc::EEXIST) => anyhow!("address {ip} is already set in the container"),
+        _ => nl_err(e, &format!("add address {ip}/{len}")),
+    }
+}
+
+/// Writes /proc/sys/net/<key>. The file belongs to the network namespace of the thread that
+/// opens it, so called from a thread inside a namespace it configures that namespace.
+fn sysctl(key: &str, value: &str) -> Result<()> {
+    let path = format!("/proc/sys/net/{key}");
+    std::fs::write(&path, value).map_err(|e| anyhow!("cannot write {value} to {path}: {e}"))
 }
 
 /// The loopback device is always the first device registered in a network namespace.

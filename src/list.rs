@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::lease::{Lease, LeaseStore};
-use crate::netns::{self, NsId};
+use crate::netns;
 
 pub const ATTACHED: &str = "attached";
 pub const STALE: &str = "stale";
@@ -27,11 +27,7 @@ pub fn list(state_dir: &Path) -> Result<Vec<(Lease, &'static str)>> {
 
 /// `attached` while the host veth exists and the recorded Pid still has the recorded namespace.
 pub fn status(l: &Lease) -> &'static str {
-    let ns_alive = netns::id_of(&netns::proc_path(l.pid))
-        == Some(NsId {
-            dev: l.netns_dev,
-            ino: l.netns_ino,
-        });
+    let ns_alive = netns::id_of(&l.netns_source()) == Some(l.netns_id());
     let veth = Path::new("/sys/class/net").join(&l.host_ifname).exists();
     if ns_alive && veth { ATTACHED } else { STALE }
 }

@@ -12,6 +12,7 @@ fn main() {
             1
         }
     };
+    tracing::debug!("exit");
     std::process::exit(code);
 }
 

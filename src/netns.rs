@@ -4,7 +4,7 @@
 use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -20,11 +20,12 @@ pub struct NsId {
     pub ino: u64,
 }
 
-/// An open network namespace of a process, with its identity.
+/// An open network namespace, with its identity and the path it was opened from (the target
+/// of the /var/run/netns link).
 pub struct Netns {
     file: File,
     pub id: NsId,
-    pub pid: u32,
+    pub source: PathBuf,
 }
 
 impl Netns {
@@ -41,6 +42,34 @@ impl Netns {
             ),
             _ => anyhow!("cannot open {}: {e}", path.display()),
         })?;
+        Self::from_file(file, path)
+    }
+
+    /// Opens a namespace by name (/var/run/netns/NAME) or by path (e.g. /proc/PID/ns/net).
+    pub fn open(name_or_path: &str) -> Result<Self> {
+        let path = if name_or_path.contains('/') {
+            PathBuf::from(name_or_path)
+        } else {
+            crate::plan::validate_netns_name(name_or_path)?;
+            link_path(name_or_path)
+        };
+        let file = File::open(&path).map_err(|e| {
+            anyhow!(
+                "cannot open network namespace {}: {e}; create it with `ip netns add` or give a path like /proc/PID/ns/net",
+                path.display()
+            )
+        })?;
+        let ns = Self::from_file(file, path)?;
+        // nsfs files all live on one device; anything else is not a namespace.
+        if let Some(own) = id_of(Path::new("/proc/self/ns/net")) {
+            if own.dev != ns.id.dev {
+                bail!("{} is not a network namespace", ns.source.display());
+            }
+        }
+        Ok(ns)
+    }
+
+    fn from_file(file: File, path: PathBuf) -> Result<Self> {
         let meta = file
             .metadata()
             .with_context(|| format!("cannot stat {}", path.display()))?;
@@ -50,7 +79,7 @@ impl Netns {
                 dev: meta.dev(),
                 ino: meta.ino(),
             },
-            pid,
+            source: path,
         })
     }
 
@@ -63,12 +92,36 @@ pub fn proc_path(pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/ns/net"))
 }
 
-/// Identity of the namespace a path leads to, `None` when it leads nowhere (dead Pid, missing).
+/// Identity of the namespace a path leads to, `None` when it cannot be read.
 pub fn id_of(path: &Path) -> Option<NsId> {
-    fs::metadata(path).ok().map(|m| NsId {
-        dev: m.dev(),
-        ino: m.ino(),
-    })
+    match probe(path) {
+        Target::Live(id) => Some(id),
+        _ => None,
+    }
+}
+
+/// Where a netns path leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// To a live namespace.
+    Live(NsId),
+    /// Nowhere: the process is gone or the path is missing (ENOENT, ESRCH).
+    Dead,
+    /// Somewhere we may not look (EACCES, ...): treated as someone else's, never as dead.
+    Unknown,
+}
+
+pub fn probe(path: &Path) -> Target {
+    match fs::metadata(path) {
+        Ok(m) => Target::Live(NsId {
+            dev: m.dev(),
+            ino: m.ino(),
+        }),
+        Err(e) if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {
+            Target::Dead
+        }
+        Err(_) => Target::Unknown,
+    }
 }
 
 pub fn link_path(name: &str) -> PathBuf {
@@ -84,12 +137,13 @@ pub enum LinkOutcome {
     Existing,
 }
 
-/// Points /var/run/netns/<name> at /proc/<pid>/ns/net so `ip netns exec <name>` works.
+/// Points /var/run/netns/<name> at the namespace's source (/proc/<pid>/ns/net for a
+/// container) so `ip netns exec <name>` works.
 /// Replaces a stale link (dead target); refuses one that leads to another live namespace or
 /// anything that is not a symlink.
 pub fn ensure_link(name: &str, ns: &Netns) -> Result<LinkOutcome> {
     let path = link_path(name);
-    let target = proc_path(ns.pid);
+    let target = &ns.source;
     match fs::symlink_metadata(&path) {
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => bail!("cannot inspect {}: {e}", path.display()),
@@ -102,20 +156,20 @@ pub fn ensure_link(name: &str, ns: &Netns) -> Result<LinkOutcome> {
                 path.display()
             );
         }
-        Ok(_) => match id_of(&path) {
-            Some(id) if id == ns.id => return Ok(LinkOutcome::Existing),
-            Some(_) => bail!(
-                "netns name '{name}' is taken: {} leads to another live namespace; choose another --netns-name or remove the link",
+        Ok(_) => match probe(&path) {
+            Target::Live(id) if id == ns.id => return Ok(LinkOutcome::Existing),
+            Target::Live(_) | Target::Unknown => bail!(
+                "netns name '{name}' is taken: {} leads to another namespace; choose another --netns-name or remove the link",
                 path.display()
             ),
-            None => {
+            Target::Dead => {
                 tracing::debug!(path = %path.display(), "replacing stale netns link");
                 remove_path(&path)?;
             }
         },
     }
     create_dir_netns()?;
-    std::os::unix::fs::symlink(&target, &path)
+    std::os::unix::fs::symlink(target, &path)
         .with_context(|| format!("cannot create netns link {}", path.display()))?;
     Ok(LinkOutcome::Created)
 }
@@ -129,9 +183,10 @@ pub fn remove_link(name: &str, expected: NsId) -> Result<bool> {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
         Err(e) => bail!("cannot inspect {}: {e}", path.display()),
         Ok(meta) if !meta.file_type().is_symlink() => Ok(false),
-        Ok(_) => match id_of(&path) {
-            Some(id) if id != expected => Ok(false),
-            _ => remove_path(&path).map(|_| true),
+        Ok(_) => match probe(&path) {
+            Target::Dead => remove_path(&path).map(|_| true),
+            Target::Live(id) if id == expected => remove_path(&path).map(|_| true),
+            Target::Live(_) | Target::Unknown => Ok(false),
         },
     }
 }
@@ -159,6 +214,49 @@ fn create_dir_netns() -> Result<()> {
         }
         Err(e) => Err(anyhow!("cannot create {NETNS_DIR}: {e}")),
     }
+}
+
+/// Where `ip netns exec <name>` finds the namespace's resolv.conf.
+pub fn resolv_conf_path(name: &str) -> PathBuf {
+    Path::new("/etc/netns").join(name).join("resolv.conf")
+}
+
+/// Writes /etc/netns/<name>/resolv.conf (bind-mounted over /etc/resolv.conf by `ip netns exec`).
+pub fn write_resolv_conf(name: &str, servers: &[std::net::IpAddr]) -> Result<()> {
+    let path = resolv_conf_path(name);
+    let dir = path.parent().unwrap_or(Path::new("/etc/netns"));
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let body: String = servers
+        .iter()
+        .map(|s| format!("nameserver {s}\n"))
+        .collect();
+    let tmp = dir.join(".resolv.conf.tmp");
+    let _ = fs::remove_file(&tmp);
+    // O_EXCL|O_NOFOLLOW: never write through a planted link; rename replaces a link itself.
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .and_then(|mut f| {
+            std::io::Write::write_all(
+                &mut f,
+                format!("# written by docker-netattach\n{body}").as_bytes(),
+            )
+        })
+        .and_then(|()| fs::rename(&tmp, &path))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Removes what `write_resolv_conf` wrote (and the directory when it is empty then).
+pub fn remove_resolv_conf(name: &str) -> Result<()> {
+    let path = resolv_conf_path(name);
+    remove_path(&path)?;
+    if let Some(dir) = path.parent() {
+        let _ = fs::remove_dir(dir);
+    }
+    Ok(())
 }
 
 /// Runs `work` on a new thread that has entered the namespace `fd`; the thread exits when the

@@ -20,6 +20,12 @@ pub struct Record<'a> {
     pub ifname: &'a str,
     pub netns_name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_len6: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<&'static str>,
 }
 
@@ -37,6 +43,9 @@ impl<'a> Record<'a> {
             host_ifname: &l.host_ifname,
             ifname: &l.ifname,
             netns_name: &l.netns_name,
+            ip6: l.ip6.map(|a| a.to_string()),
+            prefix_len6: l.prefix_len6,
+            gateway6: l.gateway6.map(|a| a.to_string()),
             status,
         }
     }

@@ -2,7 +2,8 @@
 //! `--dry-run` prints this plan; `attach` executes it.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -25,22 +26,120 @@ pub struct AttachPlan {
     pub ip: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_len6: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
     pub mac: String,
     pub mtu: u32,
     pub host_ifname: String,
     pub ifname: String,
     pub netns_name: String,
+    /// What the netns link points at: /proc/<pid>/ns/net, or the `--netns` path.
+    pub netns_source: PathBuf,
+    /// Pid of the container (0 for a `--netns` target).
     pub pid: u32,
+    /// Whether the container gets default route(s) via the gateway(s).
+    pub default_route: bool,
+    /// Name servers for /etc/netns/<netns_name>/resolv.conf.
+    pub dns: Vec<IpAddr>,
+    /// `--bridge` named a bridge that does not exist yet: create it with the gateway address.
+    pub create_bridge: bool,
 }
 
 impl AttachPlan {
     pub fn subnet(&self) -> Subnet {
         // prefix_len comes from a parsed Subnet, so it is at most 32.
-        Subnet::new(self.ip, self.prefix_len).expect("prefix length validated when parsed")
+        Subnet::new(IpAddr::V4(self.ip), self.prefix_len)
+            .expect("prefix length validated when parsed")
     }
 
     pub fn mac_bytes(&self) -> [u8; 6] {
         mac_for(self.ip)
+    }
+
+    /// The same steps as `ip` commands (for `--dry-run --explain` and the docs).
+    pub fn explain(&self) -> String {
+        let ns = &self.netns_name;
+        let mut out = Vec::new();
+        if self.create_bridge {
+            out.push(format!(
+                "ip link add {} address {} type bridge",
+                self.bridge,
+                format_mac(mac_for(self.gateway))
+            ));
+            out.push(format!(
+                "ip addr add {}/{} dev {}",
+                self.gateway, self.prefix_len, self.bridge
+            ));
+            out.push(format!("ip link set {} up", self.bridge));
+        }
+        out.push("mkdir -p /var/run/netns".to_string());
+        out.push(format!(
+            "ln -sfT {} /var/run/netns/{ns}",
+            self.netns_source.display()
+        ));
+        out.push(format!(
+            "ip link add {} mtu {} master {} up type veth peer name {} mtu {} address {} netns {ns}",
+            self.host_ifname, self.mtu, self.bridge, self.ifname, self.mtu, self.mac
+        ));
+        out.push(format!(
+            "ip link set {} alias {}",
+            self.host_ifname, self.container_id
+        ));
+        let x = format!("ip netns exec {ns}");
+        out.push(format!(
+            "{x} sysctl -qw net.ipv4.conf.{}.arp_notify=1",
+            self.ifname
+        ));
+        out.push(format!(
+            "{x} sysctl -qw net.ipv6.conf.{}.disable_ipv6={}",
+            self.ifname,
+            u8::from(self.ip6.is_none())
+        ));
+        if self.ip6.is_some() {
+            out.push(format!(
+                "{x} sysctl -qw net.ipv6.conf.{}.accept_dad=0",
+                self.ifname
+            ));
+        }
+        out.push(format!(
+            "ip -n {ns} addr add {}/{} dev {}",
+            self.ip, self.prefix_len, self.ifname
+        ));
+        if let (Some(ip6), Some(len)) = (self.ip6, self.prefix_len6) {
+            out.push(format!(
+                "ip -n {ns} addr add {ip6}/{len} dev {} nodad",
+                self.ifname
+            ));
+        }
+        out.push(format!("ip -n {ns} link set lo up"));
+        out.push(format!(
+            "ip -n {ns} link set {} up    # arp_notify: the kernel announces {} now",
+            self.ifname, self.ip
+        ));
+        if self.default_route {
+            out.push(format!(
+                "ip -n {ns} route add default via {} dev {}",
+                self.gateway, self.ifname
+            ));
+            if let Some(gw6) = self.gateway6 {
+                out.push(format!(
+                    "ip -n {ns} -6 route add default via {gw6} dev {}",
+                    self.ifname
+                ));
+            }
+        }
+        if !self.dns.is_empty() {
+            let lines: Vec<String> = self.dns.iter().map(|d| format!("nameserver {d}")).collect();
+            out.push(format!(
+                "mkdir -p /etc/netns/{ns} && printf '{}\\n' > /etc/netns/{ns}/resolv.conf",
+                lines.join("\\n")
+            ));
+        }
+        out.join("\n")
     }
 }
 
@@ -52,28 +151,62 @@ impl fmt::Display for AttachPlan {
             self.container_name,
             short_id(&self.container_id)
         )?;
+        let created = if self.create_bridge {
+            ", to be created"
+        } else {
+            ""
+        };
         writeln!(
             f,
-            "network     {} (bridge {}, subnet {}, mtu {})",
+            "network     {} (bridge {}{created}, subnet {}, mtu {})",
             self.network,
             self.bridge,
             self.subnet(),
             self.mtu
         )?;
         writeln!(f, "address     {}/{}", self.ip, self.prefix_len)?;
-        writeln!(f, "gateway     {}", self.gateway)?;
+        let route = if self.default_route {
+            "default route"
+        } else {
+            "no default route"
+        };
+        writeln!(f, "gateway     {} ({route})", self.gateway)?;
+        if let (Some(ip6), Some(len)) = (self.ip6, self.prefix_len6) {
+            let gw6 = self
+                .gateway6
+                .map(|g| g.to_string())
+                .unwrap_or("none".into());
+            writeln!(f, "address6    {ip6}/{len} (gateway {gw6})")?;
+        }
         writeln!(f, "mac         {}", self.mac)?;
         writeln!(
             f,
             "veth        {} (host, on {}) <-> {} (in the container)",
             self.host_ifname, self.bridge, self.ifname
         )?;
+        if !self.dns.is_empty() {
+            let dns: Vec<String> = self.dns.iter().map(ToString::to_string).collect();
+            writeln!(
+                f,
+                "dns         {} in /etc/netns/{}/resolv.conf",
+                dns.join(", "),
+                self.netns_name
+            )?;
+        }
         write!(
             f,
-            "netns link  /var/run/netns/{} -> /proc/{}/ns/net",
-            self.netns_name, self.pid
+            "netns link  /var/run/netns/{} -> {}",
+            self.netns_name,
+            self.netns_source.display()
         )
     }
+}
+
+/// An ID for a namespace that is not a container's (`--netns`): 64 hex digits from its
+/// identity, so that host interface names and leases work as for containers.
+pub fn netns_target_id(dev: u64, ino: u64) -> String {
+    let h = fnv1a(format!("netns:{dev}:{ino}").as_bytes());
+    format!("{h:08x}{:056x}", u128::from(dev) << 64 | u128::from(ino))
 }
 
 /// Docker's classic MAC scheme: `02:42:` followed by the four IPv4 bytes. Stable across
@@ -115,7 +248,10 @@ pub fn validate_ifname(name: &str) -> Result<()> {
             "interface name '{name}' must be 1 to {IFNAMSIZ_MAX} bytes long; choose a shorter --ifname"
         );
     }
-    if name == "." || name == ".." || name.contains(['/', ':']) || name.contains(char::is_whitespace)
+    if name == "."
+        || name == ".."
+        || name.contains(['/', ':'])
+        || name.contains(char::is_whitespace)
     {
         bail!("interface name '{name}' may not be '.', '..' or contain '/', ':' or spaces");
     }
@@ -192,7 +328,14 @@ mod tests {
             host_ifname: "vna01234567abcd".into(),
             ifname: "eth0".into(),
             netns_name: "web".into(),
+            netns_source: "/proc/42/ns/net".into(),
             pid: 42,
+            default_route: true,
+            ip6: None,
+            prefix_len6: None,
+            gateway6: None,
+            dns: vec![],
+            create_bridge: false,
         };
         let text = p.to_string();
         for want in [
@@ -204,5 +347,23 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} missing from\n{text}");
         }
+        let ip = p.explain();
+        for want in [
+            "ln -sfT /proc/42/ns/net /var/run/netns/web",
+            "type veth peer name eth0 mtu 1500 address 02:42:ac:11:ff:fe netns web",
+            "ip -n web addr add 172.17.255.254/16 dev eth0",
+            "ip -n web route add default via 172.17.0.1 dev eth0",
+        ] {
+            assert!(ip.contains(want), "{want} missing from\n{ip}");
+        }
+    }
+
+    #[test]
+    fn netns_target_ids_are_hex_and_distinct() {
+        let a = netns_target_id(4, 4026532001);
+        let b = netns_target_id(4, 4026532002);
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a[..8], b[..8]);
     }
 }

@@ -3,13 +3,15 @@
 use anyhow::{Result, anyhow};
 
 use crate::attach::{self, AttachOpts, Outcome};
-use crate::cli::{AttachArgs, Cli, Command, DetachArgs, ListArgs};
+use crate::cli::{AttachArgs, Cli, Command, DetachArgs, DoctorArgs, ListArgs};
 use crate::detach::{self, DetachOpts};
+use crate::doctor;
 use crate::lease::Lease;
 use crate::list;
 use crate::output::{self, Record};
 
 pub fn run(cli: Cli) -> Result<i32> {
+    tracing::debug!("start");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -20,6 +22,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Attach(a) => rt.block_on(run_attach(a, &state_dir, verbose)),
         Command::Detach(d) => rt.block_on(run_detach(d, &state_dir, verbose)),
         Command::List(l) => run_list(l, &state_dir),
+        Command::Doctor(d) => rt.block_on(run_doctor(d, &state_dir)),
         Command::Watch(w) => crate::watch::run(w, &state_dir),
         Command::Gc(g) => rt.block_on(crate::gc::run_cli(g, &state_dir)),
         Command::Completions(c) => crate::generate::completions(c.shell),
@@ -33,11 +36,22 @@ pub fn run(cli: Cli) -> Result<i32> {
 
 async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -> Result<i32> {
     let opts = AttachOpts {
-        container: a.container,
+        container: a.container.unwrap_or_default(),
+        netns: a.netns,
         network: a.network,
+        bridge: a.bridge,
+        subnet: a.subnet,
+        gateway: a.gateway,
         ip: a.ip,
+        ip6: a.ip6,
         ifname: a.ifname,
         netns_name: a.netns_name,
+        default_route: match (a.default_route, a.no_default_route) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        dns: a.dns,
         dry_run: a.dry_run,
     };
     let (outcome, hints) = attach::attach(&opts, state_dir).await?;
@@ -48,6 +62,8 @@ async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -
         Outcome::Planned(plan) => {
             if a.json {
                 println!("{}", output::to_json(&plan));
+            } else if a.explain {
+                println!("{plan}\n\n# the same with ip(8):\n{}", plan.explain());
             } else {
                 println!("{plan}");
             }
@@ -116,4 +132,15 @@ fn run_list(l: ListArgs, state_dir: &std::path::Path) -> Result<i32> {
         print!("{}", output::table(&rows));
     }
     Ok(0)
+}
+
+async fn run_doctor(d: DoctorArgs, state_dir: &std::path::Path) -> Result<i32> {
+    let checks = doctor::doctor(&d.networks, state_dir).await?;
+    if d.json {
+        println!("{}", output::to_json(&checks));
+    } else {
+        print!("{}", doctor::text(&checks));
+    }
+    let failed = checks.iter().any(|c| c.status == doctor::Status::Fail);
+    Ok(i32::from(failed))
 }

@@ -30,6 +30,7 @@ impl Wanted {
             ifname: self.ifname.clone(),
             netns_name: self.netns_name.clone(),
             dry_run: false,
+            ..AttachOpts::default()
         }
     }
 }

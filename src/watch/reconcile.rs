@@ -10,10 +10,10 @@ use anyhow::{Result, bail};
 use super::engine::Engine;
 use super::labels::{self, Job};
 use super::{Dispatcher, Shared, block_on_fresh, on_thread};
+use crate::detach::{self, DetachOpts};
+use crate::gc;
 use crate::lease::{Lease, LeaseStore};
-use crate::link::Rtnl;
-use crate::netns::{self, NsId};
-use crate::{detach, gc};
+use crate::netns;
 
 /// Collects what belongs to containers that went away while nobody was watching, then queues
 /// an attach for every labelled running container (a no-op for those already attached; the
@@ -76,11 +76,7 @@ pub fn forget_netns(state_dir: &Path, container_id: &str) -> Result<usize> {
     let Some(store) = LeaseStore::open_existing(state_dir)? else {
         return Ok(0);
     };
-    let mine: Vec<Lease> = store
-        .all()?
-        .into_iter()
-        .filter(|l| l.container_id == container_id)
-        .collect();
+    let mine = store.of_container(container_id)?;
     if mine.is_empty() {
         return Ok(0);
     }
@@ -88,49 +84,29 @@ pub fn forget_netns(state_dir: &Path, container_id: &str) -> Result<usize> {
     let _lock = store.lock()?;
     let mut removed = 0;
     for l in mine {
-        let recorded = NsId {
-            dev: l.netns_dev,
-            ino: l.netns_ino,
-        };
-        if netns::id_of(&netns::proc_path(l.pid)) == Some(recorded) {
+        if netns::id_of(&l.netns_source()) == Some(l.netns_id()) {
             continue; // still alive (a `die` replayed after a restart): nothing to do
         }
-        if netns::remove_link(&l.netns_name, recorded)? {
+        if netns::remove_link(&l.netns_name, l.netns_id())? {
             removed += 1;
         }
     }
     Ok(removed)
 }
 
-/// After `destroy`: tears down and releases every lease of the container. Unlike `detach`, it
-/// never asks Docker (the container is gone) and does nothing for containers without a lease.
+/// After `destroy`: releases every lease of the container (`detach` by its ID: interfaces,
+/// netns link, resolv.conf, a bridge `attach --bridge` made and left empty). Does nothing, and
+/// asks Docker nothing, for a container without a lease.
 pub async fn release(state_dir: &Path, container_id: &str) -> Result<Vec<Lease>> {
     let Some(store) = LeaseStore::open_existing(state_dir)? else {
         return Ok(vec![]);
     };
-    if !store.all()?.iter().any(|l| l.container_id == container_id) {
+    if store.of_container(container_id)?.is_empty() {
         return Ok(vec![]);
     }
-    let lock = store.lock()?;
-    let mine: Vec<Lease> = store
-        .all()?
-        .into_iter()
-        .filter(|l| l.container_id == container_id)
-        .collect();
-    let rtnl = Rtnl::connect()?;
-    let mut errors = Vec::new();
-    let mut released = Vec::new();
-    for l in mine {
-        match detach::teardown(&rtnl, &l).await {
-            Ok(()) => match store.remove(&lock, &l) {
-                Ok(()) => released.push(l),
-                Err(e) => errors.push(format!("{e:#}")),
-            },
-            Err(e) => errors.push(format!("{}: {e:#}", l.ip)),
-        }
-    }
-    if !errors.is_empty() {
-        bail!("{}", errors.join("; "));
-    }
-    Ok(released)
+    let opts = DetachOpts {
+        container: container_id.to_string(),
+        network: None,
+    };
+    detach::detach(&opts, state_dir).await
 }

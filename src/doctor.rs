@@ -1,0 +1,419 @@
+//! `doctor`: checks the host and prints what will bite. Read-only: /proc, /sys, the state
+//! directory, Docker's API, and `iptables-save -t nat` when it is installed.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::docker::{DockerClient, NetworkInfo};
+use crate::lease::{Lease, LeaseStore};
+use crate::list;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// One finding.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub check: &'static str,
+    pub status: Status,
+    pub subject: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub fix: String,
+}
+
+fn check(check: &'static str, status: Status, subject: &str, message: String, fix: &str) -> Check {
+    Check {
+        check,
+        status,
+        subject: subject.to_string(),
+        message,
+        fix: fix.to_string(),
+    }
+}
+
+/// Runs every check: the host, each network (`networks`, plus those our leases are on), and
+/// each lease.
+pub async fn doctor(networks: &[String], state_dir: &Path) -> Result<Vec<Check>> {
+    let mut out = Vec::new();
+    out.push(ip_forward(&read_trim("/proc/sys/net/ipv4/ip_forward")));
+    let leases = match LeaseStore::open_existing(state_dir) {
+        Ok(Some(store)) => match store.all() {
+            Ok(l) => l,
+            Err(e) => {
+                out.push(check(
+                    "state",
+                    Status::Fail,
+                    &state_dir.display().to_string(),
+                    format!("{e:#}"),
+                    "move the named file away, then run `docker-netattach gc`",
+                ));
+                vec![]
+            }
+        },
+        Ok(None) => vec![],
+        Err(e) => {
+            out.push(check(
+                "state",
+                Status::Fail,
+                &state_dir.display().to_string(),
+                format!("{e:#}"),
+                "",
+            ));
+            vec![]
+        }
+    };
+    let docker = match DockerClient::connect() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            out.push(check(
+                "docker",
+                Status::Fail,
+                "docker",
+                format!("{e:#}"),
+                "start Docker or set DOCKER_HOST",
+            ));
+            None
+        }
+    };
+    let mut names: BTreeSet<String> = networks.iter().cloned().collect();
+    names.extend(
+        leases
+            .iter()
+            .filter(|l| !l.network_id.starts_with("bridge-"))
+            .map(|l| l.network.clone()),
+    );
+    let nat = nat_rules();
+    if let Some(docker) = &docker {
+        for name in &names {
+            match docker.network(name).await {
+                Ok(net) => {
+                    let mine: Vec<&Lease> =
+                        leases.iter().filter(|l| l.network_id == net.id).collect();
+                    out.extend(network_checks(
+                        &net,
+                        &mine,
+                        &bridge_up(&net.bridge),
+                        nat.as_deref(),
+                    ));
+                }
+                Err(e) => out.push(check("network", Status::Fail, name, format!("{e:#}"), "")),
+            }
+        }
+        for lease in &leases {
+            out.push(lease_check(lease, docker).await);
+        }
+    }
+    Ok(out)
+}
+
+fn read_trim(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+pub fn ip_forward(value: &str) -> Check {
+    if value == "1" {
+        check(
+            "ip_forward",
+            Status::Ok,
+            "host",
+            "IPv4 forwarding is on".into(),
+            "",
+        )
+    } else {
+        check(
+            "ip_forward",
+            Status::Fail,
+            "host",
+            "IPv4 forwarding is off: attached containers cannot reach anything beyond the host"
+                .into(),
+            "sysctl -w net.ipv4.ip_forward=1 (Docker turns it on unless started with --ip-forward=false)",
+        )
+    }
+}
+
+/// `Some(up)` from /sys, `None` when the bridge does not exist.
+fn bridge_up(bridge: &str) -> Option<bool> {
+    let flags = std::fs::read_to_string(format!("/sys/class/net/{bridge}/flags")).ok()?;
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).ok()?;
+    Some(flags & 1 != 0)
+}
+
+/// `iptables-save -t nat`, when the tool is there and answers.
+fn nat_rules() -> Option<String> {
+    let out = std::process::Command::new("iptables-save")
+        .args(["-t", "nat"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Pure: the checks of one network, given the leases on it, the bridge state and NAT rules.
+pub fn network_checks(
+    net: &NetworkInfo,
+    leases: &[&Lease],
+    up: &Option<bool>,
+    nat: Option<&str>,
+) -> Vec<Check> {
+    let n = net.name.as_str();
+    let mut out = Vec::new();
+    out.push(match up {
+        Some(true) => check(
+            "bridge",
+            Status::Ok,
+            n,
+            format!("bridge {} is up", net.bridge),
+            "",
+        ),
+        Some(false) => check(
+            "bridge",
+            Status::Fail,
+            n,
+            format!("bridge {} is down", net.bridge),
+            &format!("ip link set {} up", net.bridge),
+        ),
+        None => check(
+            "bridge",
+            Status::Fail,
+            n,
+            format!("bridge {} does not exist", net.bridge),
+            "restart Docker, or recreate the network",
+        ),
+    });
+    if !net.icc {
+        out.push(check("icc", Status::Warn, n, "inter-container communication is off (icc=false): containers on this network cannot reach each other, attached ones included".into(), "drop --icc=false / enable_icc=false if they must talk"));
+    }
+    for c in &net.v4 {
+        if c.ip_range.is_none() {
+            out.push(check("fixed-cidr", Status::Warn, n, format!("{} has no IPRange/fixed-cidr: Docker may one day hand out an address docker-netattach chose", c.subnet), "set \"fixed-cidr\" in daemon.json (docker0) or --ip-range on the network"));
+        } else {
+            out.push(check(
+                "fixed-cidr",
+                Status::Ok,
+                n,
+                format!(
+                    "Docker allocates only inside {}",
+                    c.ip_range.map(|r| r.to_string()).unwrap_or_default()
+                ),
+                "",
+            ));
+        }
+        if net.masquerade {
+            out.push(match nat {
+                Some(rules) if has_masquerade(rules, &c.subnet.to_string()) => check(
+                    "masquerade",
+                    Status::Ok,
+                    n,
+                    format!("outbound NAT for {}", c.subnet),
+                    "",
+                ),
+                Some(_) => check(
+                    "masquerade",
+                    Status::Fail,
+                    n,
+                    format!(
+                        "no MASQUERADE rule for {}: attached containers cannot reach the outside",
+                        c.subnet
+                    ),
+                    "restart Docker (it installs the rule), or check --iptables=false",
+                ),
+                None => check(
+                    "masquerade",
+                    Status::Warn,
+                    n,
+                    "cannot read NAT rules (iptables-save missing or failing)".into(),
+                    "install iptables to let doctor check",
+                ),
+            });
+        }
+    }
+    let docker_addrs: BTreeSet<IpAddr> = net.endpoints.iter().copied().collect();
+    for l in leases {
+        let ours = [Some(IpAddr::V4(l.ip)), l.ip6.map(IpAddr::V6)];
+        for a in ours.into_iter().flatten() {
+            if docker_addrs.contains(&a) {
+                out.push(check(
+                    "collision",
+                    Status::Fail,
+                    n,
+                    format!(
+                        "{a} is leased to {} and also held by a Docker endpoint",
+                        l.container_name
+                    ),
+                    &format!(
+                        "docker-netattach detach {} and attach it again",
+                        l.container_name
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Docker's rule looks like `-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE`.
+pub fn has_masquerade(rules: &str, subnet: &str) -> bool {
+    rules
+        .lines()
+        .any(|l| l.contains(&format!("-s {subnet}")) && l.contains("-j MASQUERADE"))
+}
+
+async fn lease_check(l: &Lease, docker: &DockerClient) -> Check {
+    let who = l.container_name.as_str();
+    let status = list::status(l);
+    if !l.netns_path.is_empty() {
+        return if status == list::ATTACHED {
+            check("lease", Status::Ok, who, format!("{} attached", l.ip), "")
+        } else {
+            check(
+                "lease",
+                Status::Fail,
+                who,
+                format!("namespace {} of lease {} is gone", l.netns_path, l.ip),
+                &format!("docker-netattach detach {who}"),
+            )
+        };
+    }
+    match docker.container_opt(&l.container_id).await {
+        Ok(None) => check(
+            "lease",
+            Status::Fail,
+            who,
+            format!("container of lease {} no longer exists", l.ip),
+            &format!("docker-netattach detach {who} (or gc)"),
+        ),
+        Ok(Some(_)) if status == list::ATTACHED => {
+            check("lease", Status::Ok, who, format!("{} attached", l.ip), "")
+        }
+        Ok(Some(c)) if !c.running => check(
+            "lease",
+            Status::Ok,
+            who,
+            format!(
+                "{} kept for the stopped container (it gets it back when attached again)",
+                l.ip
+            ),
+            "",
+        ),
+        Ok(Some(_)) => check(
+            "lease",
+            Status::Warn,
+            who,
+            format!(
+                "{} leased but the container was restarted and is not attached",
+                l.ip
+            ),
+            &format!("docker-netattach attach {who}"),
+        ),
+        Err(e) => check(
+            "lease",
+            Status::Warn,
+            who,
+            format!("cannot ask Docker: {e:#}"),
+            "",
+        ),
+    }
+}
+
+/// The report for people.
+pub fn text(checks: &[Check]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        let tag = match c.status {
+            Status::Ok => "ok  ",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        };
+        out.push_str(&format!(
+            "{tag}  {:<11} {}: {}\n",
+            c.check, c.subject, c.message
+        ));
+        if !c.fix.is_empty() && c.status != Status::Ok {
+            out.push_str(&format!("      fix: {}\n", c.fix));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::SubnetConfig;
+
+    fn net(range: Option<&str>, icc: bool) -> NetworkInfo {
+        NetworkInfo {
+            id: "n".into(),
+            name: "bridge".into(),
+            bridge: "docker0".into(),
+            v4: vec![SubnetConfig {
+                subnet: "172.17.0.0/16".parse().unwrap(),
+                gateway: None,
+                ip_range: range.map(|r| r.parse().unwrap()),
+                aux: vec![],
+            }],
+            v6: vec![],
+            mtu: None,
+            endpoints: vec!["172.17.255.254".parse().unwrap()],
+            icc,
+            masquerade: true,
+        }
+    }
+
+    #[test]
+    fn every_bite_is_found() {
+        let lease: Lease = serde_json::from_str(
+            r#"{"container_id": "a", "container_name": "web", "network": "bridge", "network_id": "n",
+                "bridge": "docker0", "ip": "172.17.255.254", "prefix_len": 16, "gateway": "172.17.0.1",
+                "mac": "", "host_ifname": "vna", "ifname": "eth0", "netns_name": "web",
+                "pid": 1, "netns_dev": 1, "netns_ino": 1}"#,
+        )
+        .unwrap();
+        let checks = network_checks(
+            &net(None, false),
+            &[&lease],
+            &Some(false),
+            Some("-A POSTROUTING -s 10.0.0.0/8 -j MASQUERADE"),
+        );
+        let failing: Vec<(&str, Status)> = checks
+            .iter()
+            .filter(|c| c.status != Status::Ok)
+            .map(|c| (c.check, c.status))
+            .collect();
+        assert_eq!(
+            failing,
+            vec![
+                ("bridge", Status::Fail),
+                ("icc", Status::Warn),
+                ("fixed-cidr", Status::Warn),
+                ("masquerade", Status::Fail),
+                ("collision", Status::Fail),
+            ]
+        );
+        let healthy = network_checks(
+            &net(Some("172.17.0.0/17"), true),
+            &[],
+            &Some(true),
+            Some("-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE"),
+        );
+        assert!(
+            healthy.iter().all(|c| c.status == Status::Ok),
+            "{healthy:?}"
+        );
+        assert_eq!(ip_forward("0").status, Status::Fail);
+        assert_eq!(ip_forward("1").status, Status::Ok);
+        assert!(text(&checks).contains("fix: ip link set docker0 up"));
+    }
+}

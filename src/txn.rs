@@ -1,0 +1,300 @@
+//! The attach transaction. Side effects: lease files, an optional bridge, the netns link, the
+//! veth pair, the container's interface configuration, /etc/netns/<name>/resolv.conf. Every
+//! completed step records its undo; on failure the undos run in reverse and the error names the
+//! failed step, the cause and the outcome of the cleanup.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Result, anyhow, bail};
+
+use crate::lease::{InsertError, Lease, LeaseStore, StoreLock};
+use crate::link::{Inside, Rtnl, VethSpec};
+use crate::netns::{self, LinkOutcome, Netns, NsId};
+use crate::plan::{self, AttachPlan};
+use crate::target::Target;
+
+/// Test-only fault injection: make attach fail right after the named step
+/// (`lease`, `bridge`, `netns-link`, `veth`, `configure`, `dns`).
+pub const FAIL_AFTER_ENV: &str = "DOCKER_NETATTACH_FAIL_AFTER";
+/// Test-only: pause 1.5 s after the named step (to kill things in the middle of an attach).
+pub const PAUSE_AFTER_ENV: &str = "DOCKER_NETATTACH_PAUSE_AFTER";
+
+pub fn lease_of(p: &AttachPlan, target: &Target) -> Lease {
+    Lease {
+        container_id: p.container_id.clone(),
+        container_name: p.container_name.clone(),
+        network: p.network.clone(),
+        network_id: p.network_id.clone(),
+        bridge: p.bridge.clone(),
+        ip: p.ip,
+        prefix_len: p.prefix_len,
+        gateway: p.gateway,
+        mac: p.mac.clone(),
+        host_ifname: p.host_ifname.clone(),
+        ifname: p.ifname.clone(),
+        netns_name: p.netns_name.clone(),
+        pid: p.pid,
+        netns_dev: target.ns.id.dev,
+        netns_ino: target.ns.id.ino,
+        netns_path: if target.is_container {
+            String::new()
+        } else {
+            target.ns.source.display().to_string()
+        },
+        ip6: p.ip6,
+        prefix_len6: p.prefix_len6,
+        gateway6: p.gateway6,
+        default_route: p.default_route,
+        dns: p.dns.clone(),
+    }
+}
+
+/// Clears what a restarted container's old attachment left (its veth died with its old
+/// namespace; the link dangles) before it is attached again with the same addresses.
+pub async fn replace_stale(
+    rtnl: &Rtnl,
+    store: &LeaseStore,
+    lock: &StoreLock,
+    old: &Lease,
+) -> Result<()> {
+    crate::detach::teardown(rtnl, old, false).await?;
+    store.remove(lock, old)
+}
+
+/// Runs the plan; on failure undoes what was done and returns the combined error.
+pub async fn run(
+    rtnl: &Rtnl,
+    store: &LeaseStore,
+    lock: &StoreLock,
+    plan: &AttachPlan,
+    lease: &Lease,
+    ns: &Netns,
+    bridge_index: Option<u32>,
+) -> Result<()> {
+    let mut txn = Txn {
+        rtnl,
+        store,
+        lock,
+        done: Vec::new(),
+        step: "start",
+        fail_after: std::env::var(FAIL_AFTER_ENV).ok(),
+        pause_after: std::env::var(PAUSE_AFTER_ENV).ok(),
+    };
+    match txn.steps(plan, lease, ns, bridge_index).await {
+        Ok(()) => Ok(()),
+        Err(cause) => Err(txn.rollback(cause).await),
+    }
+}
+
+/// A completed step and how to take it back.
+enum Undo {
+    Lease(Box<Lease>),
+    Bridge(String),
+    NetnsLink(String, NsId),
+    Veth(String),
+    Dns(String),
+}
+
+impl Undo {
+    fn what(&self) -> String {
+        match self {
+            Undo::Lease(l) => format!("lease {}", l.ip),
+            Undo::Bridge(b) => format!("bridge {b}"),
+            Undo::NetnsLink(n, _) => format!("netns link {}", netns::link_path(n).display()),
+            Undo::Veth(v) => format!("veth {v}"),
+            Undo::Dns(n) => format!("/etc/netns/{n}/resolv.conf"),
+        }
+    }
+}
+
+struct Txn<'a> {
+    rtnl: &'a Rtnl,
+    store: &'a LeaseStore,
+    lock: &'a StoreLock,
+    done: Vec<Undo>,
+    step: &'static str,
+    fail_after: Option<String>,
+    pause_after: Option<String>,
+}
+
+impl Txn<'_> {
+    fn finished(&mut self, step: &'static str) -> Result<()> {
+        self.step = step;
+        tracing::debug!(step, "done");
+        if self.pause_after.as_deref() == Some(step) {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+        }
+        if self.fail_after.as_deref() == Some(step) {
+            bail!("injected failure after step '{step}' ({FAIL_AFTER_ENV})");
+        }
+        Ok(())
+    }
+
+    async fn steps(
+        &mut self,
+        p: &AttachPlan,
+        lease: &Lease,
+        ns: &Netns,
+        bridge_index: Option<u32>,
+    ) -> Result<()> {
+        self.step = "lease";
+        match self.store.insert(self.lock, lease) {
+            Ok(()) => {}
+            Err(InsertError::Taken(ip)) => {
+                bail!("{ip} was leased by another attach meanwhile; try again")
+            }
+            Err(InsertError::Other(e)) => return Err(e),
+        }
+        self.done.push(Undo::Lease(Box::new(lease.clone())));
+        self.finished("lease")?;
+
+        self.step = "bridge";
+        let bridge_index = match bridge_index {
+            Some(i) => i,
+            None => {
+                let mac = plan::mac_for(p.gateway);
+                let br = self
+                    .rtnl
+                    .create_bridge(&p.bridge, mac, p.gateway, p.prefix_len)
+                    .await;
+                if br.is_ok()
+                    || self
+                        .rtnl
+                        .link_by_name(&p.bridge)
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some()
+                {
+                    self.done.push(Undo::Bridge(p.bridge.clone()));
+                }
+                let br = br?;
+                self.store.mark_bridge(self.lock, &p.bridge)?;
+                br.index
+            }
+        };
+        self.finished("bridge")?;
+
+        self.step = "netns-link";
+        if netns::ensure_link(&p.netns_name, ns)? == LinkOutcome::Created {
+            self.done.push(Undo::NetnsLink(p.netns_name.clone(), ns.id));
+        }
+        self.finished("netns-link")?;
+
+        self.step = "veth";
+        let spec = VethSpec {
+            host_name: &p.host_ifname,
+            host_alias: &p.container_id,
+            bridge_index,
+            peer_name: &p.ifname,
+            peer_mac: p.mac_bytes(),
+            mtu: p.mtu,
+        };
+        let created = self.rtnl.create_veth(&spec, ns.fd()).await;
+        let ours = |i: crate::link::Iface| i.alias.as_deref() == Some(p.container_id.as_str());
+        if created.is_ok()
+            || self
+                .rtnl
+                .link_by_name(&p.host_ifname)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(ours)
+        {
+            self.done.push(Undo::Veth(p.host_ifname.clone()));
+        }
+        created?;
+        self.finished("veth")?;
+
+        self.step = "configure";
+        let plan = p.clone();
+        netns::run_in(ns.fd(), move || configure_inside(&plan))?;
+        self.finished("configure")?;
+
+        self.step = "dns";
+        if !p.dns.is_empty() {
+            netns::write_resolv_conf(&p.netns_name, &p.dns)?;
+            self.done.push(Undo::Dns(p.netns_name.clone()));
+        }
+        self.finished("dns")?;
+
+        // The namespace we configured must still be the one its source leads to: a container
+        // that exited meanwhile (we held its namespace open, so the work "succeeded" in a
+        // namespace that dies with us) is rolled back, not recorded.
+        self.step = "verify";
+        if netns::id_of(&ns.source) != Some(ns.id) {
+            bail!(
+                "'{}' exited during the attach ({} no longer leads to the namespace that was configured); start it and attach again",
+                p.container_name,
+                ns.source.display()
+            );
+        }
+        Ok(())
+    }
+
+    async fn rollback(self, cause: anyhow::Error) -> anyhow::Error {
+        let mut undone = Vec::new();
+        let mut failed = Vec::new();
+        for undo in self.done.iter().rev() {
+            let res = match undo {
+                Undo::Veth(name) | Undo::Bridge(name) => match self.rtnl.link_by_name(name).await {
+                    Ok(Some(i)) => self.rtnl.delete(i.index).await.map(|_| ()),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                }
+                .and_then(|()| match undo {
+                    Undo::Bridge(name) => self.store.unmark_bridge(self.lock, name),
+                    _ => Ok(()),
+                }),
+                Undo::NetnsLink(name, id) => netns::remove_link(name, *id).map(|_| ()),
+                Undo::Dns(name) => netns::remove_resolv_conf(name),
+                Undo::Lease(l) => self.store.remove(self.lock, l),
+            };
+            match res {
+                Ok(()) => undone.push(undo.what()),
+                Err(e) => failed.push(format!("{}: {e:#}", undo.what())),
+            }
+        }
+        let cleanup = if failed.is_empty() {
+            if undone.is_empty() {
+                "nothing to clean up".to_string()
+            } else {
+                format!("rolled back {}", undone.join(", "))
+            }
+        } else {
+            format!(
+                "CLEANUP FAILED for {}; run `docker-netattach gc` or remove them by hand",
+                failed.join("; ")
+            )
+        };
+        anyhow!(
+            "attach failed at step '{}': {cause:#} ({cleanup})",
+            self.step
+        )
+    }
+}
+
+/// Runs inside the container's namespace on a dedicated thread: its own runtime and socket.
+fn configure_inside(p: &AttachPlan) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| anyhow!("cannot start a runtime in the container namespace: {e}"))?;
+    rt.block_on(async {
+        let rtnl = Rtnl::connect()?;
+        let iface = rtnl
+            .link_by_name(&p.ifname)
+            .await?
+            .ok_or_else(|| anyhow!("interface {} vanished from the container", p.ifname))?;
+        let gateway4: Option<Ipv4Addr> = p.default_route.then_some(p.gateway);
+        rtnl.configure_inside(&Inside {
+            ifname: &p.ifname,
+            ifindex: iface.index,
+            v4: (p.ip, p.prefix_len),
+            v6: p.ip6.zip(p.prefix_len6),
+            gateway4,
+            gateway6: p.gateway6.filter(|_| p.default_route),
+        })
+        .await
+    })
+}

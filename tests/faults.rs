@@ -1,0 +1,251 @@
+//! Faults and hostile state: a container that exits in the middle of an attach, a restart
+//! between attach and detach, Pid reuse, a read-only state directory, symlinks planted where we
+//! write, a lease outside the subnet. Afterwards nothing is left behind and nothing that is not
+//! ours was touched. Needs root and Docker.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+fn mine(c: &Container) -> Vec<String> {
+    bridge_ports("docker0")
+        .into_iter()
+        .filter(|p| p.starts_with(&format!("vna{}", &c.id[..8])))
+        .collect()
+}
+
+fn lease_files(tool: &Tool) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for net in std::fs::read_dir(tool.state.path().join("leases"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for f in std::fs::read_dir(net.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            out.push(f.path());
+        }
+    }
+    out
+}
+
+struct RmOnDrop(PathBuf);
+impl Drop for RmOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_container_that_exits_mid_attach_is_rolled_back() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    for step in ["netns-link", "veth", "configure"] {
+        let web = Container::none("na-ft-exit");
+        let child = tool
+            .cmd()
+            .arg(&web.name)
+            .env("DOCKER_NETATTACH_PAUSE_AFTER", step)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        ok("docker", &["kill", &web.name]);
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{step}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("rolled back") && !err.contains("CLEANUP FAILED"),
+            "{step}: {err}"
+        );
+        assert_eq!(tool.lease_count(), 0, "{step}: lease left");
+        assert!(!netns_link_exists(&web.name), "{step}: link left");
+        assert!(mine(&web).is_empty(), "{step}: veth left");
+    }
+}
+
+#[test]
+fn a_restart_between_attach_and_detach() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let web = Container::none("na-ft-rst");
+    tool.ok(&[&web.name]);
+    ok("docker", &["restart", "-t", "0", &web.name]);
+    tool.ok(&["detach", &web.name]);
+    assert_eq!(tool.lease_count(), 0);
+    assert!(!netns_link_exists(&web.name));
+    assert!(mine(&web).is_empty());
+    // The new incarnation was never touched: it has only lo.
+    assert!(!stdout(&web.exec(&["ip", "-o", "link"])).contains("eth0"));
+}
+
+#[test]
+fn pid_reuse_never_reaches_another_namespace() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let web = Container::none("na-ft-pid");
+    tool.ok(&[&web.name]);
+    ok("docker", &["stop", "-t", "0", &web.name]);
+    // Another process now holds "the Pid": the lease's Pid and the link lead to its namespace.
+    let mut other = std::process::Command::new("unshare")
+        .args(["--net", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let lease = lease_files(&tool).pop().unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lease).unwrap()).unwrap();
+    json["pid"] = other.id().into();
+    std::fs::write(&lease, json.to_string()).unwrap();
+    let link = Path::new("/var/run/netns").join(&web.name);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(format!("/proc/{}/ns/net", other.id()), &link).unwrap();
+    let _rm = RmOnDrop(link.clone());
+    ok(
+        "ip",
+        &[
+            "-n", &web.name, "link", "add", "probe0", "type", "veth", "peer", "name", "probe1",
+        ],
+    );
+
+    let list = tool.ok(&["ls"]);
+    assert!(list.contains("stale"), "{list}");
+    tool.ok(&["detach", &web.name]);
+    // The other namespace's link and interface are untouched; our lease is gone.
+    assert!(
+        std::fs::symlink_metadata(&link).is_ok(),
+        "the other namespace's link was removed"
+    );
+    assert!(ok("ip", &["-n", &web.name, "link"]).contains("probe0"));
+    assert_eq!(tool.lease_count(), 0);
+    let _ = other.kill();
+    let _ = other.wait();
+}
+
+#[test]
+fn a_read_only_state_directory_is_a_clear_error_with_nothing_done() {
+    if !need_docker() {
+        return;
+    }
+    let web = Container::none("na-ft-ro");
+    let dir = std::env::temp_dir().join(unique("na-ft-ro"));
+    std::fs::create_dir_all(&dir).unwrap();
+    ok(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "ro,mode=0700",
+            "tmpfs",
+            dir.to_str().unwrap(),
+        ],
+    );
+    struct Umount(PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            let _ = run("umount", &[self.0.to_str().unwrap()]);
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _u = Umount(dir.clone());
+    let o = std::process::Command::new(BIN)
+        .arg(&web.name)
+        .env("DOCKER_NETATTACH_STATE_DIR", &dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("state directory") && err.contains("Read-only"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(mine(&web).is_empty());
+    assert!(!netns_link_exists(&web.name));
+}
+
+#[test]
+fn planted_symlinks_are_never_followed() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let victim = std::env::temp_dir().join(unique("na-ft-victim"));
+    std::fs::write(&victim, "precious\n").unwrap();
+    let _v = RmOnDrop(victim.clone());
+
+    // A lease "file" that is a link to the victim, where the next address would go.
+    let web = Container::none("na-ft-sym");
+    let net_id = ok("docker", &["network", "inspect", "-f", "{{.Id}}", "bridge"]);
+    let dir = tool.state.path().join("leases").join(&net_id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let planted = dir.join("172.17.255.254");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let ip = tool.ok(&[&web.name]);
+    assert_ne!(ip, "172.17.255.254", "a planted name still counts as taken");
+    let err = tool.fails(&["list"], 1, "172.17.255.254");
+    assert!(!err.contains("panicked"), "{err}");
+    std::fs::remove_file(&planted).unwrap();
+
+    // A netns link planted to the victim: refused, not replaced, not removed.
+    let other = Container::none("na-ft-sym2");
+    let link = Path::new("/var/run/netns").join(&other.name);
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let _l = RmOnDrop(link.clone());
+    tool.fails(&[&other.name], 1, "is taken");
+    tool.ok(&["detach", &other.name]);
+    assert_eq!(std::fs::read_link(&link).unwrap(), victim);
+
+    // The lock file planted as a link: refused.
+    let lock = tool.state.path().join("lock");
+    std::fs::remove_file(&lock).unwrap();
+    std::os::unix::fs::symlink(&victim, &lock).unwrap();
+    tool.fails(&["detach", &web.name], 1, "lock");
+    std::fs::remove_file(&lock).unwrap();
+    tool.ok(&["detach", &web.name]);
+
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+#[test]
+fn a_lease_outside_the_subnet_is_listed_and_harmless() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let web = Container::none("na-ft-out");
+    tool.ok(&[&web.name]);
+    let lease = lease_files(&tool).pop().unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lease).unwrap()).unwrap();
+    json["ip"] = "10.99.99.99".into();
+    json["container_id"] = "f".repeat(64).into();
+    json["container_name"] = "ghost".into();
+    std::fs::write(lease.with_file_name("10.99.99.99"), json.to_string()).unwrap();
+    let list = tool.ok(&["ls"]);
+    assert!(
+        list.contains("ghost") && list.contains("10.99.99.99"),
+        "{list}"
+    );
+    let second = Container::none("na-ft-out2");
+    let ip = tool.ok(&[&second.name]);
+    assert!(ip.starts_with("172.17."), "{ip}");
+    tool.ok(&["detach", "ghost"]);
+    tool.ok(&["detach", &web.name]);
+    tool.ok(&["detach", &second.name]);
+    assert_eq!(tool.lease_count(), 0);
+}

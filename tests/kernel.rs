@@ -1,0 +1,354 @@
+//! Kernel tier: the netlink, netns and ARP layers against the real kernel, each test in its own
+//! throwaway namespaces ("host" with its own bridge, and "container"), never touching the real
+//! host's interfaces. Needs root, not Docker.
+
+mod common;
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+
+use anyhow::Result;
+use common::{need_root, ok, run, unique};
+use docker_netattach::link::{Inside, Rtnl, VethSpec};
+use docker_netattach::netns;
+
+/// A named namespace made with `ip netns add`, deleted on drop.
+struct Ns {
+    name: String,
+}
+
+impl Ns {
+    fn new(prefix: &str) -> Self {
+        let name = unique(prefix);
+        ok("ip", &["netns", "add", &name]);
+        Ns { name }
+    }
+    fn file(&self) -> File {
+        File::open(netns::link_path(&self.name)).unwrap()
+    }
+    fn ip(&self, args: &[&str]) -> String {
+        let mut a = vec!["-n", self.name.as_str()];
+        a.extend_from_slice(args);
+        ok("ip", &a)
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// Runs async netlink work inside a namespace, on a dedicated thread with its own runtime.
+fn in_ns<T: Send + 'static>(
+    ns: &Ns,
+    work: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>>>>
+    + Send
+    + 'static,
+) -> Result<T> {
+    let f = ns.file();
+    netns::run_in(f.as_fd(), move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(work())
+    })
+}
+
+/// A "host" namespace with bridge br0 at 10.99.0.1/24 and an empty "container" namespace.
+fn setup() -> (Ns, Ns) {
+    let host = Ns::new("nak-h");
+    let ctr = Ns::new("nak-c");
+    // An explicit MAC, as Docker gives docker0: otherwise the bridge takes the lowest port MAC,
+    // and each change of it flushes the bridge's neighbour table.
+    host.ip(&[
+        "link",
+        "add",
+        "br0",
+        "address",
+        "02:00:00:00:99:01",
+        "type",
+        "bridge",
+    ]);
+    host.ip(&["addr", "add", "10.99.0.1/24", "dev", "br0"]);
+    host.ip(&["link", "set", "br0", "up"]);
+    // A neighbour port keeps the bridge's carrier up: an empty bridge flushes its ARP cache.
+    host.ip(&[
+        "link", "add", "keep0", "type", "veth", "peer", "name", "keep1",
+    ]);
+    host.ip(&["link", "set", "keep0", "master", "br0", "up"]);
+    host.ip(&["link", "set", "keep1", "up"]);
+    (host, ctr)
+}
+
+fn attach_in(host: &Ns, ctr: &Ns, host_name: &'static str, ip: Ipv4Addr) -> Result<()> {
+    let ctr_fd = ctr.file();
+    in_ns(host, move || {
+        Box::pin(async move {
+            let rtnl = Rtnl::connect()?;
+            let br = rtnl.link_by_name("br0").await?.expect("br0");
+            rtnl.create_veth(
+                &VethSpec {
+                    host_name,
+                    host_alias: "0123456789abcdef",
+                    bridge_index: br.index,
+                    peer_name: "eth0",
+                    peer_mac: docker_netattach::plan::mac_for(ip),
+                    mtu: 1400,
+                },
+                ctr_fd.as_fd(),
+            )
+            .await
+        })
+    })?;
+    in_ns(ctr, move || {
+        Box::pin(async move {
+            let rtnl = Rtnl::connect()?;
+            let eth0 = rtnl.link_by_name("eth0").await?.expect("eth0");
+            rtnl.configure_inside(&Inside {
+                ifname: "eth0",
+                ifindex: eth0.index,
+                v4: (ip, 24),
+                v6: None,
+                gateway4: Some(Ipv4Addr::new(10, 99, 0, 1)),
+                gateway6: None,
+            })
+            .await
+        })
+    })
+}
+
+#[test]
+fn veth_in_one_request_configured_and_reachable_then_deleted() {
+    if !need_root() {
+        return;
+    }
+    let (host, ctr) = setup();
+    // A stale neighbour entry for the address, as a previous holder would leave behind.
+    host.ip(&[
+        "neigh",
+        "add",
+        "10.99.0.7",
+        "lladdr",
+        "02:00:00:00:00:01",
+        "dev",
+        "br0",
+        "nud",
+        "stale",
+    ]);
+    attach_in(&host, &ctr, "vnatest0", Ipv4Addr::new(10, 99, 0, 7)).unwrap();
+    // The kernel's gratuitous ARP (arp_notify) corrected it without any traffic from the host.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let neigh = host.ip(&["neigh", "show", "10.99.0.7", "dev", "br0"]);
+        if neigh.contains("02:42:0a:63:00:07") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no gratuitous ARP seen: {neigh} / {}",
+            host.ip(&["neigh"])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        ok(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ctr.name,
+                "cat",
+                "/proc/sys/net/ipv4/conf/eth0/arp_notify"
+            ]
+        ),
+        "1"
+    );
+    assert_eq!(
+        ok(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ctr.name,
+                "cat",
+                "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"
+            ]
+        ),
+        "1"
+    );
+
+    let link = host.ip(&["-d", "link", "show", "vnatest0"]);
+    assert!(link.contains("master br0"), "{link}");
+    assert!(link.contains("mtu 1400"), "{link}");
+    assert!(link.contains("alias 0123456789abcdef"), "{link}");
+    assert!(link.contains("state UP"), "{link}");
+    let inside = ctr.ip(&["addr", "show", "eth0"]);
+    assert!(inside.contains("10.99.0.7/24"), "{inside}");
+    assert!(inside.contains("02:42:0a:63:00:07"), "{inside}");
+    assert!(inside.contains("mtu 1400"), "{inside}");
+    assert!(ctr.ip(&["link", "show", "lo"]).contains("UP"));
+    assert!(
+        ctr.ip(&["route"])
+            .contains("default via 10.99.0.1 dev eth0")
+    );
+    // The host namespace reaches the container namespace through the bridge, and back.
+    ok(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &host.name,
+            "ping",
+            "-c1",
+            "-W2",
+            "10.99.0.7",
+        ],
+    );
+    ok(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ctr.name,
+            "ping",
+            "-c1",
+            "-W2",
+            "10.99.0.1",
+        ],
+    );
+
+    // Deleting the host end removes the pair; deleting again reports "already gone".
+    let gone = in_ns(&host, || {
+        Box::pin(async {
+            let rtnl = Rtnl::connect()?;
+            let v = rtnl.link_by_name("vnatest0").await?.expect("vnatest0");
+            let first = rtnl.delete(v.index).await?;
+            let second = rtnl.delete(v.index).await?;
+            Ok((first, second, rtnl.link_by_name("vnatest0").await?))
+        })
+    })
+    .unwrap();
+    assert_eq!(gone, (true, false, None));
+    assert!(!ctr.ip(&["link"]).contains("eth0"));
+}
+
+#[test]
+fn existing_names_are_reported_not_clobbered() {
+    if !need_root() {
+        return;
+    }
+    let (host, ctr) = setup();
+    attach_in(&host, &ctr, "vnatest1", Ipv4Addr::new(10, 99, 0, 8)).unwrap();
+    // Same host name again: EEXIST becomes a sentence; the first pair is untouched.
+    let err = attach_in(&host, &ctr, "vnatest1", Ipv4Addr::new(10, 99, 0, 9)).unwrap_err();
+    assert!(format!("{err:#}").contains("already exists"), "{err:#}");
+    // Same peer name inside the container under a new host name.
+    let err = attach_in(&host, &ctr, "vnatest2", Ipv4Addr::new(10, 99, 0, 9)).unwrap_err();
+    assert!(format!("{err:#}").contains("already exists"), "{err:#}");
+    assert!(!host.ip(&["link"]).contains("vnatest2"));
+    assert!(ctr.ip(&["addr", "show", "eth0"]).contains("10.99.0.8/24"));
+}
+
+#[test]
+fn a_missing_bridge_is_none_and_a_long_name_is_an_error() {
+    if !need_root() {
+        return;
+    }
+    let (host, ctr) = setup();
+    let missing = in_ns(&host, || {
+        Box::pin(async { Rtnl::connect()?.link_by_name("nosuchbr").await })
+    })
+    .unwrap();
+    assert_eq!(missing, None);
+    let ctr_fd = ctr.file();
+    let err = in_ns(&host, move || {
+        Box::pin(async move {
+            let rtnl = Rtnl::connect()?;
+            let br = rtnl.link_by_name("br0").await?.expect("br0");
+            rtnl.create_veth(
+                &VethSpec {
+                    host_name: "vna-this-is-too-long",
+                    host_alias: "x",
+                    bridge_index: br.index,
+                    peer_name: "eth0",
+                    peer_mac: [2, 0x42, 0, 0, 0, 1],
+                    mtu: 1500,
+                },
+                ctr_fd.as_fd(),
+            )
+            .await
+        })
+    })
+    .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("longer than 15 bytes") || text.contains("cannot create"),
+        "{text}"
+    );
+}
+
+#[test]
+fn netns_links_are_made_replaced_when_stale_and_never_stolen() {
+    if !need_root() {
+        return;
+    }
+    // A process of our own with its own namespace stands in for a container.
+    let mut child = std::process::Command::new("unshare")
+        .args(["--net", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = child.id();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let ns = netns::Netns::of_pid(pid, "unshare").unwrap();
+    let _guard = Kill(std::mem::replace(
+        &mut child,
+        std::process::Command::new("true").spawn().unwrap(),
+    ));
+    let name = unique("nak-l");
+    let path = netns::link_path(&name);
+    struct Rm(std::path::PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _rm = Rm(path.clone());
+
+    assert_eq!(
+        netns::ensure_link(&name, &ns).unwrap(),
+        netns::LinkOutcome::Created
+    );
+    assert_eq!(
+        netns::ensure_link(&name, &ns).unwrap(),
+        netns::LinkOutcome::Existing
+    );
+    assert_eq!(netns::id_of(&path), Some(ns.id));
+    ok("ip", &["netns", "exec", &name, "true"]);
+
+    // A link of that name to another live namespace (ours) is refused, and not removed.
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink("/proc/self/ns/net", &path).unwrap();
+    let err = netns::ensure_link(&name, &ns).unwrap_err().to_string();
+    assert!(err.contains("is taken"), "{err}");
+    assert!(!netns::remove_link(&name, ns.id).unwrap());
+    assert!(path.exists());
+
+    // A dangling link is stale: replaced by ensure_link, removed by remove_link.
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink("/proc/999999999/ns/net", &path).unwrap();
+    assert_eq!(
+        netns::ensure_link(&name, &ns).unwrap(),
+        netns::LinkOutcome::Created
+    );
+    assert!(netns::remove_link(&name, ns.id).unwrap());
+    assert!(std::fs::symlink_metadata(&path).is_err());
+}
