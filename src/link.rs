@@ -7,7 +7,10 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use anyhow::{Result, anyhow};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
-use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::link::{
+    AfSpecInet, AfSpecUnspec, InetDevConf, InfoData, InfoVeth, LinkAttribute, LinkFlags,
+    LinkMessage,
+};
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -145,7 +148,7 @@ impl Rtnl {
         let Inside {
             ifname, ifindex, ..
         } = *cfg;
-        sysctl(&format!("ipv4/conf/{ifname}/arp_notify"), "1")?;
+        self.set_arp_notify(ifindex, ifname).await?;
         let v6_off = if cfg.v6.is_some() { "0" } else { "1" };
         if let Err(e) = sysctl(&format!("ipv6/conf/{ifname}/disable_ipv6"), v6_off) {
             if cfg.v6.is_some() {
@@ -203,6 +206,26 @@ impl Rtnl {
             self.add_default(route, &gw6.to_string()).await?;
         }
         Ok(())
+    }
+
+    /// `arp_notify=1` on an interface through netlink (IFLA_AF_SPEC/AF_INET/IFLA_INET_CONF, only
+    /// that one value is sent). Unlike writing /proc/sys/net/ipv4/conf/*/arp_notify it also works
+    /// where /proc/sys is mounted read-only, as in a container (the tool run from its image).
+    async fn set_arp_notify(&self, ifindex: u32, ifname: &str) -> Result<()> {
+        let mut conf = InetDevConf::default();
+        conf.arp_notify = 1;
+        let mut msg = LinkMessage::default();
+        msg.header.index = ifindex;
+        msg.attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+                AfSpecInet::DevConfRequest(conf),
+            ])]));
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| nl_err(&e, &format!("set arp_notify on {ifname}")))
     }
 
     async fn add_default(&self, route: RouteMessage, gw: &str) -> Result<()> {

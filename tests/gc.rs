@@ -248,3 +248,86 @@ fn gc_without_docker_removes_nothing() {
     );
     assert!(leases(&tool).is_empty());
 }
+
+/// A namespace made with `ip netns add`, deleted on drop.
+struct Ns(String);
+
+impl Ns {
+    fn new() -> Self {
+        let n = unique("na-t-gcn");
+        ok("ip", &["netns", "add", &n]);
+        Ns(n)
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.0]);
+    }
+}
+
+#[test]
+fn gc_leaves_live_namespaces_alone_and_collects_dead_ones() {
+    if !need_docker() {
+        return;
+    }
+    let _neighbour = Container::bridged("na-t-nb");
+    let mine = Tool::new();
+    let other = Tool::new(); // another state directory on the same host
+    let (ns_mine, ns_other) = (Ns::new(), Ns::new());
+    let (ip_mine, ip_other) = (test_ip(), test_ip());
+    assert_eq!(
+        mine.ok(&["attach", "--netns", &ns_mine.0, "--ip", &ip_mine]),
+        ip_mine
+    );
+    assert_eq!(
+        other.ok(&["attach", "--netns", &ns_other.0, "--ip", &ip_other]),
+        ip_other
+    );
+    let veth_of = |t: &Tool| {
+        json_of(t, &["list", "--json"])[0]["host_ifname"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (veth_mine, veth_other) = (veth_of(&mine), veth_of(&other));
+
+    // Both namespaces alive: nothing of theirs is garbage, whatever the state directory.
+    let planned = json_of(&mine, &["gc", "--dry-run", "--json"]);
+    let touches = |v: &serde_json::Value, what: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["object"].as_str().unwrap().contains(what))
+    };
+    for what in [
+        &veth_mine,
+        &veth_other,
+        &ip_mine,
+        &ip_other,
+        &ns_mine.0,
+        &ns_other.0,
+    ] {
+        assert!(
+            !touches(&planned, what),
+            "{what} planned for removal: {planned:#}"
+        );
+    }
+
+    // My namespace goes away: its lease is collected; the other one is still left alone.
+    ok("ip", &["netns", "del", &ns_mine.0]);
+    assert!(support::wait_until(
+        std::time::Duration::from_secs(5),
+        || !iface_exists(&veth_mine)
+    ));
+    let done = json_of(&mine, &["gc", "--json"]);
+    assert!(touches(&done, &format!("{ip_mine} on bridge")), "{done:#}");
+    assert!(
+        !touches(&done, &veth_other) && !touches(&done, &ip_other),
+        "{done:#}"
+    );
+    assert!(leases(&mine).is_empty());
+    assert!(iface_exists(&veth_other));
+    assert_eq!(leases(&other).len(), 1);
+    assert_eq!(other.ok(&["detach", &ns_other.0]), "");
+}
