@@ -166,7 +166,10 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
             };
             let v4 = address::pick_v4(&network, &gw4, &taken, opts.ip)?;
             let v6 = address::pick_v6(&network, &gw6, &taken, opts.ip6)?;
+            // Once per network (its first lease here), not on every attach.
+            let first_here = taken.v4.is_empty();
             if opts.bridge.is_none()
+                && first_here
                 && (v4.unfenced || v6.is_some_and(|c| c.unfenced))
                 && opts.ip.is_none()
             {

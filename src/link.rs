@@ -11,6 +11,7 @@ use rtnetlink::packet_route::link::{
     AfSpecInet, AfSpecUnspec, InetDevConf, InfoData, InfoVeth, LinkAttribute, LinkFlags,
     LinkMessage,
 };
+use rtnetlink::packet_route::neighbour::{NeighbourFlags, NeighbourState};
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -47,7 +48,8 @@ pub struct Rtnl {
 impl Rtnl {
     /// Opens a socket and drives it on the current tokio runtime.
     pub fn connect() -> Result<Self> {
-        let (conn, handle, _) = rtnetlink::new_connection()
+        // Strict checking makes the kernel filter dumps (addresses of one interface) itself.
+        let (conn, handle, _) = rtnetlink::new_connection_with_strict_check()
             .map_err(|e| anyhow!("cannot open a netlink socket: {e}"))?;
         tokio::spawn(conn);
         Ok(Rtnl { handle })
@@ -205,6 +207,9 @@ impl Rtnl {
                 .build();
             self.add_default(route, &gw6.to_string()).await?;
         }
+        if let Some(announce) = cfg.announce {
+            self.announce(announce).await?;
+        }
         Ok(())
     }
 
@@ -226,6 +231,33 @@ impl Rtnl {
             .execute()
             .await
             .map_err(|e| nl_err(&e, &format!("set arp_notify on {ifname}")))
+    }
+
+    /// Makes the neighbours learn our MAC now. The gratuitous ARP that `arp_notify` sends as the
+    /// link comes up is usually lost: the host end only becomes a forwarding bridge port a moment
+    /// later (the carrier change goes through the kernel's linkwatch). So wait for the port to
+    /// forward, then have the kernel resolve the gateway (NTF_USE): its ARP request carries our
+    /// address and MAC, which the gateway and every bridge neighbour holding a stale entry take
+    /// over, and the kernel retries it if it is lost. No packet socket: closing one costs an RCU
+    /// grace period (8–16 ms measured here).
+    async fn announce(&self, a: Announce<'_>) -> Result<()> {
+        let state = format!("/sys/class/net/{}/brport/state", a.host_port);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        while std::fs::read_to_string(&state).is_ok_and(|s| s.trim() != "3")
+            && std::time::Instant::now() < deadline
+        {
+            // A dedicated thread (see netns::run_in): blocking it blocks nothing else.
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        let mut req = self
+            .handle
+            .neighbours()
+            .add(a.ifindex, IpAddr::V4(a.gateway));
+        req.message_mut().header.state = NeighbourState::None;
+        req.flags(NeighbourFlags::Use)
+            .execute()
+            .await
+            .map_err(|e| nl_err(&e, &format!("resolve the gateway {}", a.gateway)))
     }
 
     async fn add_default(&self, route: RouteMessage, gw: &str) -> Result<()> {
@@ -308,8 +340,20 @@ pub struct Inside<'a> {
     pub ifindex: u32,
     pub v4: (Ipv4Addr, u8),
     pub v6: Option<(Ipv6Addr, u8)>,
+    /// Default routes to add (None: leave the routes alone).
     pub gateway4: Option<Ipv4Addr>,
     pub gateway6: Option<Ipv6Addr>,
+    /// Announce the address to the bridge's neighbours once the host end forwards.
+    pub announce: Option<Announce<'a>>,
+}
+
+/// How to announce: through the gateway of the subnet, once `host_port` forwards.
+#[derive(Debug, Clone, Copy)]
+pub struct Announce<'a> {
+    pub ifindex: u32,
+    pub gateway: Ipv4Addr,
+    /// The host end of the veth (read from the host's /sys, which this thread still sees).
+    pub host_port: &'a str,
 }
 
 fn addr_err(e: &rtnetlink::Error, ip: IpAddr, len: u8) -> anyhow::Error {

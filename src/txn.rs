@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use anyhow::{Result, anyhow, bail};
 
 use crate::lease::{InsertError, Lease, LeaseStore, StoreLock};
-use crate::link::{Inside, Rtnl, VethSpec};
+use crate::link::{Announce, Inside, Rtnl, VethSpec};
 use crate::netns::{self, LinkOutcome, Netns, NsId};
 use crate::plan::{self, AttachPlan};
 use crate::target::Target;
@@ -294,6 +294,11 @@ fn configure_inside(p: &AttachPlan) -> Result<()> {
             v6: p.ip6.zip(p.prefix_len6),
             gateway4,
             gateway6: p.gateway6.filter(|_| p.default_route),
+            announce: Some(Announce {
+                ifindex: iface.index,
+                gateway: p.gateway,
+                host_port: &p.host_ifname,
+            }),
         })
         .await
     })

@@ -569,3 +569,48 @@ fn state_errors() {
     ok("docker", &["rm", "-f", &web.name]);
     let _ = std::fs::remove_file(Path::new("/var/run/netns").join(&web.name));
 }
+
+#[test]
+fn a_foreign_mac_cached_for_the_address_is_corrected_at_once() {
+    if !need_docker() {
+        return;
+    }
+    // A previous holder with a random MAC (Docker 28+, pipework, CNI) left its entry in the
+    // host's and a neighbour's ARP caches.
+    let peer = Container::bridged("na-e2e-arpn");
+    let in_peer = |args: &[&str]| {
+        let pid = peer.pid().to_string();
+        let mut a = vec!["-t", pid.as_str(), "-n", "ip"];
+        a.extend_from_slice(args);
+        run("nsenter", &a)
+    };
+    let web = Container::none("na-e2e-arp");
+    let ip = "172.17.254.99";
+    let foreign = "02:00:00:00:fe:99";
+    ok(
+        "ip",
+        &[
+            "neigh", "replace", ip, "lladdr", foreign, "dev", "docker0", "nud", "stale",
+        ],
+    );
+    let o = in_peer(&[
+        "neigh", "replace", ip, "lladdr", foreign, "dev", "eth0", "nud", "stale",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Neighbours take over an address's new MAC only from entries older than locktime (1 s).
+    std::thread::sleep(Duration::from_millis(1100));
+    tool().ok(&[&web.name, "--ip", ip]);
+    let host = ok("ip", &["neigh", "show", ip, "dev", "docker0"]);
+    assert!(
+        host.contains("02:42:ac:11:fe:63"),
+        "host still caches {host}"
+    );
+    assert!(first_answer(ip, Duration::from_millis(500)).is_some());
+    let seen = stdout(&in_peer(&["neigh", "show", ip]));
+    assert!(
+        seen.contains("02:42:ac:11:fe:63"),
+        "the neighbour still caches {seen}"
+    );
+    tool().ok(&["detach", &web.name]);
+    let _ = run("ip", &["neigh", "del", ip, "dev", "docker0"]);
+}

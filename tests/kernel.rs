@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 
 use anyhow::Result;
 use common::{need_root, ok, run, unique};
-use docker_netattach::link::{Inside, Rtnl, VethSpec};
+use docker_netattach::link::{Announce, Inside, Rtnl, VethSpec};
 use docker_netattach::netns;
 
 /// A named namespace made with `ip netns add`, deleted on drop.
@@ -113,6 +113,11 @@ fn attach_in(host: &Ns, ctr: &Ns, host_name: &'static str, ip: Ipv4Addr) -> Resu
                 v6: None,
                 gateway4: Some(Ipv4Addr::new(10, 99, 0, 1)),
                 gateway6: None,
+                announce: Some(Announce {
+                    ifindex: eth0.index,
+                    gateway: Ipv4Addr::new(10, 99, 0, 1),
+                    host_port: "nonexistent-in-this-view",
+                }),
             })
             .await
         })
@@ -138,7 +143,7 @@ fn veth_in_one_request_configured_and_reachable_then_deleted() {
         "stale",
     ]);
     attach_in(&host, &ctr, "vnatest0", Ipv4Addr::new(10, 99, 0, 7)).unwrap();
-    // The kernel's gratuitous ARP (arp_notify) corrected it without any traffic from the host.
+    // The container's announcement corrected it without any traffic from the host.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         let neigh = host.ip(&["neigh", "show", "10.99.0.7", "dev", "br0"]);

@@ -1,0 +1,591 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of docker-netattach against the other ways of giving a
+# `--network=none` container an interface on docker0 (issue 4, and the "Speed" part of issue 2).
+#
+#   scripts/bench.sh            full run (N=20, 200 containers for scale, 50 concurrent attaches)
+#   scripts/bench.sh --quick    smoke run for CI (N=5, 20 for scale, 10 concurrent)
+#
+# One run, on the same set of --network=none containers, in turn per container (the order of the
+# methods rotates from one container to the next), times attach and detach of:
+#   tool     this tool, process start to exit (`docker-netattach <c>`, `docker-netattach detach <c>`)
+#   recipe   the manual recipe of issue 2, one process per step: ln -s, ip link add, master,
+#            up, set netns, then `ip netns exec` for rename, addr, up, route; teardown
+#            `ip link del` + `rm` of the netns link
+#   ip-min   the minimal ip form: `ip link add H type veth peer name eth0 netns NS`,
+#            `ip link set H master docker0 up`, one `ip -n NS -batch -`; teardown `ip link del`
+#            (so its detach is also the "bare ip link del" kernel floor)
+#   cni      the CNI bridge plugin with host-local IPAM (Debian's containernetworking-plugins),
+#            invoked directly with CNI_COMMAND=ADD/DEL
+# then: time to first answer (attach start until `curl http://$IP/` answers) on a fresh and on a
+# reused address, scale (attach with 0 vs SCALE containers attached, `ls` over SCALE leases),
+# concurrency (CONC attaches launched at once), the pure allocator benchmark (cargo bench), the
+# syscall counts of one attach (strace), and where the time of one attach goes (strace -T, perf).
+#
+# Results: OUT (default $CARGO_TARGET_DIR/bench or target/bench) gets the raw CSVs and report.md;
+# the full run also rewrites the generated part of docs/benchmarks.md and docs/bench-latency.svg
+# (--docs / --no-docs to force either way).
+#
+# Options: --quick; -n N (containers per method); --scale M; --concurrency C; --stale-samples K
+# (random-MAC reused-address samples, each may stall up to --stale-limit S seconds, default 30);
+# --out DIR; --docs / --no-docs; --no-cni; --no-ipam (skip cargo bench); --no-install.
+#
+# Needs root, Docker, iproute2, curl, python3. Installs (apt-get, unless --no-install or
+# BENCH_NO_INSTALL=1) what is missing of: containernetworking-plugins, gnuplot-nox, strace.
+# Environment: BIN (use this binary, skip `cargo build --release`), NETATTACH_TEST_IMAGE.
+#
+# Everything it creates carries the prefix nab-<random> (containers also the label nab.run=<random>)
+# and is removed on exit, failure or Ctrl-C: containers, /var/run/netns links, veths, the private
+# state directory (DOCKER_NETATTACH_STATE_DIR under /tmp) and the CNI data directory.
+set -euo pipefail
+export LC_ALL=C
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+# --- options -------------------------------------------------------------------------------
+QUICK=0
+for a in "$@"; do [ "$a" = --quick ] && QUICK=1; done
+if [ "$QUICK" = 1 ]; then
+    N=5 SCALE=20 CONC=10 TTFA_SAMPLES=2 STALE_SAMPLES=1 DOCS=0
+else
+    N=20 SCALE=200 CONC=50 TTFA_SAMPLES=3 STALE_SAMPLES=2 DOCS=1
+fi
+INSTALL=1
+[ "${BENCH_NO_INSTALL:-0}" = 1 ] && INSTALL=0
+USE_CNI=1
+IPAM=1
+STALE_LIMIT=30
+OUT=""
+ARGS_TEXT="$*"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) ;;
+        -n|--containers) N="$2"; shift ;;
+        --scale) SCALE="$2"; shift ;;
+        --concurrency) CONC="$2"; shift ;;
+        --stale-samples) STALE_SAMPLES="$2"; shift ;;
+        --stale-limit) STALE_LIMIT="$2"; shift ;;
+        --out) OUT="$2"; shift ;;
+        --docs) DOCS=1 ;;
+        --no-docs) DOCS=0 ;;
+        --no-cni) USE_CNI=0 ;;
+        --no-install) INSTALL=0 ;;
+        --no-ipam) IPAM=0 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "bench: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+for v in N SCALE CONC STALE_SAMPLES STALE_LIMIT; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "bench: $v must be a number" >&2; exit 2; }
+done
+[ "$N" -ge 2 ] || { echo "bench: need at least 2 containers (-n)" >&2; exit 2; }
+[ "$CONC" -le "$SCALE" ] || { echo "bench: --concurrency must not exceed --scale" >&2; exit 2; }
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
+OUT="${OUT:-$TARGET_DIR/bench}"
+IMAGE="${NETATTACH_TEST_IMAGE:-netattach-test:latest}"
+BRIDGE=docker0
+STARTED=$EPOCHREALTIME
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# --- preflight -----------------------------------------------------------------------------
+[ "$(id -u)" = 0 ] || die "needs root (veths, netns links, the tool itself)"
+for c in docker ip curl python3 nsenter; do
+    command -v "$c" >/dev/null || die "$c not found"
+done
+docker info >/dev/null 2>&1 || die "Docker does not answer (docker info)"
+[ -d "/sys/class/net/$BRIDGE/bridge" ] || die "bridge $BRIDGE not found"
+GW="$(ip -4 -o addr show dev "$BRIDGE" | awk '{print $4; exit}')"
+PREFIXLEN="${GW#*/}"
+GW="${GW%/*}"
+[ "$GW" = 172.17.0.1 ] && [ "$PREFIXLEN" = 16 ] ||
+    die "$BRIDGE is $GW/$PREFIXLEN; this benchmark's address plan assumes 172.17.0.1/16"
+MTU="$(cat "/sys/class/net/$BRIDGE/mtu")"
+
+apt_install() { # package...
+    [ "$INSTALL" = 1 ] || return 1
+    command -v apt-get >/dev/null || return 1
+    log "installing $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1 && return 0
+    apt-get update -q >/dev/null 2>&1 || return 1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1
+}
+CNI_DIR=/usr/lib/cni
+if [ "$USE_CNI" = 1 ] && [ ! -x "$CNI_DIR/bridge" ]; then
+    apt_install containernetworking-plugins || log "containernetworking-plugins not installed: CNI column skipped"
+fi
+[ -x "$CNI_DIR/bridge" ] && [ -x "$CNI_DIR/host-local" ] || USE_CNI=0
+command -v gnuplot >/dev/null || apt_install gnuplot-nox || log "gnuplot missing: no plot"
+command -v strace >/dev/null || apt_install strace || log "strace missing: no syscall counts"
+
+"$REPO/scripts/build-test-image.sh"
+if [ -z "${BIN:-}" ]; then
+    log "cargo build --release"
+    (cd "$REPO" && cargo build --release --quiet)
+    BIN="$TARGET_DIR/release/docker-netattach"
+fi
+[ -x "$BIN" ] || die "binary $BIN not found"
+
+# --- resources and cleanup -------------------------------------------------------------------
+R="$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
+PFX="nab-$R"          # containers, tool netns links (= container names)
+IFP="nb$R"            # our host veths (nb<6 hex><letter><n>, at most 15 bytes) and netns links
+WORK="$(mktemp -d "/tmp/$PFX.XXXX")"
+RES="$WORK/results"
+STATE="$WORK/state"
+CNI_DATA="$WORK/cni"
+mkdir -p "$RES" "$WORK/out" "$WORK/conc"
+export DOCKER_NETATTACH_STATE_DIR="$STATE"
+BG_PIDS=()
+
+cleanup() {
+    local rc=$?
+    set +eu
+    trap - EXIT INT TERM
+    for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    # The tool's host veths (from our private state dir only), then the containers: removing a
+    # container's netns deletes every veth pair that has an end in it (ours, recipe, CNI).
+    local leased
+    [ -x "${BIN:-}" ] && leased="$("$BIN" ls --json 2>/dev/null | python3 -c 'import json,sys; [print(l["host_ifname"]) for l in json.load(sys.stdin)]' 2>/dev/null)"
+    for h in $leased; do ip link del "$h" 2>/dev/null; done
+    local ids
+    ids="$(docker ps -aq --filter "label=nab.run=$R")"
+    [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
+    for h in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^$IFP" || true); do
+        ip link del "$h" 2>/dev/null
+    done
+    rm -f /var/run/netns/"$IFP"-* /var/run/netns/"$PFX"-* 2>/dev/null
+    if [ -d "$RES" ] && [ "$(ls -A "$RES")" ]; then
+        mkdir -p "$OUT" && cp -r "$RES"/. "$OUT"/ 2>/dev/null
+    fi
+    rm -rf "$WORK"
+    [ "$rc" = 0 ] || log "failed (exit $rc); everything created by this run was removed"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Someone else's docker-netattach attachments on docker0 may take the same addresses as ours
+# (each state directory allocates from the top on its own): say so, it can disturb both.
+[ "$(awk '{print ($1 > 1.0)}' /proc/loadavg)" = 0 ] ||
+    log "warning: load average $LOAD_START on $(nproc) CPUs: something else is running, figures will be noisy"
+foreign="$(ip -o link show master "$BRIDGE" | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -c '^vna' || true)"
+[ "$foreign" = 0 ] || log "warning: $foreign other docker-netattach interface(s) on $BRIDGE (another user's run?); addresses may collide"
+
+us() { echo $(( ${2/./} - ${1/./} )); } # elapsed microseconds between two $EPOCHREALTIME values
+SAMPLES="$RES/samples.csv"
+echo "phase,method,op,index,attached,us" >"$SAMPLES"
+rec() { echo "$1,$2,$3,$4,$5,$6" >>"$SAMPLES"; } # phase method op index attached us
+
+run_containers() { # prefix count cmd... -> names on stdout, started 4 at a time
+    local prefix="$1" count="$2"; shift 2
+    seq 1 "$count" | xargs -P 4 -I{} docker run -d --network none --label "nab.run=$R" \
+        --name "$prefix{}" "$IMAGE" "$@" >/dev/null
+}
+pid_of() { docker inspect -f '{{.State.Pid}}' "$1"; }
+
+# --- containers ------------------------------------------------------------------------------
+log "run $PFX: keeper on docker0 + $N nginx containers (--network=none)"
+docker run -d --network bridge --label "nab.run=$R" --name "$PFX-keep" "$IMAGE" sleep 3600 >/dev/null
+run_containers "$PFX-c" "$N"
+declare -a CN CPID
+for i in $(seq 1 "$N"); do
+    CN[$i]="$PFX-c$i"
+    CPID[$i]="$(pid_of "${CN[$i]}")"
+    ln -s "/proc/${CPID[$i]}/ns/net" "/var/run/netns/$IFP-c$i" # ip-min's netns name (untimed)
+done
+KEEP_IP="$(docker inspect -f '{{.NetworkSettings.IPAddress}}' "$PFX-keep")"
+
+# --- the four methods ------------------------------------------------------------------------
+# Each takes the container index and an address (ignored by tool and cni); each *_up leaves the
+# container with eth0 up, the address, and a default route via the gateway.
+tool_up() { "$BIN" attach "${CN[$1]}" ${2:+--ip "$2"} >"$WORK/out/tool" 2>>"$WORK/out/tool.err"; }
+tool_down() { "$BIN" detach "${CN[$1]}" >/dev/null 2>>"$WORK/out/tool.err"; }
+
+recipe_up() {
+    local i="$1" ip="$2" ns="$IFP-b$1" h="${IFP}b$1" p="${IFP}p$1"
+    ln -s "/proc/${CPID[$i]}/ns/net" "/var/run/netns/$ns"
+    ip link add "$h" type veth peer name "$p"
+    ip link set "$h" master "$BRIDGE"
+    ip link set "$h" up
+    ip link set "$p" netns "$ns"
+    ip netns exec "$ns" ip link set dev "$p" name eth0
+    ip netns exec "$ns" ip addr add "$ip/$PREFIXLEN" dev eth0
+    ip netns exec "$ns" ip link set eth0 up
+    ip netns exec "$ns" ip route add default via "$GW"
+}
+recipe_down() { ip link del "${IFP}b$1"; rm -f "/var/run/netns/$IFP-b$1"; }
+
+ipmin_up() {
+    local i="$1" ip="$2" ns="$IFP-c$1" h="${IFP}c$1"
+    ip link add "$h" mtu "$MTU" type veth peer name eth0 mtu "$MTU" netns "$ns"
+    ip link set "$h" master "$BRIDGE" up
+    ip -n "$ns" -batch - <<<"addr add $ip/$PREFIXLEN dev eth0
+link set eth0 up
+link set lo up
+route add default via $GW"
+}
+ipmin_down() { ip link del "${IFP}c$1"; }
+
+CNI_CONF="$WORK/cni.json"
+cat >"$CNI_CONF" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "$PFX",
+  "type": "bridge",
+  "bridge": "$BRIDGE",
+  "isGateway": false,
+  "ipMasq": false,
+  "mtu": $MTU,
+  "ipam": {
+    "type": "host-local",
+    "ranges": [[{"subnet": "172.17.0.0/16", "rangeStart": "172.17.200.1",
+                 "rangeEnd": "172.17.200.254", "gateway": "$GW"}]],
+    "routes": [{"dst": "0.0.0.0/0"}],
+    "dataDir": "$CNI_DATA"
+  }
+}
+EOF
+cni() { # command index
+    CNI_COMMAND="$1" CNI_CONTAINERID="$PFX-c$2" CNI_NETNS="/proc/${CPID[$2]}/ns/net" \
+        CNI_IFNAME=eth0 CNI_PATH="$CNI_DIR" "$CNI_DIR/bridge" <"$CNI_CONF" >"$WORK/out/cni" 2>&1
+}
+cni_up() { cni ADD "$1"; }
+cni_down() { cni DEL "$1"; }
+
+# The address a method ended up with (untimed): tool prints it, cni reports it, the others were
+# given one.
+addr_of() { # method given-address
+    case "$1" in
+        tool) head -n1 "$WORK/out/tool" ;;
+        cni) sed -n 's/.*"address": *"\([0-9.]*\)\/.*/\1/p' "$WORK/out/cni" | head -n1 ;;
+        *) echo "$2" ;;
+    esac
+}
+check_inside() { # index address: eth0 in the container has it
+    nsenter -t "${CPID[$1]}" -n ip -4 -o addr show dev eth0 2>/dev/null | grep -q " $2/" ||
+        die "container ${CN[$1]}: eth0 does not have $2 after attach"
+}
+check_clean() { # index: nothing left in the container but lo
+    local n
+    n="$(nsenter -t "${CPID[$1]}" -n ip -o link show | grep -vc ': lo:' || true)"
+    [ "$n" = 0 ] || die "container ${CN[$1]}: $n interface(s) left after detach"
+}
+
+METHODS=(tool recipe ipmin)
+[ "$USE_CNI" = 1 ] && METHODS+=(cni)
+manual_ip() { # method index -> a fixed address per method and container, away from the tool's
+    case "$1" in
+        recipe) echo "172.17.100.$((10 + $2))" ;;
+        ipmin) echo "172.17.101.$((10 + $2))" ;;
+        *) echo "" ;;
+    esac
+}
+
+one() { # phase method index attached -> times attach and detach, checks both
+    local phase="$1" m="$2" i="$3" k="$4" t0 t1 t2 ip got
+    ip="$(manual_ip "$m" "$i")"
+    t0=$EPOCHREALTIME
+    "${m}_up" "$i" "$ip" || die "$m attach of ${CN[$i]} failed: $(tail -n3 "$WORK/out/$m" "$WORK/out/$m.err" 2>/dev/null)"
+    t1=$EPOCHREALTIME
+    got="$(addr_of "$m" "$ip")"
+    check_inside "$i" "$got"
+    t2=$EPOCHREALTIME
+    "${m}_down" "$i" || die "$m detach of ${CN[$i]} failed"
+    local t3=$EPOCHREALTIME
+    check_clean "$i"
+    rec "$phase" "$m" attach "$i" "$k" "$(us "$t0" "$t1")"
+    rec "$phase" "$m" detach "$i" "$k" "$(us "$t2" "$t3")"
+}
+
+# --- 1. per-method attach/detach ----------------------------------------------------------------
+log "warm-up (untimed): one attach/detach per method"
+for m in "${METHODS[@]}"; do one warmup "$m" 1 0; done
+log "attach/detach: ${METHODS[*]} on $N containers (order rotates per container)"
+M=${#METHODS[@]}
+for i in $(seq 1 "$N"); do
+    for k in $(seq 0 $((M - 1))); do
+        one methods "${METHODS[$(((i + k) % M))]}" "$i" 0
+    done
+done
+
+# --- 2. time to first answer -----------------------------------------------------------------
+# wait_answer ADDRESS T0 LIMIT_S: curl until nginx answers; prints elapsed us since T0, or
+# "timeout". --connect-timeout 1: a stale neighbour entry swallows the SYN, so retry each second.
+wait_answer() {
+    local ip="$1" t0="$2" limit_us=$(($3 * 1000000))
+    while :; do
+        if curl -s -o /dev/null --noproxy '*' --connect-timeout 1 -m 2 "http://$ip/"; then
+            us "$t0" "$EPOCHREALTIME"
+            return 0
+        fi
+        if [ "$(us "$t0" "$EPOCHREALTIME")" -ge "$limit_us" ]; then
+            echo timeout
+            return 0
+        fi
+    done
+}
+neigh() { # address -> "MAC STATE" of the host's neighbour entry on the bridge, or "none"
+    local e
+    e="$(ip neigh show "$1" dev "$BRIDGE" | awk '{m="-"; for (i=1;i<=NF;i++) if ($i=="lladdr") m=$(i+1); print m " " $NF; exit}')"
+    echo "${e:-none}"
+}
+TTFA="$RES/ttfa.csv"
+echo "method,case,sample,address,us,neigh_before,neigh_after,mac_a,mac_b" >"$TTFA"
+mac_in() { # index -> MAC of eth0 in the container (sysfs is not per netns under nsenter: ask ip)
+    nsenter -t "${CPID[$1]}" -n ip -o link show dev eth0 2>/dev/null |
+        sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p' | grep . || echo -
+}
+fresh_addr() { # third octet -> an address this host has no neighbour entry for
+    local a
+    a="172.17.$1.$((RANDOM % 240 + 10))"
+    ip neigh del "$a" dev "$BRIDGE" 2>/dev/null || true
+    echo "$a"
+}
+ttfa() { # method case sample A B address [method of A]
+    local m="$1" case="$2" s="$3" a="$4" b="$5" ip="$6" ma="${7:-$1}" t0 r before mac_a=-
+    if [ "$case" != fresh ]; then
+        # A holds the address and answers (the host caches A's MAC); then A goes away.
+        "${ma}_up" "$a" "$ip" || die "$ma attach of ${CN[$a]} failed"
+        mac_a="$(mac_in "$a")"
+        [ "$(wait_answer "$ip" "$EPOCHREALTIME" 10)" != timeout ] || die "$ma: ${CN[$a]} never answered on $ip"
+        "${ma}_down" "$a" || die "$ma detach failed"
+    fi
+    before="$(neigh "$ip")"
+    t0=$EPOCHREALTIME
+    "${m}_up" "$b" "$ip" || die "$m attach of ${CN[$b]} failed"
+    r="$(wait_answer "$ip" "$t0" "$STALE_LIMIT")"
+    echo "$m,$case,$s,$ip,$r,$before,$(neigh "$ip"),$mac_a,$(mac_in "$b")" >>"$TTFA"
+    log "  first answer $m $case #$s on $ip: $([ "$r" = timeout ] && echo ">${STALE_LIMIT} s (timeout)" || echo "$((r / 1000)) ms")"
+    "${m}_down" "$b" || die "$m detach failed"
+}
+log "time to first answer (curl http://IP/), keeper $KEEP_IP stays on $BRIDGE"
+for s in $(seq 1 "$TTFA_SAMPLES"); do
+    ttfa tool fresh "$s" 1 1 "$(fresh_addr 250)"
+    ttfa tool reused "$s" 1 2 "$(fresh_addr 251)"
+    ttfa ipmin fresh "$s" 1 1 "$(fresh_addr 252)"
+done
+for s in $(seq 1 "$STALE_SAMPLES"); do
+    ttfa ipmin reused "$s" 1 2 "$(fresh_addr 253)"
+done
+# The tool after a holder with another MAC (a manual attach, or Docker >= 28's random MACs): only
+# the gratuitous ARP can fix the host's cache here. One sample; a lost ARP costs the full stall.
+ttfa tool after-random-mac 1 1 2 "$(fresh_addr 254)" ipmin
+# curl alone against an address that already answers: the part of every figure above that is curl.
+ip="$(fresh_addr 250)"
+tool_up 1 "$ip"
+wait_answer "$ip" "$EPOCHREALTIME" 10 >/dev/null
+for s in 1 2 3 4 5; do
+    t0=$EPOCHREALTIME
+    curl -s -o /dev/null --noproxy '*' -m 2 "http://$ip/" || die "curl to $ip failed"
+    echo "curl,warm,$s,$ip,$(us "$t0" "$EPOCHREALTIME"),,,," >>"$TTFA"
+done
+tool_down 1
+
+# --- 3. syscall counts and profile of one attach (0 attached) ----------------------------------
+PROFILE="$RES/profile"
+mkdir -p "$PROFILE"
+trace_one() { # tag index
+    command -v strace >/dev/null || return 0
+    strace -f -qq -tt -T -yy -s 256 -o "$PROFILE/attach-$1.strace" \
+        "$BIN" attach "${CN[$2]}" >/dev/null 2>&1 || die "attach under strace failed"
+    strace -f -qq -tt -T -yy -s 256 -o "$PROFILE/detach-$1.strace" \
+        "$BIN" detach "${CN[$2]}" >/dev/null 2>&1 || die "detach under strace failed"
+}
+log "strace of one attach and one detach"
+trace_one 0 1
+# Phases of attach and detach with little tracing overhead: strace stops (seccomp-bpf) only at
+# the few calls that mark a phase boundary.
+phases() { # runs
+    command -v strace >/dev/null || return 0
+    local s
+    for s in $(seq 1 "$1"); do
+        strace -f -qq --seccomp-bpf -ttt -T -o "$PROFILE/phases-attach-$s.strace" \
+            -e trace=execve,connect,flock,clone3,setns,socket,exit,exit_group \
+            "$BIN" attach "${CN[1]}" >/dev/null 2>&1 || die "attach under strace failed"
+        strace -f -qq --seccomp-bpf -ttt -T -o "$PROFILE/phases-detach-$s.strace" \
+            -e trace=execve,flock,socket,sendto,exit_group \
+            "$BIN" detach "${CN[1]}" >/dev/null 2>&1 || die "detach under strace failed"
+        ipmin_up 1 "$(manual_ip ipmin 1)" || die "ip-min attach failed"
+        strace -f -qq --seccomp-bpf -ttt -T -o "$PROFILE/phases-ipdel-$s.strace" \
+            -e trace=execve,sendmsg,sendto,exit_group ip link del "${IFP}c1" || die "ip link del failed"
+    done
+}
+log "phase timing of 7 attaches and detaches (strace --seccomp-bpf)"
+phases 7
+if command -v perf >/dev/null; then
+    log "perf stat (CPU time vs wall) over 5 attaches"
+    for s in 1 2 3 4 5; do
+        perf stat -x, -e task-clock,context-switches,cpu-migrations -o "$PROFILE/perf-$s.csv" \
+            "$BIN" attach "${CN[1]}" >/dev/null 2>&1 || true
+        tool_down 1
+    done
+fi
+# The packet socket behind the gratuitous ARP: what closing one costs on this kernel.
+python3 - >"$PROFILE/packet-close.csv" <<'EOF'
+import socket, time
+for kind, fam, typ, proto in (("AF_PACKET", socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0806)),
+                              ("AF_INET/UDP", socket.AF_INET, socket.SOCK_DGRAM, 0)):
+    for _ in range(7):
+        s = socket.socket(fam, typ, proto)
+        t0 = time.perf_counter(); s.close()
+        print(f"{kind},{(time.perf_counter() - t0) * 1e6:.0f}")
+EOF
+
+# --- 4. scale --------------------------------------------------------------------------------
+log "scale: attach/detach on $N containers with 0 attached"
+for i in $(seq 1 "$N"); do one scale tool "$i" 0; one scale ipmin "$i" 0; done
+log "scale: starting $SCALE sleep containers"
+run_containers "$PFX-s" "$SCALE" sleep 3600
+declare -a SN
+for k in $(seq 1 "$SCALE"); do SN[$k]="$PFX-s$k"; done
+log "scale: attaching them one by one"
+for k in $(seq 1 "$SCALE"); do
+    t0=$EPOCHREALTIME
+    "$BIN" attach "${SN[$k]}" >/dev/null 2>>"$WORK/out/tool.err" || die "attach of ${SN[$k]} failed"
+    rec fill tool attach "$k" $((k - 1)) "$(us "$t0" "$EPOCHREALTIME")"
+done
+log "scale: attach/detach on $N containers with $SCALE attached"
+for i in $(seq 1 "$N"); do one scale tool "$i" "$SCALE"; one scale ipmin "$i" "$SCALE"; done
+trace_one "$SCALE" 1
+log "scale: ls over $SCALE leases"
+for s in $(seq 1 10); do
+    t0=$EPOCHREALTIME
+    "$BIN" ls >"$WORK/out/ls" 2>&1 || die "ls failed"
+    rec ls tool ls "$s" "$SCALE" "$(us "$t0" "$EPOCHREALTIME")"
+    t0=$EPOCHREALTIME
+    "$BIN" ls --json >"$WORK/out/ls.json" 2>&1 || die "ls --json failed"
+    rec ls tool ls-json "$s" "$SCALE" "$(us "$t0" "$EPOCHREALTIME")"
+done
+python3 - "$WORK/out/ls.json" "$SCALE" <<'EOF' || die "ls --json does not list the attached containers"
+import json, sys
+rows = json.load(open(sys.argv[1])); want = int(sys.argv[2])
+att = [r for r in rows if r["status"] == "attached"]
+assert len(att) == want and len({r["ip"] for r in att}) == want, (len(att), want)
+EOF
+log "scale: detaching them one by one"
+for k in $(seq 1 "$SCALE"); do
+    t0=$EPOCHREALTIME
+    "$BIN" detach "${SN[$k]}" >/dev/null 2>>"$WORK/out/tool.err" || die "detach of ${SN[$k]} failed"
+    rec drain tool detach "$k" $((SCALE - k)) "$(us "$t0" "$EPOCHREALTIME")"
+done
+
+# The same fill and drain with the minimal ip form, as the kernel's own curve (back-to-back
+# `ip link del` is the floor for a loop of detaches).
+log "scale: the same with the minimal ip form (kernel control)"
+for k in $(seq 1 "$SCALE"); do
+    ln -s "/proc/$(pid_of "${SN[$k]}")/ns/net" "/var/run/netns/$IFP-s$k"
+done
+for k in $(seq 1 "$SCALE"); do
+    a="172.17.$((102 + k / 250)).$((k % 250 + 2))"
+    t0=$EPOCHREALTIME
+    ip link add "${IFP}s$k" mtu "$MTU" type veth peer name eth0 mtu "$MTU" netns "$IFP-s$k" &&
+        ip link set "${IFP}s$k" master "$BRIDGE" up &&
+        ip -n "$IFP-s$k" -batch - <<<"addr add $a/$PREFIXLEN dev eth0
+link set eth0 up
+link set lo up
+route add default via $GW" || die "minimal ip attach of ${SN[$k]} failed"
+    rec fill ipmin attach "$k" $((k - 1)) "$(us "$t0" "$EPOCHREALTIME")"
+done
+for k in $(seq 1 "$SCALE"); do
+    t0=$EPOCHREALTIME
+    ip link del "${IFP}s$k" || die "ip link del ${IFP}s$k failed"
+    rec drain ipmin detach "$k" $((SCALE - k)) "$(us "$t0" "$EPOCHREALTIME")"
+done
+rm -f /var/run/netns/"$IFP"-s*
+
+# --- 5. concurrency --------------------------------------------------------------------------
+conc() { # op
+    local op="$1" j
+    BG_PIDS=()
+    local t0=$EPOCHREALTIME
+    for j in $(seq 1 "$CONC"); do
+        (
+            s=$EPOCHREALTIME
+            rc=0
+            "$BIN" "$op" "${SN[$j]}" >"$WORK/conc/$op.$j.out" 2>"$WORK/conc/$op.$j.err" || rc=$?
+            echo "$rc $(us "$s" "$EPOCHREALTIME")" >"$WORK/conc/$op.$j.rc"
+        ) &
+        BG_PIDS+=($!)
+    done
+    wait "${BG_PIDS[@]}"
+    local total
+    total="$(us "$t0" "$EPOCHREALTIME")"
+    BG_PIDS=()
+    local failed=0
+    for j in $(seq 1 "$CONC"); do
+        read -r rc t <"$WORK/conc/$op.$j.rc"
+        [ "$rc" = 0 ] || { failed=$((failed + 1)); log "  $op ${SN[$j]}: $(cat "$WORK/conc/$op.$j.err")"; }
+        rec conc tool "$op" "$j" "$CONC" "$t"
+    done
+    rec conc-total tool "$op" 0 "$CONC" "$total"
+    [ "$failed" = 0 ] || die "$failed of $CONC concurrent ${op}es failed"
+}
+log "concurrency: $CONC attaches launched at once"
+conc attach
+distinct="$(cat "$WORK"/conc/attach.*.out | sort -u | wc -l)"
+[ "$distinct" = "$CONC" ] || die "$CONC concurrent attaches got $distinct distinct addresses"
+for j in $(seq 1 "$CONC"); do
+    p="$(pid_of "${SN[$j]}")"
+    a="$(cat "$WORK/conc/attach.$j.out")"
+    nsenter -t "$p" -n ip -4 -o addr show dev eth0 | grep -q " $a/" || die "${SN[$j]} lacks $a"
+done
+echo "$CONC,$distinct" >"$RES/conc-check.csv"
+log "concurrency: $CONC detaches launched at once"
+conc detach
+left="$("$BIN" ls --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+[ "$left" = 0 ] || die "$left leases left after the concurrent detaches"
+
+# --- 6. allocator (pure) -------------------------------------------------------------------------
+if [ "$IPAM" = 0 ]; then
+    log "allocator benchmark skipped (--no-ipam)"
+elif command -v cargo >/dev/null; then
+    log "allocator: cargo bench --bench ipam"
+    (cd "$REPO" && cargo bench --quiet --bench ipam 2>/dev/null) | tee "$RES/ipam.txt" >&2 ||
+        log "warning: the allocator benchmark reported a miss"
+else
+    log "cargo not found: allocator benchmark skipped"
+fi
+
+# --- 7. facts and report ---------------------------------------------------------------------
+{
+    echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "command=scripts/bench.sh${ARGS_TEXT:+ $ARGS_TEXT}"
+    echo "git=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
+    echo "kernel=$(uname -r)"
+    echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') x $(nproc)"
+    echo "mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+    echo "os=$(. /etc/os-release && echo "$PRETTY_NAME")"
+    echo "docker=$(docker version --format '{{.Server.Version}}' 2>/dev/null)"
+    echo "iproute2=$(ip -V | sed 's/.*iproute2-\([^ ,]*\).*/\1/')"
+    echo "cni=$( [ "$USE_CNI" = 1 ] && dpkg-query -W -f '${Version}' containernetworking-plugins 2>/dev/null || echo none)"
+    echo "rustc=$(rustc --version 2>/dev/null | cut -d' ' -f2 || echo unknown)"
+    echo "bin=$BIN"
+    echo "bin_size=$(stat -c %s "$BIN")"
+    echo "bridge=$BRIDGE"
+    echo "mtu=$MTU"
+    echo "n=$N"
+    echo "scale=$SCALE"
+    echo "conc=$CONC"
+    echo "stale_limit=$STALE_LIMIT"
+    echo "methods=${METHODS[*]}"
+    echo "load_start=$LOAD_START"
+    echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "runtime_s=$(( $(us "$STARTED" "$EPOCHREALTIME") / 1000000 ))"
+} >"$RES/meta.env"
+
+REPORT_ARGS=(--results "$RES" --report "$RES/report.md")
+if [ "$DOCS" = 1 ]; then
+    REPORT_ARGS+=(--docs "$REPO/docs/benchmarks.md" --svg "$REPO/docs/bench-latency.svg")
+else
+    REPORT_ARGS+=(--svg "$RES/bench-latency.svg")
+fi
+python3 "$REPO/scripts/bench_report.py" "${REPORT_ARGS[@]}"
+cat "$RES/report.md"
+log "done in $(( $(us "$STARTED" "$EPOCHREALTIME") / 1000000 )) s; raw data in $OUT"
