@@ -6,12 +6,15 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use anyhow::{Result, anyhow};
 use futures::TryStreamExt;
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{
     AfSpecInet, AfSpecUnspec, InetDevConf, InfoData, InfoVeth, LinkAttribute, LinkFlags,
     LinkMessage,
 };
-use rtnetlink::packet_route::neighbour::{NeighbourFlags, NeighbourState};
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -249,15 +252,73 @@ impl Rtnl {
             // A dedicated thread (see netns::run_in): blocking it blocks nothing else.
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
-        let mut req = self
+        // The reply to this first request is sometimes dropped on its way back through the
+        // fresh bridge port, and the kernel would retry only after a second (measured: 1 start
+        // in 4 answered after ~1 s). So watch the entry and, while it stays unresolved, ask
+        // again at once, a few times.
+        for attempt in 1..=ANNOUNCE_TRIES {
+            let mut req = self
+                .handle
+                .neighbours()
+                .add(a.ifindex, IpAddr::V4(a.gateway));
+            req.message_mut().header.state = NeighbourState::None;
+            match req.flags(NeighbourFlags::Use).execute().await {
+                Ok(()) => {}
+                // The container resolved the gateway already (it answered someone).
+                Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                Err(e) => return Err(nl_err(&e, &format!("resolve the gateway {}", a.gateway))),
+            }
+            let until = std::time::Instant::now() + ANNOUNCE_WAIT;
+            loop {
+                match self.neighbour_state(a.ifindex, a.gateway).await? {
+                    Some(NeighbourState::Incomplete) | Some(NeighbourState::None) | None => {}
+                    Some(_) => return Ok(()),
+                }
+                if std::time::Instant::now() >= until {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            // After the last try the entry stays: the kernel goes on asking once a second.
+            if attempt < ANNOUNCE_TRIES {
+                self.forget_neighbour(a.ifindex, a.gateway).await;
+            }
+        }
+        tracing::debug!(gateway = %a.gateway, "the gateway did not answer our announcement yet");
+        Ok(())
+    }
+
+    /// State of the neighbour entry for `ip` on interface `index` (None: no entry).
+    async fn neighbour_state(&self, index: u32, ip: Ipv4Addr) -> Result<Option<NeighbourState>> {
+        let mut stream = self
             .handle
             .neighbours()
-            .add(a.ifindex, IpAddr::V4(a.gateway));
-        req.message_mut().header.state = NeighbourState::None;
-        req.flags(NeighbourFlags::Use)
-            .execute()
+            .get()
+            .set_address_family(AddressFamily::Inet)
+            .execute();
+        while let Some(msg) = stream
+            .try_next()
             .await
-            .map_err(|e| nl_err(&e, &format!("resolve the gateway {}", a.gateway)))
+            .map_err(|e| nl_err(&e, "list neighbours"))?
+        {
+            let dst = msg.attributes.iter().any(|a| {
+                matches!(a, NeighbourAttribute::Destination(NeighbourAddress::Inet(d)) if *d == ip)
+            });
+            if msg.header.ifindex == index && dst {
+                return Ok(Some(msg.header.state));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes an unresolved neighbour entry so that the next NTF_USE asks at once.
+    async fn forget_neighbour(&self, index: u32, ip: Ipv4Addr) {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.ifindex = index;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        let _ = self.handle.neighbours().del(msg).execute().await;
     }
 
     async fn add_default(&self, route: RouteMessage, gw: &str) -> Result<()> {
@@ -369,6 +430,11 @@ fn sysctl(key: &str, value: &str) -> Result<()> {
     let path = format!("/proc/sys/net/{key}");
     std::fs::write(&path, value).map_err(|e| anyhow!("cannot write {value} to {path}: {e}"))
 }
+
+/// Announcement requests before giving up (the kernel keeps retrying once a second).
+const ANNOUNCE_TRIES: usize = 3;
+/// How long one announcement request may go unanswered before it is sent again.
+const ANNOUNCE_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The loopback device is always the first device registered in a network namespace.
 const LOOPBACK_INDEX: u32 = 1;
