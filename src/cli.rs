@@ -30,6 +30,12 @@ impl Cli {
         T: Into<std::ffi::OsString> + Clone,
     {
         let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let args = crate::plugin::strip_plugin_arg(args);
+        if args.len() == 2 && args[1] == crate::plugin::METADATA_COMMAND {
+            let mut cli = Cli::try_parse_from([args[0].clone(), "list".into()])?;
+            cli.command = Command::PluginMetadata;
+            return Ok(cli);
+        }
         match Cli::try_parse_from(&args) {
             Err(e)
                 if args.len() > 1
@@ -68,6 +74,20 @@ pub enum Command {
     /// List attachments.
     #[command(visible_alias = "ls")]
     List(ListArgs),
+    /// Daemon: attach labelled containers when they start (again after every restart), clean up
+    /// after them, and serve read-only HTTP endpoints.
+    Watch(WatchArgs),
+    /// Remove leases, netns links and host veths left behind by containers or namespaces that
+    /// no longer exist.
+    Gc(GcArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command with --out-dir.
+    Man(ManArgs),
+    /// The docker CLI's plugin discovery (`docker-cli-plugin-metadata`): recognised by
+    /// [`Cli::parse_args`] before clap, so it shows in no help, completion or man page.
+    #[command(skip)]
+    PluginMetadata,
     /// Check the host and print what will bite; exits 1 when something is wrong.
     Doctor(DoctorArgs),
 }
@@ -176,6 +196,50 @@ pub struct ListArgs {
     pub json: bool,
 }
 
+/// Options of the `watch` daemon.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Address of the read-only HTTP endpoints (/healthz, /readyz, /version, /metrics,
+    /// /attachments). Loopback by default; anything else exposes them to the network.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9180")]
+    pub listen: std::net::SocketAddr,
+
+    /// Label prefix: a container is attached when it carries `<prefix>.network=<network>`
+    /// (optional `<prefix>.ip`, `<prefix>.ifname`, `<prefix>.netns-name`).
+    #[arg(long, value_name = "PREFIX", default_value = "netattach")]
+    pub label_prefix: String,
+
+    /// Seconds between full reconciles while Docker is connected (0: only at start-up and after
+    /// each reconnect).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub resync: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// List what would be removed and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the removed (or, with --dry-run, removable) objects as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to generate for.
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write docker-netattach.1 and one page per subcommand into this directory instead of
+    /// printing the main page.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +346,38 @@ mod tests {
             let err = Cli::parse_args(&args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");
         }
+    }
+
+    #[test]
+    fn watch_gc_and_generators() {
+        let cli = Cli::parse_args(["docker-netattach", "watch"]).unwrap();
+        let Command::Watch(w) = cli.command else {
+            panic!("not watch")
+        };
+        assert_eq!(w.listen.to_string(), "127.0.0.1:9180");
+        assert_eq!(w.label_prefix, "netattach");
+        let cli = Cli::parse_args(["docker-netattach", "gc", "--dry-run", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Gc(GcArgs {
+                dry_run: true,
+                json: true
+            })
+        ));
+        let cli = Cli::parse_args(["docker-netattach", "completions", "bash"]).unwrap();
+        assert!(matches!(cli.command, Command::Completions(_)));
+        assert!(Cli::parse_args(["docker-netattach", "completions", "nosh"]).is_err());
+        let cli = Cli::parse_args(["docker-netattach", "docker-cli-plugin-metadata"]).unwrap();
+        assert!(matches!(cli.command, Command::PluginMetadata));
+    }
+
+    #[test]
+    fn invoked_as_a_docker_cli_plugin() {
+        let cli = Cli::parse_args(["docker-netattach", "netattach", "web"]).unwrap();
+        assert!(matches!(cli.command, Command::Attach(a) if a.container.as_deref() == Some("web")));
+        let cli = Cli::parse_args(["docker-netattach", "netattach", "detach", "web"]).unwrap();
+        assert!(matches!(cli.command, Command::Detach(d) if d.container == "web"));
+        let err = Cli::parse_args(["docker-netattach", "netattach", "--help"]).unwrap_err();
+        assert!(err.to_string().contains("docker netattach"), "{err}");
     }
 }

@@ -6,9 +6,15 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use anyhow::{Result, anyhow};
 use futures::TryStreamExt;
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
-use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
-use rtnetlink::packet_route::neighbour::{NeighbourFlags, NeighbourState};
+use rtnetlink::packet_route::link::{
+    AfSpecInet, AfSpecUnspec, InetDevConf, InfoData, InfoVeth, LinkAttribute, LinkFlags,
+    LinkMessage,
+};
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
@@ -114,6 +120,20 @@ impl Rtnl {
             .map_err(|e| nl_err(&e, &format!("set the alias of {}", spec.host_name)))
     }
 
+    /// Every interface of this namespace (one dump request); `gc` scans it for our host veths.
+    pub async fn links(&self) -> Result<Vec<Iface>> {
+        let mut stream = self.handle.link().get().execute();
+        let mut out = Vec::new();
+        while let Some(msg) = stream
+            .try_next()
+            .await
+            .map_err(|e| nl_err(&e, "list interfaces"))?
+        {
+            out.push(iface(msg));
+        }
+        Ok(out)
+    }
+
     /// Deletes an interface; `Ok(false)` when it was already gone.
     pub async fn delete(&self, index: u32) -> Result<bool> {
         match self.handle.link().del(index).execute().await {
@@ -133,7 +153,7 @@ impl Rtnl {
         let Inside {
             ifname, ifindex, ..
         } = *cfg;
-        sysctl(&format!("ipv4/conf/{ifname}/arp_notify"), "1")?;
+        self.set_arp_notify(ifindex, ifname).await?;
         let v6_off = if cfg.v6.is_some() { "0" } else { "1" };
         if let Err(e) = sysctl(&format!("ipv6/conf/{ifname}/disable_ipv6"), v6_off) {
             if cfg.v6.is_some() {
@@ -196,6 +216,26 @@ impl Rtnl {
         Ok(())
     }
 
+    /// `arp_notify=1` on an interface through netlink (IFLA_AF_SPEC/AF_INET/IFLA_INET_CONF, only
+    /// that one value is sent). Unlike writing /proc/sys/net/ipv4/conf/*/arp_notify it also works
+    /// where /proc/sys is mounted read-only, as in a container (the tool run from its image).
+    async fn set_arp_notify(&self, ifindex: u32, ifname: &str) -> Result<()> {
+        let mut conf = InetDevConf::default();
+        conf.arp_notify = 1;
+        let mut msg = LinkMessage::default();
+        msg.header.index = ifindex;
+        msg.attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+                AfSpecInet::DevConfRequest(conf),
+            ])]));
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| nl_err(&e, &format!("set arp_notify on {ifname}")))
+    }
+
     /// Makes the neighbours learn our MAC now. The gratuitous ARP that `arp_notify` sends as the
     /// link comes up is usually lost: the host end only becomes a forwarding bridge port a moment
     /// later (the carrier change goes through the kernel's linkwatch). So wait for the port to
@@ -212,15 +252,73 @@ impl Rtnl {
             // A dedicated thread (see netns::run_in): blocking it blocks nothing else.
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
-        let mut req = self
+        // The reply to this first request is sometimes dropped on its way back through the
+        // fresh bridge port, and the kernel would retry only after a second (measured: 1 start
+        // in 4 answered after ~1 s). So watch the entry and, while it stays unresolved, ask
+        // again at once, a few times.
+        for attempt in 1..=ANNOUNCE_TRIES {
+            let mut req = self
+                .handle
+                .neighbours()
+                .add(a.ifindex, IpAddr::V4(a.gateway));
+            req.message_mut().header.state = NeighbourState::None;
+            match req.flags(NeighbourFlags::Use).execute().await {
+                Ok(()) => {}
+                // The container resolved the gateway already (it answered someone).
+                Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                Err(e) => return Err(nl_err(&e, &format!("resolve the gateway {}", a.gateway))),
+            }
+            let until = std::time::Instant::now() + ANNOUNCE_WAIT;
+            loop {
+                match self.neighbour_state(a.ifindex, a.gateway).await? {
+                    Some(NeighbourState::Incomplete) | Some(NeighbourState::None) | None => {}
+                    Some(_) => return Ok(()),
+                }
+                if std::time::Instant::now() >= until {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            // After the last try the entry stays: the kernel goes on asking once a second.
+            if attempt < ANNOUNCE_TRIES {
+                self.forget_neighbour(a.ifindex, a.gateway).await;
+            }
+        }
+        tracing::debug!(gateway = %a.gateway, "the gateway did not answer our announcement yet");
+        Ok(())
+    }
+
+    /// State of the neighbour entry for `ip` on interface `index` (None: no entry).
+    async fn neighbour_state(&self, index: u32, ip: Ipv4Addr) -> Result<Option<NeighbourState>> {
+        let mut stream = self
             .handle
             .neighbours()
-            .add(a.ifindex, IpAddr::V4(a.gateway));
-        req.message_mut().header.state = NeighbourState::None;
-        req.flags(NeighbourFlags::Use)
-            .execute()
+            .get()
+            .set_address_family(AddressFamily::Inet)
+            .execute();
+        while let Some(msg) = stream
+            .try_next()
             .await
-            .map_err(|e| nl_err(&e, &format!("resolve the gateway {}", a.gateway)))
+            .map_err(|e| nl_err(&e, "list neighbours"))?
+        {
+            let dst = msg.attributes.iter().any(|a| {
+                matches!(a, NeighbourAttribute::Destination(NeighbourAddress::Inet(d)) if *d == ip)
+            });
+            if msg.header.ifindex == index && dst {
+                return Ok(Some(msg.header.state));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes an unresolved neighbour entry so that the next NTF_USE asks at once.
+    async fn forget_neighbour(&self, index: u32, ip: Ipv4Addr) {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.ifindex = index;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        let _ = self.handle.neighbours().del(msg).execute().await;
     }
 
     async fn add_default(&self, route: RouteMessage, gw: &str) -> Result<()> {
@@ -332,6 +430,11 @@ fn sysctl(key: &str, value: &str) -> Result<()> {
     let path = format!("/proc/sys/net/{key}");
     std::fs::write(&path, value).map_err(|e| anyhow!("cannot write {value} to {path}: {e}"))
 }
+
+/// Announcement requests before giving up (the kernel keeps retrying once a second).
+const ANNOUNCE_TRIES: usize = 3;
+/// How long one announcement request may go unanswered before it is sent again.
+const ANNOUNCE_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The loopback device is always the first device registered in a network namespace.
 const LOOPBACK_INDEX: u32 = 1;

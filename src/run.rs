@@ -23,6 +23,14 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Detach(d) => rt.block_on(run_detach(d, &state_dir, verbose)),
         Command::List(l) => run_list(l, &state_dir),
         Command::Doctor(d) => rt.block_on(run_doctor(d, &state_dir)),
+        Command::Watch(w) => crate::watch::run(w, &state_dir),
+        Command::Gc(g) => rt.block_on(crate::gc::run_cli(g, &state_dir)),
+        Command::Completions(c) => crate::generate::completions(c.shell),
+        Command::Man(m) => crate::generate::man(m.out_dir.as_deref()),
+        Command::PluginMetadata => {
+            println!("{}", output::to_json(&crate::plugin::metadata()));
+            Ok(0)
+        }
     }
 }
 

@@ -1,0 +1,15 @@
+# docker-netattach as an image: the static binary and nothing else, so it builds without a
+# registry. Build it with scripts/build-image.sh (static cargo build, then `docker build`).
+#
+#   one-shot:  docker run --rm --cap-add NET_ADMIN --cap-add SYS_ADMIN --pid=host --network=host \
+#                -v /var/run/docker.sock:/var/run/docker.sock -v /var/run/netns:/var/run/netns \
+#                -v /var/lib/docker-netattach:/var/lib/docker-netattach docker-netattach attach web
+#   daemon:    the same flags with -d and `watch` (endpoints on the host's 127.0.0.1:9180);
+#              with no arguments it runs `watch --listen 0.0.0.0:80` (for -p PORT:80).
+FROM scratch
+COPY target/x86_64-unknown-linux-gnu/release/docker-netattach /docker-netattach
+ENTRYPOINT ["/docker-netattach"]
+CMD ["watch", "--listen", "0.0.0.0:80"]
+EXPOSE 80
+LABEL org.opencontainers.image.title="docker-netattach" \
+      org.opencontainers.image.description="Attach --network=none containers to a Docker bridge"

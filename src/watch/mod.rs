@@ -1,0 +1,534 @@
+//! `watch`: the daemon. Follows Docker's container events and attaches every container labelled
+//! `netattach.network=<network>` when it starts (with the same address after each restart),
+//! removes its dead netns link when it stops and releases its lease when it is removed; at
+//! start-up, after every reconnect and every `--resync` seconds it reconciles (gc, then attach
+//! labelled running containers that lack their interface). Serves read-only HTTP endpoints.
+//!
+//! Side effects: those of `attach`, `detach` and `gc`, plus one TCP listener. Threads: the
+//! daemon's own runtime runs on the main thread (events, HTTP, timers); every attach, cleanup
+//! and gc runs on a fresh thread with its own current-thread runtime, so the blocking store lock
+//! (`flock`) and the netns threads of the core never stall the event loop. Jobs of one container
+//! run in order (a `die` is handled before the following `start`); different containers proceed
+//! in parallel, and one failing container never stops the others.
+
+pub mod engine;
+pub mod http;
+pub mod labels;
+pub mod metrics;
+pub mod reconcile;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::attach::{self, Outcome};
+use crate::cli::WatchArgs;
+use crate::hostns::{self, Placement};
+use crate::link::Rtnl;
+use crate::privilege;
+use engine::Engine;
+use labels::Job;
+use metrics::Metrics;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A connection that lasted this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(10);
+/// How often the daemon pings Docker while the event stream is quiet (a stream can hang
+/// without ever reporting an error).
+const HEALTH_PERIOD: Duration = Duration::from_secs(5);
+const PING_LIMIT: Duration = Duration::from_secs(3);
+
+/// The version and git commit the binary was built from.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const GIT_COMMIT: &str = env!("NETATTACH_GIT_COMMIT");
+
+/// State shared by the event loop, the job workers and the HTTP endpoints.
+pub struct Shared {
+    pub state_dir: PathBuf,
+    pub label_prefix: String,
+    pub docker_host: String,
+    pub metrics: Metrics,
+    /// Netlink socket in the namespace the daemon works in (for readiness).
+    pub rtnl: Rtnl,
+    docker: Mutex<DockerState>,
+    host_problem: Mutex<Option<String>>,
+    hint_shown: AtomicBool,
+}
+
+/// What the daemon knows about its Docker connection.
+#[derive(Clone, Default)]
+pub struct DockerState {
+    /// The engine while its event stream is connected.
+    pub engine: Option<Arc<Engine>>,
+    /// Why it is not connected.
+    pub last_error: Option<String>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these short locks cannot leave them inconsistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub fn docker(&self) -> DockerState {
+        locked(&self.docker).clone()
+    }
+
+    fn docker_up(&self, engine: Arc<Engine>) {
+        *locked(&self.docker) = DockerState {
+            engine: Some(engine),
+            last_error: None,
+        };
+    }
+
+    fn docker_down(&self, why: String) {
+        *locked(&self.docker) = DockerState {
+            engine: None,
+            last_error: Some(why),
+        };
+    }
+
+    /// Why the daemon cannot work on the host's interfaces, if it cannot.
+    pub fn host_problem(&self) -> Option<String> {
+        locked(&self.host_problem).clone()
+    }
+
+    fn set_host_problem(&self, p: Option<String>) {
+        *locked(&self.host_problem) = p;
+    }
+}
+
+/// `docker-netattach watch`.
+pub fn run(args: WatchArgs, state_dir: &Path) -> Result<i32> {
+    default_logging();
+    privilege::require("watch")?;
+    // Bound before entering the host namespace: the endpoints stay where the process was
+    // started (inside its container for `docker run -p 4000:80`).
+    let listener = std::net::TcpListener::bind(args.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|_| l))
+        .map_err(|e| {
+            anyhow!(
+                "cannot listen on {}: {e}; choose another --listen",
+                args.listen
+            )
+        })?;
+    if !args.listen.ip().is_loopback() {
+        tracing::warn!(listen = %args.listen, "the read-only HTTP endpoints are reachable from the network");
+    }
+    let placement = hostns::enter();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow!("cannot start the async runtime: {e}"))?;
+    rt.block_on(daemon(args, state_dir.to_path_buf(), listener, placement))
+}
+
+/// The daemon logs at info level unless `-v` or RUST_LOG chose otherwise (main set those up).
+fn default_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new("docker_netattach=info"))
+        .try_init();
+}
+
+async fn daemon(
+    args: WatchArgs,
+    state_dir: PathBuf,
+    listener: std::net::TcpListener,
+    placement: Result<Placement>,
+) -> Result<i32> {
+    let shared = Arc::new(Shared {
+        state_dir,
+        label_prefix: args.label_prefix.clone(),
+        docker_host: engine::docker_host(),
+        metrics: Metrics::default(),
+        rtnl: Rtnl::connect()?,
+        docker: Mutex::new(DockerState {
+            engine: None,
+            last_error: Some("not connected to Docker yet".into()),
+        }),
+        host_problem: Mutex::new(None),
+        hint_shown: AtomicBool::new(false),
+    });
+    match &placement {
+        Ok(Placement::Entered) => {
+            tracing::info!("working in the host network namespace through /proc/1/ns/net")
+        }
+        Ok(Placement::Same | Placement::Unknown) => {}
+        Err(e) => {
+            tracing::error!("{e:#}; serving the HTTP endpoints only");
+            shared.set_host_problem(Some(format!("{e:#}")));
+        }
+    }
+    let addr = listener.local_addr().ok();
+    let listener =
+        tokio::net::TcpListener::from_std(listener).context("cannot use the HTTP listener")?;
+    tracing::info!(
+        listen = ?addr,
+        labels = %format!("{}.network", args.label_prefix),
+        state_dir = %shared.state_dir.display(),
+        "watching; endpoints /healthz /readyz /version /metrics /attachments"
+    );
+    tokio::spawn(http::serve(listener, shared.clone()));
+
+    let dispatcher = Arc::new(Dispatcher::default());
+    let reconciling = Arc::new(tokio::sync::Mutex::new(()));
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut backoff = FIRST_BACKOFF;
+    let mut was_connected = false;
+    let mut logged_down = false;
+    loop {
+        let connected = tokio::select! {
+            r = Engine::connect(&shared.docker_host) => r,
+            _ = &mut shutdown => return Ok(0),
+        };
+        let engine = match connected {
+            Ok(e) => Arc::new(e),
+            Err(e) => {
+                let why = format!("{e:#}");
+                if !logged_down {
+                    tracing::warn!(
+                        "{why}; retrying with backoff up to {} s",
+                        MAX_BACKOFF.as_secs()
+                    );
+                    logged_down = true;
+                } else {
+                    tracing::debug!("{why}; retrying in {} ms", backoff.as_millis());
+                }
+                shared.docker_down(why);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = &mut shutdown => return Ok(0),
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        let connected_at = tokio::time::Instant::now();
+        logged_down = false;
+        if was_connected {
+            shared.metrics.reconnect();
+        }
+        was_connected = true;
+        tracing::info!(
+            host = %engine.host,
+            engine = %engine.engine_version,
+            api = %engine.api_version,
+            "connected to Docker"
+        );
+        if let Ok(p) = &placement {
+            check_host(&shared, &engine, *p).await;
+        }
+        // Events from one second back: what happens while the reconcile runs is not missed
+        // (a replayed event is harmless: every job is idempotent).
+        let since = unix_secs() - 1;
+        let mut events = std::pin::pin!(engine.events(since));
+        shared.docker_up(engine.clone());
+        spawn_reconcile(&shared, &dispatcher, &engine, &reconciling);
+
+        let resync = Duration::from_secs(args.resync.max(1));
+        let mut resync_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + resync, resync);
+        let mut health_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_PERIOD, HEALTH_PERIOD);
+        let why = loop {
+            tokio::select! {
+                ev = events.next() => match ev {
+                    Some(Ok(ev)) => handle_event(&shared, &dispatcher, ev),
+                    Some(Err(e)) => break format!("Docker's event stream failed: {}", engine::chain(&e)),
+                    None => break "Docker closed the event stream".to_string(),
+                },
+                _ = resync_tick.tick(), if args.resync > 0 => {
+                    spawn_reconcile(&shared, &dispatcher, &engine, &reconciling);
+                }
+                _ = health_tick.tick() => {
+                    if let Err(e) = engine.ping(PING_LIMIT).await {
+                        break format!("{e:#}");
+                    }
+                }
+                _ = &mut shutdown => {
+                    tracing::info!("stopping; attachments stay as they are");
+                    return Ok(0);
+                }
+            }
+        };
+        tracing::warn!("{why}; reconnecting");
+        shared.docker_down(why);
+        // A connection that broke at once (an engine that accepts and then fails the stream)
+        // backs off like a refused one; one that lived a while reconnects at once.
+        if connected_at.elapsed() < STABLE {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = &mut shutdown => return Ok(0),
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        } else {
+            backoff = FIRST_BACKOFF;
+        }
+    }
+}
+
+/// Refuses to work (readiness says why) when the default bridge is not visible here.
+async fn check_host(shared: &Shared, engine: &Engine, placement: Placement) {
+    match engine.default_bridge().await {
+        Ok(Some(bridge)) => match hostns::check_bridge(&shared.rtnl, &bridge, placement).await {
+            Ok(()) => shared.set_host_problem(None),
+            Err(e) => {
+                tracing::error!("{e:#}; not attaching anything");
+                shared.set_host_problem(Some(format!("{e:#}")));
+            }
+        },
+        Ok(None) => shared.set_host_problem(None),
+        Err(e) => tracing::warn!("{e:#}; cannot check the host namespace"),
+    }
+}
+
+fn handle_event(shared: &Arc<Shared>, dispatcher: &Dispatcher, ev: bollard::models::EventMessage) {
+    shared.metrics.event();
+    let Some(actor) = ev.actor else { return };
+    let attributes = actor.attributes.unwrap_or_default();
+    let job = labels::job_of_event(
+        ev.action.as_deref().unwrap_or_default(),
+        actor.id.as_deref().unwrap_or_default(),
+        &attributes,
+        ev.time_nano,
+        &shared.label_prefix,
+    );
+    if let Some(job) = job {
+        dispatcher.dispatch(shared, job);
+    }
+}
+
+fn spawn_reconcile(
+    shared: &Arc<Shared>,
+    dispatcher: &Arc<Dispatcher>,
+    engine: &Arc<Engine>,
+    reconciling: &Arc<tokio::sync::Mutex<()>>,
+) {
+    let (shared, dispatcher, engine, reconciling) = (
+        shared.clone(),
+        dispatcher.clone(),
+        engine.clone(),
+        reconciling.clone(),
+    );
+    tokio::spawn(async move {
+        // One reconcile at a time; a request that arrives meanwhile runs after it.
+        let _one = reconciling.lock().await;
+        match reconcile::reconcile(&shared, &dispatcher, &engine).await {
+            Ok(()) => shared.metrics.reconcile(true),
+            Err(e) => {
+                tracing::error!("reconcile failed: {e:#}");
+                shared.metrics.reconcile(false);
+            }
+        }
+    });
+}
+
+/// One ordered queue (and worker task) per container.
+#[derive(Default)]
+pub struct Dispatcher {
+    queues: Mutex<HashMap<String, mpsc::UnboundedSender<Job>>>,
+}
+
+impl Dispatcher {
+    pub fn dispatch(&self, shared: &Arc<Shared>, job: Job) {
+        let id = job.container_id().to_string();
+        let last = matches!(job, Job::Destroyed { .. });
+        let mut queues = locked(&self.queues);
+        let job = match queues.get(&id) {
+            Some(tx) => match tx.send(job) {
+                Ok(()) => {
+                    if last {
+                        queues.remove(&id);
+                    }
+                    return;
+                }
+                Err(mpsc::error::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let worker_shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                run_job(&worker_shared, job).await;
+            }
+        });
+        // The receiver lives until the worker ends, which needs this sender dropped first.
+        let _ = tx.send(job);
+        if last {
+            queues.remove(&id);
+        } else {
+            queues.insert(id, tx);
+        }
+    }
+}
+
+async fn run_job(shared: &Arc<Shared>, job: Job) {
+    if let Some(problem) = shared.host_problem() {
+        tracing::debug!(container = job.container_id(), "ignored: {problem}");
+        return;
+    }
+    match job {
+        Job::Attach {
+            id,
+            name,
+            wanted,
+            event_ns,
+        } => attach_job(shared, id, name, wanted, event_ns).await,
+        Job::BadLabels { name, error, .. } => {
+            tracing::error!(container = %name, "not attached: {error}");
+            shared.metrics.attach("error");
+        }
+        Job::Died { id, name } => {
+            let dir = shared.state_dir.clone();
+            match on_thread("netattach-die", move || reconcile::forget_netns(&dir, &id)).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(container = %name, "stopped; removed {n} dead netns link(s)");
+                    shared.metrics.link_cleanups(n as u64);
+                }
+                Err(e) => tracing::error!(container = %name, "cleanup after stop failed: {e:#}"),
+            }
+        }
+        Job::Destroyed { id, name } => {
+            let dir = shared.state_dir.clone();
+            let released = on_thread("netattach-rm", move || {
+                block_on_fresh(async move { reconcile::release(&dir, &id).await })?
+            })
+            .await;
+            match released {
+                Ok(leases) if leases.is_empty() => {}
+                Ok(leases) => {
+                    for l in &leases {
+                        tracing::info!(container = %name, ip = %l.ip, network = %l.network, "removed; lease released");
+                    }
+                    shared.metrics.detach(true);
+                }
+                Err(e) => {
+                    tracing::error!(container = %name, "releasing the lease failed: {e:#}");
+                    shared.metrics.detach(false);
+                }
+            }
+        }
+    }
+}
+
+async fn attach_job(
+    shared: &Arc<Shared>,
+    id: String,
+    name: String,
+    wanted: labels::Wanted,
+    event_ns: Option<i64>,
+) {
+    let opts = wanted.opts(&id);
+    let dir = shared.state_dir.clone();
+    let res = on_thread("netattach-attach", move || {
+        block_on_fresh(async move { attach::attach(&opts, &dir).await })?
+    })
+    .await;
+    match res {
+        Ok((Outcome::Attached(lease), hints)) => {
+            let latency = event_ns.and_then(since_event);
+            if let Some(d) = latency {
+                shared.metrics.observe_latency(d);
+            }
+            tracing::info!(
+                container = %name,
+                ip = %lease.ip,
+                network = %lease.network,
+                latency_ms = latency.map(|d| d.as_secs_f64() * 1e3),
+                "attached"
+            );
+            shared.metrics.attach("attached");
+            if !hints.is_empty() && !shared.hint_shown.swap(true, Ordering::Relaxed) {
+                for h in hints {
+                    tracing::warn!("{h}");
+                }
+            }
+        }
+        Ok((Outcome::Existing(lease), _)) => {
+            tracing::debug!(container = %name, ip = %lease.ip, "already attached");
+            shared.metrics.attach("existing");
+        }
+        Ok((Outcome::Planned(_), _)) => {}
+        Err(e) => {
+            // A container that stopped (or was removed) before we got to it is not an error.
+            let engine = shared.docker().engine;
+            let running = match engine {
+                Some(engine) => engine.running(&id).await.ok(),
+                None => None,
+            };
+            if matches!(running, Some(None) | Some(Some(false))) {
+                tracing::info!(container = %name, "stopped before it could be attached");
+                shared.metrics.attach("skipped");
+            } else {
+                tracing::error!(container = %name, "attach failed: {e:#}");
+                shared.metrics.attach("error");
+            }
+        }
+    }
+}
+
+/// Time elapsed since a Docker event (nanoseconds since the Unix epoch).
+fn since_event(event_ns: i64) -> Option<Duration> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    now.checked_sub(Duration::from_nanos(u64::try_from(event_ns).ok()?))
+}
+
+fn unix_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs `work` on a new thread and awaits its result without blocking the event loop. The
+/// thread is in the daemon's namespace (threads inherit it) and exits when the work is done.
+pub async fn on_thread<T, F>(name: &str, work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .context("cannot start a worker thread")?;
+    rx.await
+        .map_err(|_| anyhow!("the {name} thread ended without an answer"))?
+}
+
+/// Runs a future to completion on a runtime of its own (for use on an [`on_thread`] thread).
+pub fn block_on_fresh<F: Future>(fut: F) -> Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow!("cannot start a runtime: {e}"))?;
+    Ok(rt.block_on(fut))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Bringing the host in line with Docker: the full reconcile (start-up, reconnect, resync) and
+//! the per-container cleanups behind the `die` and `destroy` events. Side effects: those of
+//! `gc` and `attach` (through the dispatcher), netns links and leases of the state directory.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+
+use super::engine::Engine;
+use super::labels::{self, Job};
+use super::{Dispatcher, Shared, block_on_fresh, on_thread};
+use crate::detach::{self, DetachOpts};
+use crate::gc;
+use crate::lease::{Lease, LeaseStore};
+use crate::netns;
+
+/// Collects what belongs to containers that went away while nobody was watching, then queues
+/// an attach for every labelled running container (a no-op for those already attached; the
+/// same address again for those restarted meanwhile).
+pub async fn reconcile(
+    shared: &Arc<Shared>,
+    dispatcher: &Dispatcher,
+    engine: &Engine,
+) -> Result<()> {
+    if let Some(problem) = shared.host_problem() {
+        bail!("{problem}");
+    }
+    let dir = shared.state_dir.clone();
+    let collected = on_thread("netattach-gc", move || {
+        block_on_fresh(async move { gc::gc(&dir, false).await })?
+    })
+    .await;
+    match &collected {
+        Ok(removed) => {
+            for r in removed {
+                tracing::info!(
+                    container = %if r.container_name.is_empty() { &r.container_id } else { &r.container_name },
+                    "reconcile removed {} {}: {}",
+                    r.kind,
+                    r.object,
+                    r.reason
+                );
+            }
+        }
+        // A cleanup that fails (a corrupt lease file, say) must not keep the labelled
+        // containers from being attached: go on, and report the failure at the end.
+        Err(e) => tracing::error!("reconcile: cleanup failed: {e:#}"),
+    }
+    let running = engine.labelled(&shared.label_prefix).await?;
+    tracing::debug!(count = running.len(), "labelled running containers");
+    for c in running {
+        let job = match labels::wanted(&c.labels, &shared.label_prefix) {
+            None => continue,
+            Some(Ok(wanted)) => Job::Attach {
+                id: c.id,
+                name: c.name,
+                wanted,
+                event_ns: None,
+            },
+            Some(Err(e)) => Job::BadLabels {
+                id: c.id,
+                name: c.name,
+                error: format!("{e:#}"),
+            },
+        };
+        dispatcher.dispatch(shared, job);
+    }
+    collected.map(|_| ())
+}
+
+/// After `die`: removes the netns links of the container's leases that no longer lead to a live
+/// namespace of it. The leases stay (the next start gets the same address). Returns how many
+/// links were removed.
+pub fn forget_netns(state_dir: &Path, container_id: &str) -> Result<usize> {
+    let Some(store) = LeaseStore::open_existing(state_dir)? else {
+        return Ok(0);
+    };
+    let mine = store.of_container(container_id)?;
+    if mine.is_empty() {
+        return Ok(0);
+    }
+    // Under the lock, so that a concurrent attach replacing the link is never undone.
+    let _lock = store.lock()?;
+    let mut removed = 0;
+    for l in mine {
+        if netns::id_of(&l.netns_source()) == Some(l.netns_id()) {
+            continue; // still alive (a `die` replayed after a restart): nothing to do
+        }
+        if netns::remove_link(&l.netns_name, l.netns_id())? {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// After `destroy`: releases every lease of the container (`detach` by its ID: interfaces,
+/// netns link, resolv.conf, a bridge `attach --bridge` made and left empty). Does nothing, and
+/// asks Docker nothing, for a container without a lease.
+pub async fn release(state_dir: &Path, container_id: &str) -> Result<Vec<Lease>> {
+    let Some(store) = LeaseStore::open_existing(state_dir)? else {
+        return Ok(vec![]);
+    };
+    if store.of_container(container_id)?.is_empty() {
+        return Ok(vec![]);
+    }
+    let opts = DetachOpts {
+        container: container_id.to_string(),
+        network: None,
+    };
+    detach::detach(&opts, state_dir).await
+}

@@ -1,0 +1,200 @@
+//! The Docker CLI plugin (through the real docker CLI), shell completions and man pages.
+
+mod common;
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{
+    BIN, Container, StateDir, Tool, first_answer, need_docker, netns_link_exists, stderr, stdout,
+};
+use support::{leases, test_ip};
+
+#[test]
+fn plugin_metadata_is_what_the_docker_cli_reads() {
+    let o = Command::new(BIN)
+        .arg("docker-cli-plugin-metadata")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["SchemaVersion"], "0.1.0");
+    assert_eq!(v["Version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["Vendor"], "docker-netattach");
+    assert!(
+        v["ShortDescription"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty())
+    );
+    // Hidden from help, completions and man pages.
+    let help = stdout(&Command::new(BIN).arg("--help").output().unwrap());
+    assert!(!help.contains("docker-cli-plugin-metadata"), "{help}");
+}
+
+/// A docker CLI config directory with the plugin installed (a symlink to the built binary).
+struct PluginHome(StateDir);
+
+impl PluginHome {
+    fn new() -> Self {
+        let home = StateDir::new();
+        let dir = home.path().join("cli-plugins");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(BIN, dir.join("docker-netattach")).unwrap();
+        PluginHome(home)
+    }
+
+    fn docker(&self, tool: &Tool, args: &[&str]) -> std::process::Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_CONFIG", self.0.path())
+            .env("DOCKER_NETATTACH_STATE_DIR", tool.state.path())
+            .output()
+            .unwrap()
+    }
+}
+
+#[test]
+fn docker_netattach_through_the_real_docker_cli() {
+    if !need_docker() {
+        return;
+    }
+    let home = PluginHome::new();
+    let tool = Tool::new();
+    let listed = home.docker(&tool, &["--help"]);
+    assert!(
+        stdout(&listed).contains("netattach*") || stdout(&listed).contains("netattach "),
+        "docker --help does not list the plugin: {}",
+        stdout(&listed)
+    );
+    let help = home.docker(&tool, &["netattach", "--help"]);
+    assert!(help.status.success(), "{}", stderr(&help));
+    assert!(
+        stdout(&help).contains("Usage: docker netattach"),
+        "{}",
+        stdout(&help)
+    );
+
+    let c = Container::none("na-t-plug");
+    let ip = test_ip();
+    let o = home.docker(&tool, &["netattach", &c.name, "--ip", &ip]);
+    assert!(
+        o.status.success(),
+        "docker netattach failed: {}",
+        stderr(&o)
+    );
+    assert_eq!(stdout(&o), ip);
+    assert!(
+        first_answer(&ip, Duration::from_secs(5)).is_some(),
+        "{ip} does not answer"
+    );
+    let listed = home.docker(&tool, &["netattach", "ls"]);
+    assert!(stdout(&listed).contains(&c.name), "{}", stdout(&listed));
+
+    let o = home.docker(&tool, &["netattach", "detach", &c.name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(leases(&tool).is_empty());
+    assert!(!netns_link_exists(&c.name));
+
+    // Errors keep the tool's exit codes and messages.
+    let o = home.docker(&tool, &["netattach", "na-t-no-such-container-xyz"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no such container 'na-t-no-such-container-xyz'"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn completions_for_every_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.contains("docker-netattach"), "{shell}");
+        for sub in ["attach", "detach", "watch", "gc"] {
+            assert!(text.contains(sub), "{shell} completion lacks {sub}");
+        }
+        assert!(!text.contains("docker-cli-plugin-metadata"), "{shell}");
+    }
+    let o = Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn bash_completion_completes_subcommands() {
+    let script = Command::new(BIN)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    let dir = StateDir::new();
+    let file = dir.path().join("c.bash");
+    std::fs::write(&file, &script.stdout).unwrap();
+    // Ask bash itself what `docker-netattach wa<TAB>` offers.
+    let probe = format!(
+        "source {}; COMP_WORDS=(docker-netattach wa); COMP_CWORD=1; COMP_LINE='docker-netattach wa'; COMP_POINT=19; _docker__netattach docker-netattach wa docker-netattach; echo \"${{COMPREPLY[@]}}\"",
+        file.display()
+    );
+    let o = Command::new("bash").args(["-c", &probe]).output().unwrap();
+    assert!(
+        stdout(&o).split_whitespace().any(|w| w == "watch"),
+        "{} {}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+#[test]
+fn man_pages() {
+    let o = Command::new(BIN).arg("man").output().unwrap();
+    assert!(o.status.success());
+    let page = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        page.starts_with(".ie \\n(.g .ds Aq") || page.contains(".TH docker-netattach 1"),
+        "{page}"
+    );
+    assert!(page.contains(".TH docker-netattach"));
+    for sub in ["attach", "watch", "gc", "completions"] {
+        assert!(page.contains(sub), "man page lacks {sub}");
+    }
+    let dir = StateDir::new();
+    let out: PathBuf = dir.path().join("man1");
+    let o = Command::new(BIN)
+        .args(["man", "--out-dir", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "docker-netattach.1",
+        "docker-netattach-watch.1",
+        "docker-netattach-gc.1",
+        "docker-netattach-attach.1",
+    ] {
+        let text = std::fs::read_to_string(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(text.contains(".TH"), "{f}");
+    }
+    assert!(
+        !out.join("docker-netattach-docker-cli-plugin-metadata.1")
+            .exists()
+    );
+    // `man` renders it (groff is not needed for the test to be meaningful: skip when absent).
+    if Command::new("man").arg("--version").output().is_ok() {
+        let o = Command::new("man")
+            .args(["-l", out.join("docker-netattach-watch.1").to_str().unwrap()])
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        if o.status.success() {
+            assert!(stdout(&o).contains("--listen"), "{}", stdout(&o));
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! End to end, root and Docker: the `watch` daemon against real containers.
+//!
+//! Each test runs its own daemon with a private state directory and a unique label prefix, so
+//! it only ever acts on the containers this test labelled. An ordinary `--network bridge`
+//! container stays on docker0 throughout, so address reuse is tested with a live neighbour.
+
+mod common;
+mod support;
+
+use std::time::Duration;
+
+use common::{Container, Tool, curl, first_answer, need_docker, netns_link_exists, ok};
+use support::{Daemon, DockerProxy, ifaces_inside, leases, test_ip, veths_of, wait_until};
+
+const SHORT: Duration = Duration::from_secs(10);
+
+/// `GET /` from inside an ordinary container on docker0 (busybox nc; its wget crashes).
+fn neighbour_gets(neighbour: &Container, ip: &str) -> bool {
+    let o = neighbour.exec(&[
+        "sh",
+        "-c",
+        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 80"),
+    ]);
+    common::stdout(&o).contains("netattach-test ok")
+}
+
+fn answers(ip: &str) -> bool {
+    first_answer(ip, SHORT).is_some()
+}
+
+fn lease_of(tool: &Tool, name: &str) -> Option<(String, String)> {
+    leases(tool)
+        .into_iter()
+        .find(|(n, _, _)| n == name)
+        .map(|(_, ip, status)| (ip, status))
+}
+
+fn attached(tool: &Tool, name: &str) -> bool {
+    lease_of(tool, name).is_some_and(|(_, s)| s == "attached")
+}
+
+#[test]
+fn labelled_container_is_attached_kept_across_restarts_and_cleaned_up() {
+    if !need_docker() {
+        return;
+    }
+    let neighbour = Container::bridged("na-t-nb");
+    let tool = Tool::new();
+    let d = Daemon::start(&tool, &[]);
+    let ip = test_ip();
+    let net = d.label("network", "bridge");
+    let want_ip = d.label("ip", &ip);
+    let c = Container::run(
+        "na-t-w",
+        &["--network=none", "--label", &net, "--label", &want_ip],
+        &[],
+    );
+    let plain = Container::none("na-t-plain");
+
+    // start -> attached, answers from the host and from an ordinary container on docker0
+    assert!(
+        wait_until(SHORT, || attached(&tool, &c.name)),
+        "not attached:\n{}",
+        d.log()
+    );
+    assert_eq!(lease_of(&tool, &c.name).unwrap().0, ip);
+    assert!(answers(&ip), "{ip} does not answer");
+    assert!(
+        neighbour_gets(&neighbour, &ip),
+        "an ordinary container cannot reach {ip}"
+    );
+    assert!(netns_link_exists(&c.name));
+    assert_eq!(veths_of(&c.id).len(), 1);
+
+    // restart -> new namespace, same address, answers again
+    let pid_before = c.pid();
+    ok("docker", &["restart", "-t", "0", &c.name]);
+    assert_ne!(c.pid(), pid_before);
+    assert!(
+        wait_until(SHORT, || attached(&tool, &c.name)),
+        "not re-attached after restart:\n{}",
+        d.log()
+    );
+    assert_eq!(lease_of(&tool, &c.name).unwrap().0, ip);
+    assert!(answers(&ip), "{ip} does not answer after restart");
+    assert!(
+        neighbour_gets(&neighbour, &ip),
+        "neighbour cannot reach {ip} after restart"
+    );
+    assert_eq!(ifaces_inside(c.pid()), ["eth0", "lo"]);
+    assert_eq!(veths_of(&c.id).len(), 1, "duplicate veths after restart");
+
+    // stop -> netns link and veth gone, lease kept (the address comes back on start)
+    ok("docker", &["stop", "-t", "0", &c.name]);
+    assert!(
+        wait_until(SHORT, || !netns_link_exists(&c.name)
+            && veths_of(&c.id).is_empty()),
+        "link or veth left after stop:\n{}",
+        d.log()
+    );
+    assert_eq!(lease_of(&tool, &c.name).map(|l| l.0), Some(ip.clone()));
+    ok("docker", &["start", &c.name]);
+    assert!(wait_until(SHORT, || attached(&tool, &c.name)));
+    assert!(answers(&ip), "{ip} does not answer after stop/start");
+
+    // the unlabelled container was never touched
+    assert_eq!(ifaces_inside(plain.pid()), ["lo"]);
+    assert!(lease_of(&tool, &plain.name).is_none());
+    assert!(!netns_link_exists(&plain.name));
+
+    // rm -> lease released, nothing left
+    ok("docker", &["rm", "-f", &c.name]);
+    assert!(
+        wait_until(SHORT, || lease_of(&tool, &c.name).is_none()),
+        "lease left after rm:\n{}",
+        d.log()
+    );
+    assert!(!netns_link_exists(&c.name));
+    assert!(veths_of(&c.id).is_empty());
+    assert!(curl(&ip, Duration::from_millis(500)).is_none());
+    assert_eq!(d.metric("netattach_attaches_total{result=\"error\"}"), 0.0);
+    assert!(d.metric("netattach_attaches_total{result=\"attached\"}") >= 3.0);
+    assert_eq!(d.metric("netattach_detaches_total{result=\"ok\"}"), 1.0);
+}
+
+#[test]
+fn daemon_started_later_picks_up_running_containers_and_cleans_up() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    // The containers are labelled before any daemon runs.
+    let prefix = common::unique("nat").replace('-', "");
+
+    let (ip1, ip2, ip_gone) = (test_ip(), test_ip(), test_ip());
+    let label = |k: &str, v: &str| format!("{prefix}.{k}={v}");
+    let a = Container::run(
+        "na-t-la",
+        &[
+            "--network=none",
+            "--label",
+            &label("network", "bridge"),
+            "--label",
+            &label("ip", &ip1),
+        ],
+        &[],
+    );
+    let b = Container::run(
+        "na-t-lb",
+        &[
+            "--network=none",
+            "--label",
+            &label("network", "bridge"),
+            "--label",
+            &label("ip", &ip2),
+        ],
+        &[],
+    );
+    // A container attached by hand and removed while no daemon was watching: stale lease.
+    let gone = Container::none("na-t-gone");
+    assert_eq!(tool.ok(&["attach", &gone.name, "--ip", &ip_gone]), ip_gone);
+    ok("docker", &["rm", "-f", &gone.name]);
+    assert!(lease_of(&tool, &gone.name).is_some());
+
+    // Past the daemon's event replay window (one second back): only the reconcile can do it.
+    std::thread::sleep(Duration::from_millis(2500));
+    let d = Daemon::start_with_prefix(&tool, &prefix, &[]);
+    assert!(
+        wait_until(SHORT, || attached(&tool, &a.name)
+            && attached(&tool, &b.name)),
+        "running containers not picked up:\n{}",
+        d.log()
+    );
+    assert!(answers(&ip1) && answers(&ip2));
+    assert!(
+        wait_until(SHORT, || lease_of(&tool, &gone.name).is_none()),
+        "stale lease not collected:\n{}",
+        d.log()
+    );
+    assert!(d.metric("netattach_reconciles_total{result=\"ok\"}") >= 1.0);
+}
+
+#[test]
+fn docker_connection_drops_and_comes_back() {
+    if !need_docker() {
+        return;
+    }
+    let neighbour = Container::bridged("na-t-nb");
+    let mut proxy = DockerProxy::new();
+    let tool = Tool::new();
+    let host = proxy.docker_host();
+    let d = Daemon::start(&tool, &[("DOCKER_HOST", &host)]);
+    assert!(
+        d.wait_ready(SHORT),
+        "not ready through the proxy:\n{}",
+        d.log()
+    );
+    let (ip_a, ip_b, ip_c) = (test_ip(), test_ip(), test_ip());
+    let labels = |ip: &str| {
+        vec![
+            "--network=none".to_string(),
+            "--label".into(),
+            d.label("network", "bridge"),
+            "--label".into(),
+            d.label("ip", ip),
+        ]
+    };
+    let run_labelled = |prefix: &str, ip: &str| {
+        let l = labels(ip);
+        let args: Vec<&str> = l.iter().map(String::as_str).collect();
+        Container::run(prefix, &args, &[])
+    };
+    let a = run_labelled("na-t-ra", &ip_a);
+    let c = run_labelled("na-t-rc", &ip_c);
+    assert!(wait_until(SHORT, || attached(&tool, &a.name)
+        && attached(&tool, &c.name)));
+
+    // Docker goes away: health stays, readiness turns 503 and says why.
+    proxy.stop();
+    assert!(
+        wait_until(SHORT, || d.get("/readyz").0 == 503),
+        "readyz still 200 with Docker cut off:\n{}",
+        d.log()
+    );
+    let (_, why) = d.get("/readyz");
+    assert!(why.contains("Docker"), "{why}");
+    assert_eq!(d.get("/healthz").0, 200);
+    assert_eq!(d.metric("netattach_docker_up"), 0.0);
+
+    // Meanwhile: a restart (new namespace, no interface), a new container, a removal.
+    ok("docker", &["restart", "-t", "0", &a.name]);
+    let b = run_labelled("na-t-rb", &ip_b);
+    ok("docker", &["rm", "-f", &c.name]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ifaces_inside(a.pid()), ["lo"]);
+    assert!(!attached(&tool, &b.name));
+
+    // Docker comes back: reconnect, reconcile, everything in order, nothing doubled.
+    proxy.start();
+    assert!(
+        d.wait_ready(Duration::from_secs(20)),
+        "never ready again:\n{}",
+        d.log()
+    );
+    assert!(
+        wait_until(SHORT, || attached(&tool, &a.name)
+            && attached(&tool, &b.name)
+            && lease_of(&tool, &c.name).is_none()),
+        "not reconciled after reconnect: {:?}\n{}",
+        leases(&tool),
+        d.log()
+    );
+    assert!(answers(&ip_a) && answers(&ip_b));
+    assert_eq!(lease_of(&tool, &a.name).unwrap().0, ip_a);
+    assert_eq!(ifaces_inside(a.pid()), ["eth0", "lo"]);
+    assert_eq!(veths_of(&a.id).len(), 1);
+    assert_eq!(veths_of(&b.id).len(), 1);
+    assert_eq!(leases(&tool).len(), 2);
+    assert!(d.metric("netattach_docker_reconnects_total") >= 1.0);
+    assert!(d.metric("netattach_reconciles_total{result=\"ok\"}") >= 2.0);
+    assert_eq!(d.metric("netattach_docker_up"), 1.0);
+    assert!(
+        neighbour_gets(&neighbour, &ip_a),
+        "an ordinary container cannot reach {ip_a}"
+    );
+}
+
+#[test]
+fn bad_labels_are_reported_and_do_not_stop_the_others() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let mut d = Daemon::start(&tool, &[]);
+    let bad = Container::run(
+        "na-t-bad",
+        &[
+            "--network=none",
+            "--label",
+            &d.label("network", "bridge"),
+            "--label",
+            &d.label("ip", "300.1.1.1"),
+        ],
+        &[],
+    );
+    let taken = Container::run(
+        "na-t-nonet",
+        &[
+            "--network=none",
+            "--label",
+            &d.label("network", "no-such-network-here"),
+        ],
+        &[],
+    );
+    let ip = test_ip();
+    let good = Container::run(
+        "na-t-good",
+        &[
+            "--network=none",
+            "--label",
+            &d.label("network", "bridge"),
+            "--label",
+            &d.label("ip", &ip),
+        ],
+        &[],
+    );
+    assert!(
+        wait_until(SHORT, || attached(&tool, &good.name)),
+        "{}",
+        d.log()
+    );
+    assert!(answers(&ip));
+    assert!(
+        wait_until(SHORT, || d
+            .metric("netattach_attaches_total{result=\"error\"}")
+            >= 2.0),
+        "{}",
+        d.log()
+    );
+    let log = d.log();
+    assert!(
+        log.contains(&bad.name) && log.contains("is not an IPv4 address"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&taken.name) && log.contains("no-such-network-here"),
+        "{log}"
+    );
+    assert!(lease_of(&tool, &bad.name).is_none());
+    assert!(lease_of(&tool, &taken.name).is_none());
+    assert!(d.alive());
+}
+
+/// Removes /var/run/netns/<name> on drop.
+struct NetnsLinkGuard(String);
+
+impl Drop for NetnsLinkGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!("/var/run/netns/{}", self.0));
+    }
+}
+
+#[test]
+fn labels_choose_interface_and_netns_names() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let d = Daemon::start(&tool, &[]);
+    let ip = test_ip();
+    let link = NetnsLinkGuard(common::unique("na-t-ns"));
+    let c = Container::run(
+        "na-t-names",
+        &[
+            "--network=none",
+            "--label",
+            &d.label("network", "bridge"),
+            "--label",
+            &d.label("ip", &ip),
+            "--label",
+            &d.label("ifname", "eth7"),
+            "--label",
+            &d.label("netns-name", &link.0),
+        ],
+        &[],
+    );
+    assert!(
+        wait_until(SHORT, || attached(&tool, &c.name)),
+        "{}",
+        d.log()
+    );
+    assert!(answers(&ip));
+    assert_eq!(ifaces_inside(c.pid()), ["eth7", "lo"]);
+    assert!(netns_link_exists(&link.0));
+    assert!(!netns_link_exists(&c.name));
+    let inside = ok(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &link.0,
+            "cat",
+            "/sys/class/net/eth7/address",
+        ],
+    );
+    assert_eq!(inside, support::mac_of(&ip));
+    ok("docker", &["rm", "-f", &c.name]);
+    assert!(
+        wait_until(SHORT, || !netns_link_exists(&link.0)
+            && lease_of(&tool, &c.name).is_none()),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn a_corrupt_lease_does_not_stop_the_reconcile_from_attaching() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let net_id = ok("docker", &["network", "inspect", "-f", "{{.Id}}", "bridge"]);
+    let dir = tool.state.path().join("leases").join(&net_id);
+    std::fs::create_dir_all(&dir).unwrap();
+    for d in [
+        tool.state.path().to_path_buf(),
+        tool.state.path().join("leases"),
+        dir.clone(),
+    ] {
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    }
+    let junk_ip = test_ip();
+    std::fs::write(dir.join(&junk_ip), "{ truncated").unwrap();
+
+    let prefix = common::unique("nat").replace('-', "");
+    let ip = test_ip();
+    let _c = Container::run(
+        "na-t-corrupt",
+        &[
+            "--network=none",
+            "--label",
+            &format!("{prefix}.network=bridge"),
+            "--label",
+            &format!("{prefix}.ip={ip}"),
+        ],
+        &[],
+    );
+    // Past the daemon's event replay window (one second back): only the reconcile can do it.
+    std::thread::sleep(Duration::from_millis(2500));
+    let d = Daemon::start_with_prefix(&tool, &prefix, &[]);
+    assert!(
+        answers(&ip),
+        "not attached despite the reconcile:\n{}",
+        d.log()
+    );
+    assert!(
+        wait_until(SHORT, || d
+            .metric("netattach_reconciles_total{result=\"error\"}")
+            >= 1.0),
+        "{}",
+        d.log()
+    );
+    assert!(d.log().contains("is corrupt"), "{}", d.log());
+    // The corrupt record is reported, not removed (a person decides).
+    assert!(dir.join(&junk_ip).exists());
+    assert_eq!(d.get("/attachments").0, 500);
+}

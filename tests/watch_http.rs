@@ -1,0 +1,193 @@
+//! End to end, root and Docker: the daemon's HTTP endpoints, their bounds, and readiness when
+//! Docker is unreachable. Traffic goes to 127.0.0.1 only.
+
+mod common;
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Container, Tool, need_docker, unique};
+use support::{Daemon, http, json_of, parse_response, test_ip, wait_until};
+
+#[test]
+fn every_endpoint_answers() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let c = Container::none("na-t-h");
+    let ip = test_ip();
+    assert_eq!(tool.ok(&["attach", &c.name, "--ip", &ip]), ip);
+    let d = Daemon::start(&tool, &[]);
+    assert!(d.wait_ready(Duration::from_secs(10)), "{}", d.log());
+
+    let (status, body) = d.get("/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+
+    let (status, body) = d.get("/readyz");
+    assert_eq!(status, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["docker"], "ok");
+    assert_eq!(ready["netlink"], "ok");
+
+    let (status, body) = d.get("/version");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        v["git_commit"].as_str().is_some_and(|c| !c.is_empty()),
+        "{v}"
+    );
+    assert_eq!(v["docker"]["connected"], true);
+    assert_eq!(v["docker"]["api_version"], "1.41");
+    let engine = common::ok("docker", &["version", "--format", "{{.Server.Version}}"]);
+    assert_eq!(v["docker"]["engine_version"], engine.as_str());
+
+    let (status, metrics) = d.get("/metrics");
+    assert_eq!(status, 200);
+    for family in [
+        "netattach_attaches_total",
+        "netattach_detaches_total",
+        "netattach_attachments",
+        "netattach_attach_latency_seconds_bucket",
+        "netattach_reconciles_total",
+        "netattach_docker_reconnects_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {}", family.trim_end_matches("_bucket"))),
+            "{family} missing:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("netattach_attachments{network=\"bridge\",status=\"attached\"} 1"),
+        "{metrics}"
+    );
+
+    let (status, body) = d.get("/attachments");
+    assert_eq!(status, 200);
+    let served: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(served, json_of(&tool, &["list", "--json"]));
+    assert_eq!(served[0]["ip"], ip.as_str());
+
+    // HEAD: headers only; unknown paths: 404; anything but GET/HEAD: 405 (read-only).
+    let mut s = TcpStream::connect(&d.addr).unwrap();
+    s.write_all(b"HEAD /version HTTP/1.1\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    assert!(
+        raw.starts_with("HTTP/1.1 200 OK\r\n") && raw.ends_with("\r\n\r\n"),
+        "{raw}"
+    );
+    assert_eq!(d.get("/nope").0, 404);
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        assert_eq!(http(&d.addr, method, "/attachments").0, 405, "{method}");
+    }
+    assert_eq!(http(&d.addr, "GET", "/attachments?x=1").0, 200);
+    // The attachment was not changed by any of it.
+    assert_eq!(json_of(&tool, &["list", "--json"]), served);
+}
+
+#[test]
+fn requests_are_bounded_in_size_time_and_number() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let mut d = Daemon::start(&tool, &[]);
+
+    // Oversized head: 431, connection closed.
+    let mut s = TcpStream::connect(&d.addr).unwrap();
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let _ = s.write_all(big.as_bytes());
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert_eq!(parse_response(&raw).0, 431);
+
+    // Garbage: 400.
+    let mut s = TcpStream::connect(&d.addr).unwrap();
+    s.write_all(b"hello there\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    assert_eq!(parse_response(&raw).0, 400);
+
+    // A client that never finishes its head is answered 408 and dropped after ~5 s.
+    let start = Instant::now();
+    let mut slow = TcpStream::connect(&d.addr).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = slow.read_to_end(&mut raw);
+    let took = start.elapsed();
+    assert_eq!(parse_response(&raw).0, 408);
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+
+    // A bounded flood of idle connections (300, loopback only) does not take the daemon down,
+    // and once they time out it answers again.
+    let flood: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(&d.addr).ok())
+        .collect();
+    assert!(flood.len() >= 250, "only {} connections", flood.len());
+    // 300 is below the daemon's connection bound (512): it still answers during the flood.
+    let served_during = (0..5).filter(|_| d.get("/healthz").0 == 200).count();
+    assert_eq!(served_during, 5, "healthz starved by 300 idle connections");
+    drop(flood);
+    assert!(
+        wait_until(Duration::from_secs(10), || d.get("/healthz").0 == 200),
+        "no answer after the flood"
+    );
+    assert!(d.alive());
+}
+
+#[test]
+fn readiness_is_503_when_docker_is_unreachable() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let nowhere = std::env::temp_dir().join(format!("{}.sock", unique("na-nowhere")));
+    let host = format!("unix://{}", nowhere.display());
+    let d = Daemon::start(&tool, &[("DOCKER_HOST", &host)]);
+    assert!(wait_until(Duration::from_secs(5), || d.get("/readyz").0 == 503));
+    let (_, body) = d.get("/readyz");
+    let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(r["ready"], false);
+    assert!(
+        r["reason"]
+            .as_str()
+            .is_some_and(|w| w.contains("cannot reach Docker") && w.contains(&host)),
+        "{r}"
+    );
+    assert_eq!(r["netlink"], "ok");
+    assert_eq!(d.get("/healthz").0, 200);
+    let (_, v) = d.get("/version");
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(v["docker"]["connected"], false);
+    assert_eq!(v["docker"]["host"], host.as_str());
+    assert!(d.metric("netattach_docker_up") == 0.0);
+}
+
+#[test]
+fn listen_address_in_use_is_a_clear_error() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let d = Daemon::start(&tool, &[]);
+    let o = tool.run(&["watch", "--listen", &d.addr]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = common::stderr(&o);
+    assert!(
+        err.contains(&format!("cannot listen on {}", d.addr)) && err.contains("--listen"),
+        "{err}"
+    );
+}
