@@ -43,7 +43,8 @@ echo "   $body"
 step "4. ip netns exec works through /var/run/netns/$WEB"
 ip netns exec "$WEB" ip addr show eth0 | sed 's/^/   /'
 ip netns exec "$WEB" ip -o addr show eth0 | grep -q "inet $IP/16" || fail "eth0 lacks $IP/16"
-ip netns exec "$WEB" ip route | grep -q '^default via 172.17.0.1 dev eth0' || fail "no default route"
+routes=$(ip netns exec "$WEB" ip route)
+grep -q '^default via 172.17.0.1 dev eth0' <<<"$routes" || fail "no default route in: $routes"
 
 step "5. An ordinary container on Docker's bridge reaches it too"
 docker run -d --name "$PEER" --network bridge "$IMAGE" >/dev/null
