@@ -139,12 +139,13 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
                     target.name
                 );
             }
-            if lease.netns_id() == target.ns.id
+            if lease.complete
+                && lease.netns_id() == target.ns.id
                 && rtnl.link_by_name(&lease.host_ifname).await?.is_some()
             {
                 return Ok((Outcome::Existing(lease.clone()), hints));
             }
-            // Restarted container: same addresses (sticky).
+            // Restarted container, or an attach that was killed half-way: same addresses.
             let v4 = Choice {
                 ip: lease.ip,
                 prefix_len: lease.prefix_len,

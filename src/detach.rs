@@ -179,6 +179,7 @@ mod tests {
             gateway6: None,
             default_route: true,
             dns: vec![],
+            complete: true,
         }
     }
 

@@ -95,6 +95,7 @@ const NS_GONE: &str = "namespace is gone (container stopped or restarted)";
 const NO_IFACE: &str =
     "container has no interface for it (attach never completed or the veth was deleted)";
 const NOT_RUNNING: &str = "container is not running";
+const INCOMPLETE: &str = "its attach was killed before it completed";
 
 /// Pure: what to remove for one lease.
 pub fn decide_lease(f: &LeaseFacts) -> Vec<Removal> {
@@ -103,6 +104,7 @@ pub fn decide_lease(f: &LeaseFacts) -> Vec<Removal> {
         (Presence::Gone, _, _) => (GONE, true),
         (_, false, _) => (NS_GONE, false),
         (Presence::Running, true, false) => (NO_IFACE, true),
+        (Presence::Running, true, true) if !l.complete => (INCOMPLETE, true),
         _ => return vec![],
     };
     let mut out = Vec::new();
@@ -211,6 +213,15 @@ pub async fn gc(state_dir: &Path, dry_run: bool) -> Result<Vec<Removal>> {
         (Some(s), false) => Some(s.lock()?),
         _ => None,
     };
+    if let (Some(s), Some(l)) = (&store, &lock) {
+        let swept = s.sweep(l)?;
+        if swept > 0 {
+            tracing::info!(
+                swept,
+                "removed temporary files and index entries of killed commands"
+            );
+        }
+    }
     let leases = match &store {
         Some(s) => s.all()?,
         None => vec![],
@@ -433,6 +444,7 @@ mod tests {
             gateway6: None,
             default_route: true,
             dns: vec![],
+            complete: true,
         }
     }
 

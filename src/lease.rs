@@ -66,6 +66,15 @@ pub struct Lease {
     /// Name servers written to /etc/netns/<netns_name>/resolv.conf (`--dns`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns: Vec<IpAddr>,
+    /// False from the moment the address is reserved until every step of the attach is done:
+    /// a lease left incomplete belongs to an attach that was killed, and is cleaned up by the
+    /// next attach of that container or by `gc`.
+    #[serde(default = "complete_by_default")]
+    pub complete: bool,
+}
+
+fn complete_by_default() -> bool {
+    true
 }
 
 impl Lease {
@@ -310,6 +319,79 @@ impl LeaseStore {
         Ok(())
     }
 
+    /// Marks a lease complete: rewrites its record (atomically, by rename) and re-links the
+    /// IPv6 name of a dual-stack lease to the new record.
+    pub fn mark_complete(&self, _lock: &StoreLock, lease: &Lease) -> Result<()> {
+        let mut done = lease.clone();
+        done.complete = true;
+        let dir = self.network_dir(&lease.network_id)?;
+        let path = dir.join(lease.ip.to_string());
+        let tmp = dir.join(format!(".tmp.{}.{}", lease.ip, std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        let body = serde_json::to_vec_pretty(&done).context("cannot encode lease")?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+            .map_err(|e| state_err(&tmp, e))?;
+        file.write_all(&body)
+            .and_then(|_| file.write_all(b"\n"))
+            .map_err(|e| state_err(&tmp, e))?;
+        drop(file);
+        fs::rename(&tmp, &path).map_err(|e| state_err(&path, e))?;
+        if let Some(ip6) = lease.ip6 {
+            let path6 = dir.join(ip6.to_string());
+            remove_if_present(&path6)?;
+            fs::hard_link(&path, &path6).map_err(|e| state_err(&path6, e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes what killed commands left half-written: temporary lease files (every writer holds
+    /// the lock, so under it none is in use) and index entries whose lease is gone.
+    pub fn sweep(&self, _lock: &StoreLock) -> Result<usize> {
+        let mut removed = 0;
+        for net in sorted_entries(&self.root.join("leases"))? {
+            for file in sorted_entries(&net)? {
+                if file
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(".tmp."))
+                {
+                    remove_if_present(&file)?;
+                    removed += 1;
+                }
+            }
+        }
+        for index in sorted_entries(&self.by_container())? {
+            let Some((cid, net)) = index
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split_once('@'))
+            else {
+                continue;
+            };
+            let ip = fs::read_link(&index).ok();
+            let lease = ip
+                .as_ref()
+                .and_then(|ip| ip.to_str())
+                .map(|ip| self.root.join("leases").join(net).join(ip));
+            let alive = match lease {
+                Some(path) => read_lease(&path)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|l| l.container_id == cid),
+                None => false,
+            };
+            if !alive {
+                remove_if_present(&index)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Remembers that we created bridge `name`.
     pub fn mark_bridge(&self, _lock: &StoreLock, name: &str) -> Result<()> {
         check_component(name, "bridge name")?;
@@ -511,6 +593,7 @@ mod tests {
             gateway6: None,
             default_route: true,
             dns: vec![],
+            complete: true,
         }
     }
 
@@ -566,6 +649,27 @@ mod tests {
         store.remove(&lock, &a).unwrap();
         assert_eq!(store.find("aaa", "netid").unwrap(), None);
         assert_eq!(store.taken("netid").unwrap(), Taken::default());
+    }
+
+    #[test]
+    fn completing_a_lease_and_sweeping_what_killed_writers_left() {
+        let (_d, store) = tmp_store();
+        let lock = store.lock().unwrap();
+        let mut a = lease("aaa", "10.0.0.5");
+        a.ip6 = Some("fd00::5".parse().unwrap());
+        a.complete = false;
+        store.insert(&lock, &a).unwrap();
+        assert!(!store.find("aaa", "netid").unwrap().unwrap().complete);
+        store.mark_complete(&lock, &a).unwrap();
+        assert!(store.find("aaa", "netid").unwrap().unwrap().complete);
+        let v6 = std::fs::read_to_string(store.root().join("leases/netid/fd00::5")).unwrap();
+        assert!(v6.contains("\"complete\": true"), "{v6}");
+        std::fs::write(store.root().join("leases/netid/.tmp.10.0.0.9.1"), "{").unwrap();
+        std::os::unix::fs::symlink("10.0.0.77", store.root().join("by-container/zzz@netid"))
+            .unwrap();
+        assert_eq!(store.sweep(&lock).unwrap(), 2);
+        assert_eq!(store.sweep(&lock).unwrap(), 0);
+        assert!(store.find("aaa", "netid").unwrap().is_some());
     }
 
     #[test]

@@ -29,5 +29,9 @@ pub fn list(state_dir: &Path) -> Result<Vec<(Lease, &'static str)>> {
 pub fn status(l: &Lease) -> &'static str {
     let ns_alive = netns::id_of(&l.netns_source()) == Some(l.netns_id());
     let veth = Path::new("/sys/class/net").join(&l.host_ifname).exists();
-    if ns_alive && veth { ATTACHED } else { STALE }
+    if ns_alive && veth && l.complete {
+        ATTACHED
+    } else {
+        STALE
+    }
 }

@@ -46,6 +46,7 @@ pub fn lease_of(p: &AttachPlan, target: &Target) -> Lease {
         gateway6: p.gateway6,
         default_route: p.default_route,
         dns: p.dns.clone(),
+        complete: false,
     }
 }
 
@@ -229,7 +230,7 @@ impl Txn<'_> {
                 ns.source.display()
             );
         }
-        Ok(())
+        self.store.mark_complete(self.lock, lease)
     }
 
     async fn rollback(self, cause: anyhow::Error) -> anyhow::Error {
