@@ -123,7 +123,7 @@ pub fn select<'a>(all: &'a [Lease], arg: &str) -> Result<Vec<&'a Lease>> {
 pub async fn teardown(rtnl: &Rtnl, lease: &Lease, shared: bool) -> Result<()> {
     let mut errors = Vec::new();
     match rtnl.link_by_name(&lease.host_ifname).await {
-        Ok(Some(iface)) if iface.alias.as_deref() == Some(lease.container_id.as_str()) => {
+        Ok(Some(iface)) if iface.belongs_to(&lease.container_id) => {
             if let Err(e) = rtnl.delete(iface.index).await {
                 errors.push(format!("{e:#}"));
             }

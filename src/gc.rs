@@ -55,7 +55,7 @@ pub struct LeaseFacts {
     pub container: Presence,
     /// The recorded Pid still has the recorded namespace.
     pub ns_alive: bool,
-    /// The host veth exists and carries the container ID as alias.
+    /// The host veth exists and carries the container ID as alias (or none yet).
     pub veth: bool,
     pub link: LinkState,
 }
@@ -268,7 +268,7 @@ pub async fn gc(state_dir: &Path, dry_run: bool) -> Result<Vec<Removal>> {
             ns_alive: alive,
             veth: by_name
                 .get(lease.host_ifname.as_str())
-                .is_some_and(|i| i.alias.as_deref() == Some(lease.container_id.as_str())),
+                .is_some_and(|i| i.belongs_to(&lease.container_id)),
             link: link_state(lease),
             lease: lease.clone(),
         };
@@ -387,9 +387,7 @@ async fn apply(
         let res = match &r.action {
             Action::Veth { name, container_id } => match rtnl.link_by_name(name).await {
                 // Checked again right before deleting: the name may have been reused meanwhile.
-                Ok(Some(i)) if i.alias.as_deref() == Some(container_id.as_str()) => {
-                    rtnl.delete(i.index).await.map(|_| ())
-                }
+                Ok(Some(i)) if i.belongs_to(container_id) => rtnl.delete(i.index).await.map(|_| ()),
                 Ok(_) => Ok(()),
                 Err(e) => Err(e),
             },

@@ -251,6 +251,21 @@ impl LeaseStore {
     pub fn insert(&self, _lock: &StoreLock, lease: &Lease) -> Result<(), InsertError> {
         let dir = self.network_dir(&lease.network_id)?;
         ensure_private_dir(&dir)?;
+        // The index first, the lease second (and `remove` the other way round): a command
+        // killed in between leaves an index entry without a lease (ignored, swept by gc), never a
+        // lease its container cannot find (which would make it take a second address).
+        let index = self.index_path(&lease.container_id, &lease.network_id)?;
+        let _ = fs::remove_file(&index);
+        std::os::unix::fs::symlink(lease.ip.to_string(), &index)
+            .map_err(|e| state_err(&index, e))?;
+        let written = self.write_new(&dir, lease);
+        if written.is_err() {
+            let _ = fs::remove_file(&index);
+        }
+        written
+    }
+
+    fn write_new(&self, dir: &Path, lease: &Lease) -> Result<(), InsertError> {
         let path = dir.join(lease.ip.to_string());
         let tmp = dir.join(format!(".tmp.{}.{}", lease.ip, std::process::id()));
         let body = serde_json::to_vec_pretty(lease).context("cannot encode lease")?;
@@ -286,27 +301,16 @@ impl LeaseStore {
             Err(e) => return Err(state_err(&path, e).into()),
         }
         match linked6 {
-            Ok(()) => {}
+            Ok(()) => Ok(()),
             Err((ip6, _, e)) if e.kind() == ErrorKind::AlreadyExists => {
-                return Err(InsertError::Taken(ip6));
+                Err(InsertError::Taken(ip6))
             }
-            Err((_, path6, e)) => return Err(state_err(&path6, e).into()),
+            Err((_, path6, e)) => Err(state_err(&path6, e).into()),
         }
-        let index = self.index_path(&lease.container_id, &lease.network_id)?;
-        let _ = fs::remove_file(&index);
-        if let Err(e) = std::os::unix::fs::symlink(lease.ip.to_string(), &index) {
-            let _ = fs::remove_file(&path);
-            return Err(state_err(&index, e).into());
-        }
-        Ok(())
     }
 
     /// Removes a lease and its index entry; already gone is fine.
     pub fn remove(&self, _lock: &StoreLock, lease: &Lease) -> Result<()> {
-        let index = self.index_path(&lease.container_id, &lease.network_id)?;
-        if fs::read_link(&index).is_ok_and(|t| t.as_os_str() == lease.ip.to_string().as_str()) {
-            remove_if_present(&index)?;
-        }
         let path = self
             .network_dir(&lease.network_id)?
             .join(lease.ip.to_string());
@@ -315,6 +319,10 @@ impl LeaseStore {
                 remove_if_present(&path.with_file_name(ip6.to_string()))?;
             }
             remove_if_present(&path)?;
+        }
+        let index = self.index_path(&lease.container_id, &lease.network_id)?;
+        if fs::read_link(&index).is_ok_and(|t| t.as_os_str() == lease.ip.to_string().as_str()) {
+            remove_if_present(&index)?;
         }
         Ok(())
     }
@@ -359,6 +367,35 @@ impl LeaseStore {
                     .file_name()
                     .is_some_and(|n| n.to_string_lossy().starts_with(".tmp."))
                 {
+                    remove_if_present(&file)?;
+                    removed += 1;
+                }
+            }
+        }
+        // Leases their container's index does not lead to (left by older versions killed
+        // between writing the lease and its index): the address is free again; the interface,
+        // if any, belongs to the lease the index names.
+        for net in sorted_entries(&self.root.join("leases"))? {
+            for file in sorted_entries(&net)? {
+                let name = file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                if name.starts_with('.') || name.contains(':') {
+                    continue;
+                }
+                let Ok(Some(lease)) = read_lease(&file) else {
+                    continue;
+                };
+                let indexed = self
+                    .find(&lease.container_id, &lease.network_id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|l| l.ip == lease.ip);
+                if !indexed {
+                    if let Some(ip6) = lease.ip6 {
+                        remove_if_present(&file.with_file_name(ip6.to_string()))?;
+                    }
                     remove_if_present(&file)?;
                     removed += 1;
                 }

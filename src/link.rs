@@ -31,6 +31,18 @@ pub struct Iface {
     pub controller: Option<u32>,
 }
 
+impl Iface {
+    /// Whether this host end (found under the lease's exact, deterministic name) belongs to
+    /// `container_id`: it carries the ID as alias, or no alias at all — an attach killed between
+    /// creating the pair and naming it (the kernel ignores the alias in the creating request).
+    pub fn belongs_to(&self, container_id: &str) -> bool {
+        match self.alias.as_deref() {
+            None | Some("") => true,
+            Some(a) => a == container_id,
+        }
+    }
+}
+
 /// What the veth pair looks like.
 #[derive(Debug, Clone)]
 pub struct VethSpec<'a> {

@@ -192,7 +192,7 @@ impl Txn<'_> {
             mtu: p.mtu,
         };
         let created = self.rtnl.create_veth(&spec, ns.fd()).await;
-        let ours = |i: crate::link::Iface| i.alias.as_deref() == Some(p.container_id.as_str());
+        let ours = |i: crate::link::Iface| i.belongs_to(&p.container_id);
         if created.is_ok()
             || self
                 .rtnl
