@@ -268,6 +268,11 @@ impl Rtnl {
         // fresh bridge port, and the kernel would retry only after a second (measured: 1 start
         // in 4 answered after ~1 s). So watch the entry and, while it stays unresolved, ask
         // again at once, a few times.
+        let started = std::time::Instant::now();
+        tracing::debug!(
+            waited_us = started.elapsed().as_micros() as u64,
+            "bridge port forwarding"
+        );
         for attempt in 1..=ANNOUNCE_TRIES {
             let mut req = self
                 .handle
@@ -284,7 +289,14 @@ impl Rtnl {
             loop {
                 match self.neighbour_state(a.ifindex, a.gateway).await? {
                     Some(NeighbourState::Incomplete) | Some(NeighbourState::None) | None => {}
-                    Some(_) => return Ok(()),
+                    Some(_) => {
+                        tracing::debug!(
+                            attempt,
+                            us = started.elapsed().as_micros() as u64,
+                            "gateway resolved"
+                        );
+                        return Ok(());
+                    }
                 }
                 if std::time::Instant::now() >= until {
                     break;
@@ -444,9 +456,11 @@ fn sysctl(key: &str, value: &str) -> Result<()> {
 }
 
 /// Announcement requests before giving up (the kernel keeps retrying once a second).
-const ANNOUNCE_TRIES: usize = 3;
-/// How long one announcement request may go unanswered before it is sent again.
-const ANNOUNCE_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+const ANNOUNCE_TRIES: usize = 5;
+/// How long one announcement request may go unanswered before it is sent again. An answer
+/// takes 50-100 us here; about 1 request in 6 goes unanswered (measured over 12 attaches), so
+/// waiting 10 ms for it cost those attaches 10 ms: 2 ms is ample and costs less.
+const ANNOUNCE_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The loopback device is always the first device registered in a network namespace.
 const LOOPBACK_INDEX: u32 = 1;
