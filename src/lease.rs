@@ -267,20 +267,7 @@ impl LeaseStore {
 
     fn write_new(&self, dir: &Path, lease: &Lease) -> Result<(), InsertError> {
         let path = dir.join(lease.ip.to_string());
-        let tmp = dir.join(format!(".tmp.{}.{}", lease.ip, std::process::id()));
-        let body = serde_json::to_vec_pretty(lease).context("cannot encode lease")?;
-        let _ = fs::remove_file(&tmp);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(|e| state_err(&tmp, e))?;
-        file.write_all(&body)
-            .and_then(|_| file.write_all(b"\n"))
-            .map_err(|e| state_err(&tmp, e))?;
-        drop(file);
+        let tmp = write_temporary(dir, lease)?;
         let linked = fs::hard_link(&tmp, &path);
         let linked6 = match (&linked, lease.ip6) {
             (Ok(()), Some(ip6)) => {
@@ -334,20 +321,7 @@ impl LeaseStore {
         done.complete = true;
         let dir = self.network_dir(&lease.network_id)?;
         let path = dir.join(lease.ip.to_string());
-        let tmp = dir.join(format!(".tmp.{}.{}", lease.ip, std::process::id()));
-        let _ = fs::remove_file(&tmp);
-        let body = serde_json::to_vec_pretty(&done).context("cannot encode lease")?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(|e| state_err(&tmp, e))?;
-        file.write_all(&body)
-            .and_then(|_| file.write_all(b"\n"))
-            .map_err(|e| state_err(&tmp, e))?;
-        drop(file);
+        let tmp = write_temporary(&dir, &done)?;
         fs::rename(&tmp, &path).map_err(|e| state_err(&path, e))?;
         if let Some(ip6) = lease.ip6 {
             let path6 = dir.join(ip6.to_string());
@@ -477,6 +451,25 @@ impl LeaseStore {
         out.sort_by_key(|l| (l.network.clone(), u32::from(l.ip)));
         Ok(out)
     }
+}
+
+/// Writes a lease record to `.tmp.<ip>.<pid>` in `dir` (0600, never through a link), ready to
+/// be linked or renamed into place.
+fn write_temporary(dir: &Path, lease: &Lease) -> Result<PathBuf> {
+    let tmp = dir.join(format!(".tmp.{}.{}", lease.ip, std::process::id()));
+    let body = serde_json::to_vec_pretty(lease).context("cannot encode lease")?;
+    let _ = fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(|e| state_err(&tmp, e))?;
+    file.write_all(&body)
+        .and_then(|_| file.write_all(b"\n"))
+        .map_err(|e| state_err(&tmp, e))?;
+    Ok(tmp)
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {

@@ -33,8 +33,9 @@ fn two_attaches_of_one_container_at_once_make_one_attachment() {
     let tool = Tool::new();
     let web = Container::none("na-st-twin");
     for _ in 0..5 {
-        let a = spawn(&tool, &[&web.name]);
-        let b = spawn(&tool, &[&web.name]);
+        // Its own state directory: keep clear of the other test's top-down addresses.
+        let a = spawn(&tool, &[&web.name, "--ip", "172.17.253.202"]);
+        let b = spawn(&tool, &[&web.name, "--ip", "172.17.253.202"]);
         let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
         assert!(
             oa.status.success() && ob.status.success(),

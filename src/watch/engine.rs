@@ -204,14 +204,7 @@ pub fn suggested_version(message: &str) -> Option<ClientVersion> {
 
 /// An error and its sources on one line.
 pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    crate::docker::error_chain(e)
 }
 
 #[cfg(test)]
