@@ -1,4 +1,4 @@
-//! Concurrency: many attaches and detaches at once, mixed with `list`: zero duplicate
+//! Concurrency: many attaches and detaches at once, mixed with `list` and `gc`: zero duplicate
 //! addresses, zero failures, zero leaks; and two attaches of one container at once make one
 //! attachment. Needs root and Docker.
 
@@ -73,7 +73,8 @@ fn fifty_containers_five_rounds_of_parallel_attach_and_detach() {
     let mut totals = (0usize, 0usize, 0u128, 0u128);
     for round in 0..5 {
         let start = Instant::now();
-        let lists: Vec<Child> = (0..3).map(|_| spawn(&tool, &["list"])).collect();
+        let mut lists: Vec<Child> = (0..3).map(|_| spawn(&tool, &["list"])).collect();
+        lists.push(spawn(&tool, &["gc"]));
         let attaches: Vec<Child> = cs.iter().map(|c| spawn(&tool, &[&c.name])).collect();
         let ips: Vec<String> = attaches
             .into_iter()
@@ -81,7 +82,7 @@ fn fifty_containers_five_rounds_of_parallel_attach_and_detach() {
             .collect();
         let attach_ms = start.elapsed().as_millis();
         for l in lists {
-            wait_ok(l, "list");
+            wait_ok(l, "list or gc");
         }
         let distinct: HashSet<&String> = ips.iter().collect();
         assert_eq!(
@@ -102,7 +103,7 @@ fn fifty_containers_five_rounds_of_parallel_attach_and_detach() {
         }
         let detach_ms = start.elapsed().as_millis();
         for l in lists {
-            wait_ok(l, "list");
+            wait_ok(l, "list or gc");
         }
         assert_eq!(tool.lease_count(), 0, "round {round}: leases left");
         let left: Vec<String> = bridge_ports("docker0")
