@@ -50,12 +50,6 @@ pub struct AttachPlan {
 }
 
 impl AttachPlan {
-    pub fn subnet(&self) -> Subnet {
-        // prefix_len comes from a parsed Subnet, so it is at most 32.
-        Subnet::new(IpAddr::V4(self.ip), self.prefix_len)
-            .expect("prefix length validated when parsed")
-    }
-
     pub fn mac_bytes(&self) -> [u8; 6] {
         mac_for(self.ip)
     }
@@ -161,7 +155,9 @@ impl fmt::Display for AttachPlan {
             "network     {} (bridge {}{created}, subnet {}, mtu {})",
             self.network,
             self.bridge,
-            self.subnet(),
+            Subnet::new(IpAddr::V4(self.ip), self.prefix_len)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e),
             self.mtu
         )?;
         writeln!(f, "address     {}/{}", self.ip, self.prefix_len)?;
