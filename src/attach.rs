@@ -317,13 +317,7 @@ mod tests {
 
     #[test]
     fn interface_names_count_up() {
-        let mut l: Lease = serde_json::from_str(
-            r#"{"container_id": "a", "container_name": "a", "network": "n", "network_id": "n",
-                "bridge": "b", "ip": "10.0.0.2", "prefix_len": 24, "gateway": "10.0.0.1",
-                "mac": "", "host_ifname": "vna", "ifname": "eth0", "netns_name": "a",
-                "pid": 1, "netns_dev": 1, "netns_ino": 1}"#,
-        )
-        .unwrap();
+        let mut l = Lease::sample("a", "a", "10.0.0.2");
         assert_eq!(next_ifname(0, &[]), "eth0");
         assert_eq!(next_ifname(0, &[l.clone()]), "eth1");
         assert_eq!(next_ifname(1, &[]), "eth1");

@@ -157,30 +157,7 @@ mod tests {
     use super::*;
 
     fn l(id: &str, name: &str) -> Lease {
-        Lease {
-            container_id: id.into(),
-            container_name: name.into(),
-            network: "bridge".into(),
-            network_id: "n".into(),
-            bridge: "docker0".into(),
-            ip: "10.0.0.2".parse().unwrap(),
-            prefix_len: 24,
-            gateway: "10.0.0.1".parse().unwrap(),
-            mac: String::new(),
-            host_ifname: "vna".into(),
-            ifname: "eth0".into(),
-            netns_name: name.into(),
-            pid: 1,
-            netns_dev: 0,
-            netns_ino: 0,
-            netns_path: String::new(),
-            ip6: None,
-            prefix_len6: None,
-            gateway6: None,
-            default_route: true,
-            dns: vec![],
-            complete: true,
-        }
+        Lease::sample(id, name, "10.0.0.2")
     }
 
     #[test]

@@ -374,13 +374,7 @@ mod tests {
 
     #[test]
     fn every_bite_is_found() {
-        let lease: Lease = serde_json::from_str(
-            r#"{"container_id": "a", "container_name": "web", "network": "bridge", "network_id": "n",
-                "bridge": "docker0", "ip": "172.17.255.254", "prefix_len": 16, "gateway": "172.17.0.1",
-                "mac": "", "host_ifname": "vna", "ifname": "eth0", "netns_name": "web",
-                "pid": 1, "netns_dev": 1, "netns_ino": 1}"#,
-        )
-        .unwrap();
+        let lease = Lease::sample("a", "web", "172.17.255.254");
         let checks = network_checks(
             &net(None, false),
             &[&lease],

@@ -421,28 +421,8 @@ mod tests {
 
     fn lease() -> Lease {
         Lease {
-            container_id: ID.into(),
-            container_name: "web".into(),
-            network: "bridge".into(),
-            network_id: "n".into(),
-            bridge: "docker0".into(),
-            ip: "172.17.255.254".parse().unwrap(),
-            prefix_len: 16,
-            gateway: "172.17.0.1".parse().unwrap(),
-            mac: "02:42:ac:11:ff:fe".into(),
-            host_ifname: "vna01234567abcd".into(),
-            ifname: "eth0".into(),
-            netns_name: "web".into(),
             pid: 42,
-            netns_dev: 4,
-            netns_ino: 5,
-            netns_path: String::new(),
-            ip6: None,
-            prefix_len6: None,
-            gateway6: None,
-            default_route: true,
-            dns: vec![],
-            complete: true,
+            ..Lease::sample(ID, "web", "172.17.255.254")
         }
     }
 

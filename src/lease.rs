@@ -95,6 +95,38 @@ impl Lease {
     }
 }
 
+#[cfg(test)]
+impl Lease {
+    /// A plausible lease for unit tests; tests override the fields they care about.
+    pub(crate) fn sample(container_id: &str, name: &str, ip: &str) -> Lease {
+        let ip: Ipv4Addr = ip.parse().expect("test address");
+        Lease {
+            container_id: container_id.into(),
+            container_name: name.into(),
+            network: "bridge".into(),
+            network_id: "n".into(),
+            bridge: "docker0".into(),
+            ip,
+            prefix_len: 16,
+            gateway: Ipv4Addr::new(172, 17, 0, 1),
+            mac: crate::plan::format_mac(crate::plan::mac_for(ip)),
+            host_ifname: "vna01234567abcd".into(),
+            ifname: "eth0".into(),
+            netns_name: name.into(),
+            pid: 1,
+            netns_dev: 4,
+            netns_ino: 5,
+            netns_path: String::new(),
+            ip6: None,
+            prefix_len6: None,
+            gateway6: None,
+            default_route: true,
+            dns: vec![],
+            complete: true,
+        }
+    }
+}
+
 /// Addresses taken on one network, per family (keys of `ipam::key`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Taken {
@@ -602,28 +634,9 @@ mod tests {
 
     pub(crate) fn lease(cid: &str, ip: &str) -> Lease {
         Lease {
-            container_id: cid.into(),
-            container_name: format!("name-{cid}"),
-            network: "bridge".into(),
             network_id: "netid".into(),
-            bridge: "docker0".into(),
-            ip: ip.parse().unwrap(),
-            prefix_len: 16,
-            gateway: "172.17.0.1".parse().unwrap(),
-            mac: "02:42:ac:11:00:02".into(),
-            host_ifname: "vna0123456789ab".into(),
-            ifname: "eth0".into(),
             netns_name: format!("ns-{cid}"),
-            pid: 1,
-            netns_dev: 4,
-            netns_ino: 4026531840,
-            netns_path: String::new(),
-            ip6: None,
-            prefix_len6: None,
-            gateway6: None,
-            default_route: true,
-            dns: vec![],
-            complete: true,
+            ..Lease::sample(cid, &format!("name-{cid}"), ip)
         }
     }
 

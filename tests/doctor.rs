@@ -12,30 +12,17 @@ fn doctor_names_each_problem_and_fails_until_fixed() {
     }
     let tool = Tool::new();
     let n = std::process::id() % 200 + 20;
-    let net = unique("na-doc-net");
-    ok(
-        "docker",
+    let network = Network::create(
+        "na-doc-net",
         &[
-            "network",
-            "create",
             "--subnet",
             &format!("10.214.{n}.0/24"),
             "-o",
             "com.docker.network.bridge.enable_icc=false",
-            &net,
         ],
     );
-    struct Net(String);
-    impl Drop for Net {
-        fn drop(&mut self) {
-            let _ = run("docker", &["network", "rm", &self.0]);
-        }
-    }
-    let _net = Net(net.clone());
-    let bridge = format!(
-        "br-{}",
-        &ok("docker", &["network", "inspect", "-f", "{{.Id}}", &net])[..12]
-    );
+    let net = network.0.clone();
+    let bridge = network.bridge();
 
     let gone = Container::none("na-doc-gone");
     tool.ok(&[&gone.name, "--network", &net]);

@@ -53,16 +53,6 @@ fn assert_clean(c: &Container) {
     assert!(left.is_empty(), "{} left behind: {left:?}", c.name);
 }
 
-/// GET / from inside another container (nc: busybox's static wget crashes in this image).
-fn fetch_from(peer: &Container, ip: &str) -> bool {
-    let o = peer.exec(&[
-        "sh",
-        "-c",
-        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 80"),
-    ]);
-    stdout(&o).contains("netattach-test ok")
-}
-
 #[test]
 fn nginx_curl_script() {
     if !need_docker() {
@@ -246,7 +236,7 @@ fn twenty_parallel_attaches_get_distinct_answering_addresses() {
         );
     }
     assert!(
-        fetch_from(&peer, &ips[0]),
+        peer.fetches(&ips[0]),
         "the bridged peer cannot reach {}",
         ips[0]
     );
@@ -360,29 +350,19 @@ fn network_errors() {
     );
 
     // A /29 user-defined network: 6 usable addresses, gateway .1 -> 5 for us.
-    let net = unique("na-e2e-n");
     let third = std::process::id() % 200 + 20;
     let subnet = format!("10.213.{third}.0/29");
     let br = format!("nae{}", std::process::id() % 100000);
-    ok(
-        "docker",
+    let network = Network::create(
+        "na-e2e-n",
         &[
-            "network",
-            "create",
             "--subnet",
             &subnet,
             "-o",
             &format!("com.docker.network.bridge.name={br}"),
-            &net,
         ],
     );
-    struct Net(String);
-    impl Drop for Net {
-        fn drop(&mut self) {
-            let _ = run("docker", &["network", "rm", &self.0]);
-        }
-    }
-    let _net = Net(net.clone());
+    let net = network.0.clone();
     let containers: Vec<Container> = (0..6).map(|_| Container::none("na-e2e-x")).collect();
     for c in &containers[..5] {
         tool().ok(&[&c.name, "--network", &net]);
@@ -454,13 +434,7 @@ fn name_errors() {
     std::fs::create_dir_all("/var/run/netns").unwrap();
     // Our own namespace: live, and not the container's.
     std::os::unix::fs::symlink(format!("/proc/{}/ns/net", std::process::id()), &path).unwrap();
-    struct Rm(std::path::PathBuf);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-    let _rm = Rm(path.clone());
+    let _rm = RemoveOnDrop(path.clone());
     tool().fails(
         &[&web.name, "--netns-name", &taken],
         1,

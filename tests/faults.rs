@@ -35,13 +35,6 @@ fn lease_files(tool: &Tool) -> Vec<PathBuf> {
     out
 }
 
-struct RmOnDrop(PathBuf);
-impl Drop for RmOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 #[test]
 fn a_container_that_exits_mid_attach_is_rolled_back() {
     if !need_docker() {
@@ -113,7 +106,7 @@ fn pid_reuse_never_reaches_another_namespace() {
     let link = Path::new("/var/run/netns").join(&web.name);
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(format!("/proc/{}/ns/net", other.id()), &link).unwrap();
-    let _rm = RmOnDrop(link.clone());
+    let _rm = RemoveOnDrop(link.clone());
     ok(
         "ip",
         &[
@@ -186,7 +179,7 @@ fn planted_symlinks_are_never_followed() {
     let tool = Tool::new();
     let victim = std::env::temp_dir().join(unique("na-ft-victim"));
     std::fs::write(&victim, "precious\n").unwrap();
-    let _v = RmOnDrop(victim.clone());
+    let _v = RemoveOnDrop(victim.clone());
 
     // A lease "file" that is a link to the victim, where the next address would go.
     let web = Container::none("na-ft-sym");
@@ -205,7 +198,7 @@ fn planted_symlinks_are_never_followed() {
     let other = Container::none("na-ft-sym2");
     let link = Path::new("/var/run/netns").join(&other.name);
     std::os::unix::fs::symlink(&victim, &link).unwrap();
-    let _l = RmOnDrop(link.clone());
+    let _l = RemoveOnDrop(link.clone());
     tool.fails(&[&other.name], 1, "is taken");
     tool.ok(&["detach", &other.name]);
     assert_eq!(std::fs::read_link(&link).unwrap(), victim);

@@ -8,7 +8,10 @@ mod support;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use common::{Container, Tool, iface_exists, need_docker, netns_link_exists, ok, run, unique};
+use common::{
+    Container, NamedNs, RemoveOnDrop, Tool, iface_exists, need_docker, netns_link_exists, ok, run,
+    unique,
+};
 use support::{json_of, leases, test_ip};
 
 /// A veth pair made by the test: host end `name` (with an optional ifalias), peer inside a
@@ -43,15 +46,6 @@ impl Drop for FakeVeth {
     fn drop(&mut self) {
         let _ = run("ip", &["link", "del", &self.name]);
         let _ = run("ip", &["netns", "del", &self.ns]);
-    }
-}
-
-/// A dangling symlink under /var/run/netns that no lease names.
-struct ForeignLink(String);
-
-impl Drop for ForeignLink {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(format!("/var/run/netns/{}", self.0));
     }
 }
 
@@ -143,10 +137,11 @@ fn gc_removes_exactly_the_stale_objects() {
     // Things gc must not touch.
     let not_ours_noalias = FakeVeth::new(&format!("vnx{}", &fake_id[..10]), None);
     let ours_prefix_no_alias = FakeVeth::new(&format!("vna{}", &fake_id[10..20]), None);
-    let foreign = ForeignLink(unique("na-t-dangle"));
+    let foreign = unique("na-t-dangle");
+    let _foreign = RemoveOnDrop::netns_link(&foreign);
     std::os::unix::fs::symlink(
         "/proc/999999999/ns/net",
-        format!("/var/run/netns/{}", foreign.0),
+        format!("/var/run/netns/{}", foreign),
     )
     .unwrap();
 
@@ -203,7 +198,7 @@ fn gc_removes_exactly_the_stale_objects() {
     assert!(common::curl(&ip_healthy, std::time::Duration::from_secs(3)).is_some());
     assert!(iface_exists(&not_ours_noalias.name));
     assert!(iface_exists(&ours_prefix_no_alias.name));
-    assert!(netns_link_exists(&foreign.0));
+    assert!(netns_link_exists(&foreign));
 
     // Second run: nothing left to do.
     let again = json_of(&tool, &["gc", "--json"]);
@@ -249,23 +244,6 @@ fn gc_without_docker_removes_nothing() {
     assert!(leases(&tool).is_empty());
 }
 
-/// A namespace made with `ip netns add`, deleted on drop.
-struct Ns(String);
-
-impl Ns {
-    fn new() -> Self {
-        let n = unique("na-t-gcn");
-        ok("ip", &["netns", "add", &n]);
-        Ns(n)
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = run("ip", &["netns", "del", &self.0]);
-    }
-}
-
 #[test]
 fn gc_leaves_live_namespaces_alone_and_collects_dead_ones() {
     if !need_docker() {
@@ -274,7 +252,7 @@ fn gc_leaves_live_namespaces_alone_and_collects_dead_ones() {
     let _neighbour = Container::bridged("na-t-nb");
     let mine = Tool::new();
     let other = Tool::new(); // another state directory on the same host
-    let (ns_mine, ns_other) = (Ns::new(), Ns::new());
+    let (ns_mine, ns_other) = (NamedNs::new("na-t-gcn"), NamedNs::new("na-t-gcn"));
     let (ip_mine, ip_other) = (test_ip(), test_ip());
     assert_eq!(
         mine.ok(&["attach", "--netns", &ns_mine.0, "--ip", &ip_mine]),

@@ -9,45 +9,23 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 
 use anyhow::Result;
-use common::{need_root, ok, run, unique};
+use common::{NamedNs, RemoveOnDrop, need_root, ok, unique};
 use docker_netattach::link::{Announce, Inside, Rtnl, VethSpec};
 use docker_netattach::netns;
 
-/// A named namespace made with `ip netns add`, deleted on drop.
-struct Ns {
-    name: String,
-}
-
-impl Ns {
-    fn new(prefix: &str) -> Self {
-        let name = unique(prefix);
-        ok("ip", &["netns", "add", &name]);
-        Ns { name }
-    }
-    fn file(&self) -> File {
-        File::open(netns::link_path(&self.name)).unwrap()
-    }
-    fn ip(&self, args: &[&str]) -> String {
-        let mut a = vec!["-n", self.name.as_str()];
-        a.extend_from_slice(args);
-        ok("ip", &a)
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = run("ip", &["netns", "del", &self.name]);
-    }
+/// The namespace's file, to enter it.
+fn file(ns: &NamedNs) -> File {
+    File::open(netns::link_path(&ns.0)).unwrap()
 }
 
 /// Runs async netlink work inside a namespace, on a dedicated thread with its own runtime.
 fn in_ns<T: Send + 'static>(
-    ns: &Ns,
+    ns: &NamedNs,
     work: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>>>>
     + Send
     + 'static,
 ) -> Result<T> {
-    let f = ns.file();
+    let f = file(ns);
     netns::run_in(f.as_fd(), move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -57,9 +35,9 @@ fn in_ns<T: Send + 'static>(
 }
 
 /// A "host" namespace with bridge br0 at 10.99.0.1/24 and an empty "container" namespace.
-fn setup() -> (Ns, Ns) {
-    let host = Ns::new("nak-h");
-    let ctr = Ns::new("nak-c");
+fn setup() -> (NamedNs, NamedNs) {
+    let host = NamedNs::new("nak-h");
+    let ctr = NamedNs::new("nak-c");
     // An explicit MAC, as Docker gives docker0: otherwise the bridge takes the lowest port MAC,
     // and each change of it flushes the bridge's neighbour table.
     host.ip(&[
@@ -82,8 +60,8 @@ fn setup() -> (Ns, Ns) {
     (host, ctr)
 }
 
-fn attach_in(host: &Ns, ctr: &Ns, host_name: &'static str, ip: Ipv4Addr) -> Result<()> {
-    let ctr_fd = ctr.file();
+fn attach_in(host: &NamedNs, ctr: &NamedNs, host_name: &'static str, ip: Ipv4Addr) -> Result<()> {
+    let ctr_fd = file(ctr);
     in_ns(host, move || {
         Box::pin(async move {
             let rtnl = Rtnl::connect()?;
@@ -163,7 +141,7 @@ fn veth_in_one_request_configured_and_reachable_then_deleted() {
             &[
                 "netns",
                 "exec",
-                &ctr.name,
+                &ctr.0,
                 "cat",
                 "/proc/sys/net/ipv4/conf/eth0/arp_notify"
             ]
@@ -176,7 +154,7 @@ fn veth_in_one_request_configured_and_reachable_then_deleted() {
             &[
                 "netns",
                 "exec",
-                &ctr.name,
+                &ctr.0,
                 "cat",
                 "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"
             ]
@@ -201,27 +179,11 @@ fn veth_in_one_request_configured_and_reachable_then_deleted() {
     // The host namespace reaches the container namespace through the bridge, and back.
     ok(
         "ip",
-        &[
-            "netns",
-            "exec",
-            &host.name,
-            "ping",
-            "-c1",
-            "-W2",
-            "10.99.0.7",
-        ],
+        &["netns", "exec", &host.0, "ping", "-c1", "-W2", "10.99.0.7"],
     );
     ok(
         "ip",
-        &[
-            "netns",
-            "exec",
-            &ctr.name,
-            "ping",
-            "-c1",
-            "-W2",
-            "10.99.0.1",
-        ],
+        &["netns", "exec", &ctr.0, "ping", "-c1", "-W2", "10.99.0.1"],
     );
 
     // Deleting the host end removes the pair; deleting again reports "already gone".
@@ -267,7 +229,7 @@ fn a_missing_bridge_is_none_and_a_long_name_is_an_error() {
     })
     .unwrap();
     assert_eq!(missing, None);
-    let ctr_fd = ctr.file();
+    let ctr_fd = file(&ctr);
     let err = in_ns(&host, move || {
         Box::pin(async move {
             let rtnl = Rtnl::connect()?;
@@ -320,13 +282,7 @@ fn netns_links_are_made_replaced_when_stale_and_never_stolen() {
     ));
     let name = unique("nak-l");
     let path = netns::link_path(&name);
-    struct Rm(std::path::PathBuf);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-    let _rm = Rm(path.clone());
+    let _rm = RemoveOnDrop(path.clone());
 
     assert_eq!(
         netns::ensure_link(&name, &ns).unwrap(),

@@ -24,51 +24,6 @@ fn octets() -> (u32, u32) {
     (100 + (seed >> 8) % 100, (seed % 250) + n % 5)
 }
 
-/// A Docker network removed on drop.
-struct Net {
-    name: String,
-}
-
-impl Net {
-    fn create(args: &[&str]) -> Self {
-        let name = unique("na-nw");
-        let mut a = vec!["network", "create"];
-        a.extend_from_slice(args);
-        a.push(&name);
-        ok("docker", &a);
-        Net { name }
-    }
-    fn bridge(&self) -> String {
-        let id = ok(
-            "docker",
-            &["network", "inspect", "-f", "{{.Id}}", &self.name],
-        );
-        format!("br-{}", &id[..12])
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        let _ = run("docker", &["network", "rm", &self.name]);
-    }
-}
-
-/// GET / from inside `peer` (nc: busybox's static wget crashes in the test image).
-fn reaches(peer: &Container, ip: &str) -> bool {
-    let o = peer.exec(&[
-        "sh",
-        "-c",
-        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 80"),
-    ]);
-    stdout(&o).contains("netattach-test ok")
-}
-
-fn netns_ip(ns: &str, args: &[&str]) -> String {
-    let mut a = vec!["-n", ns];
-    a.extend_from_slice(args);
-    ok("ip", &a)
-}
-
 #[test]
 fn user_defined_network_reachable_inside_isolated_outside() {
     if !need_docker() {
@@ -76,15 +31,18 @@ fn user_defined_network_reachable_inside_isolated_outside() {
     }
     let (a, b) = octets();
     let subnet = format!("10.{a}.{b}.0/24");
-    let net = Net::create(&[
-        "--subnet",
-        &subnet,
-        "--aux-address",
-        &format!("x=10.{a}.{b}.254"),
-    ]);
+    let net = Network::create(
+        "na-nw",
+        &[
+            "--subnet",
+            &subnet,
+            "--aux-address",
+            &format!("x=10.{a}.{b}.254"),
+        ],
+    );
     let web = Container::none("na-nw-web");
     let json: serde_json::Value =
-        serde_json::from_str(&tool().ok(&["attach", &web.name, "--network", &net.name, "--json"]))
+        serde_json::from_str(&tool().ok(&["attach", &web.name, "--network", &net.0, "--json"]))
             .unwrap();
     // The aux address is never handed out: the top of the subnet is .253.
     assert_eq!(json["ip"], format!("10.{a}.{b}.253"));
@@ -92,20 +50,20 @@ fn user_defined_network_reachable_inside_isolated_outside() {
     assert_eq!(json["gateway"], format!("10.{a}.{b}.1"));
     let ip = json["ip"].as_str().unwrap().to_string();
 
-    let same = Container::run("na-nw-same", &["--network", &net.name], &[]);
+    let same = Container::run("na-nw-same", &["--network", &net.0], &[]);
     assert!(
-        reaches(&same, &ip),
+        same.fetches(&ip),
         "a container on {} cannot reach {ip}",
-        net.name
+        net.0
     );
     let other = Container::bridged("na-nw-other");
     assert!(
-        !reaches(&other, &ip),
+        !other.fetches(&ip),
         "a container on docker0 reached {ip} across networks"
     );
 
     tool().ok(&["detach", &web.name]);
-    assert!(!reaches(&same, &ip));
+    assert!(!same.fetches(&ip));
 }
 
 #[test]
@@ -142,12 +100,12 @@ fn several_subnets_fill_in_order() {
         return;
     }
     let _ = run("docker", &["network", "rm", &stdout(&create)]);
-    let net = Net::create(&["--subnet", &s1, "--subnet", &s2]);
+    let net = Network::create("na-nw", &["--subnet", &s1, "--subnet", &s2]);
     // /29: 6 usable, one is the gateway.
     let cs: Vec<Container> = (0..6).map(|_| Container::none("na-nw-ms")).collect();
     let ips: Vec<String> = cs
         .iter()
-        .map(|c| tool().ok(&[&c.name, "--network", &net.name]))
+        .map(|c| tool().ok(&[&c.name, "--network", &net.0]))
         .collect();
     let first: Vec<_> = ips
         .iter()
@@ -187,10 +145,10 @@ fn several_attachments_default_route_on_the_first_only() {
         return;
     }
     let (a, b) = octets();
-    let net = Net::create(&["--subnet", &format!("10.{a}.{b}.0/24")]);
+    let net = Network::create("na-nw", &["--subnet", &format!("10.{a}.{b}.0/24")]);
     let web = Container::none("na-nw-multi");
     let ip0 = tool().ok(&[&web.name]);
-    let ip1 = tool().ok(&[&web.name, "--network", &net.name]);
+    let ip1 = tool().ok(&[&web.name, "--network", &net.0]);
     let addrs = ok(
         "ip",
         &["netns", "exec", &web.name, "ip", "-o", "-4", "addr"],
@@ -217,9 +175,9 @@ fn several_attachments_default_route_on_the_first_only() {
     assert!(curl(&ip1, Duration::from_secs(3)).is_some());
 
     // Attaching to the second network again is "already attached", not a third interface.
-    assert_eq!(tool().ok(&[&web.name, "--network", &net.name]), ip1);
+    assert_eq!(tool().ok(&[&web.name, "--network", &net.0]), ip1);
 
-    tool().ok(&["detach", &web.name, "--network", &net.name]);
+    tool().ok(&["detach", &web.name, "--network", &net.0]);
     let links = ok("ip", &["netns", "exec", &web.name, "ip", "-o", "link"]);
     assert!(links.contains("eth0") && !links.contains("eth1"), "{links}");
     assert!(curl(&ip0, Duration::from_secs(3)).is_some());
@@ -233,17 +191,17 @@ fn a_docker_networked_container_gets_an_extra_interface_without_losing_its_route
         return;
     }
     let (a, b) = octets();
-    let net = Net::create(&["--subnet", &format!("10.{a}.{b}.0/24")]);
+    let net = Network::create("na-nw", &["--subnet", &format!("10.{a}.{b}.0/24")]);
     let web = Container::bridged("na-nw-extra");
-    let ip = tool().ok(&[&web.name, "--network", &net.name, "--ifname", "eth1"]);
+    let ip = tool().ok(&[&web.name, "--network", &net.0, "--ifname", "eth1"]);
     let routes = stdout(&web.exec(&["ip", "route"]));
     assert!(
         routes.contains("default via 172.17.0.1 dev eth0"),
         "{routes}"
     );
     assert!(!routes.contains("default via 10."), "{routes}");
-    let peer = Container::run("na-nw-xp", &["--network", &net.name], &[]);
-    assert!(reaches(&peer, &ip));
+    let peer = Container::run("na-nw-xp", &["--network", &net.0], &[]);
+    assert!(peer.fetches(&ip));
     tool().ok(&["detach", &web.name]);
 }
 
@@ -254,18 +212,21 @@ fn dual_stack_network_gives_ipv6_without_dad_stall() {
     }
     let (a, b) = octets();
     let v6 = format!("fd00:{a:x}:{b:x}::/64");
-    let net = Net::create(&[
-        "--ipv6",
-        "--subnet",
-        &v6,
-        "--subnet",
-        &format!("10.{a}.{b}.0/24"),
-    ]);
+    let net = Network::create(
+        "na-nw",
+        &[
+            "--ipv6",
+            "--subnet",
+            &v6,
+            "--subnet",
+            &format!("10.{a}.{b}.0/24"),
+        ],
+    );
     // An ordinary container keeps the bridge's carrier, so its own IPv6 addresses finish DAD.
-    let _peer = Container::run("na-nw-v6p", &["--network", &net.name], &[]);
+    let _peer = Container::run("na-nw-v6p", &["--network", &net.0], &[]);
     let web = Container::none("na-nw-v6");
     let json: serde_json::Value =
-        serde_json::from_str(&tool().ok(&["attach", &web.name, "--network", &net.name, "--json"]))
+        serde_json::from_str(&tool().ok(&["attach", &web.name, "--network", &net.0, "--json"]))
             .unwrap();
     let ip6 = json["ip6"].as_str().expect("ip6 in the record").to_string();
     assert!(ip6.starts_with(&format!("fd00:{a:x}:{b:x}:")), "{json}");
@@ -300,7 +261,7 @@ fn dual_stack_network_gives_ipv6_without_dad_stall() {
         "attach",
         &other.name,
         "--network",
-        &net.name,
+        &net.0,
         "--ip6",
         &want,
         "--json",
@@ -350,23 +311,6 @@ fn dns_is_written_for_ip_netns_exec_and_removed_on_detach() {
     assert!(!conf.parent().unwrap().exists());
 }
 
-/// A namespace made with `ip netns add`, deleted on drop.
-struct NamedNs(String);
-
-impl NamedNs {
-    fn new() -> Self {
-        let name = unique("na-ns");
-        ok("ip", &["netns", "add", &name]);
-        NamedNs(name)
-    }
-}
-
-impl Drop for NamedNs {
-    fn drop(&mut self) {
-        let _ = run("ip", &["netns", "del", &self.0]);
-    }
-}
-
 /// A bridge removed on drop (if still there).
 struct Bridge(String);
 
@@ -381,7 +325,7 @@ fn a_named_namespace_on_a_bridge_docker_does_not_manage() {
     if !need_root() {
         return;
     }
-    let ns = NamedNs::new();
+    let ns = NamedNs::new("na-ns");
     let (a, b) = octets();
     let br = Bridge(format!("nab{}", std::process::id() % 100000));
     let subnet = format!("10.{a}.{b}.0/24");
@@ -406,7 +350,10 @@ fn a_named_namespace_on_a_bridge_docker_does_not_manage() {
             &format!("10.{a}.{b}.1"),
         ],
     );
-    assert!(netns_ip(&ns.0, &["route"]).contains(&format!("default via 10.{a}.{b}.1")));
+    assert!(
+        ns.ip(&["route"])
+            .contains(&format!("default via 10.{a}.{b}.1"))
+    );
     let list = tool().ok(&["ls"]);
     assert!(
         list.lines()
@@ -418,7 +365,7 @@ fn a_named_namespace_on_a_bridge_docker_does_not_manage() {
     // Created by us and empty now: gone. The namespace itself is the user's: still there.
     assert!(!iface_exists(&br.0), "bridge left behind");
     assert!(Path::new("/var/run/netns").join(&ns.0).exists());
-    assert!(!netns_ip(&ns.0, &["link"]).contains("eth0"));
+    assert!(!ns.ip(&["link"]).contains("eth0"));
     assert!(!tool().ok(&["ls"]).contains(&ns.0));
 }
 
@@ -427,7 +374,7 @@ fn an_existing_bridge_is_used_and_left_alone() {
     if !need_root() {
         return;
     }
-    let ns = NamedNs::new();
+    let ns = NamedNs::new("na-ns");
     let (a, b) = octets();
     let br = Bridge(format!("nac{}", std::process::id() % 100000));
     ok("ip", &["link", "add", &br.0, "type", "bridge"]);
@@ -452,7 +399,10 @@ fn an_existing_bridge_is_used_and_left_alone() {
     ]);
     assert_eq!(ip, format!("10.{a}.{b}.50"));
     // The gateway is the bridge's own address.
-    assert!(netns_ip(&ns.0, &["route"]).contains(&format!("default via 10.{a}.{b}.9")));
+    assert!(
+        ns.ip(&["route"])
+            .contains(&format!("default via 10.{a}.{b}.9"))
+    );
     ok("ping", &["-c1", "-W2", &ip]);
     let name = format!(
         "ns-{}",
@@ -473,7 +423,7 @@ fn dry_run_explain_prints_the_ip_commands() {
     if !need_root() {
         return;
     }
-    let ns = NamedNs::new();
+    let ns = NamedNs::new("na-ns");
     let out = tool().ok(&[
         "attach",
         "--netns",

@@ -9,20 +9,12 @@ mod support;
 
 use std::time::Duration;
 
-use common::{Container, Tool, curl, first_answer, need_docker, netns_link_exists, ok};
+use common::{
+    Container, RemoveOnDrop, Tool, curl, first_answer, need_docker, netns_link_exists, ok,
+};
 use support::{Daemon, DockerProxy, ifaces_inside, leases, test_ip, veths_of, wait_until};
 
 const SHORT: Duration = Duration::from_secs(10);
-
-/// `GET /` from inside an ordinary container on docker0 (busybox nc; its wget crashes).
-fn neighbour_gets(neighbour: &Container, ip: &str) -> bool {
-    let o = neighbour.exec(&[
-        "sh",
-        "-c",
-        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 80"),
-    ]);
-    common::stdout(&o).contains("netattach-test ok")
-}
 
 fn answers(ip: &str) -> bool {
     first_answer(ip, SHORT).is_some()
@@ -66,7 +58,7 @@ fn labelled_container_is_attached_kept_across_restarts_and_cleaned_up() {
     assert_eq!(lease_of(&tool, &c.name).unwrap().0, ip);
     assert!(answers(&ip), "{ip} does not answer");
     assert!(
-        neighbour_gets(&neighbour, &ip),
+        neighbour.fetches(&ip),
         "an ordinary container cannot reach {ip}"
     );
     assert!(netns_link_exists(&c.name));
@@ -84,7 +76,7 @@ fn labelled_container_is_attached_kept_across_restarts_and_cleaned_up() {
     assert_eq!(lease_of(&tool, &c.name).unwrap().0, ip);
     assert!(answers(&ip), "{ip} does not answer after restart");
     assert!(
-        neighbour_gets(&neighbour, &ip),
+        neighbour.fetches(&ip),
         "neighbour cannot reach {ip} after restart"
     );
     assert_eq!(ifaces_inside(c.pid()), ["eth0", "lo"]);
@@ -260,7 +252,7 @@ fn docker_connection_drops_and_comes_back() {
     assert!(d.metric("netattach_reconciles_total{result=\"ok\"}") >= 2.0);
     assert_eq!(d.metric("netattach_docker_up"), 1.0);
     assert!(
-        neighbour_gets(&neighbour, &ip_a),
+        neighbour.fetches(&ip_a),
         "an ordinary container cannot reach {ip_a}"
     );
 }
@@ -331,15 +323,6 @@ fn bad_labels_are_reported_and_do_not_stop_the_others() {
     assert!(d.alive());
 }
 
-/// Removes /var/run/netns/<name> on drop.
-struct NetnsLinkGuard(String);
-
-impl Drop for NetnsLinkGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(format!("/var/run/netns/{}", self.0));
-    }
-}
-
 #[test]
 fn labels_choose_interface_and_netns_names() {
     if !need_docker() {
@@ -348,7 +331,8 @@ fn labels_choose_interface_and_netns_names() {
     let tool = Tool::new();
     let d = Daemon::start(&tool, &[]);
     let ip = test_ip();
-    let link = NetnsLinkGuard(common::unique("na-t-ns"));
+    let link = common::unique("na-t-ns");
+    let _link = RemoveOnDrop::netns_link(&link);
     let c = Container::run(
         "na-t-names",
         &[
@@ -360,7 +344,7 @@ fn labels_choose_interface_and_netns_names() {
             "--label",
             &d.label("ifname", "eth7"),
             "--label",
-            &d.label("netns-name", &link.0),
+            &d.label("netns-name", &link),
         ],
         &[],
     );
@@ -371,22 +355,16 @@ fn labels_choose_interface_and_netns_names() {
     );
     assert!(answers(&ip));
     assert_eq!(ifaces_inside(c.pid()), ["eth7", "lo"]);
-    assert!(netns_link_exists(&link.0));
+    assert!(netns_link_exists(&link));
     assert!(!netns_link_exists(&c.name));
     let inside = ok(
         "ip",
-        &[
-            "netns",
-            "exec",
-            &link.0,
-            "cat",
-            "/sys/class/net/eth7/address",
-        ],
+        &["netns", "exec", &link, "cat", "/sys/class/net/eth7/address"],
     );
     assert_eq!(inside, support::mac_of(&ip));
     ok("docker", &["rm", "-f", &c.name]);
     assert!(
-        wait_until(SHORT, || !netns_link_exists(&link.0)
+        wait_until(SHORT, || !netns_link_exists(&link)
             && lease_of(&tool, &c.name).is_none()),
         "{}",
         d.log()

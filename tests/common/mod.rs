@@ -255,6 +255,17 @@ impl Container {
         )
     }
 
+    /// `GET /` of `ip` from inside this container (busybox nc: its static wget crashes in the
+    /// test image); whether the test page came back.
+    pub fn fetches(&self, ip: &str) -> bool {
+        let o = self.exec(&[
+            "sh",
+            "-c",
+            &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 80"),
+        ]);
+        stdout(&o).contains("netattach-test ok")
+    }
+
     pub fn exec(&self, args: &[&str]) -> Output {
         let mut a = vec!["exec", self.name.as_str()];
         a.extend_from_slice(args);
@@ -307,4 +318,70 @@ pub fn iface_exists(name: &str) -> bool {
 
 pub fn netns_link_exists(name: &str) -> bool {
     std::fs::symlink_metadata(Path::new("/var/run/netns").join(name)).is_ok()
+}
+
+/// Removes a file or link on drop (a planted link, a netns link a test made, ...).
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl RemoveOnDrop {
+    /// /var/run/netns/<name>.
+    pub fn netns_link(name: &str) -> Self {
+        RemoveOnDrop(Path::new("/var/run/netns").join(name))
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A namespace made with `ip netns add`, deleted on drop.
+pub struct NamedNs(pub String);
+
+impl NamedNs {
+    pub fn new(prefix: &str) -> Self {
+        let name = unique(prefix);
+        ok("ip", &["netns", "add", &name]);
+        NamedNs(name)
+    }
+
+    /// `ip -n <ns> <args>`, which must succeed.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut a = vec!["-n", self.0.as_str()];
+        a.extend_from_slice(args);
+        ok("ip", &a)
+    }
+}
+
+impl Drop for NamedNs {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.0]);
+    }
+}
+
+/// A Docker network (`docker network create <args> <unique name>`), removed on drop.
+pub struct Network(pub String);
+
+impl Network {
+    pub fn create(prefix: &str, args: &[&str]) -> Self {
+        let name = unique(prefix);
+        let mut a = vec!["network", "create"];
+        a.extend_from_slice(args);
+        a.push(&name);
+        ok("docker", &a);
+        Network(name)
+    }
+
+    /// Its Linux bridge, `br-` + 12 characters of the ID (unless named by an option).
+    pub fn bridge(&self) -> String {
+        let id = ok("docker", &["network", "inspect", "-f", "{{.Id}}", &self.0]);
+        format!("br-{}", &id[..12])
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = run("docker", &["network", "rm", &self.0]);
+    }
 }
