@@ -13,7 +13,7 @@ use crate::lease::{Lease, LeaseStore, Taken};
 use crate::link::{Iface, Rtnl};
 use crate::plan::{self, AttachPlan};
 use crate::target::Target;
-use crate::{privilege, txn};
+use crate::{names, privilege, txn};
 
 pub const DEFAULT_IFNAME: &str = "eth0";
 pub use crate::txn::FAIL_AFTER_ENV;
@@ -55,10 +55,10 @@ pub type Hints = Vec<String>;
 
 pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hints)> {
     if let Some(ifname) = &opts.ifname {
-        plan::validate_ifname(ifname)?;
+        names::validate_ifname(ifname)?;
     }
     if let Some(name) = &opts.netns_name {
-        plan::validate_netns_name(name)?;
+        names::validate_netns_name(name)?;
     }
     if !opts.dry_run {
         privilege::require("attach")?;
@@ -70,7 +70,7 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         (Some(n), _) => n.clone(),
         (None, _) => target.name.clone(),
     };
-    plan::validate_netns_name(&netns_name)?;
+    names::validate_netns_name(&netns_name)?;
 
     let bridge = rtnl.link_by_name(&network.bridge).await?;
     let create_bridge = bridge.is_none();
@@ -274,7 +274,7 @@ async fn facts(opts: &AttachOpts) -> Result<(Target, NetworkInfo)> {
 
 /// A Linux bridge outside Docker, described like a Docker network.
 fn plain_bridge(name: &str, subnet: Subnet, gateway: Option<Ipv4Addr>) -> Result<NetworkInfo> {
-    plan::validate_ifname(name)?;
+    names::validate_ifname(name)?;
     if subnet.is_ipv6() {
         bail!("--subnet {subnet}: give an IPv4 subnet");
     }

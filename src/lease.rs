@@ -558,9 +558,9 @@ pub fn parse_lease(text: String) -> Result<Lease> {
     }
     check_component(&lease.container_id, "container id")?;
     check_component(&lease.network_id, "network id")?;
-    crate::plan::validate_ifname(&lease.host_ifname)?;
-    crate::plan::validate_ifname(&lease.ifname)?;
-    crate::plan::validate_netns_name(&lease.netns_name)?;
+    crate::names::validate_ifname(&lease.host_ifname)?;
+    crate::names::validate_ifname(&lease.ifname)?;
+    crate::names::validate_netns_name(&lease.netns_name)?;
     Ok(lease)
 }
 

@@ -3,7 +3,7 @@
 
 use std::fs::{self, File};
 use std::io::ErrorKind;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -29,10 +29,11 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Opens /proc/<pid>/ns/net. Fails with a named error when the process is gone.
+    /// Opens /proc/<pid>/ns/net. Fails with a named error when the process is gone, and when
+    /// that namespace is the host's (a Pid that resolves to PID 1's or our own namespace).
     pub fn of_pid(pid: u32, owner: &str) -> Result<Self> {
         let path = proc_path(pid);
-        let file = File::open(&path).map_err(|e| match e.kind() {
+        let file = open_ns_file(&path, true).map_err(|e| match e.kind() {
             ErrorKind::NotFound => {
                 anyhow!("container '{owner}' exited (Pid {pid} is gone); start it and try again")
             }
@@ -42,37 +43,73 @@ impl Netns {
             ),
             _ => anyhow!("cannot open {}: {e}", path.display()),
         })?;
-        Self::from_file(file, path)
-    }
-
-    /// Opens a namespace by name (/var/run/netns/NAME) or by path (e.g. /proc/PID/ns/net).
-    pub fn open(name_or_path: &str) -> Result<Self> {
-        let path = if name_or_path.contains('/') {
-            PathBuf::from(name_or_path)
-        } else {
-            crate::plan::validate_netns_name(name_or_path)?;
-            link_path(name_or_path)
-        };
-        let file = File::open(&path).map_err(|e| {
-            anyhow!(
-                "cannot open network namespace {}: {e}; create it with `ip netns add` or give a path like /proc/PID/ns/net",
-                path.display()
-            )
-        })?;
-        let ns = Self::from_file(file, path)?;
-        // nsfs files all live on one device; anything else is not a namespace.
-        if let Some(own) = id_of(Path::new("/proc/self/ns/net")) {
-            if own.dev != ns.id.dev {
-                bail!("{} is not a network namespace", ns.source.display());
-            }
-        }
+        let ns = Self::checked(file, path)?;
+        ns.refuse_host(&format!("container '{owner}' (Pid {pid})"))?;
         Ok(ns)
     }
 
-    fn from_file(file: File, path: PathBuf) -> Result<Self> {
+    /// Opens a namespace by name (/var/run/netns/NAME) or by path (e.g. /proc/PID/ns/net).
+    ///
+    /// Opened without blocking (a FIFO answers at once) and without following a link: a path
+    /// that is a symbolic link is refused, except the kernel's own /proc/<pid>/ns/net links and
+    /// a /var/run/netns/NAME link whose text is such a path (what we write for containers).
+    /// `ip netns add` names are bind mounts, which are the namespace file itself. What was
+    /// opened must be a network namespace (nsfs, NS_GET_NSTYPE = CLONE_NEWNET) and not the
+    /// host's.
+    pub fn open(name_or_path: &str) -> Result<Self> {
+        let given = if name_or_path.contains('/') {
+            PathBuf::from(name_or_path)
+        } else {
+            crate::names::validate_netns_name(name_or_path)?;
+            link_path(name_or_path)
+        };
+        let path = match fs::symlink_metadata(&given) {
+            Ok(m) if m.file_type().is_symlink() && !is_proc_ns_link(&given) => {
+                let text = fs::read_link(&given).unwrap_or_default();
+                if name_or_path.contains('/') || !is_proc_ns_link(&text) {
+                    bail!(
+                        "{} is a symbolic link (to {}), not a network namespace file; give the namespace itself: /proc/PID/ns/net or a name from `ip netns list`",
+                        given.display(),
+                        text.display()
+                    );
+                }
+                text
+            }
+            _ => given.clone(),
+        };
+        let file = open_ns_file(&path, is_proc_ns_link(&path)).map_err(|e| {
+            anyhow!(
+                "cannot open network namespace {}: {e}; create it with `ip netns add` or give a path like /proc/PID/ns/net",
+                given.display()
+            )
+        })?;
+        let ns = Self::checked(file, path)?;
+        ns.refuse_host(&format!("--netns {name_or_path}"))?;
+        Ok(ns)
+    }
+
+    /// Accepts an open file only if it is a network namespace: on nsfs, and of type NET.
+    fn checked(file: File, path: PathBuf) -> Result<Self> {
+        let not_netns = |why: String| {
+            anyhow!(
+                "{} is not a network namespace ({why}); give /proc/PID/ns/net or a name from `ip netns list`",
+                path.display()
+            )
+        };
         let meta = file
             .metadata()
             .with_context(|| format!("cannot stat {}", path.display()))?;
+        let on_nsfs = nix::sys::statfs::fstatfs(&file)
+            .map(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+            .unwrap_or(false);
+        if !on_nsfs {
+            return Err(not_netns(format!("a {}", kind_of(&meta))));
+        }
+        match ns_type(&file) {
+            Ok(t) if t == libc::CLONE_NEWNET => {}
+            Ok(_) => return Err(not_netns("a namespace of another kind".into())),
+            Err(e) => return Err(not_netns(format!("NS_GET_NSTYPE: {e}"))),
+        }
         Ok(Netns {
             file,
             id: NsId {
@@ -83,8 +120,87 @@ impl Netns {
         })
     }
 
+    /// Refuses the host's namespace: the one this process works in and PID 1's (where it may
+    /// be read). Attaching it would give the host itself the interface and the address.
+    fn refuse_host(&self, what: &str) -> Result<()> {
+        for (path, whose) in [
+            ("/proc/self/ns/net", "the one docker-netattach runs in"),
+            (
+                "/proc/thread-self/ns/net",
+                "the one docker-netattach runs in",
+            ),
+            ("/proc/1/ns/net", "PID 1's"),
+        ] {
+            if id_of(Path::new(path)) == Some(self.id) {
+                bail!(
+                    "{what} is the host's network namespace ({whose}, {}); docker-netattach only attaches containers and namespaces of their own: give a container or another namespace",
+                    self.source.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
+    }
+}
+
+/// Opens a namespace file read-only, never blocking (O_NONBLOCK: a FIFO does not wait for a
+/// writer) and, unless `follow` (the kernel's /proc magic links), not through a symlink.
+fn open_ns_file(path: &Path, follow: bool) -> std::io::Result<File> {
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | nofollow)
+        .open(path)
+}
+
+/// The namespace type of an nsfs file (a CLONE_NEW* constant).
+fn ns_type(file: &File) -> std::io::Result<libc::c_int> {
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd, which `file` keeps open
+    // for the duration of the call.
+    let t = unsafe { libc::ioctl(file.as_raw_fd(), libc::NS_GET_NSTYPE) };
+    if t < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(t)
+    }
+}
+
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_fifo() {
+        "FIFO"
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_char_device() || t.is_block_device() {
+        "device"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "file outside nsfs"
+    }
+}
+
+/// `/proc/<pid>/ns/<kind>` (or `self`, `thread-self` for the Pid): the kernel's own links to a
+/// process's namespaces. (The type is checked after opening.)
+fn is_proc_ns_link(path: &Path) -> bool {
+    let parts: Vec<_> = path.components().collect();
+    match parts.as_slice() {
+        [std::path::Component::RootDir, proc, who, ns, net] => {
+            let who = who.as_os_str().to_string_lossy();
+            let kind = net.as_os_str().to_string_lossy();
+            proc.as_os_str() == "proc"
+                && ns.as_os_str() == "ns"
+                && !kind.is_empty()
+                && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                && (who == "self"
+                    || who == "thread-self"
+                    || (!who.is_empty() && who.bytes().all(|b| b.is_ascii_digit())))
+        }
+        _ => false,
     }
 }
 
