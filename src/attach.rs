@@ -72,6 +72,18 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
     };
     names::validate_netns_name(&netns_name)?;
 
+    let mut hints = Vec::new();
+    let store = if opts.dry_run {
+        LeaseStore::open_existing(state_dir)?
+    } else {
+        Some(LeaseStore::open(state_dir)?)
+    };
+    // The bridge is read under the lock: another attach may be creating it right now, and what
+    // it finds decides whether this one creates it (and may undo that) or uses it.
+    let lock = match (&store, opts.dry_run) {
+        (Some(s), false) => Some(s.lock()?),
+        _ => None,
+    };
     let bridge = rtnl.link_by_name(&network.bridge).await?;
     let create_bridge = bridge.is_none();
     if create_bridge && opts.bridge.is_none() {
@@ -97,16 +109,6 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         .or(bridge.as_ref().map(|b: &Iface| b.mtu))
         .unwrap_or(1500);
 
-    let mut hints = Vec::new();
-    let store = if opts.dry_run {
-        LeaseStore::open_existing(state_dir)?
-    } else {
-        Some(LeaseStore::open(state_dir)?)
-    };
-    let lock = match (&store, opts.dry_run) {
-        (Some(s), false) => Some(s.lock()?),
-        _ => None,
-    };
     let (existing, others) = match &store {
         Some(s) => {
             let mine = s.of_container(&target.id)?;

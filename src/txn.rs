@@ -3,12 +3,12 @@
 //! completed step records its undo; on failure the undos run in reverse and the error names the
 //! failed step, the cause and the outcome of the cleanup.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::{Result, anyhow, bail};
 
 use crate::lease::{InsertError, Lease, LeaseStore, StoreLock};
-use crate::link::{Announce, Inside, Rtnl, VethSpec};
+use crate::link::{Announce, Inside, Made, Rtnl, VethSpec};
 use crate::netns::{self, LinkOutcome, Netns, NsId};
 use crate::plan::{self, AttachPlan};
 use crate::target::Target;
@@ -90,7 +90,8 @@ pub async fn run(
 /// A completed step and how to take it back.
 enum Undo {
     Lease(Box<Lease>),
-    Bridge(String),
+    /// A bridge this attach created (name, index): the only kind of bridge it ever deletes.
+    Bridge(String, u32),
     NetnsLink(String, NsId),
     Veth(String),
     Dns(String),
@@ -100,7 +101,7 @@ impl Undo {
     fn what(&self) -> String {
         match self {
             Undo::Lease(l) => format!("lease {}", l.ip),
-            Undo::Bridge(b) => format!("bridge {b}"),
+            Undo::Bridge(b, _) => format!("bridge {b}"),
             Undo::NetnsLink(n, _) => format!("netns link {}", netns::link_path(n).display()),
             Undo::Veth(v) => format!("veth {v}"),
             Undo::Dns(n) => format!("/etc/netns/{n}/resolv.conf"),
@@ -154,24 +155,21 @@ impl Txn<'_> {
             Some(i) => i,
             None => {
                 let mac = plan::mac_for(p.gateway);
-                let br = self
-                    .rtnl
-                    .create_bridge(&p.bridge, mac, p.gateway, p.prefix_len)
-                    .await;
-                if br.is_ok()
-                    || self
-                        .rtnl
-                        .link_by_name(&p.bridge)
-                        .await
-                        .ok()
-                        .flatten()
-                        .is_some()
-                {
-                    self.done.push(Undo::Bridge(p.bridge.clone()));
+                match self.rtnl.create_bridge(&p.bridge, mac).await? {
+                    Made::Created(br) => {
+                        self.done.push(Undo::Bridge(p.bridge.clone(), br.index));
+                        self.rtnl
+                            .add_address(br.index, IpAddr::V4(p.gateway), p.prefix_len)
+                            .await?;
+                        self.store.mark_bridge(self.lock, &p.bridge)?;
+                        br.index
+                    }
+                    // Made meanwhile by someone outside our lock: used, never undone.
+                    Made::Existing(br) => {
+                        tracing::debug!(bridge = %p.bridge, "bridge exists already; using it");
+                        br.index
+                    }
                 }
-                let br = br?;
-                self.store.mark_bridge(self.lock, &p.bridge)?;
-                br.index
             }
         };
         self.finished("bridge")?;
@@ -238,15 +236,17 @@ impl Txn<'_> {
         let mut failed = Vec::new();
         for undo in self.done.iter().rev() {
             let res = match undo {
-                Undo::Veth(name) | Undo::Bridge(name) => match self.rtnl.link_by_name(name).await {
+                Undo::Veth(name) => match self.rtnl.link_by_name(name).await {
                     Ok(Some(i)) => self.rtnl.delete(i.index).await.map(|_| ()),
                     Ok(None) => Ok(()),
                     Err(e) => Err(e),
+                },
+                Undo::Bridge(name, index) => match self.rtnl.link_by_name(name).await {
+                    Ok(Some(i)) if i.index == *index => self.rtnl.delete(i.index).await.map(|_| ()),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
                 }
-                .and_then(|()| match undo {
-                    Undo::Bridge(name) => self.store.unmark_bridge(self.lock, name),
-                    _ => Ok(()),
-                }),
+                .and_then(|()| self.store.unmark_bridge(self.lock, name)),
                 Undo::NetnsLink(name, id) => netns::remove_link(name, *id).map(|_| ()),
                 Undo::Dns(name) => netns::remove_resolv_conf(name),
                 Undo::Lease(l) => self.store.remove(self.lock, l),
