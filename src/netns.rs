@@ -316,32 +316,89 @@ fn remove_path(path: &Path) -> Result<()> {
 }
 
 fn create_dir_netns() -> Result<()> {
-    match fs::create_dir(NETNS_DIR) {
-        Ok(()) => Ok(()),
+    make_dir(Path::new(NETNS_DIR))
+}
+
+/// Creates a directory 0755 whatever the umask (as iproute2 does), with its missing parents;
+/// an existing directory is left as it is; anything else in its place is an error.
+fn make_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match fs::DirBuilder::new().mode(0o755).create(dir) {
+        Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot set the mode of {}", dir.display())),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            let meta = fs::symlink_metadata(NETNS_DIR)?;
+            let meta = fs::symlink_metadata(dir)?;
             if !meta.is_dir() {
-                bail!("{NETNS_DIR} is not a directory; remove it");
+                bail!("{} is not a directory; remove it", dir.display());
             }
             Ok(())
         }
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            fs::create_dir_all(NETNS_DIR).with_context(|| format!("cannot create {NETNS_DIR}"))
-        }
-        Err(e) => Err(anyhow!("cannot create {NETNS_DIR}: {e}")),
+        Err(e) if e.kind() == ErrorKind::NotFound => match dir.parent() {
+            Some(parent) if parent != dir => {
+                make_dir(parent)?;
+                make_dir(dir)
+            }
+            _ => Err(anyhow!("cannot create {}: {e}", dir.display())),
+        },
+        Err(e) => Err(anyhow!("cannot create {}: {e}", dir.display())),
     }
 }
+
+/// The first line of every resolv.conf we write: only a file that starts with it is ours to
+/// replace or remove.
+pub const RESOLV_HEADER: &str = "# written by docker-netattach";
 
 /// Where `ip netns exec <name>` finds the namespace's resolv.conf.
 pub fn resolv_conf_path(name: &str) -> PathBuf {
     Path::new("/etc/netns").join(name).join("resolv.conf")
 }
 
-/// Writes /etc/netns/<name>/resolv.conf (bind-mounted over /etc/resolv.conf by `ip netns exec`).
+/// Whether the file at `path` is ours: `Ok(None)` when there is none, `Ok(Some(false))` for a
+/// file (or link, never followed) we did not write.
+fn resolv_conf_ours(path: &Path) -> Result<Option<bool>> {
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(Some(false)),
+        Err(e) => bail!("cannot read {}: {e}", path.display()),
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Ok(Some(false));
+    }
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(std::io::Read::take(file, 256)),
+        &mut first,
+    )
+    .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(first.trim_end() == RESOLV_HEADER))
+}
+
+fn not_ours(path: &Path, doing: &str, fix: &str) -> anyhow::Error {
+    anyhow!(
+        "{doing} {}: it was not written by docker-netattach (its first line is not '{RESOLV_HEADER}'); {fix}",
+        path.display()
+    )
+}
+
+/// Writes /etc/netns/<name>/resolv.conf (bind-mounted over /etc/resolv.conf by `ip netns exec`):
+/// 0644 in directories 0755 whatever the umask, and never over a file we did not write.
 pub fn write_resolv_conf(name: &str, servers: &[std::net::IpAddr]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let path = resolv_conf_path(name);
     let dir = path.parent().unwrap_or(Path::new("/etc/netns"));
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if resolv_conf_ours(&path)? == Some(false) {
+        return Err(not_ours(
+            &path,
+            "will not overwrite",
+            "remove or rename it yourself, or leave out --dns",
+        ));
+    }
+    make_dir(dir)?;
     let body: String = servers
         .iter()
         .map(|s| format!("nameserver {s}\n"))
@@ -356,19 +413,28 @@ pub fn write_resolv_conf(name: &str, servers: &[std::net::IpAddr]) -> Result<()>
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
         .and_then(|mut f| {
-            std::io::Write::write_all(
-                &mut f,
-                format!("# written by docker-netattach\n{body}").as_bytes(),
-            )
+            f.set_permissions(fs::Permissions::from_mode(0o644))?;
+            std::io::Write::write_all(&mut f, format!("{RESOLV_HEADER}\n{body}").as_bytes())
         })
         .and_then(|()| fs::rename(&tmp, &path))
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Removes what `write_resolv_conf` wrote (and the directory when it is empty then).
+/// Removes what `write_resolv_conf` wrote (and the directory when it is empty then); a file
+/// without our header is left in place and named in the error.
 pub fn remove_resolv_conf(name: &str) -> Result<()> {
     let path = resolv_conf_path(name);
-    remove_path(&path)?;
+    match resolv_conf_ours(&path)? {
+        None => {}
+        Some(true) => remove_path(&path)?,
+        Some(false) => {
+            return Err(not_ours(
+                &path,
+                "left in place",
+                "remove it yourself if it is stale, then detach again",
+            ));
+        }
+    }
     if let Some(dir) = path.parent() {
         let _ = fs::remove_dir(dir);
     }

@@ -424,7 +424,8 @@ fn a_resolv_conf_we_did_not_write_is_never_overwritten_or_removed() {
     assert!(!iface_exists(&bridge));
     assert_eq!(tool.lease_count(), 0);
 
-    // Ours, then replaced by the user: detach leaves the user's file and says so.
+    // Ours, then replaced by the user: detach takes the interface away but leaves the user's
+    // file, names it, and keeps the lease until the file is dealt with.
     std::fs::remove_file(&conf).unwrap();
     tool.ok(&args);
     assert!(
@@ -433,15 +434,17 @@ fn a_resolv_conf_we_did_not_write_is_never_overwritten_or_removed() {
             .contains("192.0.2.53")
     );
     std::fs::write(&conf, theirs).unwrap();
-    let o = tool.run(&["detach", &ns.0]);
-    assert!(
-        stderr(&o).contains(&conf.display().to_string()),
-        "detach did not name the file it left: {}",
-        stderr(&o)
+    tool.fails(
+        &["detach", &ns.0],
+        1,
+        &format!("left in place {}", conf.display()),
     );
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), theirs);
     assert!(!ns.ip(&["-o", "link"]).contains("eth0"));
+    std::fs::remove_file(&conf).unwrap();
+    tool.ok(&["detach", &ns.0]);
     assert_eq!(tool.lease_count(), 0);
+    assert!(!etc.0.exists());
 }
 
 #[test]
