@@ -226,9 +226,9 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
     let (Some(store), Some(lock)) = (store, lock) else {
         bail!("internal: no lease store outside --dry-run");
     };
-    if let Some(stale) = existing {
+    if let Some(stale) = &existing {
         // Restarted container: its old namespace (and with it the old veth) is gone.
-        txn::replace_stale(&rtnl, &store, &lock, &stale).await?;
+        txn::replace_stale(&rtnl, stale).await?;
     }
     let lease = txn::lease_of(&plan, &target);
     let bridge_index = bridge.map(|b| b.index);
@@ -238,8 +238,11 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         &lock,
         &plan,
         &lease,
-        &target.ns,
-        bridge_index,
+        txn::Found {
+            ns: &target.ns,
+            bridge_index,
+            replacing: existing.as_ref(),
+        },
     )
     .await?;
     Ok((Outcome::Attached(lease), hints))

@@ -255,9 +255,11 @@ pub enum LinkOutcome {
 
 /// Points /var/run/netns/<name> at the namespace's source (/proc/<pid>/ns/net for a
 /// container) so `ip netns exec <name>` works.
-/// Replaces a stale link (dead target); refuses one that leads to another live namespace or
-/// anything that is not a symlink.
-pub fn ensure_link(name: &str, ns: &Netns) -> Result<LinkOutcome> {
+/// Replaces a stale link: a dangling one, or one whose text is `ours` (what we wrote for the
+/// lease being replaced: after a restart its Pid may belong to another process, so where it
+/// leads proves nothing). Refuses any other link to a live namespace and anything that is not a
+/// symlink (an `ip netns add` bind mount).
+pub fn ensure_link(name: &str, ns: &Netns, ours: Option<&Path>) -> Result<LinkOutcome> {
     let path = link_path(name);
     let target = &ns.source;
     match fs::symlink_metadata(&path) {
@@ -274,6 +276,13 @@ pub fn ensure_link(name: &str, ns: &Netns) -> Result<LinkOutcome> {
         }
         Ok(_) => match probe(&path) {
             Target::Live(id) if id == ns.id => return Ok(LinkOutcome::Existing),
+            _ if ours.is_some_and(|t| {
+                fs::read_link(&path).is_ok_and(|l| l.as_os_str() == t.as_os_str())
+            }) =>
+            {
+                tracing::debug!(path = %path.display(), "replacing the link of the old attachment");
+                remove_path(&path)?;
+            }
             Target::Live(_) | Target::Unknown => bail!(
                 "netns name '{name}' is taken: {} leads to another namespace; choose another --netns-name or remove the link",
                 path.display()
