@@ -13,7 +13,7 @@ use crate::lease::{Lease, LeaseStore, Taken};
 use crate::link::{Iface, Rtnl};
 use crate::plan::{self, AttachPlan};
 use crate::target::Target;
-use crate::{privilege, txn};
+use crate::{names, privilege, txn};
 
 pub const DEFAULT_IFNAME: &str = "eth0";
 pub use crate::txn::FAIL_AFTER_ENV;
@@ -55,10 +55,10 @@ pub type Hints = Vec<String>;
 
 pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hints)> {
     if let Some(ifname) = &opts.ifname {
-        plan::validate_ifname(ifname)?;
+        names::validate_ifname(ifname)?;
     }
     if let Some(name) = &opts.netns_name {
-        plan::validate_netns_name(name)?;
+        names::validate_netns_name(name)?;
     }
     if !opts.dry_run {
         privilege::require("attach")?;
@@ -70,8 +70,20 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         (Some(n), _) => n.clone(),
         (None, _) => target.name.clone(),
     };
-    plan::validate_netns_name(&netns_name)?;
+    names::validate_netns_name(&netns_name)?;
 
+    let mut hints = Vec::new();
+    let store = if opts.dry_run {
+        LeaseStore::open_existing(state_dir)?
+    } else {
+        Some(LeaseStore::open(state_dir)?)
+    };
+    // The bridge is read under the lock: another attach may be creating it right now, and what
+    // it finds decides whether this one creates it (and may undo that) or uses it.
+    let lock = match (&store, opts.dry_run) {
+        (Some(s), false) => Some(s.lock()?),
+        _ => None,
+    };
     let bridge = rtnl.link_by_name(&network.bridge).await?;
     let create_bridge = bridge.is_none();
     if create_bridge && opts.bridge.is_none() {
@@ -97,16 +109,6 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         .or(bridge.as_ref().map(|b: &Iface| b.mtu))
         .unwrap_or(1500);
 
-    let mut hints = Vec::new();
-    let store = if opts.dry_run {
-        LeaseStore::open_existing(state_dir)?
-    } else {
-        Some(LeaseStore::open(state_dir)?)
-    };
-    let lock = match (&store, opts.dry_run) {
-        (Some(s), false) => Some(s.lock()?),
-        _ => None,
-    };
     let (existing, others) = match &store {
         Some(s) => {
             let mine = s.of_container(&target.id)?;
@@ -224,9 +226,9 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
     let (Some(store), Some(lock)) = (store, lock) else {
         bail!("internal: no lease store outside --dry-run");
     };
-    if let Some(stale) = existing {
+    if let Some(stale) = &existing {
         // Restarted container: its old namespace (and with it the old veth) is gone.
-        txn::replace_stale(&rtnl, &store, &lock, &stale).await?;
+        txn::replace_stale(&rtnl, stale).await?;
     }
     let lease = txn::lease_of(&plan, &target);
     let bridge_index = bridge.map(|b| b.index);
@@ -236,8 +238,11 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         &lock,
         &plan,
         &lease,
-        &target.ns,
-        bridge_index,
+        txn::Found {
+            ns: &target.ns,
+            bridge_index,
+            replacing: existing.as_ref(),
+        },
     )
     .await?;
     Ok((Outcome::Attached(lease), hints))
@@ -274,7 +279,7 @@ async fn facts(opts: &AttachOpts) -> Result<(Target, NetworkInfo)> {
 
 /// A Linux bridge outside Docker, described like a Docker network.
 fn plain_bridge(name: &str, subnet: Subnet, gateway: Option<Ipv4Addr>) -> Result<NetworkInfo> {
-    plan::validate_ifname(name)?;
+    names::validate_ifname(name)?;
     if subnet.is_ipv6() {
         bail!("--subnet {subnet}: give an IPv4 subnet");
     }

@@ -348,12 +348,20 @@ impl LeaseStore {
 
     /// Marks a lease complete: rewrites its record (atomically, by rename) and re-links the
     /// IPv6 name of a dual-stack lease to the new record.
-    pub fn mark_complete(&self, _lock: &StoreLock, lease: &Lease) -> Result<()> {
+    pub fn mark_complete(&self, lock: &StoreLock, lease: &Lease) -> Result<()> {
         let mut done = lease.clone();
         done.complete = true;
+        self.rewrite(lock, &done)
+    }
+
+    /// Replaces the record of an address (held by the same lease) atomically, by rename: old or
+    /// new, never neither. A restarted container's re-attach writes its new record over the old
+    /// one, and its rollback writes the old one back.
+    pub fn rewrite(&self, _lock: &StoreLock, lease: &Lease) -> Result<()> {
+        let done = lease;
         let dir = self.network_dir(&lease.network_id)?;
         let path = dir.join(lease.ip.to_string());
-        let tmp = write_temporary(&dir, &done)?;
+        let tmp = write_temporary(&dir, done)?;
         fs::rename(&tmp, &path).map_err(|e| state_err(&path, e))?;
         if let Some(ip6) = lease.ip6 {
             let path6 = dir.join(ip6.to_string());
@@ -558,9 +566,9 @@ pub fn parse_lease(text: String) -> Result<Lease> {
     }
     check_component(&lease.container_id, "container id")?;
     check_component(&lease.network_id, "network id")?;
-    crate::plan::validate_ifname(&lease.host_ifname)?;
-    crate::plan::validate_ifname(&lease.ifname)?;
-    crate::plan::validate_netns_name(&lease.netns_name)?;
+    crate::names::validate_ifname(&lease.host_ifname)?;
+    crate::names::validate_ifname(&lease.ifname)?;
+    crate::names::validate_netns_name(&lease.netns_name)?;
     Ok(lease)
 }
 

@@ -15,6 +15,7 @@ pub mod ipam;
 pub mod lease;
 pub mod link;
 pub mod list;
+pub mod names;
 pub mod netns;
 pub mod output;
 pub mod plan;

@@ -386,36 +386,51 @@ impl Rtnl {
     }
 
     /// Creates a bridge with a fixed MAC (a bridge that takes its ports' lowest MAC changes it,
-    /// and flushes its neighbour table, as ports come and go), its address, up. Returns it.
-    pub async fn create_bridge(
-        &self,
-        name: &str,
-        mac: [u8; 6],
-        addr: Ipv4Addr,
-        prefix_len: u8,
-    ) -> Result<Iface> {
+    /// and flushes its neighbour table, as ports come and go), up. A bridge of that name that
+    /// exists already (EEXIST) is returned as [`Made::Existing`]: the caller uses it and records
+    /// no undo. The address is a second step ([`Rtnl::add_address`]), after the caller has
+    /// recorded the undo of a bridge it created.
+    pub async fn create_bridge(&self, name: &str, mac: [u8; 6]) -> Result<Made> {
         let msg = LinkBridge::new(name).address(mac.to_vec()).up().build();
-        self.handle
-            .link()
-            .add(msg)
-            .execute()
-            .await
-            .map_err(|e| match errno(&e) {
-                Some(libc::EEXIST) => anyhow!("bridge {name} appeared meanwhile; try again"),
-                _ => nl_err(&e, &format!("create bridge {name}")),
-            })?;
+        let created = match self.handle.link().add(msg).execute().await {
+            Ok(()) => true,
+            Err(e) if errno(&e) == Some(libc::EEXIST) => false,
+            Err(e) => return Err(nl_err(&e, &format!("create bridge {name}"))),
+        };
         let br = self
             .link_by_name(name)
             .await?
             .ok_or_else(|| anyhow!("bridge {name} vanished right after it was created"))?;
-        self.handle
+        Ok(if created {
+            Made::Created(br)
+        } else {
+            Made::Existing(br)
+        })
+    }
+
+    /// Adds an address to an interface; already there is success.
+    pub async fn add_address(&self, index: u32, addr: IpAddr, prefix_len: u8) -> Result<()> {
+        match self
+            .handle
             .address()
-            .add(br.index, IpAddr::V4(addr), prefix_len)
+            .add(index, addr, prefix_len)
             .execute()
             .await
-            .map_err(|e| addr_err(&e, IpAddr::V4(addr), prefix_len))?;
-        Ok(br)
+        {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+            Err(e) => Err(addr_err(&e, addr, prefix_len)),
+        }
     }
+}
+
+/// Whether `create_bridge` made the bridge or found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Made {
+    /// This call created it: the caller owns it (and undoes it on failure).
+    Created(Iface),
+    /// It existed already (EEXIST): someone else's, used as it is and never deleted by us.
+    Existing(Iface),
 }
 
 /// What `configure_inside` sets up.

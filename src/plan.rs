@@ -5,15 +5,13 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::ipam::Subnet;
 
 /// Every host-side interface we create starts with this, so `gc` and people can tell ours apart.
 pub const HOST_IFNAME_PREFIX: &str = "vna";
-/// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
-pub const IFNAMSIZ_MAX: usize = 15;
+pub use crate::names::IFNAMSIZ_MAX;
 
 /// Everything `attach` will do, decided up front.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -237,36 +235,6 @@ pub fn short_id(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
-/// A kernel interface name: 1..=15 bytes, not `.`/`..`, no `/`, `:` or white space.
-pub fn validate_ifname(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > IFNAMSIZ_MAX {
-        bail!(
-            "interface name '{name}' must be 1 to {IFNAMSIZ_MAX} bytes long; choose a shorter --ifname"
-        );
-    }
-    if name == "."
-        || name == ".."
-        || name.contains(['/', ':'])
-        || name.contains(char::is_whitespace)
-    {
-        bail!("interface name '{name}' may not be '.', '..' or contain '/', ':' or spaces");
-    }
-    Ok(())
-}
-
-/// A name under /var/run/netns: a single path component of at most 64 bytes.
-pub fn validate_netns_name(name: &str) -> Result<()> {
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if name.is_empty() || name.len() > 64 || name == "." || name == ".." || !ok_chars {
-        bail!(
-            "netns name '{name}' is not usable: use 1 to 64 characters from [A-Za-z0-9_.-], not '.' or '..' (set --netns-name)"
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,24 +256,7 @@ mod tests {
         assert_eq!(a, host_ifname(id, "net1", "eth0"));
         assert_ne!(a, host_ifname(id, "net1", "eth1"));
         assert_ne!(a, host_ifname(id, "net2", "eth0"));
-        validate_ifname(&a).unwrap();
-    }
-
-    #[test]
-    fn interface_and_netns_names_are_validated() {
-        for good in ["eth0", "eth1", "a", "fifteen-bytes-x"] {
-            validate_ifname(good).unwrap();
-        }
-        for bad in ["", "sixteen-bytes-xx", ".", "..", "a/b", "a:b", "a b"] {
-            assert!(validate_ifname(bad).is_err(), "{bad:?}");
-        }
-        for good in ["web", "my-net_ns.1"] {
-            validate_netns_name(good).unwrap();
-        }
-        let long = "x".repeat(65);
-        for bad in ["", ".", "..", "../etc", "a/b", "a b", long.as_str()] {
-            assert!(validate_netns_name(bad).is_err(), "{bad:?}");
-        }
+        crate::names::validate_ifname(&a).unwrap();
     }
 
     #[test]

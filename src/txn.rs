@@ -3,12 +3,12 @@
 //! completed step records its undo; on failure the undos run in reverse and the error names the
 //! failed step, the cause and the outcome of the cleanup.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::{Result, anyhow, bail};
 
 use crate::lease::{InsertError, Lease, LeaseStore, StoreLock};
-use crate::link::{Announce, Inside, Rtnl, VethSpec};
+use crate::link::{Announce, Inside, Made, Rtnl, VethSpec};
 use crate::netns::{self, LinkOutcome, Netns, NsId};
 use crate::plan::{self, AttachPlan};
 use crate::target::Target;
@@ -51,15 +51,21 @@ pub fn lease_of(p: &AttachPlan, target: &Target) -> Lease {
 }
 
 /// Clears what a restarted container's old attachment left (its veth died with its old
-/// namespace; the link dangles) before it is attached again with the same addresses.
-pub async fn replace_stale(
-    rtnl: &Rtnl,
-    store: &LeaseStore,
-    lock: &StoreLock,
-    old: &Lease,
-) -> Result<()> {
-    crate::detach::teardown(rtnl, old, false).await?;
-    store.remove(lock, old)
+/// namespace; the link dangles or, its Pid reused, leads elsewhere) before it is attached again
+/// with the same addresses. The old lease stays: [`run`] writes the new one over it, and writes
+/// it back on failure, so the address is never free in between.
+pub async fn replace_stale(rtnl: &Rtnl, old: &Lease) -> Result<()> {
+    crate::detach::teardown(rtnl, old, false).await
+}
+
+/// What the attach acts on, as found under the lock.
+pub struct Found<'a> {
+    /// The target's open namespace.
+    pub ns: &'a Netns,
+    /// The bridge, when it exists (`None`: create it).
+    pub bridge_index: Option<u32>,
+    /// The old lease of this container on this network (a restart, or a killed attach).
+    pub replacing: Option<&'a Lease>,
 }
 
 /// Runs the plan; on failure undoes what was done and returns the combined error.
@@ -69,9 +75,13 @@ pub async fn run(
     lock: &StoreLock,
     plan: &AttachPlan,
     lease: &Lease,
-    ns: &Netns,
-    bridge_index: Option<u32>,
+    found: Found<'_>,
 ) -> Result<()> {
+    let Found {
+        ns,
+        bridge_index,
+        replacing,
+    } = found;
     let mut txn = Txn {
         rtnl,
         store,
@@ -81,7 +91,7 @@ pub async fn run(
         fail_after: std::env::var(FAIL_AFTER_ENV).ok(),
         pause_after: std::env::var(PAUSE_AFTER_ENV).ok(),
     };
-    match txn.steps(plan, lease, ns, bridge_index).await {
+    match txn.steps(plan, lease, ns, bridge_index, replacing).await {
         Ok(()) => Ok(()),
         Err(cause) => Err(txn.rollback(cause).await),
     }
@@ -90,7 +100,10 @@ pub async fn run(
 /// A completed step and how to take it back.
 enum Undo {
     Lease(Box<Lease>),
-    Bridge(String),
+    /// The old lease of a re-attach, to be written back over the new record.
+    Restore(Box<Lease>),
+    /// A bridge this attach created (name, index): the only kind of bridge it ever deletes.
+    Bridge(String, u32),
     NetnsLink(String, NsId),
     Veth(String),
     Dns(String),
@@ -100,7 +113,8 @@ impl Undo {
     fn what(&self) -> String {
         match self {
             Undo::Lease(l) => format!("lease {}", l.ip),
-            Undo::Bridge(b) => format!("bridge {b}"),
+            Undo::Restore(l) => format!("old lease {}", l.ip),
+            Undo::Bridge(b, _) => format!("bridge {b}"),
             Undo::NetnsLink(n, _) => format!("netns link {}", netns::link_path(n).display()),
             Undo::Veth(v) => format!("veth {v}"),
             Undo::Dns(n) => format!("/etc/netns/{n}/resolv.conf"),
@@ -137,16 +151,30 @@ impl Txn<'_> {
         lease: &Lease,
         ns: &Netns,
         bridge_index: Option<u32>,
+        replacing: Option<&Lease>,
     ) -> Result<()> {
         self.step = "lease";
-        match self.store.insert(self.lock, lease) {
-            Ok(()) => {}
-            Err(InsertError::Taken(ip)) => {
-                bail!("{ip} was leased by another attach meanwhile; try again")
+        match replacing {
+            // Same container, network and addresses: the new record replaces the old one.
+            Some(old) if old.ip == lease.ip && old.ip6 == lease.ip6 => {
+                self.store.rewrite(self.lock, lease)?;
+                self.done.push(Undo::Restore(Box::new(old.clone())));
             }
-            Err(InsertError::Other(e)) => return Err(e),
+            _ => {
+                if let Some(old) = replacing {
+                    self.store.remove(self.lock, old)?;
+                    self.done.push(Undo::Restore(Box::new(old.clone())));
+                }
+                match self.store.insert(self.lock, lease) {
+                    Ok(()) => {}
+                    Err(InsertError::Taken(ip)) => {
+                        bail!("{ip} was leased by another attach meanwhile; try again")
+                    }
+                    Err(InsertError::Other(e)) => return Err(e),
+                }
+                self.done.push(Undo::Lease(Box::new(lease.clone())));
+            }
         }
-        self.done.push(Undo::Lease(Box::new(lease.clone())));
         self.finished("lease")?;
 
         self.step = "bridge";
@@ -154,30 +182,30 @@ impl Txn<'_> {
             Some(i) => i,
             None => {
                 let mac = plan::mac_for(p.gateway);
-                let br = self
-                    .rtnl
-                    .create_bridge(&p.bridge, mac, p.gateway, p.prefix_len)
-                    .await;
-                if br.is_ok()
-                    || self
-                        .rtnl
-                        .link_by_name(&p.bridge)
-                        .await
-                        .ok()
-                        .flatten()
-                        .is_some()
-                {
-                    self.done.push(Undo::Bridge(p.bridge.clone()));
+                match self.rtnl.create_bridge(&p.bridge, mac).await? {
+                    Made::Created(br) => {
+                        self.done.push(Undo::Bridge(p.bridge.clone(), br.index));
+                        self.rtnl
+                            .add_address(br.index, IpAddr::V4(p.gateway), p.prefix_len)
+                            .await?;
+                        self.store.mark_bridge(self.lock, &p.bridge)?;
+                        br.index
+                    }
+                    // Made meanwhile by someone outside our lock: used, never undone.
+                    Made::Existing(br) => {
+                        tracing::debug!(bridge = %p.bridge, "bridge exists already; using it");
+                        br.index
+                    }
                 }
-                let br = br?;
-                self.store.mark_bridge(self.lock, &p.bridge)?;
-                br.index
             }
         };
         self.finished("bridge")?;
 
         self.step = "netns-link";
-        if netns::ensure_link(&p.netns_name, ns)? == LinkOutcome::Created {
+        let ours = replacing
+            .filter(|old| old.netns_name == p.netns_name)
+            .map(Lease::netns_source);
+        if netns::ensure_link(&p.netns_name, ns, ours.as_deref())? == LinkOutcome::Created {
             self.done.push(Undo::NetnsLink(p.netns_name.clone(), ns.id));
         }
         self.finished("netns-link")?;
@@ -238,18 +266,21 @@ impl Txn<'_> {
         let mut failed = Vec::new();
         for undo in self.done.iter().rev() {
             let res = match undo {
-                Undo::Veth(name) | Undo::Bridge(name) => match self.rtnl.link_by_name(name).await {
+                Undo::Veth(name) => match self.rtnl.link_by_name(name).await {
                     Ok(Some(i)) => self.rtnl.delete(i.index).await.map(|_| ()),
                     Ok(None) => Ok(()),
                     Err(e) => Err(e),
+                },
+                Undo::Bridge(name, index) => match self.rtnl.link_by_name(name).await {
+                    Ok(Some(i)) if i.index == *index => self.rtnl.delete(i.index).await.map(|_| ()),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
                 }
-                .and_then(|()| match undo {
-                    Undo::Bridge(name) => self.store.unmark_bridge(self.lock, name),
-                    _ => Ok(()),
-                }),
+                .and_then(|()| self.store.unmark_bridge(self.lock, name)),
                 Undo::NetnsLink(name, id) => netns::remove_link(name, *id).map(|_| ()),
                 Undo::Dns(name) => netns::remove_resolv_conf(name),
                 Undo::Lease(l) => self.store.remove(self.lock, l),
+                Undo::Restore(l) => self.store.rewrite(self.lock, l),
             };
             match res {
                 Ok(()) => undone.push(undo.what()),

@@ -242,3 +242,88 @@ fn a_lease_outside_the_subnet_is_listed_and_harmless() {
     tool.ok(&["detach", &second.name]);
     assert_eq!(tool.lease_count(), 0);
 }
+
+/// After `docker stop`, another process takes the Pid our lease and our link recorded
+/// (simulated: the lease's Pid and the link we wrote are pointed at a new process with its own
+/// namespace). `docker start` and attach again: the container keeps its address, the link we
+/// wrote is replaced, and the other process's namespace is untouched. A link we did not write
+/// is never replaced, and then the old lease (and its address) is kept.
+#[test]
+fn a_restart_after_pid_reuse_keeps_the_address_and_replaces_only_our_link() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let web = Container::none("na-ft-reuse");
+    let ip = tool.ok(&[&web.name]);
+    ok("docker", &["stop", "-t", "0", &web.name]);
+    let other = std::process::Command::new("unshare")
+        .args(["--net", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let other = Kill(other);
+    let other_pid = other.0.id();
+    std::thread::sleep(Duration::from_millis(200));
+    let lease = lease_files(&tool).pop().unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lease).unwrap()).unwrap();
+    json["pid"] = other_pid.into();
+    std::fs::write(&lease, json.to_string()).unwrap();
+    let link = Path::new("/var/run/netns").join(&web.name);
+    let _rm = RemoveOnDrop(link.clone());
+    let other_ns = format!("/proc/{other_pid}/ns/net");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&other_ns, &link).unwrap();
+    ok(
+        "ip",
+        &[
+            "netns", "exec", &web.name, "ip", "link", "add", "probe0", "type", "veth", "peer",
+            "name", "probe1",
+        ],
+    );
+    ok("docker", &["start", &web.name]);
+
+    // A link we did not write (its text is not the lease's path): refused, lease kept.
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(format!("/proc/{other_pid}/./ns/net"), &link).unwrap();
+    tool.fails(&[&web.name], 1, "is taken");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new(&format!("/proc/{other_pid}/./ns/net"))
+    );
+    assert_eq!(tool.lease_count(), 1, "the old lease was dropped");
+    assert!(
+        tool.ok(&["ls"]).contains(&ip),
+        "the sticky address was lost"
+    );
+
+    // The link we wrote: replaced; the same address again.
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&other_ns, &link).unwrap();
+    let again = tool.ok(&[&web.name]);
+    assert_eq!(again, ip, "the restarted container lost its address");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new(&format!("/proc/{}/ns/net", web.pid()))
+    );
+    assert!(web.exec(&["ip", "-o", "addr"]).status.success());
+    assert!(stdout(&web.exec(&["ip", "-o", "addr"])).contains(&format!("{ip}/")));
+    let probe = run(
+        "nsenter",
+        &["-t", &other_pid.to_string(), "-n", "ip", "-o", "link"],
+    );
+    assert!(
+        stdout(&probe).contains("probe0"),
+        "the other namespace was touched"
+    );
+    tool.ok(&["detach", &web.name]);
+    assert_eq!(tool.lease_count(), 0);
+    assert!(!netns_link_exists(&web.name));
+}

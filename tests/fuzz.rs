@@ -9,7 +9,7 @@ use docker_netattach::cli::Cli;
 use docker_netattach::docker::network_info;
 use docker_netattach::ipam::{Pool, Subnet};
 use docker_netattach::lease::parse_lease;
-use docker_netattach::plan::{validate_ifname, validate_netns_name};
+use docker_netattach::names::{validate_ifname, validate_netns_name};
 use proptest::prelude::*;
 
 fn cidr_like() -> impl Strategy<Value = String> {

@@ -285,11 +285,11 @@ fn netns_links_are_made_replaced_when_stale_and_never_stolen() {
     let _rm = RemoveOnDrop(path.clone());
 
     assert_eq!(
-        netns::ensure_link(&name, &ns).unwrap(),
+        netns::ensure_link(&name, &ns, None).unwrap(),
         netns::LinkOutcome::Created
     );
     assert_eq!(
-        netns::ensure_link(&name, &ns).unwrap(),
+        netns::ensure_link(&name, &ns, None).unwrap(),
         netns::LinkOutcome::Existing
     );
     assert_eq!(netns::id_of(&path), Some(ns.id));
@@ -298,16 +298,28 @@ fn netns_links_are_made_replaced_when_stale_and_never_stolen() {
     // A link of that name to another live namespace (ours) is refused, and not removed.
     std::fs::remove_file(&path).unwrap();
     std::os::unix::fs::symlink("/proc/self/ns/net", &path).unwrap();
-    let err = netns::ensure_link(&name, &ns).unwrap_err().to_string();
+    let err = netns::ensure_link(&name, &ns, None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("is taken"), "{err}");
     assert!(!netns::remove_link(&name, ns.id).unwrap());
     assert!(path.exists());
+    // Unless its text is what we wrote for the attachment being replaced (its Pid reused).
+    let err = netns::ensure_link(&name, &ns, Some(std::path::Path::new("/proc/1/ns/net")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is taken"), "{err}");
+    assert_eq!(
+        netns::ensure_link(&name, &ns, Some(std::path::Path::new("/proc/self/ns/net"))).unwrap(),
+        netns::LinkOutcome::Created
+    );
+    assert_eq!(netns::id_of(&path), Some(ns.id));
 
     // A dangling link is stale: replaced by ensure_link, removed by remove_link.
     std::fs::remove_file(&path).unwrap();
     std::os::unix::fs::symlink("/proc/999999999/ns/net", &path).unwrap();
     assert_eq!(
-        netns::ensure_link(&name, &ns).unwrap(),
+        netns::ensure_link(&name, &ns, None).unwrap(),
         netns::LinkOutcome::Created
     );
     assert!(netns::remove_link(&name, ns.id).unwrap());

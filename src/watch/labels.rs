@@ -61,11 +61,12 @@ fn parse(labels: &HashMap<String, String>, prefix: &str, network: &str) -> Resul
     };
     let ifname = get("ifname").map(str::to_string);
     if let Some(i) = &ifname {
-        plan::validate_ifname(i).map_err(|e| anyhow!("label {prefix}.ifname: {e}"))?;
+        crate::names::validate_ifname(i).map_err(|e| anyhow!("label {prefix}.ifname: {e}"))?;
     }
     let netns_name = get("netns-name").map(str::to_string);
     if let Some(n) = &netns_name {
-        plan::validate_netns_name(n).map_err(|e| anyhow!("label {prefix}.netns-name: {e}"))?;
+        crate::names::validate_netns_name(n)
+            .map_err(|e| anyhow!("label {prefix}.netns-name: {e}"))?;
     }
     Ok(Wanted {
         network: network.to_string(),
