@@ -17,6 +17,7 @@ pub mod link;
 pub mod list;
 pub mod netns;
 pub mod output;
+pub mod owner;
 pub mod plan;
 pub mod plugin;
 pub mod privilege;

@@ -151,7 +151,11 @@ fn unknown_containers_and_networks_are_errors() {
     }
     let tool = Tool::new();
     let nobody = unique("na-t-nobody");
-    let err = tool.fails(&["detach", &nobody], 1, &format!("no such container '{nobody}'"));
+    let err = tool.fails(
+        &["detach", &nobody],
+        1,
+        &format!("no such container '{nobody}'"),
+    );
     assert!(
         err.contains("docker ps -a") && err.contains("docker-netattach list"),
         "{err}"
@@ -195,7 +199,11 @@ fn gc_never_deletes_a_foreign_interface_a_lease_names() {
     edit_lease(&lease_file(&tool, &ip), "host_ifname", &foreign.name);
     ok("docker", &["rm", "-f", &c.name]);
     let out = tool.ok(&["gc"]);
-    assert!(iface_exists(&foreign.name), "gc deleted {}: {out}", foreign.name);
+    assert!(
+        iface_exists(&foreign.name),
+        "gc deleted {}: {out}",
+        foreign.name
+    );
     assert!(
         out.contains(&format!("removed lease {ip} on bridge")),
         "{out}"
@@ -216,7 +224,11 @@ fn detach_never_deletes_a_foreign_interface_a_lease_names() {
     let foreign = ForeignVeth::new();
     edit_lease(&lease_file(&tool, &ip), "host_ifname", &foreign.name);
     tool.ok(&["detach", &c.name]);
-    assert!(iface_exists(&foreign.name), "detach deleted {}", foreign.name);
+    assert!(
+        iface_exists(&foreign.name),
+        "detach deleted {}",
+        foreign.name
+    );
     // The container's own veth (under its derived name) went all the same.
     assert!(veths_of(&c.id).is_empty());
     assert!(leases(&tool).is_empty());
@@ -314,15 +326,31 @@ fn detach_counts_bridge_ports_where_the_bridge_is() {
             .unwrap()
     };
     let (veth_a, veth_b) = (veth(&a.0), veth(&b.0));
-    // Run from a third namespace with its own /sys (`ip netns exec` remounts it).
+    // Run in the host's namespace, but with the /sys of a third namespace (`ip netns exec`
+    // remounts it; nsenter then goes back to this test's network namespace only), as in a
+    // container that entered the host's namespace: /sys/class/net/<bridge>/brif is not there.
+    let host_ns = format!("--net=/proc/{}/ns/net", std::process::id());
     let o = Command::new("ip")
-        .args(["netns", "exec", &elsewhere.0, BIN, "detach", &a.0])
+        .args([
+            "netns",
+            "exec",
+            &elsewhere.0,
+            "nsenter",
+            &host_ns,
+            BIN,
+            "detach",
+            &a.0,
+        ])
         .env("DOCKER_NETATTACH_STATE_DIR", tool.state.path())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!iface_exists(&veth_a), "{veth_a} left behind");
-    assert!(iface_exists(&bridge), "bridge {bridge} deleted under {}", b.0);
+    assert!(
+        iface_exists(&bridge),
+        "bridge {bridge} deleted under {}",
+        b.0
+    );
     assert_eq!(bridge_ports(&bridge), vec![veth_b.clone()]);
     assert_eq!(leases(&tool).len(), 1);
     // The last one out takes the bridge it created.
