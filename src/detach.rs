@@ -44,45 +44,19 @@ pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
         None => vec![],
     };
     let docker = DockerClient::connect();
-    let ids = match all.iter().any(|l| l.container_id == opts.container) {
-        // A full ID a lease holds: nothing to ask (and a removed container still detaches).
-        true => vec![opts.container.clone()],
-        false => {
-            let answer = match &docker {
-                Ok(d) => match d.container_lookup(&opts.container).await? {
-                    Lookup::Found(c) => Answer::Found(c.id),
-                    Lookup::NotFound => Answer::NotFound,
-                    Lookup::Unreachable(why) => Answer::Unreachable(why),
-                },
-                Err(e) => Answer::Unreachable(format!("{e:#}")),
-            };
-            choose(&all, &opts.container, &answer)?
-        }
-    };
+    let ids = resolve(
+        &all,
+        &opts.container,
+        docker.as_ref().map_err(|e| format!("{e:#}")),
+    )
+    .await?;
     let docker = docker.ok();
     let mut chosen: Vec<&Lease> = all
         .iter()
         .filter(|l| ids.contains(&l.container_id))
         .collect();
     if let Some(net) = &opts.network {
-        let on = |l: &&Lease, net: &str| l.network == net || l.network_id == net;
-        if !chosen.iter().any(|l| on(l, net)) {
-            // Perhaps another spelling of a network Docker knows (an ID prefix).
-            let known = all.iter().any(|l| on(&l, net));
-            let id = match &docker {
-                Some(d) if !known => d.network_id(net).await.unwrap_or_else(|e| {
-                    tracing::debug!("cannot ask Docker about network '{net}': {e:#}");
-                    Some(net.clone())
-                }),
-                _ => Some(net.clone()),
-            };
-            let Some(id) = id else {
-                bail!("{}", unknown_network(net, &opts.container, &chosen));
-            };
-            chosen.retain(|l| on(l, &id));
-        } else {
-            chosen.retain(|l| on(l, net));
-        }
+        chosen = on_network(chosen, &all, net, docker.as_ref(), &opts.container).await?;
     }
     let (Some(store), false) = (&store, chosen.is_empty()) else {
         return Ok(vec![]);
@@ -129,6 +103,56 @@ pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
         );
     }
     Ok(released)
+}
+
+/// The container IDs `arg` stands for. A full ID a lease holds needs no question (a removed
+/// container still detaches); otherwise Docker is asked and [`choose`] decides.
+async fn resolve(
+    all: &[Lease],
+    arg: &str,
+    docker: std::result::Result<&DockerClient, String>,
+) -> Result<Vec<String>> {
+    if all.iter().any(|l| l.container_id == arg) {
+        return Ok(vec![arg.to_string()]);
+    }
+    let answer = match docker {
+        Ok(d) => match d.container_lookup(arg).await? {
+            Lookup::Found(c) => Answer::Found(c.id),
+            Lookup::NotFound => Answer::NotFound,
+            Lookup::Unreachable(why) => Answer::Unreachable(why),
+        },
+        Err(why) => Answer::Unreachable(why),
+    };
+    choose(all, arg, &answer)
+}
+
+/// The leases of `chosen` on network `net` (its name or ID as the leases record them, or
+/// another spelling Docker resolves). An error when neither Docker nor any lease knows `net`.
+async fn on_network<'a>(
+    mut chosen: Vec<&'a Lease>,
+    all: &[Lease],
+    net: &str,
+    docker: Option<&DockerClient>,
+    container: &str,
+) -> Result<Vec<&'a Lease>> {
+    let on = |l: &Lease, net: &str| l.network == net || l.network_id == net;
+    if chosen.iter().any(|l| on(l, net)) || all.iter().any(|l| on(l, net)) {
+        chosen.retain(|l| on(l, net));
+        return Ok(chosen);
+    }
+    let id = match docker {
+        Some(d) => d.network_id(net).await.unwrap_or_else(|e| {
+            // Cannot tell: nothing of this container is on it as far as the leases know.
+            tracing::debug!("cannot ask Docker about network '{net}': {e:#}");
+            Some(net.to_string())
+        }),
+        None => Some(net.to_string()),
+    };
+    let Some(id) = id else {
+        bail!("{}", unknown_network(net, container, &chosen));
+    };
+    chosen.retain(|l| on(l, &id));
+    Ok(chosen)
 }
 
 fn unknown_network(net: &str, container: &str, chosen: &[&Lease]) -> String {
