@@ -461,3 +461,29 @@ fn detach_and_gc_do_not_hold_the_lock_while_waiting_for_docker() {
     tool.ok(&["detach", &c.name]);
     tool.ok(&["detach", &other.name]);
 }
+
+#[test]
+fn a_bridge_gone_with_its_docker_network_is_not_a_refusal() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let pid = std::process::id();
+    let subnet = format!("10.{}.{}.0/24", 230 + pid % 10, (pid / 10) % 250);
+    let (a, b) = (Container::none("na-t-nra"), Container::none("na-t-nrb"));
+    for c in [&a, &b] {
+        let net = common::Network::create("na-t-nr", &["--subnet", &subnet]);
+        tool.ok(&["attach", &c.name, "--network", &net.0]);
+        let bridge = net.bridge();
+        drop(net); // `docker network rm`: its bridge goes, the veth with it
+        assert!(wait_until(Duration::from_secs(5), || !iface_exists(
+            &bridge
+        )));
+    }
+    // detach of a running container, gc of a removed one: both release the lease.
+    tool.ok(&["detach", &a.name]);
+    ok("docker", &["rm", "-f", &b.name]);
+    let out = tool.ok(&["gc"]);
+    assert!(out.contains("removed lease"), "{out}");
+    assert!(leases(&tool).is_empty());
+}
