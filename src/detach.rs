@@ -1,16 +1,21 @@
-//! `detach`: best-effort, idempotent teardown. Already gone (no interface, dangling link, no
-//! lease, container removed from Docker) is success; other errors are collected and all reported.
-//! Works from the leases alone, so it needs Docker only to resolve a name the leases do not know.
+//! `detach`: best-effort, idempotent teardown of one container's (or `--netns` target's)
+//! attachments. Facts first, without the store lock: who the argument names — Docker's answer
+//! is the truth (a renamed container keeps its ID, and a new container may take the old name);
+//! the names stored in leases count only when Docker does not know the name (a removed
+//! container) or cannot be asked — and that this process works in the host's network
+//! namespace. Then, under the lock, the leases are read again and what is still there is torn
+//! down. Already gone (no interface, dangling link) is success; other errors are collected and
+//! all reported. Only the lease's own veth ([`owner::owns`]) is ever deleted.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 
-use crate::docker::DockerClient;
+use crate::docker::{DockerClient, Lookup};
 use crate::lease::{Lease, LeaseStore};
 use crate::link::Rtnl;
-use crate::netns;
-use crate::privilege;
+use crate::{hostns, netns, owner, privilege};
 
 #[derive(Debug, Clone, Default)]
 pub struct DetachOpts {
@@ -19,30 +24,57 @@ pub struct DetachOpts {
     pub network: Option<String>,
 }
 
-/// Detaches and returns the leases that were released (empty: nothing was attached).
+/// What Docker said about the argument, as far as choosing leases goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The container's full ID.
+    Found(String),
+    NotFound,
+    /// Why Docker could not be asked.
+    Unreachable(String),
+}
+
+/// Detaches and returns the leases that were released (empty: a known container or namespace
+/// that is not attached, or not on `opts.network`).
 pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
     privilege::require("detach")?;
-    let Some(store) = LeaseStore::open_existing(state_dir)? else {
+    let store = LeaseStore::open_existing(state_dir)?;
+    let all = match &store {
+        Some(s) => s.all()?,
+        None => vec![],
+    };
+    let docker = DockerClient::connect();
+    let ids = resolve(
+        &all,
+        &opts.container,
+        docker.as_ref().map_err(|e| format!("{e:#}")),
+    )
+    .await?;
+    let docker = docker.ok();
+    let mut chosen: Vec<&Lease> = all
+        .iter()
+        .filter(|l| ids.contains(&l.container_id))
+        .collect();
+    if let Some(net) = &opts.network {
+        chosen = on_network(chosen, &all, net, docker.as_ref(), &opts.container).await?;
+    }
+    let (Some(store), false) = (&store, chosen.is_empty()) else {
         return Ok(vec![]);
     };
+    let rtnl = Rtnl::connect()?;
+    hostns::confirm(&rtnl, docker.as_ref(), &chosen, "detach").await?;
+    let keys: BTreeSet<(String, String)> = chosen
+        .iter()
+        .map(|l| (l.container_id.clone(), l.network_id.clone()))
+        .collect();
+
+    // Under the lock: what is still there now (another command may have acted meanwhile).
     let lock = store.lock()?;
     let all = store.all()?;
-    let mut chosen = select(&all, &opts.container)?;
-    if chosen.is_empty() {
-        // Perhaps a name the container got after it was attached: ask Docker, if it answers.
-        if let Ok(docker) = DockerClient::connect() {
-            if let Ok(Some(c)) = docker.container_opt(&opts.container).await {
-                chosen = all.iter().filter(|l| l.container_id == c.id).collect();
-            }
-        }
-    }
-    if let Some(net) = &opts.network {
-        chosen.retain(|l| &l.network == net || &l.network_id == net);
-    }
-    if chosen.is_empty() {
-        return Ok(vec![]);
-    }
-    let rtnl = Rtnl::connect()?;
+    let chosen: Vec<&Lease> = all
+        .iter()
+        .filter(|l| keys.contains(&(l.container_id.clone(), l.network_id.clone())))
+        .collect();
     let mut errors = Vec::new();
     let mut released = Vec::new();
     for lease in &chosen {
@@ -59,7 +91,7 @@ pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
         }
     }
     for lease in &released {
-        if let Err(e) = remove_bridge_if_ours_and_empty(&rtnl, &store, &lock, &lease.bridge).await {
+        if let Err(e) = remove_bridge_if_ours_and_empty(&rtnl, store, &lock, &lease.bridge).await {
             errors.push(format!("bridge {}: {e:#}", lease.bridge));
         }
     }
@@ -73,7 +105,72 @@ pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
     Ok(released)
 }
 
-/// Deletes a bridge that `attach --bridge` created once no port is left on it.
+/// The container IDs `arg` stands for. A full ID a lease holds needs no question (a removed
+/// container still detaches); otherwise Docker is asked and [`choose`] decides.
+async fn resolve(
+    all: &[Lease],
+    arg: &str,
+    docker: std::result::Result<&DockerClient, String>,
+) -> Result<Vec<String>> {
+    if all.iter().any(|l| l.container_id == arg) {
+        return Ok(vec![arg.to_string()]);
+    }
+    let answer = match docker {
+        Ok(d) => match d.container_lookup(arg).await? {
+            Lookup::Found(c) => Answer::Found(c.id),
+            Lookup::NotFound => Answer::NotFound,
+            Lookup::Unreachable(why) => Answer::Unreachable(why),
+        },
+        Err(why) => Answer::Unreachable(why),
+    };
+    choose(all, arg, &answer)
+}
+
+/// The leases of `chosen` on network `net` (its name or ID as the leases record them, or
+/// another spelling Docker resolves). An error when neither Docker nor any lease knows `net`.
+async fn on_network<'a>(
+    mut chosen: Vec<&'a Lease>,
+    all: &[Lease],
+    net: &str,
+    docker: Option<&DockerClient>,
+    container: &str,
+) -> Result<Vec<&'a Lease>> {
+    let on = |l: &Lease, net: &str| l.network == net || l.network_id == net;
+    if chosen.iter().any(|l| on(l, net)) || all.iter().any(|l| on(l, net)) {
+        chosen.retain(|l| on(l, net));
+        return Ok(chosen);
+    }
+    let id = match docker {
+        Some(d) => d.network_id(net).await.unwrap_or_else(|e| {
+            // Cannot tell: nothing of this container is on it as far as the leases know.
+            tracing::debug!("cannot ask Docker about network '{net}': {e:#}");
+            Some(net.to_string())
+        }),
+        None => Some(net.to_string()),
+    };
+    let Some(id) = id else {
+        bail!("{}", unknown_network(net, container, &chosen));
+    };
+    chosen.retain(|l| on(l, &id));
+    Ok(chosen)
+}
+
+fn unknown_network(net: &str, container: &str, chosen: &[&Lease]) -> String {
+    let mut nets: Vec<&str> = chosen.iter().map(|l| l.network.as_str()).collect();
+    nets.dedup();
+    let has = if nets.is_empty() {
+        format!("'{container}' is not attached anywhere")
+    } else {
+        format!("'{container}' is attached to {}", nets.join(", "))
+    };
+    format!(
+        "no such network '{net}': Docker does not know it and no attachment is on it ({has}); see `docker network ls` and `docker-netattach list`"
+    )
+}
+
+/// Deletes a bridge that `attach --bridge` created once no port is left on it. The ports are
+/// counted through netlink, in the namespace the bridge is in (/sys/class/net shows the
+/// namespace sysfs was mounted for); an error, or a bridge not visible here, deletes nothing.
 async fn remove_bridge_if_ours_and_empty(
     rtnl: &Rtnl,
     store: &LeaseStore,
@@ -83,54 +180,102 @@ async fn remove_bridge_if_ours_and_empty(
     if !store.bridge_marked(bridge) {
         return Ok(());
     }
-    let ports = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
-        .map(|d| d.count())
-        .unwrap_or(0);
+    let Some(br) = rtnl.link_by_name(bridge).await? else {
+        tracing::warn!(bridge, "bridge not visible; left marked as ours");
+        return Ok(());
+    };
+    let ports = rtnl
+        .links()
+        .await?
+        .iter()
+        .filter(|i| i.controller == Some(br.index))
+        .count();
     if ports > 0 {
         return Ok(());
     }
-    if let Some(br) = rtnl.link_by_name(bridge).await? {
-        rtnl.delete(br.index).await?;
-    }
+    rtnl.delete(br.index).await?;
     store.unmark_bridge(lock, bridge)
 }
 
-/// Leases of the container named by `arg`: exact name, full ID, or a unique ID prefix.
-pub fn select<'a>(all: &'a [Lease], arg: &str) -> Result<Vec<&'a Lease>> {
-    let exact: Vec<&Lease> = all
-        .iter()
-        .filter(|l| l.container_name == arg || l.container_id == arg)
-        .collect();
-    if !exact.is_empty() {
-        return Ok(exact);
+/// Pure: the container IDs `arg` stands for, given Docker's `answer`. Docker's ID is the
+/// truth; a `--netns` target (Docker knows nothing of it) goes by its name. When Docker does not
+/// know the name (removed container) or cannot be asked, the leases decide: exact name, full ID
+/// or unique ID prefix — refused when one name stands for several containers. An empty result:
+/// a container Docker knows, not attached. A name nobody knows is an error.
+pub fn choose(all: &[Lease], arg: &str, answer: &Answer) -> Result<Vec<String>> {
+    let targets = distinct(
+        all.iter()
+            .filter(|l| !l.netns_path.is_empty() && l.container_name == arg),
+    );
+    if let Answer::Found(id) = answer {
+        let attached = all.iter().any(|l| &l.container_id == id);
+        return match (targets.is_empty(), attached) {
+            (true, _) => Ok(vec![id.clone()]),
+            (false, false) => Ok(targets),
+            (false, true) => bail!(
+                "'{arg}' names both container {id} and the attached namespace {}; detach by ID",
+                targets.join(", ")
+            ),
+        };
     }
-    let by_prefix: Vec<&Lease> = all
-        .iter()
-        .filter(|l| !arg.is_empty() && l.container_id.starts_with(arg))
-        .collect();
-    let mut ids: Vec<&str> = by_prefix.iter().map(|l| l.container_id.as_str()).collect();
-    ids.dedup();
+    let mut ids = distinct(
+        all.iter()
+            .filter(|l| l.container_name == arg || l.container_id == arg),
+    );
+    if ids.is_empty() && !arg.is_empty() {
+        ids = distinct(all.iter().filter(|l| l.container_id.starts_with(arg)));
+        if ids.len() > 1 {
+            bail!(
+                "container ID prefix '{arg}' is ambiguous among attached containers ({}); give more characters or the name",
+                ids.join(", ")
+            );
+        }
+    }
     if ids.len() > 1 {
         bail!(
-            "container ID prefix '{arg}' is ambiguous among attached containers; give more characters or the name"
+            "'{arg}' names several attached containers that Docker does not know by that name (IDs {}); detach each by its ID",
+            ids.join(", ")
         );
     }
-    Ok(by_prefix)
+    if ids.is_empty() {
+        let hint =
+            "find names with `docker ps -a` (containers) and `docker-netattach list` (attachments)";
+        return Err(match answer {
+            Answer::Unreachable(why) => anyhow!(
+                "no such container '{arg}' among the attachments, and Docker could not be asked ({why}); {hint}"
+            ),
+            _ => anyhow!(
+                "no such container '{arg}': neither Docker nor an attachment knows it; {hint}"
+            ),
+        });
+    }
+    Ok(ids)
+}
+
+fn distinct<'a>(leases: impl Iterator<Item = &'a Lease>) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for l in leases {
+        if !ids.contains(&l.container_id) {
+            ids.push(l.container_id.clone());
+        }
+    }
+    ids
 }
 
 /// Removes the host veth (its peer goes with it) and, unless `shared` with another attachment,
 /// the netns link and resolv.conf of one lease.
 pub async fn teardown(rtnl: &Rtnl, lease: &Lease, shared: bool) -> Result<()> {
     let mut errors = Vec::new();
-    match rtnl.link_by_name(&lease.host_ifname).await {
-        Ok(Some(iface)) if iface.belongs_to(&lease.container_id) => {
+    let name = owner::host_ifname(lease);
+    match rtnl.link_by_name(&name).await {
+        Ok(Some(iface)) if owner::owns(&iface, lease) => {
             if let Err(e) = rtnl.delete(iface.index).await {
                 errors.push(format!("{e:#}"));
             }
         }
         Ok(Some(_)) => tracing::warn!(
-            ifname = %lease.host_ifname,
-            "interface does not carry the container's ID as alias; left alone"
+            ifname = %name,
+            "interface is not a veth carrying the container's ID as alias; left alone"
         ),
         Ok(None) => {}
         Err(e) => errors.push(format!("{e:#}")),
@@ -161,13 +306,60 @@ mod tests {
     }
 
     #[test]
-    fn select_by_name_id_and_unique_prefix() {
+    fn without_docker_the_leases_decide_by_name_id_and_unique_prefix() {
         let all = vec![l("abc111", "web"), l("abd222", "db")];
-        assert_eq!(select(&all, "web").unwrap().len(), 1);
-        assert_eq!(select(&all, "abd222").unwrap()[0].container_name, "db");
-        assert_eq!(select(&all, "abc").unwrap()[0].container_name, "web");
-        assert!(select(&all, "ab").is_err());
-        assert!(select(&all, "zzz").unwrap().is_empty());
-        assert!(select(&all, "").unwrap().is_empty());
+        let nf = Answer::NotFound;
+        assert_eq!(choose(&all, "web", &nf).unwrap(), ["abc111"]);
+        assert_eq!(choose(&all, "abd222", &nf).unwrap(), ["abd222"]);
+        assert_eq!(choose(&all, "abc", &nf).unwrap(), ["abc111"]);
+        assert!(choose(&all, "ab", &nf).is_err());
+        let e = choose(&all, "zzz", &nf).unwrap_err().to_string();
+        assert!(
+            e.contains("no such container 'zzz'") && e.contains("docker ps -a"),
+            "{e}"
+        );
+        let down = Answer::Unreachable("cannot reach Docker".into());
+        assert_eq!(choose(&all, "db", &down).unwrap(), ["abd222"]);
+        assert!(
+            choose(&all, "zzz", &down)
+                .unwrap_err()
+                .to_string()
+                .contains("could not be asked")
+        );
+        assert!(choose(&all, "", &nf).is_err());
+    }
+
+    #[test]
+    fn docker_is_the_truth_for_a_name_it_knows() {
+        // 'web' was renamed; a new, unattached 'web' exists.
+        let all = vec![l("old111", "web")];
+        assert_eq!(
+            choose(&all, "web", &Answer::Found("new222".into())).unwrap(),
+            ["new222"]
+        );
+    }
+
+    #[test]
+    fn one_name_for_several_removed_containers_is_refused() {
+        let all = vec![l("aaa111", "web"), l("bbb222", "web")];
+        let e = choose(&all, "web", &Answer::NotFound)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("aaa111") && e.contains("bbb222"), "{e}");
+    }
+
+    #[test]
+    fn a_netns_target_goes_by_its_name() {
+        let mut t = l("ns1111", "lab");
+        t.netns_path = "/var/run/netns/lab".into();
+        let all = vec![t, l("ccc333", "web")];
+        assert_eq!(choose(&all, "lab", &Answer::NotFound).unwrap(), ["ns1111"]);
+        // A container of that name Docker knows, not attached: the namespace is meant.
+        assert_eq!(
+            choose(&all, "lab", &Answer::Found("ddd444".into())).unwrap(),
+            ["ns1111"]
+        );
+        // Both attached: refused.
+        assert!(choose(&all, "lab", &Answer::Found("ccc333".into())).is_err());
     }
 }

@@ -161,6 +161,49 @@ impl DockerClient {
         }
     }
 
+    /// Looks a container up by name, ID or unique ID prefix, telling "Docker does not know it"
+    /// (404) and "Docker cannot be asked" (no connection, timeout) apart from other errors
+    /// (which are returned, e.g. an ambiguous ID prefix).
+    pub async fn container_lookup(&self, name: &str) -> Result<Lookup> {
+        let mut resp = self.docker.inspect_container(name, None).await;
+        if is_too_old(&resp) {
+            match self.renegotiate().await {
+                Ok(d) => resp = d.inspect_container(name, None).await,
+                Err(e) => return Ok(Lookup::Unreachable(format!("{e:#}"))),
+            }
+        }
+        match resp {
+            Ok(c) => container_info(c, name).map(Lookup::Found),
+            Err(e @ BollardError::DockerResponseServerError { .. }) => {
+                let err = self.container_err(name, &e);
+                if err.downcast_ref::<NotFound>().is_some() {
+                    Ok(Lookup::NotFound)
+                } else {
+                    Err(err)
+                }
+            }
+            Err(e) => Ok(Lookup::Unreachable(format!(
+                "{:#}",
+                self.request_err(&e, &format!("container '{name}'"))
+            ))),
+        }
+    }
+
+    /// The full ID of a network Docker knows by this name or ID (any driver); `None` on 404.
+    pub async fn network_id(&self, name: &str) -> Result<Option<String>> {
+        let mut resp = self.docker.inspect_network(name, None).await;
+        if is_too_old(&resp) {
+            resp = self.renegotiate().await?.inspect_network(name, None).await;
+        }
+        match resp {
+            Ok(n) => Ok(Some(n.id.unwrap_or_else(|| name.to_string()))),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(self.request_err(&e, &format!("network '{name}'"))),
+        }
+    }
+
     /// Inspects a network by name or ID.
     pub async fn network(&self, name: &str) -> Result<NetworkInfo> {
         let mut resp = self.docker.inspect_network(name, None).await;
@@ -208,6 +251,16 @@ impl DockerClient {
             _ => unreachable_err(&self.host, e),
         }
     }
+}
+
+/// What Docker says about a container name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found(ContainerInfo),
+    /// HTTP 404.
+    NotFound,
+    /// No answer (no connection, timeout, a refused API version); the sentence says why.
+    Unreachable(String),
 }
 
 /// Docker does not know the container (HTTP 404).

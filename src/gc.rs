@@ -1,7 +1,9 @@
 //! `gc`: removes what belongs to containers or namespaces that no longer exist. Side effects:
 //! deletes host veths (netlink), netns links under /var/run/netns and lease files, and reads
 //! Docker (one inspect per container concerned). The decisions are pure functions of the facts
-//! gathered first ([`decide_lease`], [`decide_veth`]); only then is anything removed.
+//! gathered first ([`decide_lease`], [`decide_veth`]); only then is anything removed. Docker is
+//! asked before the store lock is taken, and nothing changes unless this process can be seen to
+//! work in the host's network namespace ([`hostns::confirm`]).
 //!
 //! Rules, for each lease of the state directory (under the store lock):
 //! - container gone from Docker: its veth (if any), its netns link and its lease go;
@@ -11,8 +13,10 @@
 //! - container running in the recorded namespace but without its host veth (an attach that
 //!   never completed, or an interface deleted by hand): link and lease go.
 //!
-//! Host interfaces not covered by a lease are ours only when their name starts with
-//! [`HOST_IFNAME_PREFIX`] and their ifalias is a full container ID; such a veth goes when its
+//! A lease's veth is the one under the name derived from (container ID, network, interface
+//! name), never the name stored in the file, and only a veth whose alias is the container's ID
+//! ([`owner::owns`]). Host interfaces not covered by a lease are ours only when they are veths,
+//! their name starts with [`HOST_IFNAME_PREFIX`] and their ifalias is a full container ID; such a veth goes when its
 //! container is gone or not running. A veth of a running container is left alone even without a
 //! lease here: it may belong to another state directory. Nothing else is ever touched.
 
@@ -28,7 +32,7 @@ use crate::lease::{Lease, LeaseStore, StoreLock};
 use crate::link::{Iface, Rtnl};
 use crate::netns::{self, NsId};
 use crate::plan::{self, HOST_IFNAME_PREFIX, short_id};
-use crate::{hostns, output, privilege};
+use crate::{hostns, output, owner, privilege};
 
 /// What Docker says about a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +67,11 @@ pub struct LeaseFacts {
 /// One thing to remove, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// `unnamed_ok`: a veth without alias is also ours (the lease's attach never completed).
     Veth {
         name: String,
         container_id: String,
+        unnamed_ok: bool,
     },
     /// `resolv`: also /etc/netns/<name>/resolv.conf (the lease wrote one and goes).
     NetnsLink {
@@ -117,12 +123,14 @@ pub fn decide_lease(f: &LeaseFacts) -> Vec<Removal> {
         action,
     };
     if f.veth {
+        let name = plan::host_ifname(&l.container_id, &l.network_id, &l.ifname);
         out.push(item(
             "veth",
-            l.host_ifname.clone(),
+            name.clone(),
             Action::Veth {
-                name: l.host_ifname.clone(),
+                name,
                 container_id: l.container_id.clone(),
+                unnamed_ok: !l.complete,
             },
         ));
     }
@@ -148,14 +156,14 @@ pub fn decide_lease(f: &LeaseFacts) -> Vec<Removal> {
 }
 
 /// Pure: the container ID a host interface belongs to, when it is one of ours
-/// (`vna` prefix and a full container ID as ifalias).
+/// (a veth, `vna` prefix and a full container ID as ifalias).
 pub fn owner_of(iface: &Iface) -> Option<&str> {
     let alias = iface.alias.as_deref()?;
     let is_id = alias.len() == 64
         && alias
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    (iface.name.starts_with(HOST_IFNAME_PREFIX) && is_id).then_some(alias)
+    (iface.veth && iface.name.starts_with(HOST_IFNAME_PREFIX) && is_id).then_some(alias)
 }
 
 /// Pure: whether a veth of ours that no lease here claims is garbage.
@@ -174,6 +182,7 @@ pub fn decide_veth(iface: &Iface, owner: &str, presence: Presence) -> Option<Rem
         action: Action::Veth {
             name: iface.name.clone(),
             container_id: owner.to_string(),
+            unnamed_ok: false,
         },
     })
 }
@@ -207,21 +216,13 @@ pub async fn run_cli(args: GcArgs, state_dir: &Path) -> Result<i32> {
 
 /// Finds (and unless `dry_run`, removes) stale objects; returns them. Needs Docker to tell which
 /// containers are gone: when Docker does not answer, nothing is removed and the error says so.
+///
+/// Docker is asked first, without the store lock (each request may take its whole timeout),
+/// and the host namespace is confirmed ([`hostns::confirm`]). Then, under the lock, the leases
+/// and interfaces are read again and decided with those answers; a lease or interface that
+/// appeared meanwhile (its container not asked about) is left for the next run.
 pub async fn gc(state_dir: &Path, dry_run: bool) -> Result<Vec<Removal>> {
     let store = LeaseStore::open_existing(state_dir)?;
-    let lock = match (&store, dry_run) {
-        (Some(s), false) => Some(s.lock()?),
-        _ => None,
-    };
-    if let (Some(s), Some(l)) = (&store, &lock) {
-        let swept = s.sweep(l)?;
-        if swept > 0 {
-            tracing::info!(
-                swept,
-                "removed temporary files and index entries of killed commands"
-            );
-        }
-    }
     let leases = match &store {
         Some(s) => s.all()?,
         None => vec![],
@@ -229,26 +230,73 @@ pub async fn gc(state_dir: &Path, dry_run: bool) -> Result<Vec<Removal>> {
     let docker = DockerClient::connect().map_err(needs_docker)?;
     let rtnl = Rtnl::connect()?;
     let ifaces = rtnl.links().await?;
-    let by_name: BTreeMap<&str, &Iface> = ifaces.iter().map(|i| (i.name.as_str(), i)).collect();
-    let claimed: BTreeSet<&str> = leases.iter().map(|l| l.host_ifname.as_str()).collect();
-    // A veth of a `--netns` target lives exactly as long as its namespace: never garbage.
-    let orphans: Vec<(&Iface, &str)> = ifaces
-        .iter()
-        .filter(|i| !claimed.contains(i.name.as_str()))
-        .filter_map(|i| owner_of(i).map(|o| (i, o)))
-        .filter(|(_, o)| !is_netns_target_id(o))
-        .collect();
-
-    let ids: BTreeSet<&str> = leases
+    let ids: BTreeSet<String> = leases
         .iter()
         .filter(|l| !is_netns_lease(l))
-        .map(|l| l.container_id.as_str())
-        .chain(orphans.iter().map(|(_, o)| *o))
+        .map(|l| l.container_id.clone())
+        .chain(orphans(&leases, &ifaces).map(|(_, o)| o.to_string()))
         .collect();
     let presence = presences(&docker, ids).await?;
+    let refs: Vec<&Lease> = leases.iter().collect();
+    hostns::confirm(&rtnl, Some(&docker), &refs, "gc").await?;
+    let asked: BTreeSet<(String, String)> = leases.iter().map(key).collect();
+    if dry_run {
+        return Ok(decide(&leases, &ifaces, &presence, &asked));
+    }
+    let (leases, ifaces, lock) = match &store {
+        Some(s) => {
+            let lock = s.lock()?;
+            let swept = s.sweep(&lock)?;
+            if swept > 0 {
+                tracing::info!(
+                    swept,
+                    "removed temporary files and index entries of killed commands"
+                );
+            }
+            (s.all()?, rtnl.links().await?, Some(lock))
+        }
+        None => (leases, ifaces, None),
+    };
+    let plan = decide(&leases, &ifaces, &presence, &asked);
+    if plan.is_empty() {
+        return Ok(plan);
+    }
+    apply(&rtnl, store.as_ref().zip(lock.as_ref()), &plan).await?;
+    Ok(plan)
+}
 
+fn key(l: &Lease) -> (String, String) {
+    (l.container_id.clone(), l.network_id.clone())
+}
+
+/// Host interfaces of ours that no lease claims, with their owner. A veth of a `--netns` target
+/// lives exactly as long as its namespace: never garbage.
+fn orphans<'a>(
+    leases: &[Lease],
+    ifaces: &'a [Iface],
+) -> impl Iterator<Item = (&'a Iface, &'a str)> {
+    let claimed: BTreeSet<String> = leases
+        .iter()
+        .map(|l| plan::host_ifname(&l.container_id, &l.network_id, &l.ifname))
+        .collect();
+    ifaces
+        .iter()
+        .filter(move |i| !claimed.contains(&i.name))
+        .filter_map(|i| owner_of(i).map(|o| (i, o)))
+        .filter(|(_, o)| !is_netns_target_id(o))
+}
+
+/// The removals for these leases and interfaces, given Docker's answers (`presence`) and the
+/// leases those answers were gathered for (`asked`); everything else is left alone.
+fn decide(
+    leases: &[Lease],
+    ifaces: &[Iface],
+    presence: &BTreeMap<String, Presence>,
+    asked: &BTreeSet<(String, String)>,
+) -> Vec<Removal> {
+    let by_name: BTreeMap<&str, &Iface> = ifaces.iter().map(|i| (i.name.as_str(), i)).collect();
     let mut plan = Vec::new();
-    for lease in &leases {
+    for lease in leases.iter().filter(|l| asked.contains(&key(l))) {
         let alive = ns_alive(lease);
         let container = if is_netns_lease(lease) {
             // A namespace that is gone never comes back: its lease is of no further use.
@@ -258,44 +306,42 @@ pub async fn gc(state_dir: &Path, dry_run: bool) -> Result<Vec<Removal>> {
                 Presence::Gone
             }
         } else {
-            presence
-                .get(lease.container_id.as_str())
-                .copied()
-                .unwrap_or(Presence::Gone)
+            match presence.get(&lease.container_id) {
+                Some(p) => *p,
+                None => continue,
+            }
         };
+        let name = plan::host_ifname(&lease.container_id, &lease.network_id, &lease.ifname);
         let facts = LeaseFacts {
             container,
             ns_alive: alive,
             veth: by_name
-                .get(lease.host_ifname.as_str())
-                .is_some_and(|i| i.belongs_to(&lease.container_id)),
+                .get(name.as_str())
+                .is_some_and(|i| owner::owns(i, lease)),
             link: link_state(lease),
             lease: lease.clone(),
         };
         plan.extend(decide_lease(&facts));
     }
-    for (iface, owner) in orphans {
-        let p = presence.get(owner).copied().unwrap_or(Presence::Gone);
-        plan.extend(decide_veth(iface, owner, p));
+    for (iface, owner) in orphans(leases, ifaces) {
+        if let Some(p) = presence.get(owner) {
+            plan.extend(decide_veth(iface, owner, *p));
+        }
     }
-    keep_shared_links(&mut plan, &leases, ns_alive);
-    if dry_run || plan.is_empty() {
-        return Ok(plan);
-    }
-    apply(&rtnl, store.as_ref().zip(lock.as_ref()), &plan).await?;
-    Ok(plan)
+    keep_shared_links(&mut plan, leases, ns_alive);
+    plan
 }
 
 fn needs_docker(e: anyhow::Error) -> anyhow::Error {
     anyhow!("gc needs Docker to tell which containers are gone, and nothing was removed: {e:#}")
 }
 
-async fn presences<'a>(
+async fn presences(
     docker: &DockerClient,
-    ids: BTreeSet<&'a str>,
-) -> Result<BTreeMap<&'a str, Presence>> {
+    ids: BTreeSet<String>,
+) -> Result<BTreeMap<String, Presence>> {
     let lookups = ids.into_iter().map(|id| async move {
-        let c = docker.container_opt(id).await?;
+        let c = docker.container_opt(&id).await?;
         let p = match c {
             None => Presence::Gone,
             Some(c) if c.running => Presence::Running,
@@ -385,9 +431,15 @@ async fn apply(
     });
     for r in ordered {
         let res = match &r.action {
-            Action::Veth { name, container_id } => match rtnl.link_by_name(name).await {
+            Action::Veth {
+                name,
+                container_id,
+                unnamed_ok,
+            } => match rtnl.link_by_name(name).await {
                 // Checked again right before deleting: the name may have been reused meanwhile.
-                Ok(Some(i)) if i.belongs_to(container_id) => rtnl.delete(i.index).await.map(|_| ()),
+                Ok(Some(i)) if i.belongs_to(container_id, *unnamed_ok) => {
+                    rtnl.delete(i.index).await.map(|_| ())
+                }
                 Ok(_) => Ok(()),
                 Err(e) => Err(e),
             },
@@ -478,6 +530,7 @@ mod tests {
             alias: alias.map(Into::into),
             up: true,
             controller: None,
+            veth: true,
         }
     }
 

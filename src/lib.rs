@@ -18,6 +18,7 @@ pub mod list;
 pub mod names;
 pub mod netns;
 pub mod output;
+pub mod owner;
 pub mod plan;
 pub mod plugin;
 pub mod privilege;

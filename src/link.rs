@@ -9,8 +9,8 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{
-    AfSpecInet, AfSpecUnspec, InetDevConf, InfoData, InfoVeth, LinkAttribute, LinkFlags,
-    LinkMessage,
+    AfSpecInet, AfSpecUnspec, InetDevConf, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags,
+    LinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -29,17 +29,21 @@ pub struct Iface {
     pub alias: Option<String>,
     pub up: bool,
     pub controller: Option<u32>,
+    /// Link kind `veth` (IFLA_INFO_KIND): the only kind this tool ever creates on the host.
+    pub veth: bool,
 }
 
 impl Iface {
-    /// Whether this host end (found under the lease's exact, deterministic name) belongs to
-    /// `container_id`: it carries the ID as alias, or no alias at all — an attach killed between
-    /// creating the pair and naming it (the kernel ignores the alias in the creating request).
-    pub fn belongs_to(&self, container_id: &str) -> bool {
-        match self.alias.as_deref() {
-            None | Some("") => true,
-            Some(a) => a == container_id,
-        }
+    /// Whether this host end (found under the exact, deterministic name) belongs to
+    /// `container_id`: a veth that carries the ID as alias, or no alias at all when `unnamed_ok`
+    /// — an attach killed between creating the pair and naming it (the kernel ignores the alias
+    /// in the creating request).
+    pub fn belongs_to(&self, container_id: &str, unnamed_ok: bool) -> bool {
+        self.veth
+            && match self.alias.as_deref() {
+                None | Some("") => unnamed_ok,
+                Some(a) => a == container_id,
+            }
     }
 }
 
@@ -488,6 +492,7 @@ fn iface(msg: LinkMessage) -> Iface {
         alias: None,
         up: msg.header.flags.contains(LinkFlags::Up),
         controller: None,
+        veth: false,
     };
     for attr in msg.attributes {
         match attr {
@@ -495,6 +500,11 @@ fn iface(msg: LinkMessage) -> Iface {
             LinkAttribute::Mtu(m) => out.mtu = m,
             LinkAttribute::IfAlias(a) => out.alias = Some(a),
             LinkAttribute::Controller(c) => out.controller = Some(c),
+            LinkAttribute::LinkInfo(infos) => {
+                out.veth = infos
+                    .iter()
+                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth)));
+            }
             _ => {}
         }
     }

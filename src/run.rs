@@ -109,12 +109,21 @@ async fn run_detach(d: DetachArgs, state_dir: &std::path::Path, verbose: bool) -
         container: d.container,
         network: d.network,
     };
+    // As `gc` does: from a container run with --pid=host, work in the host's namespace.
+    crate::privilege::require("detach")?;
+    crate::hostns::enter()?;
     let released = detach::detach(&opts, state_dir).await?;
     if d.json {
         let records: Vec<Record> = released.iter().map(|l| Record::new(l, None)).collect();
         println!("{}", output::to_json(&records));
     } else if released.is_empty() {
-        eprintln!("'{}' is not attached; nothing to do", opts.container);
+        match &opts.network {
+            Some(net) => eprintln!(
+                "'{}' is not attached to network '{net}'; nothing to do",
+                opts.container
+            ),
+            None => eprintln!("'{}' is not attached; nothing to do", opts.container),
+        }
     } else if verbose {
         for l in &released {
             describe("detached", l);

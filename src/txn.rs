@@ -220,7 +220,7 @@ impl Txn<'_> {
             mtu: p.mtu,
         };
         let created = self.rtnl.create_veth(&spec, ns.fd()).await;
-        let ours = |i: crate::link::Iface| i.belongs_to(&p.container_id);
+        let ours = |i: crate::link::Iface| i.belongs_to(&p.container_id, true);
         if created.is_ok()
             || self
                 .rtnl
