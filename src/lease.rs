@@ -415,7 +415,6 @@ impl LeaseStore {
     /// Links a new record to its names: the IPv6 name first, so that while the IPv4 name (the
     /// lease) exists, both addresses are taken.
     fn write_new(&self, dir: &Path, lease: &Lease) -> Result<(), InsertError> {
-        let path = dir.join(lease.ip.to_string());
         let tmp = write_temporary(dir, lease)?;
         let result = link_new(&tmp, dir, lease);
         let _ = fs::remove_file(&tmp);
@@ -426,9 +425,7 @@ impl LeaseStore {
             } else {
                 state_err(&name, e).into()
             }
-        })?;
-        debug_assert!(path.exists());
-        Ok(())
+        })
     }
 
     /// Removes a lease and its index entry; already gone is fine. The IPv4 name goes first,
@@ -947,7 +944,8 @@ fn check_component(s: &str, what: &str) -> Result<()> {
 
 fn ensure_private_dir(dir: &Path) -> Result<()> {
     match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => return Ok(()),
+        // A new directory's name must survive a crash as well as the files about to go in it.
+        Ok(()) => return dir.parent().map_or(Ok(()), fsync_dir),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
         Err(e) if e.kind() == ErrorKind::NotFound => {
             fs::DirBuilder::new()
