@@ -472,40 +472,53 @@ impl LeaseStore {
         fsync_dir(&dir)
     }
 
-    /// Every file of the store that cannot be read as a lease, in place or quarantined.
-    fn corrupt_in(
+    /// Reads the records of one network directory into `scan`: readable leases (unless
+    /// `quarantined`) and files that cannot be read. Each file is read once.
+    fn scan_dir(
         &self,
         dir: &Path,
         network_id: &str,
         quarantined: bool,
-    ) -> Result<Vec<CorruptLease>> {
+        scan: &mut Scan,
+    ) -> Result<()> {
         let files = sorted_entries(dir)?;
-        // The IPv6 names, by file identity: a dual-stack record has both names.
-        let v6: BTreeMap<(u64, u64), Ipv6Addr> = files
-            .iter()
-            .filter_map(|f| {
-                let ip = address_of(f)?;
-                let IpAddr::V6(ip) = ip else { return None };
-                let m = fs::symlink_metadata(f).ok()?;
-                Some(((m.dev(), m.ino()), ip))
-            })
-            .collect();
-        let mut out = Vec::new();
-        for file in files {
-            let Some(ip @ IpAddr::V4(_)) = address_of(&file) else {
+        // The IPv6 names by file identity (a dual-stack record has both), once one is needed.
+        let mut v6: Option<BTreeMap<(u64, u64), Ipv6Addr>> = None;
+        for file in &files {
+            // Hidden temporaries and the IPv6 links of dual-stack leases are not read: a
+            // record is read once, by its IPv4 name.
+            let Some(ip @ IpAddr::V4(_)) = address_of(file) else {
                 continue;
             };
             let error = if quarantined {
-                Some(record_error(&file))
+                record_error(file)
             } else {
-                read_lease(&file).err().map(|e| format!("{e:#}"))
+                match read_lease(file) {
+                    Ok(Some(lease)) => {
+                        scan.leases.push(lease);
+                        continue;
+                    }
+                    Ok(None) => continue,
+                    Err(e) => format!("{e:#}"),
+                }
             };
-            let Some(error) = error else { continue };
-            let ip6 = fs::symlink_metadata(&file)
+            let v6 = v6.get_or_insert_with(|| {
+                files
+                    .iter()
+                    .filter_map(|f| {
+                        let IpAddr::V6(ip) = address_of(f)? else {
+                            return None;
+                        };
+                        let m = fs::symlink_metadata(f).ok()?;
+                        Some(((m.dev(), m.ino()), ip))
+                    })
+                    .collect()
+            });
+            let ip6 = fs::symlink_metadata(file)
                 .ok()
                 .and_then(|m| v6.get(&(m.dev(), m.ino())).copied());
-            out.push(CorruptLease {
-                path: file,
+            scan.corrupt.push(CorruptLease {
+                path: file.clone(),
                 network_id: network_id.to_string(),
                 ip,
                 ip6,
@@ -513,7 +526,7 @@ impl LeaseStore {
                 error,
             });
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Every readable lease (in address order per network), and every file that is not.
@@ -521,25 +534,11 @@ impl LeaseStore {
         let mut scan = Scan::default();
         for net in sorted_entries(&self.leases_dir())? {
             let network_id = file_name(&net).unwrap_or_default().to_string();
-            for file in sorted_entries(&net)? {
-                // Hidden temporaries, and the IPv6 links of dual-stack leases (read once, by
-                // their IPv4 name).
-                if !is_v4_name(&file) {
-                    continue;
-                }
-                match read_lease(&file) {
-                    Ok(Some(lease)) => scan.leases.push(lease),
-                    Ok(None) => {}
-                    Err(_) => {}
-                }
-            }
-            scan.corrupt
-                .extend(self.corrupt_in(&net, &network_id, false)?);
+            self.scan_dir(&net, &network_id, false, &mut scan)?;
         }
         for net in sorted_entries(&self.quarantine_dir())? {
             let network_id = file_name(&net).unwrap_or_default().to_string();
-            scan.corrupt
-                .extend(self.corrupt_in(&net, &network_id, true)?);
+            self.scan_dir(&net, &network_id, true, &mut scan)?;
         }
         scan.leases
             .sort_by_key(|l| (l.network.clone(), u32::from(l.ip)));
