@@ -656,11 +656,19 @@ impl LeaseStore {
                     continue; // corrupt: reported by scan, kept (its address stays taken)
                 };
                 let owner = net.join(record.ip.to_string());
-                let alive = read_lease(&owner)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|l| l.container_id == record.container_id && l.ip6 == Some(ip6));
-                if !alive && record.ip6 == Some(ip6) {
+                let quarantined = net
+                    .file_name()
+                    .map(|n| self.quarantine_dir().join(n))
+                    .and_then(|q| addresses_named_in(&q).ok())
+                    .is_some_and(|q| q.contains(&IpAddr::V4(record.ip)));
+                let orphan = match read_lease(&owner) {
+                    // Its lease was set aside as corrupt: nobody can tell whether the address
+                    // is used, so it stays taken.
+                    Ok(None) => !quarantined,
+                    Ok(Some(l)) => l.container_id != record.container_id || l.ip6 != Some(ip6),
+                    Err(_) => false,
+                };
+                if orphan && record.ip6 == Some(ip6) {
                     remove_if_present(&file)?;
                     fsync_dir(&net)?;
                     removed += 1;
@@ -1163,6 +1171,36 @@ mod tests {
         assert_eq!(store.all().unwrap(), vec![a.clone()]);
         assert_eq!(fs::read_link(&index).unwrap(), Path::new("10.0.0.5"));
         assert!(store.corrupt_indexes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_name_is_swept_only_when_its_lease_is_gone() {
+        let (_d, store) = tmp_store();
+        let lock = store.lock().unwrap();
+        let dir = store.root().join("leases/netid");
+        let mut a = lease("aaa", "10.0.0.5");
+        a.ip6 = Some("fd00::5".parse().unwrap());
+        let mut b = lease("bbb", "10.0.0.6");
+        b.ip6 = Some("fd00::6".parse().unwrap());
+        store.insert(&lock, &a).unwrap();
+        store.insert(&lock, &b).unwrap();
+        // `a` lost its IPv4 name (a remove killed between its unlinks); `b`'s IPv4 record was
+        // replaced by garbage (a new file: its IPv6 name still holds the readable record).
+        fs::remove_file(dir.join("10.0.0.5")).unwrap();
+        fs::remove_file(dir.join("10.0.0.6")).unwrap();
+        fs::write(dir.join("10.0.0.6"), "junk").unwrap();
+        store.sweep(&lock).unwrap();
+        assert!(!dir.join("fd00::5").exists(), "the orphan IPv6 name stayed");
+        assert!(
+            dir.join("fd00::6").exists(),
+            "the corrupt lease's IPv6 address was freed"
+        );
+        let taken = store.taken("netid").unwrap();
+        assert!(
+            taken
+                .v6
+                .contains(&crate::ipam::key("fd00::6".parse().unwrap()))
+        );
     }
 
     #[test]
