@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::docker::{DockerClient, NetworkInfo};
-use crate::lease::{Lease, LeaseStore};
+use crate::lease::{CorruptIndex, CorruptLease, Lease, LeaseStore};
 use crate::list;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,15 +47,28 @@ pub async fn doctor(networks: &[String], state_dir: &Path) -> Result<Vec<Check>>
     let mut out = Vec::new();
     out.push(ip_forward(&read_trim("/proc/sys/net/ipv4/ip_forward")));
     let leases = match LeaseStore::open_existing(state_dir) {
-        Ok(Some(store)) => match store.all() {
-            Ok(l) => l,
+        Ok(Some(store)) => match store.scan() {
+            Ok(scan) => {
+                out.extend(scan.corrupt.iter().map(corrupt_lease_check));
+                match store.corrupt_indexes() {
+                    Ok(bad) => out.extend(bad.iter().map(corrupt_index_check)),
+                    Err(e) => out.push(check(
+                        "state",
+                        Status::Fail,
+                        &state_dir.display().to_string(),
+                        format!("{e:#}"),
+                        "",
+                    )),
+                }
+                scan.leases
+            }
             Err(e) => {
                 out.push(check(
                     "state",
                     Status::Fail,
                     &state_dir.display().to_string(),
                     format!("{e:#}"),
-                    "move the named file away, then run `docker-netattach gc`",
+                    "fix or move the named file or directory, then run `docker-netattach gc`",
                 ));
                 vec![]
             }
@@ -114,6 +127,52 @@ pub async fn doctor(networks: &[String], state_dir: &Path) -> Result<Vec<Check>>
         }
     }
     Ok(out)
+}
+
+/// A lease file that cannot be read: its address stays reserved until a person decides.
+pub fn corrupt_lease_check(c: &CorruptLease) -> Check {
+    let addrs = match c.ip6 {
+        Some(ip6) => format!("{} and {ip6}", c.ip),
+        None => c.ip.to_string(),
+    };
+    let message = format!(
+        "lease file {} of network {} cannot be read ({}); {addrs} stay reserved: no attach hands them out",
+        c.path.display(),
+        c.network_id,
+        c.error
+    );
+    let release = format!(
+        "find who uses {} (`docker-netattach list`, `ip -br addr` in the namespaces on that network); when nobody does, delete {} to release it",
+        c.ip,
+        c.path.display()
+    );
+    let fix = if c.quarantined {
+        release
+    } else {
+        format!("run `docker-netattach gc` to set it aside under quarantine/; then {release}")
+    };
+    check(
+        "lease-file",
+        Status::Warn,
+        &c.path.display().to_string(),
+        message,
+        &fix,
+    )
+}
+
+/// An index entry that holds no address: the lease is still found through the lease files.
+pub fn corrupt_index_check(c: &CorruptIndex) -> Check {
+    check(
+        "index",
+        Status::Warn,
+        &c.path.display().to_string(),
+        format!(
+            "index entry {} is corrupt ({}); its lease is still found by reading the lease files",
+            c.path.display(),
+            c.error
+        ),
+        "run `docker-netattach gc`: it rebuilds the entry from the lease (or removes it when there is none)",
+    )
 }
 
 fn read_trim(path: &str) -> String {
@@ -275,7 +334,7 @@ async fn lease_check(l: &Lease, docker: &DockerClient) -> Check {
     let who = l.container_name.as_str();
     let status = list::status(l);
     if !l.netns_path.is_empty() {
-        return if status == list::ATTACHED {
+        return if status == list::Status::Attached {
             check("lease", Status::Ok, who, format!("{} attached", l.ip), "")
         } else {
             check(
@@ -295,7 +354,7 @@ async fn lease_check(l: &Lease, docker: &DockerClient) -> Check {
             format!("container of lease {} no longer exists", l.ip),
             &format!("docker-netattach detach {who} (or gc)"),
         ),
-        Ok(Some(_)) if status == list::ATTACHED => {
+        Ok(Some(_)) if status == list::Status::Attached => {
             check("lease", Status::Ok, who, format!("{} attached", l.ip), "")
         }
         Ok(Some(c)) if !c.running => check(

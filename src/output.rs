@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use crate::lease::Lease;
+use crate::lease::{CorruptLease, Lease};
+use crate::list::{Row, Status};
 use crate::plan::short_id;
 
 /// The JSON record of `attach` and `list`; field names are fixed for scripts.
@@ -26,11 +27,53 @@ pub struct Record<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway6: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<&'static str>,
+    pub status: Option<Status>,
+}
+
+/// The `list --json` record of a lease file that cannot be read: what its name tells.
+#[derive(Debug, Clone, Serialize)]
+pub struct CorruptRecord<'a> {
+    pub network_id: &'a str,
+    pub ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<String>,
+    pub status: Status,
+    pub path: String,
+    pub quarantined: bool,
+    pub error: &'a str,
+}
+
+/// One element of `list --json` and `/attachments`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ListRecord<'a> {
+    Lease(Record<'a>),
+    Corrupt(CorruptRecord<'a>),
+}
+
+pub fn list_record(row: &Row) -> ListRecord<'_> {
+    match row {
+        Row::Lease(l, s) => ListRecord::Lease(Record::new(l, Some(*s))),
+        Row::Corrupt(c) => ListRecord::Corrupt(CorruptRecord::new(c)),
+    }
+}
+
+impl<'a> CorruptRecord<'a> {
+    pub fn new(c: &'a CorruptLease) -> Self {
+        CorruptRecord {
+            network_id: &c.network_id,
+            ip: c.ip.to_string(),
+            ip6: c.ip6.map(|a| a.to_string()),
+            status: Status::Corrupt,
+            path: c.path.display().to_string(),
+            quarantined: c.quarantined,
+            error: &c.error,
+        }
+    }
 }
 
 impl<'a> Record<'a> {
-    pub fn new(l: &'a Lease, status: Option<&'static str>) -> Self {
+    pub fn new(l: &'a Lease, status: Option<Status>) -> Self {
         Record {
             container_id: &l.container_id,
             container_name: &l.container_name,
@@ -56,8 +99,9 @@ pub fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-/// The `list` table.
-pub fn table(rows: &[(Lease, &'static str)]) -> String {
+/// The `list` table. A corrupt lease file shows what its name tells (network, address) and,
+/// after its status, its path.
+pub fn table(rows: &[Row]) -> String {
     let header = [
         "CONTAINER",
         "ID",
@@ -70,8 +114,8 @@ pub fn table(rows: &[(Lease, &'static str)]) -> String {
     ];
     let cells: Vec<[String; 8]> = rows
         .iter()
-        .map(|(l, status)| {
-            [
+        .map(|row| match row {
+            Row::Lease(l, status) => [
                 l.container_name.clone(),
                 short_id(&l.container_id).to_string(),
                 l.network.clone(),
@@ -80,7 +124,17 @@ pub fn table(rows: &[(Lease, &'static str)]) -> String {
                 l.host_ifname.clone(),
                 l.netns_name.clone(),
                 status.to_string(),
-            ]
+            ],
+            Row::Corrupt(c) => [
+                "-".into(),
+                "-".into(),
+                short_id(&c.network_id).to_string(),
+                c.ip.to_string(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                format!("{} {}", Status::Corrupt, c.path.display()),
+            ],
         })
         .collect();
     let mut widths = header.map(str::len);

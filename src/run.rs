@@ -135,7 +135,7 @@ async fn run_detach(d: DetachArgs, state_dir: &std::path::Path, verbose: bool) -
 fn run_list(l: ListArgs, state_dir: &std::path::Path) -> Result<i32> {
     let rows = list::list(state_dir)?;
     if l.json {
-        let records: Vec<Record> = rows.iter().map(|(l, s)| Record::new(l, Some(s))).collect();
+        let records: Vec<_> = rows.iter().map(output::list_record).collect();
         println!("{}", output::to_json(&records));
     } else {
         print!("{}", output::table(&rows));

@@ -411,15 +411,24 @@ fn a_corrupt_lease_does_not_stop_the_reconcile_from_attaching() {
         "not attached despite the reconcile:\n{}",
         d.log()
     );
+    // The cleanup succeeds around it, sets it aside (its address stays taken) and says so.
     assert!(
         wait_until(SHORT, || d
-            .metric("netattach_reconciles_total{result=\"error\"}")
+            .metric("netattach_reconciles_total{result=\"ok\"}")
             >= 1.0),
         "{}",
         d.log()
     );
     assert!(d.log().contains("is corrupt"), "{}", d.log());
-    // The corrupt record is reported, not removed (a person decides).
-    assert!(dir.join(&junk_ip).exists());
-    assert_eq!(d.get("/attachments").0, 500);
+    assert!(!dir.join(&junk_ip).exists());
+    assert!(
+        tool.state
+            .path()
+            .join("quarantine")
+            .join(&net_id)
+            .join(&junk_ip)
+            .exists()
+    );
+    assert_eq!(d.get("/attachments").0, 200);
+    assert_eq!(d.metric("netattach_corrupt_leases"), 1.0);
 }

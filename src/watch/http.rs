@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use super::metrics::Gauges;
 use super::{GIT_COMMIT, Shared, VERSION};
 use crate::list;
-use crate::output::{self, Record};
+use crate::output;
 
 pub const MAX_HEAD: usize = 8 * 1024;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -286,8 +286,7 @@ async fn route(
         }
         "/attachments" => match list::list(&shared.state_dir) {
             Ok(rows) => {
-                let records: Vec<Record> =
-                    rows.iter().map(|(l, s)| Record::new(l, Some(s))).collect();
+                let records: Vec<_> = rows.iter().map(output::list_record).collect();
                 Response {
                     status: 200,
                     content_type: JSON,

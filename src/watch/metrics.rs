@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::lease::Lease;
+use crate::list::Row;
 
 /// Results an attach job can have (label values of `netattach_attaches_total`).
 pub const ATTACH_RESULTS: [&str; 4] = ["attached", "existing", "skipped", "error"];
@@ -38,7 +38,7 @@ struct Histogram {
 #[derive(Debug, Clone, Default)]
 pub struct Gauges<'a> {
     pub docker_up: bool,
-    pub attachments: &'a [(Lease, &'static str)],
+    pub attachments: &'a [Row],
     pub version: &'a str,
     pub commit: &'a str,
 }
@@ -165,8 +165,10 @@ impl Metrics {
             "Leases in the state directory, by network and status.",
         );
         let mut counts: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
-        for (l, s) in g.attachments {
-            *counts.entry((l.network.as_str(), *s)).or_default() += 1;
+        for row in g.attachments {
+            if let Row::Lease(l, s) = row {
+                *counts.entry((l.network.as_str(), s.as_str())).or_default() += 1;
+            }
         }
         for ((net, status), c) in counts {
             lines.push((
@@ -175,6 +177,19 @@ impl Metrics {
                 c as f64,
             ));
         }
+        flush(&mut o, &mut lines);
+        let n = family(
+            &mut o,
+            "netattach_corrupt_leases",
+            "gauge",
+            "Lease files that cannot be read (in place or quarantined); their addresses stay reserved. `docker-netattach doctor` names them.",
+        );
+        let corrupt = g
+            .attachments
+            .iter()
+            .filter(|r| matches!(r, Row::Corrupt(_)))
+            .count();
+        lines.push((n, String::new(), corrupt as f64));
         flush(&mut o, &mut lines);
         let n = family(
             &mut o,
@@ -297,6 +312,7 @@ mod tests {
             "netattach_reconciles_total{result=\"ok\"} 1",
             "netattach_docker_reconnects_total 1",
             "netattach_docker_up 1",
+            "netattach_corrupt_leases 0",
             "# TYPE netattach_attach_latency_seconds histogram",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
