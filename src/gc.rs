@@ -8,8 +8,11 @@
 //! - namespace gone (container stopped or restarted): the dead netns link (and a veth, should
 //!   one survive) goes, the lease stays so the container gets its address back when it is
 //!   attached again (`watch` does that on the next start);
-//! - container running in the recorded namespace but without its host veth (an attach that
-//!   never completed, or an interface deleted by hand): link and lease go.
+//! - container running in the recorded namespace but without its host veth: a complete lease is
+//!   the intent and stays (`watch` or `attach` puts the interface back); an incomplete one (an
+//!   attach, or a detach, killed half-way) goes with its link;
+//! - a pending lease (reserved while the container did not run) goes only with its container;
+//! - a bridge `attach --bridge` created goes once it has no port and no remaining lease.
 //!
 //! Host interfaces not covered by a lease are ours only when their name starts with
 //! [`HOST_IFNAME_PREFIX`] and their ifalias is a full container ID; such a veth goes when its

@@ -8,6 +8,7 @@
 //!                                           hard link to the same record)
 //! <state>/bridges/<name>                     marker: `attach --bridge` created this bridge, so
 //!                                           `detach` deletes it once it has no ports left
+//! <state>/watch.lock                        shared flock of a running `watch` (src/watch_lock.rs)
 //! <state>/by-container/<container-id>@<network-id>
 //!                                           symlink whose target *text* is the address (an index;
 //!                                           it is read with readlink, never followed)

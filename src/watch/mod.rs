@@ -1,5 +1,7 @@
 //! `watch`: the daemon. Follows Docker's container events and attaches every container labelled
 //! `netattach.network=<network>` when it starts (with the same address after each restart),
+//! re-applies on every start every lease a container holds (attached by hand, pending, or
+//! rebooted: a lease is the intent), holds `<state>/watch.lock` while it runs,
 //! removes its dead netns link when it stops and releases its lease when it is removed; at
 //! start-up, after every reconnect and every `--resync` seconds it reconciles (gc, then attach
 //! labelled running containers that lack their interface). Serves read-only HTTP endpoints.
