@@ -7,9 +7,9 @@ use std::path::Path;
 use anyhow::{Result, anyhow, bail};
 
 use crate::address::{self, Choice};
-use crate::docker::{DockerClient, NetworkInfo, SubnetConfig};
+use crate::docker::{ContainerInfo, DockerClient, NetworkInfo, SubnetConfig};
 use crate::ipam::Subnet;
-use crate::lease::{Lease, LeaseStore, Taken};
+use crate::lease::{InsertError, Lease, LeaseStore, Taken};
 use crate::link::{Iface, Rtnl};
 use crate::plan::{self, AttachPlan};
 use crate::target::Target;
@@ -48,6 +48,9 @@ pub enum Outcome {
     Existing(Lease),
     /// `--dry-run`: what would be done.
     Planned(AttachPlan),
+    /// The container is not running: its address is reserved (a `pending` lease, new or kept)
+    /// and the attachment is applied when it starts.
+    Pending(Lease),
 }
 
 /// Hints for people (stderr); kept apart from the result so the caller decides where they go.
@@ -64,13 +67,11 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         privilege::require("attach")?;
     }
     let rtnl = Rtnl::connect()?;
-    let (target, mut network) = facts(opts).await?;
-    tracing::debug!(target = %target.name, network = %network.name, "docker facts");
-    let netns_name = match (&opts.netns_name, target.is_container) {
-        (Some(n), _) => n.clone(),
-        (None, _) => target.name.clone(),
+    let (target, mut network) = match facts(opts).await? {
+        (Subject::Running(t), n) => (t, n),
+        (Subject::Stopped(c), n) => return reserve(opts, &c, n, state_dir).await,
     };
-    names::validate_netns_name(&netns_name)?;
+    tracing::debug!(target = %target.name, network = %network.name, "docker facts");
 
     let mut hints = Vec::new();
     let store = if opts.dry_run {
@@ -84,26 +85,12 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         (Some(s), false) => Some(s.lock()?),
         _ => None,
     };
-    let bridge = rtnl.link_by_name(&network.bridge).await?;
-    let create_bridge = bridge.is_none();
-    if create_bridge && opts.bridge.is_none() {
-        bail!(
-            "bridge interface {} of network '{}' does not exist; check `ip link show {}` and restart Docker if it is gone",
-            network.bridge,
-            network.name,
-            network.bridge
-        );
-    }
-    if create_bridge && network.v4[0].gateway.is_none() {
-        network.v4[0].gateway = network.v4[0].subnet.first_host();
-    }
-    let bridge_addrs = match &bridge {
-        Some(b) if needs_bridge_addrs(&network) => rtnl.addresses(b.index).await?,
-        _ => vec![],
-    };
-    let gw4 = address::gateways(&network.v4, &bridge_addrs);
-    let gw6 = address::gateways(&network.v6, &bridge_addrs);
-    tracing::debug!(bridge = %network.bridge, "bridge facts");
+    let BridgeFacts {
+        bridge,
+        create_bridge,
+        gw4,
+        gw6,
+    } = bridge_facts(&rtnl, &mut network, opts).await?;
     let mtu = network
         .mtu
         .or(bridge.as_ref().map(|b: &Iface| b.mtu))
@@ -123,6 +110,17 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         others = others.len(),
         "leases"
     );
+    // A lease is the intent: what it recorded holds unless the command line says otherwise.
+    let netns_name = match (&opts.netns_name, &existing) {
+        (Some(n), _) => n.clone(),
+        (None, Some(l)) => l.netns_name.clone(),
+        (None, None) => target.name.clone(),
+    };
+    names::validate_netns_name(&netns_name)?;
+    let dns = match &existing {
+        Some(l) if opts.dns.is_empty() => l.dns.clone(),
+        _ => opts.dns.clone(),
+    };
     let ifname = match (&opts.ifname, &existing) {
         (Some(i), _) => i.clone(),
         (None, Some(l)) => l.ifname.clone(),
@@ -195,6 +193,7 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
     })?;
     let default_route = opts
         .default_route
+        .or(existing.as_ref().map(|l| l.default_route))
         .unwrap_or(target.bare && others.iter().all(|l| !l.default_route));
 
     let plan = AttachPlan {
@@ -217,7 +216,7 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         netns_source: target.ns.source.clone(),
         pid: target.pid,
         default_route,
-        dns: opts.dns.clone(),
+        dns,
         create_bridge,
     };
     if opts.dry_run {
@@ -248,19 +247,165 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
     Ok((Outcome::Attached(lease), hints))
 }
 
+/// The bridge of the network as found now, and the gateways to use.
+struct BridgeFacts {
+    bridge: Option<Iface>,
+    create_bridge: bool,
+    gw4: Vec<Option<IpAddr>>,
+    gw6: Vec<Option<IpAddr>>,
+}
+
+/// Reads the network's bridge (a missing one is an error unless `--bridge` may create it).
+async fn bridge_facts(
+    rtnl: &Rtnl,
+    network: &mut NetworkInfo,
+    opts: &AttachOpts,
+) -> Result<BridgeFacts> {
+    let bridge = rtnl.link_by_name(&network.bridge).await?;
+    let create_bridge = bridge.is_none();
+    if create_bridge && opts.bridge.is_none() {
+        bail!(
+            "bridge interface {} of network '{}' does not exist; check `ip link show {}` and restart Docker if it is gone",
+            network.bridge,
+            network.name,
+            network.bridge
+        );
+    }
+    if create_bridge && network.v4[0].gateway.is_none() {
+        network.v4[0].gateway = network.v4[0].subnet.first_host();
+    }
+    let bridge_addrs = match &bridge {
+        Some(b) if needs_bridge_addrs(network) => rtnl.addresses(b.index).await?,
+        _ => vec![],
+    };
+    let gw4 = address::gateways(&network.v4, &bridge_addrs);
+    let gw6 = address::gateways(&network.v6, &bridge_addrs);
+    tracing::debug!(bridge = %network.bridge, "bridge facts");
+    Ok(BridgeFacts {
+        bridge,
+        create_bridge,
+        gw4,
+        gw6,
+    })
+}
+
+/// `attach` of a container that exists but does not run (created or stopped): reserves the
+/// address in a `pending` lease (no namespace yet) that its next start applies. A container
+/// that holds a lease on the network already keeps it unchanged.
+async fn reserve(
+    opts: &AttachOpts,
+    c: &ContainerInfo,
+    mut network: NetworkInfo,
+    state_dir: &Path,
+) -> Result<(Outcome, Hints)> {
+    let bare = crate::target::check_mode(c, opts.ifname.is_some())?;
+    if opts.dry_run {
+        bail!(
+            "container '{}' is not running; without --dry-run, attach reserves its address and applies it when it starts",
+            c.name
+        );
+    }
+    let mut hints = Vec::new();
+    if !crate::watch_lock::served(state_dir) {
+        hints.push(format!(
+            "note: '{}' is not running; the attachment is pending and applies when it starts only while `docker-netattach watch` runs (no daemon serves {}); without it, run this attach again after `docker start {}`",
+            c.name,
+            state_dir.display(),
+            c.name
+        ));
+    }
+    let rtnl = Rtnl::connect()?;
+    let store = LeaseStore::open(state_dir)?;
+    let lock = store.lock()?;
+    let mine = store.of_container(&c.id)?;
+    let (here, others): (Vec<Lease>, Vec<Lease>) =
+        mine.into_iter().partition(|l| l.network_id == network.id);
+    if let Some(lease) = here.into_iter().next() {
+        if let Some(want) = opts.ip.filter(|w| *w != lease.ip) {
+            bail!(
+                "'{}' already holds {} on network '{}'; run `docker-netattach detach {}` before asking for {want}",
+                c.name,
+                lease.ip,
+                network.name,
+                c.name
+            );
+        }
+        return Ok((Outcome::Pending(lease), hints));
+    }
+    let facts = bridge_facts(&rtnl, &mut network, opts).await?;
+    let taken = store.taken(&network.id)?;
+    let v4 = address::pick_v4(&network, &facts.gw4, &taken, opts.ip)?;
+    let v6 = address::pick_v6(&network, &facts.gw6, &taken, opts.ip6)?;
+    let gateway = v4.gateway.ok_or_else(|| {
+        anyhow!(
+            "network '{}' names no gateway and bridge {} has no address in it; give the bridge its gateway address{}",
+            network.name,
+            network.bridge,
+            if opts.bridge.is_some() { " or pass --gateway" } else { "" }
+        )
+    })?;
+    let docker_networks = if bare { 0 } else { c.docker_networks.max(1) };
+    let ifname = match &opts.ifname {
+        Some(i) => i.clone(),
+        None => next_ifname(docker_networks, &others),
+    };
+    let netns_name = opts.netns_name.clone().unwrap_or_else(|| c.name.clone());
+    names::validate_netns_name(&netns_name)?;
+    let lease = Lease {
+        container_id: c.id.clone(),
+        container_name: c.name.clone(),
+        network: network.name.clone(),
+        network_id: network.id.clone(),
+        bridge: network.bridge.clone(),
+        ip: v4.ip,
+        prefix_len: v4.prefix_len,
+        gateway,
+        mac: plan::format_mac(plan::mac_for(v4.ip)),
+        host_ifname: plan::host_ifname(&c.id, &network.id, &ifname),
+        ifname,
+        netns_name,
+        pid: 0,
+        netns_dev: 0,
+        netns_ino: 0,
+        netns_path: String::new(),
+        ip6: v6.map(|c| c.ip),
+        prefix_len6: v6.map(|c| c.prefix_len),
+        gateway6: v6.and_then(|c| c.gateway),
+        default_route: opts
+            .default_route
+            .unwrap_or(bare && others.iter().all(|l| !l.default_route)),
+        dns: opts.dns.clone(),
+        complete: true,
+        pending: true,
+    };
+    match store.insert(&lock, &lease) {
+        Ok(()) => Ok((Outcome::Pending(lease), hints)),
+        Err(InsertError::Taken(ip)) => {
+            bail!("{ip} was leased by another attach meanwhile; try again")
+        }
+        Err(InsertError::Other(e)) => Err(e),
+    }
+}
+
+/// What Docker says the container is: running (with its namespace) or only created/stopped.
+enum Subject {
+    Running(Target),
+    Stopped(ContainerInfo),
+}
+
 /// The target and the network, from Docker (both requests at once) or from the options.
-async fn facts(opts: &AttachOpts) -> Result<(Target, NetworkInfo)> {
+async fn facts(opts: &AttachOpts) -> Result<(Subject, NetworkInfo)> {
     let plain = match (&opts.bridge, opts.subnet) {
         (Some(b), Some(subnet)) => Some(plain_bridge(b, subnet, opts.gateway)?),
         (Some(b), None) => bail!("--bridge {b} needs --subnet CIDR"),
         (None, _) => None,
     };
     match (&opts.netns, plain) {
-        (Some(ns), Some(net)) => Ok((Target::netns(ns)?, net)),
+        (Some(ns), Some(net)) => Ok((Subject::Running(Target::netns(ns)?), net)),
         (Some(ns), None) => {
             let docker = DockerClient::connect()?;
             let net = docker.network(&opts.network).await?;
-            Ok((Target::netns(ns)?, net))
+            Ok((Subject::Running(Target::netns(ns)?), net))
         }
         (None, plain) => {
             let docker = DockerClient::connect()?;
@@ -271,8 +416,12 @@ async fn facts(opts: &AttachOpts) -> Result<(Target, NetworkInfo)> {
                     docker.network(&opts.network)
                 ),
             };
-            let target = Target::container(c?, opts.ifname.is_some())?;
-            Ok((target, n?))
+            let c = c?;
+            if !c.running {
+                return Ok((Subject::Stopped(c), n?));
+            }
+            let target = Target::container(c, opts.ifname.is_some())?;
+            Ok((Subject::Running(target), n?))
         }
     }
 }

@@ -82,6 +82,17 @@ pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
         let shared = all.iter().any(|o| {
             o.netns_name == lease.netns_name && !chosen.iter().any(|c| std::ptr::eq(*c, o))
         });
+        // Marked incomplete first: a detach killed half-way leaves a lease `gc` drops, never
+        // one that `watch` would take for the intent and attach again.
+        if lease.complete && !lease.pending {
+            let undone = Lease {
+                complete: false,
+                ..(*lease).clone()
+            };
+            if let Err(e) = store.rewrite(&lock, &undone) {
+                tracing::warn!("{e:#}");
+            }
+        }
         match teardown(&rtnl, lease, shared).await {
             Ok(()) => match store.remove(&lock, lease) {
                 Ok(()) => released.push((*lease).clone()),
@@ -168,10 +179,10 @@ fn unknown_network(net: &str, container: &str, chosen: &[&Lease]) -> String {
     )
 }
 
-/// Deletes a bridge that `attach --bridge` created once no port is left on it. The ports are
+/// Deletes a bridge that `attach --bridge` created once no port is left on it (also `gc`'s). The ports are
 /// counted through netlink, in the namespace the bridge is in (/sys/class/net shows the
 /// namespace sysfs was mounted for); an error, or a bridge not visible here, deletes nothing.
-async fn remove_bridge_if_ours_and_empty(
+pub(crate) async fn remove_bridge_if_ours_and_empty(
     rtnl: &Rtnl,
     store: &LeaseStore,
     lock: &crate::lease::StoreLock,

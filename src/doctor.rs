@@ -122,10 +122,17 @@ pub async fn doctor(networks: &[String], state_dir: &Path) -> Result<Vec<Check>>
                 Err(e) => out.push(check("network", Status::Fail, name, format!("{e:#}"), "")),
             }
         }
-        for lease in &leases {
+        for lease in leases.iter().filter(|l| !l.pending) {
             out.push(lease_check(lease, docker).await);
         }
     }
+    let served = crate::watch_lock::served(state_dir);
+    out.extend(
+        leases
+            .iter()
+            .filter(|l| l.pending)
+            .map(|l| pending_check(l, served)),
+    );
     Ok(out)
 }
 
@@ -173,6 +180,38 @@ pub fn corrupt_index_check(c: &CorruptIndex) -> Check {
         ),
         "run `docker-netattach gc`: it rebuilds the entry from the lease (or removes it when there is none)",
     )
+}
+
+/// A pending lease (its container was not running when attached) is applied at the next start
+/// only while a `watch` daemon serves this state directory.
+pub fn pending_check(l: &Lease, served: bool) -> Check {
+    let who = l.container_name.as_str();
+    if served {
+        check(
+            "pending",
+            Status::Ok,
+            who,
+            format!(
+                "{} is pending; `watch` applies it when the container starts",
+                l.ip
+            ),
+            "",
+        )
+    } else {
+        check(
+            "pending",
+            Status::Warn,
+            who,
+            format!(
+                "{} is pending, and no `docker-netattach watch` serves this state directory: the container starts without it",
+                l.ip
+            ),
+            &format!(
+                "run `docker-netattach watch` (docs/watch.md), or `docker-netattach attach {who} --network {}` after `docker start {who}`",
+                l.network
+            ),
+        )
+    }
 }
 
 fn read_trim(path: &str) -> String {

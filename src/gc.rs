@@ -10,8 +10,11 @@
 //! - namespace gone (container stopped or restarted): the dead netns link (and a veth, should
 //!   one survive) goes, the lease stays so the container gets its address back when it is
 //!   attached again (`watch` does that on the next start);
-//! - container running in the recorded namespace but without its host veth (an attach that
-//!   never completed, or an interface deleted by hand): link and lease go.
+//! - container running in the recorded namespace but without its host veth: a complete lease is
+//!   the intent and stays (`watch` or `attach` puts the interface back); an incomplete one (an
+//!   attach, or a detach, killed half-way) goes with its link;
+//! - a pending lease (reserved while the container did not run) goes only with its container;
+//! - a bridge `attach --bridge` created goes once it has no port and no remaining lease.
 //!
 //! A lease's veth is the one under the name derived from (container ID, network, interface
 //! name), never the name stored in the file, and only a veth whose alias is the container's ID
@@ -80,12 +83,14 @@ pub enum Action {
         resolv: bool,
     },
     Lease(Box<Lease>),
+    /// A bridge `attach --bridge` created, left without ports and leases.
+    Bridge(String),
 }
 
 /// A planned or done removal, as printed (`--json` field names are fixed for scripts).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Removal {
-    /// `lease`, `netns-link` or `veth`.
+    /// `lease`, `netns-link`, `veth` or `bridge`.
     pub kind: &'static str,
     /// The address (lease), the path (netns link) or the interface name (veth).
     pub object: String,
@@ -102,12 +107,51 @@ const NO_IFACE: &str =
     "container has no interface for it (attach never completed or the veth was deleted)";
 const NOT_RUNNING: &str = "container is not running";
 const INCOMPLETE: &str = "its attach was killed before it completed";
+const EMPTY_BRIDGE: &str = "bridge created by `attach --bridge` has no port and no lease left";
+
+/// Pure: whether a bridge we created (marked) goes: no port left but those being removed, and
+/// no lease that stays names it (a stopped container's lease brings it back at its start).
+pub fn decide_bridge(
+    name: &str,
+    ports: &[String],
+    plan: &[Removal],
+    leases: &[Lease],
+) -> Option<Removal> {
+    let removed_veth = |p: &String| {
+        plan.iter()
+            .any(|r| matches!(&r.action, Action::Veth { name, .. } if name == p))
+    };
+    let dropped = |l: &Lease| {
+        plan.iter()
+            .any(|r| matches!(&r.action, Action::Lease(d) if d.network_id == l.network_id && d.ip == l.ip))
+    };
+    if ports.iter().any(|p| !removed_veth(p))
+        || leases.iter().any(|l| l.bridge == name && !dropped(l))
+    {
+        return None;
+    }
+    Some(Removal {
+        kind: "bridge",
+        object: name.to_string(),
+        container_id: String::new(),
+        container_name: String::new(),
+        reason: EMPTY_BRIDGE,
+        action: Action::Bridge(name.to_string()),
+    })
+}
 
 /// Pure: what to remove for one lease.
 pub fn decide_lease(f: &LeaseFacts) -> Vec<Removal> {
     let l = &f.lease;
+    // A pending lease has no namespace yet: nothing of it exists but the lease itself.
+    if l.pending && f.container != Presence::Gone {
+        return vec![];
+    }
     let (reason, drop_lease) = match (f.container, f.ns_alive, f.veth) {
         (Presence::Gone, _, _) => (GONE, true),
+        // A complete lease is the intent: a running container that lost its interface keeps
+        // it, and `watch` (or `attach` again) puts the interface back.
+        (Presence::Running, true, false) if l.complete => return vec![],
         (_, false, _) => (NS_GONE, false),
         (Presence::Running, true, false) => (NO_IFACE, true),
         (Presence::Running, true, true) if !l.complete => (INCOMPLETE, true),
@@ -134,7 +178,7 @@ pub fn decide_lease(f: &LeaseFacts) -> Vec<Removal> {
             },
         ));
     }
-    if f.link == LinkState::Ours {
+    if f.link == LinkState::Ours && !l.pending {
         out.push(item(
             "netns-link",
             netns::link_path(&l.netns_name).display().to_string(),
@@ -241,9 +285,13 @@ pub async fn gc(state_dir: &Path, dry_run: bool) -> Result<Vec<Removal>> {
     hostns::confirm(&rtnl, Some(&docker), &refs, "gc").await?;
     let asked: BTreeSet<(String, String)> = leases.iter().map(key).collect();
     if dry_run {
-        return Ok(decide(&leases, &ifaces, &presence, &asked));
+        let marked = match &store {
+            Some(s) => s.marked_bridges()?,
+            None => vec![],
+        };
+        return Ok(decide(&leases, &ifaces, &presence, &asked, &marked));
     }
-    let (leases, ifaces, lock) = match &store {
+    let (leases, ifaces, marked, lock) = match &store {
         Some(s) => {
             let lock = s.lock()?;
             let swept = s.sweep(&lock)?;
@@ -253,11 +301,11 @@ pub async fn gc(state_dir: &Path, dry_run: bool) -> Result<Vec<Removal>> {
                     "removed temporary files and index entries of killed commands"
                 );
             }
-            (s.all()?, rtnl.links().await?, Some(lock))
+            (s.all()?, rtnl.links().await?, s.marked_bridges()?, Some(lock))
         }
-        None => (leases, ifaces, None),
+        None => (leases, ifaces, vec![], None),
     };
-    let plan = decide(&leases, &ifaces, &presence, &asked);
+    let plan = decide(&leases, &ifaces, &presence, &asked, &marked);
     if plan.is_empty() {
         return Ok(plan);
     }
@@ -293,6 +341,7 @@ fn decide(
     ifaces: &[Iface],
     presence: &BTreeMap<String, Presence>,
     asked: &BTreeSet<(String, String)>,
+    marked: &[String],
 ) -> Vec<Removal> {
     let by_name: BTreeMap<&str, &Iface> = ifaces.iter().map(|i| (i.name.as_str(), i)).collect();
     let mut plan = Vec::new();
@@ -329,6 +378,20 @@ fn decide(
         }
     }
     keep_shared_links(&mut plan, leases, ns_alive);
+    // Bridges `attach --bridge` created: their ports counted through netlink; one not visible
+    // here is left alone (fail closed).
+    for b in marked {
+        let Some(br) = by_name.get(b.as_str()) else {
+            continue;
+        };
+        let ports: Vec<String> = ifaces
+            .iter()
+            .filter(|i| i.controller == Some(br.index))
+            .map(|i| i.name.clone())
+            .collect();
+        let bridge = decide_bridge(b, &ports, &plan, leases);
+        plan.extend(bridge);
+    }
     plan
 }
 
@@ -428,6 +491,7 @@ async fn apply(
         Action::Veth { .. } => 0,
         Action::NetnsLink { .. } => 1,
         Action::Lease(_) => 2,
+        Action::Bridge(_) => 3,
     });
     for r in ordered {
         let res = match &r.action {
@@ -452,6 +516,13 @@ async fn apply(
             }
             Action::Lease(l) => match store {
                 Some((s, lock)) => s.remove(lock, l),
+                None => Ok(()),
+            },
+            // Checked again (ours, no port) right before deleting.
+            Action::Bridge(name) => match store {
+                Some((s, lock)) => {
+                    crate::detach::remove_bridge_if_ours_and_empty(rtnl, s, lock, name).await
+                }
                 None => Ok(()),
             },
         };
@@ -512,14 +583,45 @@ mod tests {
             (facts(Stopped, false, false, Absent), &[]),
             // a link now leading to another live namespace is never touched
             (facts(Stopped, false, false, Foreign), &[]),
-            // running in the recorded namespace without its interface: half-built attach
-            (facts(Running, true, false, Ours), &["netns-link", "lease"]),
+            // running in the recorded namespace without its interface: the lease is the
+            // intent and stays (watch puts the interface back) ...
+            (facts(Running, true, false, Ours), &[]),
             // transient disagreement between Docker and /proc: leave it
             (facts(Stopped, true, true, Ours), &[]),
         ];
         for (f, want) in table {
             assert_eq!(kinds(decide_lease(f)), want.to_vec(), "{f:?}");
         }
+        // ... unless its attach (or detach) never completed
+        let mut f = facts(Running, true, false, Ours);
+        f.lease.complete = false;
+        assert_eq!(kinds(decide_lease(&f)), ["netns-link", "lease"]);
+        // a pending lease has nothing but itself, and goes only with its container
+        let mut f = facts(Stopped, false, false, Ours);
+        f.lease.pending = true;
+        assert!(decide_lease(&f).is_empty());
+        f.container = Running;
+        assert!(decide_lease(&f).is_empty());
+        f.container = Gone;
+        assert_eq!(kinds(decide_lease(&f)), ["lease"]);
+    }
+
+    #[test]
+    fn an_empty_bridge_of_ours_goes_once_no_lease_names_it() {
+        let mut l = lease();
+        l.bridge = "nabr0".into();
+        let gone = facts(Presence::Gone, true, true, LinkState::Absent);
+        let mut gone = gone;
+        gone.lease = l.clone();
+        let plan = decide_lease(&gone);
+        let ports = vec![l.host_ifname.clone()];
+        // its only port and lease are being removed: the bridge goes too
+        let b = decide_bridge("nabr0", &ports, &plan, &[l.clone()]).unwrap();
+        assert_eq!((b.kind, b.object.as_str()), ("bridge", "nabr0"));
+        // another port, or a lease that stays (a stopped container), keeps it
+        assert!(decide_bridge("nabr0", &["veth0".into()], &plan, &[l.clone()]).is_none());
+        assert!(decide_bridge("nabr0", &[], &[], &[l.clone()]).is_none());
+        assert!(decide_bridge("nabr0", &[], &[], &[]).is_some());
     }
 
     fn iface(name: &str, alias: Option<&str>) -> Iface {
@@ -575,8 +677,10 @@ mod tests {
         let mut b = lease();
         b.network_id = "other".into();
         b.ip = "10.9.0.2".parse().unwrap();
-        // a lost its interface (dropped with its link); b, same namespace, is healthy.
-        let f = facts(Presence::Running, true, false, LinkState::Ours);
+        // a lost its interface half-way through its attach (dropped with its link); b, same
+        // namespace, is healthy.
+        let mut f = facts(Presence::Running, true, false, LinkState::Ours);
+        f.lease.complete = false;
         let mut plan = decide_lease(&f);
         assert_eq!(kinds(plan.clone()), ["netns-link", "lease"]);
         keep_shared_links(&mut plan, &[a.clone(), b.clone()], |_| true);

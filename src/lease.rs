@@ -8,6 +8,7 @@
 //!                                           hard link to the same record)
 //! <state>/bridges/<name>                     marker: `attach --bridge` created this bridge, so
 //!                                           `detach` deletes it once it has no ports left
+//! <state>/watch.lock                        shared flock of a running `watch` (src/watch_lock.rs)
 //! <state>/by-container/<container-id>@<network-id>
 //!                                           symlink whose target *text* is the address (an index;
 //!                                           it is read with readlink, never followed)
@@ -83,6 +84,11 @@ pub struct Lease {
     /// next attach of that container or by `gc`.
     #[serde(default = "complete_by_default")]
     pub complete: bool,
+    /// Reserved for a container that was not running when it was attached (no namespace yet:
+    /// `pid` and the namespace identity are 0). Its next start applies it (`watch`, or a plain
+    /// `attach` once it runs); the address stays taken meanwhile.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 fn complete_by_default() -> bool {
@@ -135,6 +141,7 @@ impl Lease {
             default_route: true,
             dns: vec![],
             complete: true,
+            pending: false,
         }
     }
 }
@@ -725,6 +732,15 @@ impl LeaseStore {
     pub fn bridge_marked(&self, name: &str) -> bool {
         check_component(name, "bridge name").is_ok()
             && fs::symlink_metadata(self.root.join("bridges").join(name)).is_ok_and(|m| m.is_file())
+    }
+
+    /// The bridges `attach --bridge` created (marked), by name.
+    pub fn marked_bridges(&self) -> Result<Vec<String>> {
+        Ok(sorted_entries(&self.root.join("bridges"))?
+            .into_iter()
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
+            .filter(|n| self.bridge_marked(n))
+            .collect())
     }
 
     pub fn unmark_bridge(&self, _lock: &StoreLock, name: &str) -> Result<()> {

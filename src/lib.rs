@@ -26,3 +26,4 @@ pub mod run;
 pub mod target;
 pub mod txn;
 pub mod watch;
+pub mod watch_lock;

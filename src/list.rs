@@ -11,7 +11,6 @@ use crate::lease::{CorruptLease, Lease, LeaseStore};
 use crate::netns;
 
 /// The status of one row of `list` (and of `/attachments`, and a label of the metrics).
-/// A `pending` status (an attach in progress) would be one more variant here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -22,6 +21,8 @@ pub enum Status {
     Stale,
     /// The lease file cannot be read; its address stays reserved.
     Corrupt,
+    /// Reserved for a container that was not running when it was attached; applied at its start.
+    Pending,
 }
 
 impl Status {
@@ -30,6 +31,7 @@ impl Status {
             Status::Attached => "attached",
             Status::Stale => "stale",
             Status::Corrupt => "corrupt",
+            Status::Pending => "pending",
         }
     }
 }
@@ -73,6 +75,9 @@ pub fn list(state_dir: &Path) -> Result<Vec<Row>> {
 
 /// `attached` while the host veth exists and the recorded Pid still has the recorded namespace.
 pub fn status(l: &Lease) -> Status {
+    if l.pending {
+        return Status::Pending;
+    }
     let ns_alive = netns::id_of(&l.netns_source()) == Some(l.netns_id());
     let veth = Path::new("/sys/class/net").join(&l.host_ifname).exists();
     if ns_alive && veth && l.complete {

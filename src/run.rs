@@ -68,6 +68,20 @@ async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -
                 println!("{plan}");
             }
         }
+        Outcome::Pending(lease) => {
+            if a.json {
+                println!(
+                    "{}",
+                    output::to_json(&Record::new(&lease, Some(list::Status::Pending)))
+                );
+            } else {
+                eprintln!(
+                    "{} is not running: {} on {} is reserved (pending) and applied when it starts",
+                    lease.container_name, lease.ip, lease.network
+                );
+                println!("{}", lease.ip);
+            }
+        }
         Outcome::Attached(lease) | Outcome::Existing(lease) if a.json => {
             println!("{}", output::to_json(&Record::new(&lease, None)));
         }

@@ -32,21 +32,7 @@ impl Target {
                 c.name
             );
         }
-        if c.network_mode.starts_with("container:") || c.network_mode == "host" {
-            bail!(
-                "container '{}' uses network mode '{}' and has no network namespace of its own; attach the container that owns the namespace",
-                c.name,
-                c.network_mode
-            );
-        }
-        let bare = c.network_mode == "none";
-        if !bare && !ifname_given {
-            bail!(
-                "container '{}' uses network mode '{}', not 'none'; use `docker network connect` for Docker networks, or pass --ifname eth1 to add another interface",
-                c.name,
-                c.network_mode
-            );
-        }
+        let bare = check_mode(&c, ifname_given)?;
         let ns = Netns::of_pid(c.pid, &c.name)?;
         Ok(Target {
             id: c.id,
@@ -77,4 +63,25 @@ impl Target {
             is_container: false,
         })
     }
+}
+
+/// Whether a container's network mode lets us add an interface (running or not): `Ok(true)`
+/// for a bare (`none`) container, `Ok(false)` for one on Docker networks given `--ifname`.
+pub fn check_mode(c: &ContainerInfo, ifname_given: bool) -> Result<bool> {
+    if c.network_mode.starts_with("container:") || c.network_mode == "host" {
+        bail!(
+            "container '{}' uses network mode '{}' and has no network namespace of its own; attach the container that owns the namespace",
+            c.name,
+            c.network_mode
+        );
+    }
+    let bare = c.network_mode == "none";
+    if !bare && !ifname_given {
+        bail!(
+            "container '{}' uses network mode '{}', not 'none'; use `docker network connect` for Docker networks, or pass --ifname eth1 to add another interface",
+            c.name,
+            c.network_mode
+        );
+    }
+    Ok(bare)
 }

@@ -47,6 +47,7 @@ pub fn lease_of(p: &AttachPlan, target: &Target) -> Lease {
         default_route: p.default_route,
         dns: p.dns.clone(),
         complete: false,
+        pending: false,
     }
 }
 

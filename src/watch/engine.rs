@@ -120,6 +120,16 @@ impl Engine {
             ("label".to_string(), vec![format!("{prefix}.network")]),
             ("status".to_string(), vec!["running".to_string()]),
         ]);
+        self.list(filters).await
+    }
+
+    /// Every running container (labelled or not; for the leases attached by hand).
+    pub async fn all_running(&self) -> Result<Vec<Labelled>> {
+        let filters = HashMap::from([("status".to_string(), vec!["running".to_string()])]);
+        self.list(filters).await
+    }
+
+    async fn list(&self, filters: HashMap<String, Vec<String>>) -> Result<Vec<Labelled>> {
         let list = self
             .docker
             .list_containers(Some(ListContainersOptions {

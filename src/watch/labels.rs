@@ -93,6 +93,14 @@ pub enum Job {
         name: String,
         error: String,
     },
+    /// A container started (or runs, during a reconcile): re-apply every lease it holds that
+    /// lacks its interface, with the lease's address and options (attached by hand, pending,
+    /// or restarted). A container without a lease costs one directory read.
+    Restore {
+        id: String,
+        name: String,
+        event_ns: Option<i64>,
+    },
     /// The container stopped: its namespace is gone, remove the dead netns links.
     Died { id: String, name: String },
     /// The container was removed: release its leases.
@@ -104,6 +112,7 @@ impl Job {
         match self {
             Job::Attach { id, .. }
             | Job::BadLabels { id, .. }
+            | Job::Restore { id, .. }
             | Job::Died { id, .. }
             | Job::Destroyed { id, .. } => id,
         }
@@ -111,8 +120,8 @@ impl Job {
 }
 
 /// Turns one container event (`start`, `die`, `destroy`; Docker puts the container's labels and
-/// its `name` among the attributes) into a job. Any container's `die` and `destroy` count,
-/// labelled or not: they only clean up leases that exist.
+/// its `name` among the attributes) into a job. Any container's events count, labelled or not:
+/// an unlabelled `start` restores the leases that exist, `die` and `destroy` clean them up.
 pub fn job_of_event(
     action: &str,
     id: &str,
@@ -129,14 +138,19 @@ pub fn job_of_event(
         .cloned()
         .unwrap_or_else(|| plan::short_id(&id).to_string());
     match action {
-        "start" => Some(match wanted(attributes, prefix)? {
-            Ok(wanted) => Job::Attach {
+        "start" => Some(match wanted(attributes, prefix) {
+            None => Job::Restore {
+                id,
+                name,
+                event_ns: time_nano,
+            },
+            Some(Ok(wanted)) => Job::Attach {
                 id,
                 name,
                 wanted,
                 event_ns: time_nano,
             },
-            Err(e) => Job::BadLabels {
+            Some(Err(e)) => Job::BadLabels {
                 id,
                 name,
                 error: format!("{e:#}"),
@@ -211,10 +225,14 @@ mod tests {
         assert!(matches!(&job, Job::Attach { name, event_ns: Some(5), .. } if name == "web"));
         assert_eq!(job.container_id(), "abc");
         let plain = labels(&[("name", "db")]);
-        assert_eq!(
-            job_of_event("start", "abc", &plain, None, "netattach"),
-            None
-        );
+        // an unlabelled start restores the leases the container may hold (attached by hand)
+        assert!(matches!(
+            job_of_event("start", "abc", &plain, Some(7), "netattach"),
+            Some(Job::Restore {
+                event_ns: Some(7),
+                ..
+            })
+        ));
         assert!(matches!(
             job_of_event("die", "abc", &plain, None, "netattach"),
             Some(Job::Died { .. })

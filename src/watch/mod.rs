@@ -1,5 +1,7 @@
 //! `watch`: the daemon. Follows Docker's container events and attaches every container labelled
 //! `netattach.network=<network>` when it starts (with the same address after each restart),
+//! re-applies on every start every lease a container holds (attached by hand, pending, or
+//! rebooted: a lease is the intent), holds `<state>/watch.lock` while it runs,
 //! removes its dead netns link when it stops and releases its lease when it is removed; at
 //! start-up, after every reconnect and every `--resync` seconds it reconciles (gc, then attach
 //! labelled running containers that lack their interface). Serves read-only HTTP endpoints.
@@ -16,6 +18,7 @@ pub mod http;
 pub mod labels;
 pub mod metrics;
 pub mod reconcile;
+pub mod restore;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -158,6 +161,17 @@ async fn daemon(
         host_problem: Mutex::new(None),
         hint_shown: AtomicBool::new(false),
     });
+    // Held while the daemon runs: `attach` and `doctor` see that starts of this state
+    // directory's containers are served (the kernel drops it when the process ends).
+    let _serving = match crate::lease::LeaseStore::open(&shared.state_dir)
+        .and_then(|_| crate::watch_lock::hold(&shared.state_dir))
+    {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("{e:#}; `attach` and `doctor` will not see this daemon");
+            None
+        }
+    };
     match &placement {
         Ok(Placement::Entered) => {
             tracing::info!("working in the host network namespace through /proc/1/ns/net")
@@ -383,7 +397,15 @@ async fn run_job(shared: &Arc<Shared>, job: Job) {
             name,
             wanted,
             event_ns,
-        } => attach_job(shared, id, name, wanted, event_ns).await,
+        } => {
+            let network = wanted.network.clone();
+            attach_job(shared, id.clone(), name.clone(), wanted, event_ns).await;
+            // Leases on other networks (attached by hand) come back with it.
+            restore::restore(shared, id, name, None, Some(network)).await;
+        }
+        Job::Restore { id, name, event_ns } => {
+            restore::restore(shared, id, name, event_ns, None).await
+        }
         Job::BadLabels { name, error, .. } => {
             tracing::error!(container = %name, "not attached: {error}");
             shared.metrics.attach("error");
@@ -460,6 +482,10 @@ async fn attach_job(
             shared.metrics.attach("existing");
         }
         Ok((Outcome::Planned(_), _)) => {}
+        Ok((Outcome::Pending(lease), _)) => {
+            tracing::info!(container = %name, ip = %lease.ip, "stopped before it could be attached; the address stays reserved");
+            shared.metrics.attach("skipped");
+        }
         Err(e) => {
             // A container that stopped (or was removed) before we got to it is not an error.
             let engine = shared.docker().engine;

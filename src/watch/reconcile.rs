@@ -2,6 +2,7 @@
 //! the per-container cleanups behind the `die` and `destroy` events. Side effects: those of
 //! `gc` and `attach` (through the dispatcher), netns links and leases of the state directory.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,7 +18,8 @@ use crate::netns;
 
 /// Collects what belongs to containers that went away while nobody was watching, then queues
 /// an attach for every labelled running container (a no-op for those already attached; the
-/// same address again for those restarted meanwhile).
+/// same address again for those restarted meanwhile) and a restore for every running container
+/// that holds a lease (after a reboot, a restart, or a pending attach).
 pub async fn reconcile(
     shared: &Arc<Shared>,
     dispatcher: &Dispatcher,
@@ -66,7 +68,47 @@ pub async fn reconcile(
         };
         dispatcher.dispatch(shared, job);
     }
+    restore_leased(shared, dispatcher, engine).await?;
     collected.map(|_| ())
+}
+
+/// Queues a restore for every running container that holds a lease (attached by hand or by
+/// label, pending, or restarted/rebooted meanwhile); the job re-applies the leases that lack
+/// their interface and leaves the others alone.
+async fn restore_leased(
+    shared: &Arc<Shared>,
+    dispatcher: &Dispatcher,
+    engine: &Engine,
+) -> Result<()> {
+    let dir = shared.state_dir.clone();
+    let leased = on_thread("netattach-leases", move || {
+        let Some(store) = LeaseStore::open_existing(&dir)? else {
+            return Ok(BTreeSet::new());
+        };
+        Ok(store
+            .all()?
+            .into_iter()
+            .filter(|l| l.netns_path.is_empty())
+            .map(|l| l.container_id)
+            .collect::<BTreeSet<String>>())
+    })
+    .await?;
+    if leased.is_empty() {
+        return Ok(());
+    }
+    for c in engine.all_running().await? {
+        if leased.contains(&c.id) {
+            dispatcher.dispatch(
+                shared,
+                Job::Restore {
+                    id: c.id,
+                    name: c.name,
+                    event_ns: None,
+                },
+            );
+        }
+    }
+    Ok(())
 }
 
 /// After `die`: removes the netns links of the container's leases that no longer lead to a live
