@@ -614,7 +614,7 @@ mod tests {
         let mut gone = gone;
         gone.lease = l.clone();
         let plan = decide_lease(&gone);
-        let ports = vec![l.host_ifname.clone()];
+        let ports = vec![plan::host_ifname(&l.container_id, &l.network_id, &l.ifname)];
         // its only port and lease are being removed: the bridge goes too
         let b = decide_bridge("nabr0", &ports, &plan, &[l.clone()]).unwrap();
         assert_eq!((b.kind, b.object.as_str()), ("bridge", "nabr0"));
