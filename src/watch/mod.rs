@@ -14,6 +14,7 @@
 pub mod engine;
 pub mod http;
 pub mod labels;
+pub mod listen;
 pub mod metrics;
 pub mod reconcile;
 
@@ -35,6 +36,7 @@ use crate::link::Rtnl;
 use crate::privilege;
 use engine::Engine;
 use labels::Job;
+use listen::{HostPolicy, Listen};
 use metrics::Metrics;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -112,16 +114,28 @@ pub fn run(args: WatchArgs, state_dir: &Path) -> Result<i32> {
     privilege::require("watch")?;
     // Bound before entering the host namespace: the endpoints stay where the process was
     // started (inside its container for `docker run -p 4000:80`).
-    let listener = std::net::TcpListener::bind(args.listen)
+    let addr = match args.listen {
+        Listen::At(a) => a,
+        Listen::Auto => {
+            // On a thread of its own (gone before `enter`), in the namespace we started in.
+            let facts = std::thread::scope(|s| {
+                s.spawn(|| block_on_fresh(listen::facts()))
+                    .join()
+                    .map_err(|_| anyhow!("the --listen auto probe panicked"))
+            })??
+            .context(
+                "--listen auto: cannot inspect this network namespace; pass --listen ADDR:PORT",
+            )?;
+            let (addr, why) = listen::resolve_auto(&facts);
+            tracing::info!(listen = %addr, "--listen auto: {why}");
+            addr
+        }
+    };
+    let listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
-        .map_err(|e| {
-            anyhow!(
-                "cannot listen on {}: {e}; choose another --listen",
-                args.listen
-            )
-        })?;
-    if !args.listen.ip().is_loopback() {
-        tracing::warn!(listen = %args.listen, "the read-only HTTP endpoints are reachable from the network");
+        .map_err(|e| anyhow!("cannot listen on {addr}: {e}; choose another --listen"))?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(listen = %addr, "the read-only HTTP endpoints are reachable from the network");
     }
     let placement = hostns::enter();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -177,7 +191,8 @@ async fn daemon(
         state_dir = %shared.state_dir.display(),
         "watching; endpoints /healthz /readyz /version /metrics /attachments"
     );
-    tokio::spawn(http::serve(listener, shared.clone()));
+    let policy = HostPolicy::new(addr, &args.allow_host);
+    tokio::spawn(http::serve(listener, shared.clone(), policy));
 
     let dispatcher = Arc::new(Dispatcher::default());
     let reconciling = Arc::new(tokio::sync::Mutex::new(()));
