@@ -322,6 +322,8 @@ async fn route(req: &Request, shared: &Arc<Shared>, ctx: &Context) -> Response {
                     attachments: &rows,
                     version: VERSION,
                     commit: GIT_COMMIT,
+                    job_threads: super::job_threads_busy(),
+                    job_threads_limit: super::MAX_JOB_THREADS,
                 }),
             }
         }
