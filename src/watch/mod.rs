@@ -5,7 +5,9 @@
 //! labelled running containers that lack their interface). Serves read-only HTTP endpoints.
 //!
 //! Side effects: those of `attach`, `detach` and `gc`, plus one TCP listener. Threads: the
-//! daemon's own runtime runs on the main thread (events, HTTP, timers); every attach, cleanup
+//! daemon's own runtime runs on the main thread (events, HTTP, timers; the lease reads of
+//! `/attachments` and `/metrics` go to tokio's blocking pool: plain file reads, never `setns`,
+//! so a pooled thread is safe for them); every attach, cleanup
 //! and gc runs on a fresh thread with its own current-thread runtime, so the blocking store lock
 //! (`flock`) and the netns threads of the core never stall the event loop. At most
 //! [`MAX_JOB_THREADS`] such threads run at once; further jobs wait as tasks. Jobs of one container
