@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use anyhow::{Result, anyhow, bail};
 
 use crate::docker::{NetworkInfo, SubnetConfig};
-use crate::ipam::{IpamError, Pool, key};
+use crate::ipam::{IpamError, Pool, Subnet, key};
 use crate::lease::Taken;
 
 /// A chosen address with its subnet's prefix length and gateway.
@@ -18,6 +18,9 @@ pub struct Choice<A> {
     pub gateway: Option<A>,
     /// The subnet has no Docker `IPRange`, so Docker might one day hand out this address.
     pub unfenced: bool,
+    /// Docker's range, when this (explicitly requested) address lies inside it: Docker may hand
+    /// it out to a container it starts later.
+    pub inside_range: Option<Subnet>,
 }
 
 /// Gateways of the network's subnets: Docker's, else `bridge_addrs` (the bridge's own
@@ -51,12 +54,13 @@ pub fn pick_v4(
         IpAddr::V4(a) => Ok(a),
         IpAddr::V6(a) => Err(anyhow!("{a} is not an IPv4 address")),
     };
-    let (config, gateway, ip) = pick(&net.v4, gateways, net, &taken.v4, want.map(IpAddr::V4))?;
+    let p = pick(&net.v4, gateways, net, &taken.v4, want.map(IpAddr::V4))?;
     Ok(Choice {
-        ip: v4(ip)?,
-        prefix_len: config.subnet.prefix_len(),
-        gateway: gateway.map(v4).transpose()?,
-        unfenced: config.ip_range.is_none(),
+        ip: v4(p.ip)?,
+        prefix_len: p.pool.subnet.prefix_len(),
+        gateway: p.gateway.map(v4).transpose()?,
+        unfenced: p.pool.fence().is_none(),
+        inside_range: p.pool.fence().filter(|r| r.contains(p.ip)),
     })
 }
 
@@ -76,26 +80,34 @@ pub fn pick_v6(
         }
         return Ok(None);
     }
-    let (config, gateway, ip) = pick(&net.v6, gateways, net, &taken.v6, want.map(IpAddr::V6))?;
+    let p = pick(&net.v6, gateways, net, &taken.v6, want.map(IpAddr::V6))?;
     let v6 = |a: IpAddr| match a {
         IpAddr::V6(a) => Some(a),
         IpAddr::V4(_) => None,
     };
     Ok(Some(Choice {
-        ip: v6(ip).ok_or_else(|| anyhow!("{ip} is not an IPv6 address"))?,
-        prefix_len: config.subnet.prefix_len(),
-        gateway: gateway.and_then(v6),
-        unfenced: config.ip_range.is_none(),
+        ip: v6(p.ip).ok_or_else(|| anyhow!("{} is not an IPv6 address", p.ip))?,
+        prefix_len: p.pool.subnet.prefix_len(),
+        gateway: p.gateway.and_then(v6),
+        unfenced: p.pool.fence().is_none(),
+        inside_range: p.pool.fence().filter(|r| r.contains(p.ip)),
     }))
 }
 
-fn pick<'a>(
-    configs: &'a [SubnetConfig],
+/// The address picked, with its subnet's pool and gateway.
+struct Picked {
+    pool: Pool,
+    gateway: Option<IpAddr>,
+    ip: IpAddr,
+}
+
+fn pick(
+    configs: &[SubnetConfig],
     gateways: &[Option<IpAddr>],
     net: &NetworkInfo,
     leased: &BTreeSet<u128>,
     want: Option<IpAddr>,
-) -> Result<(&'a SubnetConfig, Option<IpAddr>, IpAddr)> {
+) -> Result<Picked> {
     let mut taken = leased.clone();
     taken.extend(net.endpoints.iter().map(|a| key(*a)));
     taken.extend(gateways.iter().flatten().map(|a| key(*a)));
@@ -106,16 +118,17 @@ fn pick<'a>(
             subnet: config.subnet,
             docker_range: config.ip_range,
         };
+        let picked = |ip| Picked { pool, gateway, ip };
         match want {
             Some(w) if config.subnet.contains(w) => {
                 return pool
                     .check(w, &taken)
-                    .map(|()| (config, gateway, w))
+                    .map(|()| picked(w))
                     .map_err(|e| refused(e, net));
             }
             Some(_) => continue,
             None => match pool.choose(&taken) {
-                Ok(ip) => return Ok((config, gateway, ip)),
+                Ok(ip) => return Ok(picked(ip)),
                 Err(e) => last_err = Some(e),
             },
         }
@@ -132,6 +145,10 @@ fn pick<'a>(
             )
             .context(format!("subnets: {}", subnets.join(", "))))
         }
+        (None, Some(e @ IpamError::RangeFull { range, .. })) => Err(anyhow!(
+            "network '{}': {e}; Docker hands out every address inside {range}, so none is taken from it: detach containers, recreate the network with a wider --subnet or a smaller --ip-range (\"fixed-cidr\" for docker0), or pass an explicit --ip inside {range} (Docker may hand it out too)",
+            net.name
+        )),
         (None, Some(e)) => Err(anyhow!(
             "network '{}': {e}; detach containers or use a larger subnet",
             net.name
@@ -201,6 +218,45 @@ mod tests {
         assert!(pick_v4(&n, &gws, &taken, Some("10.1.0.7".parse().unwrap())).is_ok());
         let err = pick_v4(&n, &gws, &taken, Some("10.9.0.7".parse().unwrap())).unwrap_err();
         assert!(format!("{err:#}").contains("outside"), "{err:#}");
+    }
+
+    #[test]
+    fn a_full_outside_of_the_range_is_refused_with_the_ways_out() {
+        let mut c = config("10.231.7.0/29", Some("10.231.7.1"));
+        c.ip_range = Some("10.231.7.0/30".parse().unwrap());
+        let n = net(vec![c], vec![]);
+        let gws = gateways(&n.v4, &[]);
+        let mut taken = Taken::default();
+        for want in ["10.231.7.6", "10.231.7.5", "10.231.7.4"] {
+            let c = pick_v4(&n, &gws, &taken, None).unwrap();
+            assert_eq!(
+                (c.ip.to_string(), c.unfenced, c.inside_range),
+                (want.into(), false, None)
+            );
+            taken.v4.insert(key(IpAddr::V4(c.ip)));
+        }
+        let err = format!("{:#}", pick_v4(&n, &gws, &taken, None).unwrap_err());
+        for part in [
+            "network 'n'",
+            "10.231.7.0/30",
+            "--subnet",
+            "--ip-range",
+            "--ip inside",
+        ] {
+            assert!(err.contains(part), "{part}: {err}");
+        }
+        // The explicit way out: an address inside the range, flagged for a warning.
+        let c = pick_v4(&n, &gws, &taken, Some("10.231.7.3".parse().unwrap())).unwrap();
+        assert_eq!(c.inside_range, Some("10.231.7.0/30".parse().unwrap()));
+        // A range covering the whole subnet fences nothing.
+        let mut all = config("10.0.0.0/29", Some("10.0.0.1"));
+        all.ip_range = Some("10.0.0.0/29".parse().unwrap());
+        let n = net(vec![all], vec![]);
+        let c = pick_v4(&n, &gateways(&n.v4, &[]), &Taken::default(), None).unwrap();
+        assert_eq!(
+            (c.ip.to_string(), c.unfenced, c.inside_range),
+            ("10.0.0.6".into(), true, None)
+        );
     }
 
     #[test]

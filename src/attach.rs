@@ -151,12 +151,14 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
                 prefix_len: lease.prefix_len,
                 gateway: Some(lease.gateway),
                 unfenced: false,
+                inside_range: None,
             };
             let v6 = lease.ip6.map(|ip| Choice {
                 ip,
                 prefix_len: lease.prefix_len6.unwrap_or(64),
                 gateway: lease.gateway6,
                 unfenced: false,
+                inside_range: None,
             });
             (v4, v6)
         }
@@ -176,6 +178,16 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
             {
                 hints.push(format!(
                     "hint: network '{}' has no fixed-cidr/IPRange, so Docker may one day hand out an address we chose; set \"fixed-cidr\" (docker0) or --ip-range (user networks) to make collisions impossible",
+                    network.name
+                ));
+            }
+            let inside = [
+                v4.inside_range.map(|r| (v4.ip.to_string(), r)),
+                v6.and_then(|c| c.inside_range.map(|r| (c.ip.to_string(), r))),
+            ];
+            for (ip, range) in inside.into_iter().flatten() {
+                hints.push(format!(
+                    "warning: {ip} is inside Docker's range {range} of network '{}': Docker may hand it out to a container it starts later; prefer an address outside {range}",
                     network.name
                 ));
             }

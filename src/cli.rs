@@ -200,9 +200,21 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Address of the read-only HTTP endpoints (/healthz, /readyz, /version, /metrics,
-    /// /attachments). Loopback by default; anything else exposes them to the network.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9180")]
-    pub listen: std::net::SocketAddr,
+    /// /attachments). Loopback by default; anything else exposes them to the network. `auto`
+    /// (the image's default): 0.0.0.0:80 in a network namespace of its own, 127.0.0.1:9180 when
+    /// this may be the host's (`--network=host`).
+    #[arg(long, value_name = "ADDR:PORT|auto", default_value = "127.0.0.1:9180")]
+    pub listen: crate::watch::listen::Listen,
+
+    /// Also serve requests whose Host header is NAME (repeatable). Loopback names and the
+    /// endpoints' own address are always served; other names are refused (DNS rebinding).
+    #[arg(
+        long = "allow-host",
+        value_name = "NAME",
+        env = "DOCKER_NETATTACH_ALLOW_HOST",
+        value_delimiter = ','
+    )]
+    pub allow_host: Vec<String>,
 
     /// Label prefix: a container is attached when it carries `<prefix>.network=<network>`
     /// (optional `<prefix>.ip`, `<prefix>.ifname`, `<prefix>.netns-name`).

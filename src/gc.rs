@@ -301,7 +301,12 @@ pub async fn gc(state_dir: &Path, dry_run: bool) -> Result<Vec<Removal>> {
                     "removed temporary files and index entries of killed commands"
                 );
             }
-            (s.all()?, rtnl.links().await?, s.marked_bridges()?, Some(lock))
+            (
+                s.all()?,
+                rtnl.links().await?,
+                s.marked_bridges()?,
+                Some(lock),
+            )
         }
         None => (leases, ifaces, vec![], None),
     };

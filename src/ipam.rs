@@ -3,8 +3,9 @@
 //! the gateway, aux addresses) and passes it in.
 //!
 //! Docker hands out the *lowest* free address, and only inside `IPRange` (`fixed-cidr`) when the
-//! network has one. So we pick outside that range when there is one, and from the top of the
-//! subnet downward otherwise: the two allocators meet only when the subnet is nearly full.
+//! network has one. So we pick outside that range when there is one (and never inside it: a full
+//! outside is an exhaustion), and from the top of the subnet downward otherwise: the two
+//! allocators meet only when the subnet is nearly full.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -151,6 +152,9 @@ pub enum IpamError {
     Taken { ip: IpAddr },
     #[error("no free address left in {subnet}")]
     Exhausted { subnet: Subnet },
+    /// Every address outside Docker's range is taken; those inside it are Docker's to hand out.
+    #[error("no free address left in {subnet} outside Docker's range {range} (IPRange/fixed-cidr)")]
+    RangeFull { subnet: Subnet, range: Subnet },
 }
 
 /// Where to allocate: the subnet and the part of it that Docker's own allocator uses.
@@ -182,26 +186,38 @@ impl Pool {
         Ok(())
     }
 
-    /// Chooses the highest free address outside Docker's range; when everything outside it is
-    /// taken, the highest free address inside it (Docker fills that range from the bottom).
+    /// Docker's range when it fences off part of the subnet: `None` without a range, or with
+    /// one that covers the whole subnet (then Docker may hand out any address: unfenced).
+    pub fn fence(&self) -> Option<Subnet> {
+        self.docker_range.filter(|r| {
+            r.v6 == self.subnet.v6
+                && !(r.network <= self.subnet.network && r.last() >= self.subnet.last())
+        })
+    }
+
+    /// Whether `ip` lies inside Docker's range (see [`Pool::fence`]): Docker may hand it out.
+    pub fn in_fence(&self, ip: IpAddr) -> bool {
+        self.fence().is_some_and(|r| r.contains(ip))
+    }
+
+    /// Chooses the highest free address outside Docker's range. When everything outside it is
+    /// taken the pool is exhausted: an address inside the range would be handed out again by
+    /// Docker, so it is never chosen (an explicit one passes [`Pool::check`]).
     /// Costs O(number of taken addresses above the result).
     pub fn choose(&self, taken: &BTreeSet<u128>) -> Result<IpAddr, IpamError> {
         let exhausted = IpamError::Exhausted {
             subnet: self.subnet,
         };
         let (first, last) = self.subnet.usable().ok_or(exhausted.clone())?;
-        let skip = self
-            .docker_range
-            .filter(|r| r.network < r.last() && r.v6 == self.subnet.v6)
-            .map(|r| (r.network, r.last()));
-        if let Some(n) = highest_free(first, last, skip, taken) {
-            return Ok(self.subnet.addr(n));
-        }
-        match skip {
-            Some((lo, hi)) => highest_free(lo.max(first), hi.min(last), None, taken)
-                .map(|n| self.subnet.addr(n))
-                .ok_or(exhausted),
-            None => Err(exhausted),
+        let fence = self.fence();
+        let skip = fence.map(|r| (r.network, r.last()));
+        match (highest_free(first, last, skip, taken), fence) {
+            (Some(n), _) => Ok(self.subnet.addr(n)),
+            (None, Some(range)) => Err(IpamError::RangeFull {
+                subnet: self.subnet,
+                range,
+            }),
+            (None, None) => Err(exhausted),
         }
     }
 }
@@ -291,13 +307,29 @@ mod tests {
             ("10.0.0.0/24", Some("10.0.0.128/25"), &[], Ok("10.0.0.127")),
             // Docker's range at the bottom: we take the top.
             ("10.0.0.0/24", Some("10.0.0.0/25"), &[], Ok("10.0.0.254")),
-            // Outside the range full: fall back to the top of the range.
+            // Outside the range full: exhausted, never inside Docker's range (issue 9).
             (
                 "10.0.0.0/29",
                 Some("10.0.0.0/30"),
                 &["10.0.0.4", "10.0.0.5", "10.0.0.6"],
-                Ok("10.0.0.3"),
+                Err(()),
             ),
+            // The same with the range at the top of the subnet.
+            (
+                "10.0.0.0/29",
+                Some("10.0.0.4/30"),
+                &["10.0.0.1", "10.0.0.2", "10.0.0.3"],
+                Err(()),
+            ),
+            // One address left outside, below the range.
+            (
+                "10.0.0.0/29",
+                Some("10.0.0.4/30"),
+                &["10.0.0.1", "10.0.0.3"],
+                Ok("10.0.0.2"),
+            ),
+            // A one-address range is skipped too.
+            ("10.0.0.0/29", Some("10.0.0.6/32"), &[], Ok("10.0.0.5")),
             // Gateway excluded by the caller's taken set.
             ("10.0.0.0/30", None, &["10.0.0.2"], Ok("10.0.0.1")),
             ("10.0.0.0/30", None, &["10.0.0.1", "10.0.0.2"], Err(())),
@@ -311,11 +343,45 @@ mod tests {
             match want {
                 Ok(w) => assert_eq!(got, Ok(ip(w)), "{subnet} {range:?} {taken:?}"),
                 Err(()) => assert!(
-                    matches!(got, Err(IpamError::Exhausted { .. })),
+                    matches!(
+                        got,
+                        Err(IpamError::Exhausted { .. } | IpamError::RangeFull { .. })
+                    ),
                     "{subnet} {range:?} {taken:?}: {got:?}"
                 ),
             }
         }
+    }
+
+    #[test]
+    fn a_full_outside_names_docker_range_and_never_goes_inside() {
+        let p = pool("10.231.7.0/29", Some("10.231.7.0/30"));
+        let mut taken = set(&["10.231.7.1"]);
+        let mut got = vec![];
+        while let Ok(a) = p.choose(&taken) {
+            got.push(a);
+            taken.insert(key(a));
+        }
+        assert_eq!(
+            got,
+            vec![ip("10.231.7.6"), ip("10.231.7.5"), ip("10.231.7.4")]
+        );
+        let err = p.choose(&taken).unwrap_err();
+        assert_eq!(
+            err,
+            IpamError::RangeFull {
+                subnet: "10.231.7.0/29".parse().unwrap(),
+                range: "10.231.7.0/30".parse().unwrap(),
+            }
+        );
+        assert!(err.to_string().contains("10.231.7.0/30"), "{err}");
+        // An explicit address inside the range stays possible (the caller warns).
+        assert!(p.check(ip("10.231.7.3"), &taken).is_ok());
+        assert_eq!(p.fence(), Some("10.231.7.0/30".parse().unwrap()));
+        assert!(p.in_fence(ip("10.231.7.3")) && !p.in_fence(ip("10.231.7.4")));
+        // A range that covers the whole subnet fences nothing: the subnet is unfenced.
+        assert_eq!(pool("10.0.0.0/24", Some("10.0.0.0/24")).fence(), None);
+        assert_eq!(pool("10.0.0.0/24", None).fence(), None);
     }
 
     #[test]

@@ -15,19 +15,25 @@ use common::{
 };
 use support::{docker, http, leases, test_ip, wait_until};
 
-/// The image, built once per test binary by the script users run (`docker-netattach:latest`;
-/// the static build and the image layers are cached, so later builds take seconds).
+/// The image, built once per test binary by the script users run (the static build and the
+/// image layers are cached, so later builds take seconds). Tagged for this checkout
+/// (`docker-netattach:t<hash of its path>`), so parallel checkouts never test each other's image.
 fn built() -> &'static str {
     static TAG: OnceLock<String> = OnceLock::new();
     TAG.get_or_init(|| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        env!("CARGO_MANIFEST_DIR").hash(&mut h);
+        let tag = format!("docker-netattach:t{:012x}", h.finish() & 0xffff_ffff_ffff);
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-image.sh");
         let o = Command::new("bash")
             .arg(script)
+            .env("NETATTACH_IMAGE", &tag)
             .output()
             .expect("run build-image.sh");
         assert!(o.status.success(), "build-image.sh failed:\n{}", stderr(&o));
-        assert_eq!(stdout(&o), "docker-netattach:latest");
-        stdout(&o)
+        assert_eq!(stdout(&o), tag);
+        tag
     })
 }
 
@@ -90,7 +96,7 @@ fn image_is_small_static_and_built_from_scratch() {
     );
     assert_eq!(
         entry,
-        r#"["/docker-netattach"] ["watch","--listen","0.0.0.0:80"]"#
+        r#"["/docker-netattach"] ["watch","--listen","auto"]"#
     );
 }
 
@@ -138,9 +144,18 @@ fn default_command_serves_the_endpoints_on_port_80() {
     let img = built();
     let name = unique("na-t-imgd");
     let guard = Named(name.clone());
+    let published = format!("127.0.0.1:{}", support::free_port());
     ok(
         "docker",
-        &["run", "-d", "--name", &name, "-p", "127.0.0.1::80", img],
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "-p",
+            &format!("{published}:80"),
+            img,
+        ],
     );
     let ip = ok(
         "docker",
@@ -164,14 +179,14 @@ fn default_command_serves_the_endpoints_on_port_80() {
         body.contains("cannot reach Docker at unix:///var/run/docker.sock"),
         "{body}"
     );
-    // The published port (loopback) reaches the same server.
-    let port = ok("docker", &["port", &name, "80/tcp"]);
-    let published = port
-        .lines()
-        .find(|l| l.starts_with("127.0.0.1:"))
-        .unwrap()
-        .to_string();
-    assert_eq!(http(&published, "GET", "/healthz").0, 200);
+    // The published port (`-p PORT:80`, here on the host's loopback) reaches the same server.
+    assert_eq!(
+        http(&published, "GET", "/healthz"),
+        (200, "ok\n".to_string())
+    );
+    let (status, body) = http(&published, "GET", "/version");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(env!("CARGO_PKG_VERSION")), "{body}");
     // Still running (it never gave up), and it stops cleanly on SIGTERM.
     assert_eq!(
         ok("docker", &["inspect", "-f", "{{.State.Running}}", &name]),
@@ -252,4 +267,99 @@ fn watch_in_a_container_attaches_labelled_containers() {
     assert_eq!(leases(&tool).len(), 1);
     drop(c);
     assert!(wait_until(Duration::from_secs(10), || leases(&tool).is_empty()));
+}
+
+/// Issue 9: the image's default command run with `--network=host` (the daemon's documented
+/// flags, with and without `--pid=host`) must not listen on the host's public addresses: it
+/// serves on the host's 127.0.0.1:9180 only.
+#[test]
+fn with_host_networking_the_default_command_listens_on_loopback_only() {
+    if !need_docker() {
+        return;
+    }
+    let img = built();
+    for pid_host in [false, true] {
+        let name = unique("na-t-imgh");
+        let guard = Named(name.clone());
+        let mut args = vec!["run", "-d", "--name", &name, "--network=host"];
+        if pid_host {
+            args.push("--pid=host");
+        }
+        args.push(img);
+        ok("docker", &args);
+        let pid: u32 = ok("docker", &["inspect", "-f", "{{.State.Pid}}", &guard.0])
+            .parse()
+            .unwrap();
+        let mut listening = vec![];
+        let found = wait_until(Duration::from_secs(10), || {
+            listening = listening_sockets(pid);
+            !listening.is_empty()
+        });
+        let logs = stderr(&docker(&["logs", &name]));
+        assert!(
+            found,
+            "pid-host {pid_host}: the daemon listens nowhere:\n{logs}"
+        );
+        assert!(
+            listening.iter().all(|a| a.ip().is_loopback()),
+            "pid-host {pid_host}: listens on {listening:?} with --network=host:\n{logs}"
+        );
+        assert_eq!(
+            listening,
+            ["127.0.0.1:9180".parse::<std::net::SocketAddr>().unwrap()],
+            "{logs}"
+        );
+        assert_eq!(http("127.0.0.1:9180", "GET", "/healthz").0, 200, "{logs}");
+        drop(guard);
+    }
+}
+
+/// TCP sockets in LISTEN state that process `pid` holds (its fds matched against the
+/// /proc/<pid>/net/tcp{,6} tables of its network namespace).
+fn listening_sockets(pid: u32) -> Vec<std::net::SocketAddr> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = vec![];
+    for (table, v6) in [("tcp", false), ("tcp6", true)] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "0A" || !inodes.iter().any(|i| i == f[9]) {
+                continue;
+            }
+            if let Some(a) = proc_net_addr(f[1], v6) {
+                out.push(a);
+            }
+        }
+    }
+    out
+}
+
+/// `0100007F:23DC` (little-endian words, as /proc/net/tcp prints them) as an address.
+fn proc_net_addr(field: &str, v6: bool) -> Option<std::net::SocketAddr> {
+    let (ip, port) = field.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let words: Vec<u32> = (0..ip.len() / 8)
+        .map(|i| u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16).map(u32::swap_bytes))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let ip: std::net::IpAddr = if v6 {
+        let mut b = [0u8; 16];
+        for (i, w) in words.iter().enumerate() {
+            b[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
+        }
+        std::net::Ipv6Addr::from(b).into()
+    } else {
+        std::net::Ipv4Addr::from(*words.first()?).into()
+    };
+    Some(std::net::SocketAddr::new(ip, port))
 }

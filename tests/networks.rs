@@ -445,3 +445,120 @@ fn dry_run_explain_prints_the_ip_commands() {
     }
     assert!(!iface_exists("nadryrun0"), "--dry-run created the bridge");
 }
+
+/// A user-defined network whose subnet is `10.23x.y.0/29` with Docker's range on its lower
+/// `/30` (retried on another subnet when Docker says the pool overlaps another network's).
+fn fenced_29() -> (Network, String) {
+    for _ in 0..8 {
+        let (a, b) = octets();
+        let base = format!("10.{}.{b}", 230 + a % 10);
+        let name = unique("na-nw-fence");
+        let o = run(
+            "docker",
+            &[
+                "network",
+                "create",
+                "--subnet",
+                &format!("{base}.0/29"),
+                "--ip-range",
+                &format!("{base}.0/30"),
+                &name,
+            ],
+        );
+        if o.status.success() {
+            return (Network(name), base);
+        }
+        assert!(stderr(&o).contains("overlap"), "{}", stderr(&o));
+    }
+    panic!("no free 10.23x.y.0/29 for the test network");
+}
+
+/// Issue 9: once every address outside Docker's `IPRange` is leased, an attach is refused with
+/// an exhaustion error naming the range and the ways out; it never takes an address inside the
+/// range, where Docker would hand it out again. An explicit `--ip` inside it works, with a warning.
+#[test]
+fn a_full_outside_of_the_ip_range_is_exhaustion_not_a_silent_collision() {
+    if !need_docker() {
+        return;
+    }
+    let (net, base) = fenced_29();
+    let range = format!("{base}.0/30");
+    // Outside the range: .4 .5 .6 (the gateway is .1, Docker hands out .2 and .3).
+    let cs: Vec<Container> = (0..3).map(|_| Container::none("na-nw-fence")).collect();
+    let ips: Vec<String> = cs
+        .iter()
+        .map(|c| tool().ok(&[&c.name, "--network", &net.0]))
+        .collect();
+    assert_eq!(
+        ips,
+        [".6", ".5", ".4"].map(|h| format!("{base}{h}")),
+        "outside the range first"
+    );
+    let leases_before = tool().lease_count();
+    let ports_before = bridge_ports(&net.bridge());
+    let fourth = Container::none("na-nw-fence");
+    let err = tool().fails(&[&fourth.name, "--network", &net.0], 1, &range);
+    for way in ["--subnet", "--ip-range", "--ip"] {
+        assert!(
+            err.contains(way),
+            "the error names no way out ({way}): {err}"
+        );
+    }
+    assert_eq!(
+        tool().lease_count(),
+        leases_before,
+        "a lease was left behind"
+    );
+    let inside = docker_ifaces(&fourth);
+    assert_eq!(inside, ["lo"], "interfaces left in the container");
+    assert_eq!(
+        bridge_ports(&net.bridge()),
+        ports_before,
+        "a veth was left on the bridge"
+    );
+    // Docker's own container gets the lowest address of its range, as always.
+    let docker_own = Container::run("na-nw-fence-d", &["--network", &net.0], &[]);
+    let docker_ip = ok(
+        "docker",
+        &[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &docker_own.name,
+        ],
+    );
+    assert_eq!(docker_ip, format!("{base}.2"));
+    // The way out the error names: an explicit address inside the range, with a warning.
+    let o = tool().run(&[
+        &fourth.name,
+        "--network",
+        &net.0,
+        "--ip",
+        &format!("{base}.3"),
+    ]);
+    let warn = stderr(&o);
+    assert!(o.status.success(), "{warn}");
+    assert_eq!(stdout(&o), format!("{base}.3"));
+    assert!(
+        warn.contains("warning")
+            && warn.contains(&range)
+            && warn.contains("Docker may hand it out"),
+        "{warn}"
+    );
+    for c in cs.iter().chain([&fourth]) {
+        tool().ok(&["detach", &c.name]);
+    }
+}
+
+/// Interface names inside a container (`/proc/<pid>/net/dev`).
+fn docker_ifaces(c: &Container) -> Vec<String> {
+    let dev = std::fs::read_to_string(format!("/proc/{}/net/dev", c.pid())).unwrap();
+    let mut names: Vec<String> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|n| n.trim().to_string())
+        .collect();
+    names.sort();
+    names
+}

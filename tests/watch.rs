@@ -432,3 +432,84 @@ fn a_corrupt_lease_does_not_stop_the_reconcile_from_attaching() {
     assert_eq!(d.get("/attachments").0, 200);
     assert_eq!(d.metric("netattach_corrupt_leases"), 1.0);
 }
+
+/// Threads of a process (`/proc/<pid>/task`).
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Issue 9: one OS thread per job with no bound, and per-container queues that live until
+/// `destroy`. A daemon started next to 30 labelled running containers queues 30 attaches at
+/// once: it must never run more than its bound (16) of job threads, and once the work is done
+/// no container keeps a queue.
+#[test]
+fn many_jobs_at_once_use_a_bounded_number_of_threads_and_idle_queues_are_dropped() {
+    if !need_docker() {
+        return;
+    }
+    const N: usize = 30;
+    const BOUND: usize = 16;
+    let tool = Tool::new();
+    let prefix = common::unique("natb").replace('-', "");
+    let net = private_network("na-t-tb");
+    let label = format!("{prefix}.network={}", net.0);
+    let cs: Vec<Container> = (0..N)
+        .map(|_| Container::run("na-t-tb", &["--network=none", "--label", &label], &[]))
+        .collect();
+    let d = Daemon::start_with_prefix(&tool, &prefix, &[]);
+    let mut peak = 0;
+    let start = std::time::Instant::now();
+    while leases(&tool).iter().filter(|l| l.2 == "attached").count() < N
+        && start.elapsed() < Duration::from_secs(90)
+    {
+        for _ in 0..50 {
+            peak = peak.max(threads_of(d.pid()));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    assert_eq!(
+        leases(&tool).iter().filter(|l| l.2 == "attached").count(),
+        N,
+        "not all attached:\n{}",
+        d.log()
+    );
+    eprintln!("peak: {peak} threads for {N} queued attaches");
+    // The main thread, the bounded job threads, the namespace thread of the attach holding the
+    // lock (they run one at a time) and a few of tokio's blocking pool.
+    assert!(
+        peak <= BOUND + 6,
+        "the daemon ran {peak} threads for {N} queued attaches (bound {BOUND} job threads)"
+    );
+    assert!(
+        wait_until(SHORT, || d.metric("netattach_container_queues") == 0.0
+            && d.get("/metrics").1.contains("netattach_container_queues 0")),
+        "queues left: {}",
+        d.get("/metrics").1
+    );
+    assert_eq!(d.metric("netattach_job_threads_limit"), BOUND as f64);
+    drop(cs);
+    assert!(wait_until(SHORT, || leases(&tool).is_empty()));
+}
+
+/// A Docker network on a private /24 (10.150-249.x.0), retried when the pool overlaps another.
+fn private_network(prefix: &str) -> common::Network {
+    for i in 0..8u32 {
+        let n = std::process::id()
+            .wrapping_mul(2654435761)
+            .wrapping_add(i * 7919);
+        let subnet = format!("10.{}.{}.0/24", 150 + n % 100, (n >> 8) % 250);
+        let name = common::unique(prefix);
+        let o = common::run("docker", &["network", "create", "--subnet", &subnet, &name]);
+        if o.status.success() {
+            return common::Network(name);
+        }
+        assert!(
+            common::stderr(&o).contains("overlap"),
+            "{}",
+            common::stderr(&o)
+        );
+    }
+    panic!("no free private /24 for the test network");
+}

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{Container, Tool, need_docker, unique};
-use support::{Daemon, http, json_of, parse_response, test_ip, wait_until};
+use support::{Daemon, get_with_host, http, json_of, parse_response, test_ip, wait_until};
 
 #[test]
 fn every_endpoint_answers() {
@@ -190,4 +190,124 @@ fn listen_address_in_use_is_a_clear_error() {
         err.contains(&format!("cannot listen on {}", d.addr)) && err.contains("--listen"),
         "{err}"
     );
+}
+
+/// Issue 9: DNS rebinding. A page on evil.example whose name now resolves to 127.0.0.1 must not
+/// read /attachments: only loopback names, the listen address and `--allow-host` names are served.
+#[test]
+fn only_loopback_and_allowed_host_names_are_served() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let plain = Daemon::start(&tool, &[]);
+    let (status, body) = get_with_host(&plain.addr, "/attachments", Some("evil.example"));
+    assert_eq!(status, 421, "Host evil.example was served: {body}");
+    drop(plain);
+    let d = Daemon::start_args(&tool, &["--allow-host", "dash.example"], &[]);
+    let port = d.addr.rsplit(':').next().unwrap().to_string();
+    for host in [
+        "evil.example",
+        &format!("evil.example:{port}"),
+        "localhost.evil.example",
+        "127.0.0.1.evil.example",
+        "dash.example.evil",
+    ] {
+        for path in ["/attachments", "/metrics", "/healthz"] {
+            let (status, body) = get_with_host(&d.addr, path, Some(host));
+            assert_eq!(status, 421, "Host {host} {path}: {body}");
+            assert!(body.contains("--allow-host"), "{body}");
+        }
+    }
+    for host in [
+        format!("localhost:{port}"),
+        "localhost".to_string(),
+        format!("LocalHost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("127.3.4.5:{port}"),
+        format!("[::1]:{port}"),
+        format!("dash.example:{port}"),
+        "DASH.example".to_string(),
+    ] {
+        let (status, body) = get_with_host(&d.addr, "/attachments", Some(&host));
+        assert_eq!(status, 200, "Host {host}: {body}");
+    }
+    // No Host at all (HTTP/1.0, curl --http1.0 -H 'Host:'): not a browser, served.
+    assert_eq!(get_with_host(&d.addr, "/version", None).0, 200);
+    // The names can come from the environment too (comma-separated).
+    let e = Daemon::start(
+        &tool,
+        &[("DOCKER_NETATTACH_ALLOW_HOST", "a.example,b.example")],
+    );
+    assert_eq!(get_with_host(&e.addr, "/healthz", Some("b.example")).0, 200);
+    assert_eq!(get_with_host(&e.addr, "/healthz", Some("c.example")).0, 421);
+}
+
+/// Issue 9: /attachments and /metrics read every lease; a read that blocks (here a FIFO where a
+/// lease file should be) must not stall the event loop: /healthz and /version still answer.
+#[test]
+fn a_stuck_lease_read_does_not_stall_the_other_endpoints() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let c = Container::none("na-t-hb");
+    let ip = test_ip();
+    tool.ok(&["attach", &c.name, "--ip", &ip]);
+    let d = Daemon::start(&tool, &[]);
+    assert!(d.wait_ready(Duration::from_secs(10)), "{}", d.log());
+    let net_dir = std::fs::read_dir(tool.state.path().join("leases"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let fifo = net_dir.join("172.17.250.250");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let stuck: Vec<_> = ["/attachments", "/metrics"]
+        .into_iter()
+        .map(|p| {
+            let addr = d.addr.clone();
+            std::thread::spawn(move || http(&addr, "GET", p))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let health = get_with_timeout(&d.addr, "/healthz", Duration::from_secs(3));
+    let version = get_with_timeout(&d.addr, "/version", Duration::from_secs(3));
+    let took = start.elapsed();
+    // Unblock the readers (a writer opens and closes the FIFO), then remove it.
+    let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+    let _ = std::fs::remove_file(&fifo);
+    for t in stuck {
+        let _ = t.join();
+    }
+    assert_eq!(
+        health, 200,
+        "/healthz did not answer while /attachments was stuck"
+    );
+    assert_eq!(
+        version, 200,
+        "/version did not answer while /attachments was stuck"
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+/// Status of one GET that gives up after `limit` (0 then).
+fn get_with_timeout(addr: &str, path: &str, limit: Duration) -> u16 {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr.parse().unwrap(), limit) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(limit));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_response(&raw).0
 }

@@ -6,6 +6,12 @@
 //! written within [`WRITE_TIMEOUT`]; one request per connection (`Connection: close`); at most
 //! [`MAX_CONNECTIONS`] connections are served at once and further ones are closed at once.
 //!
+//! A request whose `Host` names anything but loopback, the endpoints' own address or an
+//! `--allow-host` name is refused with 421 (DNS rebinding; see [`super::listen`]).
+//! `/attachments` and `/metrics` read every lease: that runs on the blocking pool (plain file
+//! reads, never `setns`), at most [`MAX_LEASE_READS`] at once and for [`LEASE_READ_LIMIT`] at
+//! most, so a slow state directory never stalls the event loop or the other endpoints.
+//!
 //! | path           | answer                                                             |
 //! |----------------|--------------------------------------------------------------------|
 //! | `/healthz`     | 200 `ok` while the process serves                                  |
@@ -23,6 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use super::listen::HostPolicy;
 use super::metrics::Gauges;
 use super::{GIT_COMMIT, Shared, VERSION};
 use crate::list;
@@ -32,6 +39,10 @@ pub const MAX_HEAD: usize = 8 * 1024;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_CONNECTIONS: usize = 512;
+/// Lease reads (for /attachments and /metrics) in flight at once.
+pub const MAX_LEASE_READS: usize = 2;
+/// A lease read that takes longer is answered 503.
+pub const LEASE_READ_LIMIT: Duration = Duration::from_secs(10);
 /// A readiness answer is reused for this long, so a flood of probes costs Docker nothing.
 const READY_CACHE: Duration = Duration::from_secs(1);
 const CHECK_LIMIT: Duration = Duration::from_secs(2);
@@ -42,6 +53,8 @@ pub struct Request {
     pub method: String,
     /// Without the query string.
     pub path: String,
+    /// The `Host` header, when there is one.
+    pub host: Option<String>,
 }
 
 /// An answer.
@@ -97,6 +110,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        421 => "Misdirected Request",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -124,9 +138,21 @@ pub fn parse_head(head: &[u8]) -> Result<Request, &'static str> {
         return Err("the target must be a path");
     }
     let path = target.split(['?', '#']).next().unwrap_or(target);
+    let mut host = None;
+    for header in text.lines().skip(1) {
+        if let Some((name, value)) = header.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("host") {
+                if host.is_some() {
+                    return Err("more than one Host header");
+                }
+                host = Some(value.trim().to_string());
+            }
+        }
+    }
     Ok(Request {
         method: method.to_string(),
         path: path.to_string(),
+        host,
     })
 }
 
@@ -141,9 +167,13 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
 }
 
 /// Accepts connections until the listener fails for good.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, policy: HostPolicy) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let cache: Arc<tokio::sync::Mutex<Option<(Instant, Response)>>> = Arc::default();
+    let ctx = Arc::new(Context {
+        policy,
+        cache: tokio::sync::Mutex::new(None),
+        lease_reads: Arc::new(Semaphore::new(MAX_LEASE_READS)),
+    });
     loop {
         let (stream, _peer) = match listener.accept().await {
             Ok(c) => c,
@@ -159,19 +189,23 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             drop(stream);
             continue;
         };
-        let (shared, cache) = (shared.clone(), cache.clone());
+        let (shared, ctx) = (shared.clone(), ctx.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            handle(stream, &shared, &cache).await;
+            handle(stream, &shared, &ctx).await;
         });
     }
 }
 
-async fn handle(
-    mut stream: TcpStream,
-    shared: &Arc<Shared>,
-    cache: &tokio::sync::Mutex<Option<(Instant, Response)>>,
-) {
+/// What every connection shares besides [`Shared`].
+struct Context {
+    policy: HostPolicy,
+    /// The last readiness answer.
+    cache: tokio::sync::Mutex<Option<(Instant, Response)>>,
+    lease_reads: Arc<Semaphore>,
+}
+
+async fn handle(mut stream: TcpStream, shared: &Arc<Shared>, ctx: &Context) {
     let (resp, head_only) = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
         Err(_) => (
             Response::error(408, "request head not received in time"),
@@ -186,7 +220,14 @@ async fn handle(
             Err(why) => (Response::error(400, why), false),
             Ok(req) => {
                 let head_only = req.method == "HEAD";
-                (route(&req, shared, cache).await, head_only)
+                let local = stream.local_addr().ok();
+                match &req.host {
+                    Some(h) if !ctx.policy.allows(Some(h), local) => {
+                        tracing::debug!(host = %h, path = %req.path, "refused: Host not served");
+                        (Response::error(421, &HostPolicy::refusal(h)), head_only)
+                    }
+                    _ => (route(&req, shared, ctx).await, head_only),
+                }
             }
         },
     };
@@ -245,11 +286,7 @@ async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
     }
 }
 
-async fn route(
-    req: &Request,
-    shared: &Arc<Shared>,
-    cache: &tokio::sync::Mutex<Option<(Instant, Response)>>,
-) -> Response {
+async fn route(req: &Request, shared: &Arc<Shared>, ctx: &Context) -> Response {
     if req.method != "GET" && req.method != "HEAD" {
         return Response::error(405, "read-only endpoints: use GET or HEAD");
     }
@@ -260,7 +297,7 @@ async fn route(
             body: "ok\n".into(),
         },
         "/readyz" => {
-            let mut cached = cache.lock().await;
+            let mut cached = ctx.cache.lock().await;
             if let Some((at, resp)) = cached.as_ref() {
                 if at.elapsed() < READY_CACHE {
                     return resp.clone();
@@ -272,7 +309,10 @@ async fn route(
         }
         "/version" => version(shared),
         "/metrics" => {
-            let rows = list::list(&shared.state_dir).unwrap_or_default();
+            let rows = match read_leases(shared, ctx).await {
+                Ok(rows) => rows.unwrap_or_default(),
+                Err(busy) => return busy,
+            };
             Response {
                 status: 200,
                 content_type: PROMETHEUS,
@@ -281,11 +321,14 @@ async fn route(
                     attachments: &rows,
                     version: VERSION,
                     commit: GIT_COMMIT,
+                    job_threads: super::job_threads_busy(),
+                    job_threads_limit: super::MAX_JOB_THREADS,
                 }),
             }
         }
-        "/attachments" => match list::list(&shared.state_dir) {
-            Ok(rows) => {
+        "/attachments" => match read_leases(shared, ctx).await {
+            Err(busy) => busy,
+            Ok(Ok(rows)) => {
                 let records: Vec<_> = rows.iter().map(output::list_record).collect();
                 Response {
                     status: 200,
@@ -293,12 +336,46 @@ async fn route(
                     body: format!("{}\n", output::to_json(&records)),
                 }
             }
-            Err(e) => Response::error(500, &format!("{e:#}")),
+            Ok(Err(e)) => Response::error(500, &format!("{e:#}")),
         },
         _ => Response::error(
             404,
             "no such endpoint; try /healthz, /readyz, /version, /metrics or /attachments",
         ),
+    }
+}
+
+/// Every lease with its status, read off the event loop (see the module header); `Err` is the
+/// 503 to answer when the reads are busy or slow.
+async fn read_leases(
+    shared: &Arc<Shared>,
+    ctx: &Context,
+) -> Result<anyhow::Result<Vec<list::Row>>, Response> {
+    let slow = || {
+        Response::error(
+            503,
+            &format!(
+                "reading the leases of {} took longer than {} s; try again",
+                shared.state_dir.display(),
+                LEASE_READ_LIMIT.as_secs()
+            ),
+        )
+    };
+    let dir = shared.state_dir.clone();
+    let work = async move {
+        // The permit goes with the read: a read stuck past the limit still holds it, so stuck
+        // reads never number more than MAX_LEASE_READS threads.
+        let permit = ctx.lease_reads.clone().acquire_owned().await.ok();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            list::list(&dir)
+        })
+        .await
+    };
+    match tokio::time::timeout(LEASE_READ_LIMIT, work).await {
+        Ok(Ok(rows)) => Ok(rows),
+        Ok(Err(e)) => Ok(Err(anyhow::anyhow!("the lease reader failed: {e}"))),
+        Err(_) => Err(slow()),
     }
 }
 
@@ -374,9 +451,18 @@ mod tests {
             r,
             Request {
                 method: "GET".into(),
-                path: "/metrics".into()
+                path: "/metrics".into(),
+                host: Some("a".into()),
             }
         );
+        assert_eq!(
+            parse_head(b"GET / HTTP/1.1\r\nhOsT:  Evil.example:80 \r\nX: y\r\n\r\n")
+                .unwrap()
+                .host
+                .as_deref(),
+            Some("Evil.example:80")
+        );
+        assert!(parse_head(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").is_err());
         assert_eq!(
             parse_head(b"HEAD / HTTP/1.0\r\n\r\n").unwrap().method,
             "HEAD"

@@ -25,6 +25,7 @@ pub struct Metrics {
     reconnects: AtomicU64,
     events: AtomicU64,
     latency: Histogram,
+    queues: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +42,9 @@ pub struct Gauges<'a> {
     pub attachments: &'a [Row],
     pub version: &'a str,
     pub commit: &'a str,
+    /// Job threads running now, and their bound.
+    pub job_threads: usize,
+    pub job_threads_limit: usize,
 }
 
 fn add(c: &AtomicU64) {
@@ -81,6 +85,11 @@ impl Metrics {
 
     pub fn event(&self) {
         add(&self.events);
+    }
+
+    /// Containers with a job queue now (queued or running work).
+    pub fn set_queues(&self, n: usize) {
+        self.queues.store(n as u64, Ordering::Relaxed);
     }
 
     /// Records the time from Docker's `start` event to a configured interface.
@@ -254,6 +263,27 @@ impl Metrics {
         );
         lines.push((n, String::new(), get(&self.events) as f64));
         flush(&mut o, &mut lines);
+        for (name, help, v) in [
+            (
+                "netattach_container_queues",
+                "Containers with queued or running jobs (idle queues are dropped).",
+                get(&self.queues) as f64,
+            ),
+            (
+                "netattach_job_threads",
+                "Job threads (attach, cleanup, gc) running now.",
+                g.job_threads as f64,
+            ),
+            (
+                "netattach_job_threads_limit",
+                "Job threads that may run at once; further jobs wait.",
+                g.job_threads_limit as f64,
+            ),
+        ] {
+            let n = family(&mut o, name, "gauge", help);
+            lines.push((n, String::new(), v));
+            flush(&mut o, &mut lines);
+        }
         o
     }
 }
@@ -297,7 +327,17 @@ mod tests {
             attachments: &[],
             version: "0.1.0",
             commit: "abc\"d",
+            job_threads: 3,
+            job_threads_limit: 16,
         });
+        m.set_queues(2);
+        let text = format!(
+            "{text}{}",
+            m.render(&Gauges {
+                job_threads_limit: 16,
+                ..Default::default()
+            })
+        );
         for want in [
             "netattach_build_info{version=\"0.1.0\",commit=\"abc\\\"d\"} 1",
             "netattach_attaches_total{result=\"attached\"} 2",
@@ -313,6 +353,9 @@ mod tests {
             "netattach_docker_reconnects_total 1",
             "netattach_docker_up 1",
             "netattach_corrupt_leases 0",
+            "netattach_job_threads 3",
+            "netattach_job_threads_limit 16",
+            "netattach_container_queues 2",
             "# TYPE netattach_attach_latency_seconds histogram",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");

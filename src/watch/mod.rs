@@ -7,20 +7,25 @@
 //! labelled running containers that lack their interface). Serves read-only HTTP endpoints.
 //!
 //! Side effects: those of `attach`, `detach` and `gc`, plus one TCP listener. Threads: the
-//! daemon's own runtime runs on the main thread (events, HTTP, timers); every attach, cleanup
+//! daemon's own runtime runs on the main thread (events, HTTP, timers; the lease reads of
+//! `/attachments` and `/metrics` go to tokio's blocking pool: plain file reads, never `setns`,
+//! so a pooled thread is safe for them); every attach, cleanup
 //! and gc runs on a fresh thread with its own current-thread runtime, so the blocking store lock
-//! (`flock`) and the netns threads of the core never stall the event loop. Jobs of one container
-//! run in order (a `die` is handled before the following `start`); different containers proceed
-//! in parallel, and one failing container never stops the others.
+//! (`flock`) and the netns threads of the core never stall the event loop. At most
+//! [`MAX_JOB_THREADS`] such threads run at once; further jobs wait as tasks. Jobs of one container
+//! run in order (a `die` is handled before the following `start`) from a queue that exists only
+//! while the container has work; different containers proceed in parallel, and one failing
+//! container never stops the others.
 
 pub mod engine;
 pub mod http;
 pub mod labels;
+pub mod listen;
 pub mod metrics;
 pub mod reconcile;
 pub mod restore;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +34,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
 use futures::StreamExt;
-use tokio::sync::mpsc;
 
 use crate::attach::{self, Outcome};
 use crate::cli::WatchArgs;
@@ -38,6 +42,7 @@ use crate::link::Rtnl;
 use crate::privilege;
 use engine::Engine;
 use labels::Job;
+use listen::{HostPolicy, Listen};
 use metrics::Metrics;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -115,16 +120,28 @@ pub fn run(args: WatchArgs, state_dir: &Path) -> Result<i32> {
     privilege::require("watch")?;
     // Bound before entering the host namespace: the endpoints stay where the process was
     // started (inside its container for `docker run -p 4000:80`).
-    let listener = std::net::TcpListener::bind(args.listen)
+    let addr = match args.listen {
+        Listen::At(a) => a,
+        Listen::Auto => {
+            // On a thread of its own (gone before `enter`), in the namespace we started in.
+            let facts = std::thread::scope(|s| {
+                s.spawn(|| block_on_fresh(listen::facts()))
+                    .join()
+                    .map_err(|_| anyhow!("the --listen auto probe panicked"))
+            })??
+            .context(
+                "--listen auto: cannot inspect this network namespace; pass --listen ADDR:PORT",
+            )?;
+            let (addr, why) = listen::resolve_auto(&facts);
+            tracing::info!(listen = %addr, "--listen auto: {why}");
+            addr
+        }
+    };
+    let listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
-        .map_err(|e| {
-            anyhow!(
-                "cannot listen on {}: {e}; choose another --listen",
-                args.listen
-            )
-        })?;
-    if !args.listen.ip().is_loopback() {
-        tracing::warn!(listen = %args.listen, "the read-only HTTP endpoints are reachable from the network");
+        .map_err(|e| anyhow!("cannot listen on {addr}: {e}; choose another --listen"))?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(listen = %addr, "the read-only HTTP endpoints are reachable from the network");
     }
     let placement = hostns::enter();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -191,7 +208,8 @@ async fn daemon(
         state_dir = %shared.state_dir.display(),
         "watching; endpoints /healthz /readyz /version /metrics /attachments"
     );
-    tokio::spawn(http::serve(listener, shared.clone()));
+    let policy = HostPolicy::new(addr, &args.allow_host);
+    tokio::spawn(http::serve(listener, shared.clone(), policy));
 
     let dispatcher = Arc::new(Dispatcher::default());
     let reconciling = Arc::new(tokio::sync::Mutex::new(()));
@@ -346,42 +364,68 @@ fn spawn_reconcile(
     });
 }
 
-/// One ordered queue (and worker task) per container.
+/// One ordered queue (and worker task) per container with work pending. A queue exists while
+/// its container has a job queued or running and is dropped as soon as it is idle (not only on
+/// `destroy`), so the map holds busy containers only.
 #[derive(Default)]
 pub struct Dispatcher {
-    queues: Mutex<HashMap<String, mpsc::UnboundedSender<Job>>>,
+    queues: Arc<Mutex<HashMap<String, VecDeque<Job>>>>,
 }
 
 impl Dispatcher {
     pub fn dispatch(&self, shared: &Arc<Shared>, job: Job) {
         let id = job.container_id().to_string();
-        let last = matches!(job, Job::Destroyed { .. });
         let mut queues = locked(&self.queues);
-        let job = match queues.get(&id) {
-            Some(tx) => match tx.send(job) {
-                Ok(()) => {
-                    if last {
-                        queues.remove(&id);
-                    }
-                    return;
-                }
-                Err(mpsc::error::SendError(job)) => job,
-            },
-            None => job,
+        if let Some(queue) = queues.get_mut(&id) {
+            queue.push_back(job);
+            return;
+        }
+        queues.insert(id.clone(), VecDeque::from([job]));
+        shared.metrics.set_queues(queues.len());
+        drop(queues);
+        let mut worker = Worker {
+            queues: self.queues.clone(),
+            id,
+            shared: shared.clone(),
+            done: false,
         };
-        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
-        let worker_shared = shared.clone();
         tokio::spawn(async move {
-            while let Some(job) = rx.recv().await {
-                run_job(&worker_shared, job).await;
+            while let Some(job) = worker.next() {
+                run_job(&worker.shared, job).await;
             }
         });
-        // The receiver lives until the worker ends, which needs this sender dropped first.
-        let _ = tx.send(job);
-        if last {
-            queues.remove(&id);
-        } else {
-            queues.insert(id, tx);
+    }
+}
+
+/// The worker of one container's queue; dropping it (also when a job panics) drops the queue.
+struct Worker {
+    queues: Arc<Mutex<HashMap<String, VecDeque<Job>>>>,
+    id: String,
+    shared: Arc<Shared>,
+    done: bool,
+}
+
+impl Worker {
+    /// The next job, or `None` once the queue is empty, which is then removed under the same
+    /// lock that `dispatch` takes, so no job is ever left in a queue without a worker.
+    fn next(&mut self) -> Option<Job> {
+        let mut queues = locked(&self.queues);
+        let job = queues.get_mut(&self.id).and_then(VecDeque::pop_front);
+        if job.is_none() {
+            queues.remove(&self.id);
+            self.shared.metrics.set_queues(queues.len());
+            self.done = true;
+        }
+        job
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut queues = locked(&self.queues);
+            queues.remove(&self.id);
+            self.shared.metrics.set_queues(queues.len());
         }
     }
 }
@@ -517,17 +561,33 @@ fn unix_secs() -> i64 {
         .unwrap_or(0)
 }
 
+/// Job threads (attach, cleanup, gc) running at once; further jobs wait (as tasks) for one.
+pub const MAX_JOB_THREADS: usize = 16;
+static JOB_THREADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_JOB_THREADS);
+
+/// Job threads running now.
+pub fn job_threads_busy() -> usize {
+    MAX_JOB_THREADS.saturating_sub(JOB_THREADS.available_permits())
+}
+
 /// Runs `work` on a new thread and awaits its result without blocking the event loop. The
 /// thread is in the daemon's namespace (threads inherit it) and exits when the work is done.
+/// At most [`MAX_JOB_THREADS`] run at once: the call waits for a free slot first.
 pub async fn on_thread<T, F>(name: &str, work: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,
 {
+    let permit = JOB_THREADS
+        .acquire()
+        .await
+        .map_err(|_| anyhow!("the job thread bound was closed"))?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
+            // The slot is the thread's: freed when its work ends, whoever awaits it.
+            let _permit = permit;
             let _ = tx.send(work());
         })
         .context("cannot start a worker thread")?;

@@ -65,6 +65,25 @@ pub fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
     parse_response(&raw)
 }
 
+/// One GET with the given `Host` header (`None`: no Host header, HTTP/1.0); (status, body).
+pub fn get_with_host(addr: &str, path: &str, host: Option<&str>) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
+    else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let req = match host {
+        Some(h) => format!("GET {path} HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n"),
+        None => format!("GET {path} HTTP/1.0\r\n\r\n"),
+    };
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_response(&raw)
+}
+
 pub fn parse_response(raw: &[u8]) -> (u16, String) {
     let text = String::from_utf8_lossy(raw);
     let status = text
@@ -96,6 +115,15 @@ impl Daemon {
 
     /// The same with a given label prefix (to label containers before the daemon runs).
     pub fn start_with_prefix(tool: &Tool, prefix: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::start_full(tool, prefix, &[], env)
+    }
+
+    /// The same with extra `watch` arguments.
+    pub fn start_args(tool: &Tool, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::start_full(tool, &unique("nat").replace('-', ""), args, env)
+    }
+
+    fn start_full(tool: &Tool, prefix: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let prefix = prefix.to_string();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -112,6 +140,7 @@ impl Daemon {
             _ => tool.cmd(),
         };
         cmd.args(["watch", "--listen", &addr, "--label-prefix", &prefix, "-v"])
+            .args(args)
             .env("RUST_LOG", "docker_netattach=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -156,6 +185,11 @@ impl Daemon {
 
     pub fn wait_ready(&self, limit: Duration) -> bool {
         wait_until(limit, || self.get("/readyz").0 == 200)
+    }
+
+    /// The daemon's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn alive(&mut self) -> bool {
