@@ -8,6 +8,7 @@ use anyhow::{Result, anyhow, bail};
 
 use crate::address::{self, Choice};
 use crate::docker::{DockerClient, NetworkInfo, SubnetConfig};
+use crate::endpoint::{self, EndpointOpts, Family, Mac};
 use crate::ipam::Subnet;
 use crate::lease::{Lease, LeaseStore, Taken};
 use crate::link::{Iface, Rtnl};
@@ -37,6 +38,10 @@ pub struct AttachOpts {
     /// `Some(true)` --default-route, `Some(false)` --no-default-route, `None`: first one only.
     pub default_route: Option<bool>,
     pub dns: Vec<IpAddr>,
+    /// `--mac`, `--mtu`, `--route`. Recorded in the lease; to re-attach from a lease, set
+    /// `endpoint: lease.endpoint_opts()` (a re-attach takes the recorded ones anyway, and
+    /// refuses different ones).
+    pub endpoint: EndpointOpts,
     pub dry_run: bool,
 }
 
@@ -104,9 +109,15 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
     let gw4 = address::gateways(&network.v4, &bridge_addrs);
     let gw6 = address::gateways(&network.v6, &bridge_addrs);
     tracing::debug!(bridge = %network.bridge, "bridge facts");
-    let mtu = network
+    let network_mtu = network
         .mtu
         .or(bridge.as_ref().map(|b: &Iface| b.mtu))
+        .unwrap_or(1500);
+    // `--mtu` may go up to what the bridge itself carries.
+    let bridge_mtu = bridge
+        .as_ref()
+        .map(|b: &Iface| b.mtu)
+        .or(network.mtu)
         .unwrap_or(1500);
 
     let (existing, others) = match &store {
@@ -129,6 +140,25 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         (None, None) => next_ifname(target.docker_networks, &others),
     };
     let host_ifname = plan::host_ifname(&target.id, &network.id, &ifname);
+    // A re-attach applies what its lease records; other options given now are refused.
+    let endpoint = match &existing {
+        Some(lease) => opts
+            .endpoint
+            .carry_over(&lease.endpoint_opts())
+            .map_err(|c| {
+                anyhow!(
+                    "'{}' is attached to network '{}' with {} {}; run `docker-netattach detach {}` before asking for {} {}",
+                    target.name,
+                    network.name,
+                    c.option,
+                    c.had,
+                    target.name,
+                    c.option,
+                    c.asked
+                )
+            })?,
+        None => opts.endpoint.clone(),
+    };
 
     let (v4, v6) = match &existing {
         Some(lease) => {
@@ -193,6 +223,27 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
             if opts.bridge.is_some() { " or pass --gateway" } else { "" }
         )
     })?;
+    let mac = endpoint.mac.unwrap_or(Mac(plan::mac_for(v4.ip)));
+    let mtu = match endpoint.mtu {
+        Some(m) => endpoint::check_mtu(m, &network.bridge, bridge_mtu, v6.is_some())?,
+        None => network_mtu,
+    };
+    let family = |ip: IpAddr, len: u8, gateway: Option<IpAddr>| -> Result<Family> {
+        let subnet = Subnet::new(ip, len).map_err(|e| anyhow!("{ip}/{len}: {e}"))?;
+        Ok(Family { subnet, gateway })
+    };
+    let v4_family = family(IpAddr::V4(v4.ip), v4.prefix_len, Some(IpAddr::V4(gateway)))?;
+    let v6_family = match v6 {
+        Some(c) => Some(family(
+            IpAddr::V6(c.ip),
+            c.prefix_len,
+            c.gateway.map(IpAddr::V6),
+        )?),
+        None => None,
+    };
+    let mut own = vec![IpAddr::V4(v4.ip)];
+    own.extend(v6.map(|c| IpAddr::V6(c.ip)));
+    let routes = endpoint::resolve_routes(&endpoint.routes, &own, v4_family, v6_family)?;
     let default_route = opts
         .default_route
         .unwrap_or(target.bare && others.iter().all(|l| !l.default_route));
@@ -209,8 +260,10 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         ip6: v6.map(|c| c.ip),
         prefix_len6: v6.map(|c| c.prefix_len),
         gateway6: v6.and_then(|c| c.gateway),
-        mac: plan::format_mac(plan::mac_for(v4.ip)),
+        mac,
         mtu,
+        mtu_fixed: endpoint.mtu.is_some(),
+        routes,
         host_ifname,
         ifname,
         netns_name,
