@@ -66,6 +66,8 @@ pub struct Global {
     pub verbose: u8,
 }
 
+// One command line is parsed per process: the size of `Attach` costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Attach a running container to a Docker bridge network; prints the address.
