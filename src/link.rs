@@ -164,8 +164,9 @@ impl Rtnl {
     /// Docker does when there is no IPv6 address), its addresses (IPv6 with `nodad`: usable at
     /// once) and `lo` up (concurrently), then the interface up — with `arp_notify` set the
     /// kernel itself broadcasts the gratuitous ARP as the link comes up — and last the default
-    /// routes, when asked for and the container has none yet. Must run on a thread inside the
-    /// container's namespace.
+    /// routes, when asked for and the container has none yet, and the `--route`s. Last the
+    /// announcement, which carries the interface's MAC (derived or `--mac`) to the gateway and
+    /// the neighbours. Must run on a thread inside the container's namespace.
     pub async fn configure_inside(&self, cfg: &Inside<'_>) -> Result<()> {
         let Inside {
             ifname, ifindex, ..

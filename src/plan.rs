@@ -226,7 +226,9 @@ pub fn netns_target_id(dev: u64, ino: u64) -> String {
 }
 
 /// Docker's classic MAC scheme: `02:42:` followed by the four IPv4 bytes. Stable across
-/// re-attach, so neighbours never hold a stale entry for the address.
+/// re-attach and across holders of an address, so neighbours never hold a stale entry for it.
+/// The default for that reason; `--mac` replaces it and then relies on the announcement (see
+/// `link::Rtnl::configure_inside`).
 pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
     let o = ip.octets();
     [0x02, 0x42, o[0], o[1], o[2], o[3]]
