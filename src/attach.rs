@@ -8,6 +8,7 @@ use anyhow::{Result, anyhow, bail};
 
 use crate::address::{self, Choice};
 use crate::docker::{ContainerInfo, DockerClient, NetworkInfo, SubnetConfig};
+use crate::endpoint::{self, EndpointOpts, Family, Mac};
 use crate::ipam::Subnet;
 use crate::lease::{InsertError, Lease, LeaseStore, Taken};
 use crate::link::{Iface, Rtnl};
@@ -37,6 +38,10 @@ pub struct AttachOpts {
     /// `Some(true)` --default-route, `Some(false)` --no-default-route, `None`: first one only.
     pub default_route: Option<bool>,
     pub dns: Vec<IpAddr>,
+    /// `--mac`, `--mtu`, `--route`. Recorded in the lease; to re-attach from a lease, set
+    /// `endpoint: lease.endpoint_opts()` (a re-attach takes the recorded ones anyway, and
+    /// refuses different ones).
+    pub endpoint: EndpointOpts,
     pub dry_run: bool,
 }
 
@@ -91,9 +96,15 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         gw4,
         gw6,
     } = bridge_facts(&rtnl, &mut network, opts).await?;
-    let mtu = network
+    let network_mtu = network
         .mtu
         .or(bridge.as_ref().map(|b: &Iface| b.mtu))
+        .unwrap_or(1500);
+    // `--mtu` may go up to what the bridge itself carries.
+    let bridge_mtu = bridge
+        .as_ref()
+        .map(|b: &Iface| b.mtu)
+        .or(network.mtu)
         .unwrap_or(1500);
 
     let (existing, others) = match &store {
@@ -127,6 +138,25 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         (None, None) => next_ifname(target.docker_networks, &others),
     };
     let host_ifname = plan::host_ifname(&target.id, &network.id, &ifname);
+    // A re-attach applies what its lease records; other options given now are refused.
+    let endpoint = match &existing {
+        Some(lease) => opts
+            .endpoint
+            .carry_over(&lease.endpoint_opts())
+            .map_err(|c| {
+                anyhow!(
+                    "'{}' is attached to network '{}' with {} {}; run `docker-netattach detach {}` before asking for {} {}",
+                    target.name,
+                    network.name,
+                    c.option,
+                    c.had,
+                    target.name,
+                    c.option,
+                    c.asked
+                )
+            })?,
+        None => opts.endpoint.clone(),
+    };
 
     let (v4, v6) = match &existing {
         Some(lease) => {
@@ -203,6 +233,12 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
             if opts.bridge.is_some() { " or pass --gateway" } else { "" }
         )
     })?;
+    let mac = endpoint.mac.unwrap_or(Mac(plan::mac_for(v4.ip)));
+    let mtu = match endpoint.mtu {
+        Some(m) => endpoint::check_mtu(m, &network.bridge, bridge_mtu, v6.is_some())?,
+        None => network_mtu,
+    };
+    let routes = routes_of(&endpoint, &v4, gateway, v6.as_ref())?;
     let default_route = opts
         .default_route
         .or(existing.as_ref().map(|l| l.default_route))
@@ -220,8 +256,10 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         ip6: v6.map(|c| c.ip),
         prefix_len6: v6.map(|c| c.prefix_len),
         gateway6: v6.and_then(|c| c.gateway),
-        mac: plan::format_mac(plan::mac_for(v4.ip)),
+        mac,
         mtu,
+        mtu_fixed: endpoint.mtu.is_some(),
+        routes,
         host_ifname,
         ifname,
         netns_name,
@@ -301,6 +339,31 @@ async fn bridge_facts(
     })
 }
 
+/// `--route`s resolved against the attachment's own subnets and gateways.
+fn routes_of(
+    endpoint: &EndpointOpts,
+    v4: &Choice<Ipv4Addr>,
+    gateway: Ipv4Addr,
+    v6: Option<&Choice<Ipv6Addr>>,
+) -> Result<Vec<endpoint::Route>> {
+    let family = |ip: IpAddr, len: u8, gateway: Option<IpAddr>| -> Result<Family> {
+        let subnet = Subnet::new(ip, len).map_err(|e| anyhow!("{ip}/{len}: {e}"))?;
+        Ok(Family { subnet, gateway })
+    };
+    let v4_family = family(IpAddr::V4(v4.ip), v4.prefix_len, Some(IpAddr::V4(gateway)))?;
+    let v6_family = match v6 {
+        Some(c) => Some(family(
+            IpAddr::V6(c.ip),
+            c.prefix_len,
+            c.gateway.map(IpAddr::V6),
+        )?),
+        None => None,
+    };
+    let mut own = vec![IpAddr::V4(v4.ip)];
+    own.extend(v6.map(|c| IpAddr::V6(c.ip)));
+    endpoint::resolve_routes(&endpoint.routes, &own, v4_family, v6_family)
+}
+
 /// `attach` of a container that exists but does not run (created or stopped): reserves the
 /// address in a `pending` lease (no namespace yet) that its next start applies. A container
 /// that holds a lease on the network already keeps it unchanged.
@@ -363,6 +426,19 @@ async fn reserve(
     };
     let netns_name = opts.netns_name.clone().unwrap_or_else(|| c.name.clone());
     names::validate_netns_name(&netns_name)?;
+    let endpoint = &opts.endpoint;
+    let bridge_mtu = facts
+        .bridge
+        .as_ref()
+        .map(|b| b.mtu)
+        .or(network.mtu)
+        .unwrap_or(1500);
+    let mtu = endpoint
+        .mtu
+        .map(|m| endpoint::check_mtu(m, &network.bridge, bridge_mtu, v6.is_some()))
+        .transpose()?;
+    let routes = routes_of(endpoint, &v4, gateway, v6.as_ref())?;
+    let mac = endpoint.mac.unwrap_or(Mac(plan::mac_for(v4.ip)));
     let lease = Lease {
         container_id: c.id.clone(),
         container_name: c.name.clone(),
@@ -372,7 +448,7 @@ async fn reserve(
         ip: v4.ip,
         prefix_len: v4.prefix_len,
         gateway,
-        mac: plan::format_mac(plan::mac_for(v4.ip)),
+        mac: mac.to_string(),
         host_ifname: plan::host_ifname(&c.id, &network.id, &ifname),
         ifname,
         netns_name,
@@ -389,6 +465,8 @@ async fn reserve(
         dns: opts.dns.clone(),
         complete: true,
         pending: true,
+        mtu,
+        routes,
     };
     match store.insert(&lock, &lease) {
         Ok(()) => Ok((Outcome::Pending(lease), hints)),

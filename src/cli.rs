@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::endpoint::{Mac, RouteArg};
 use crate::ipam::Subnet;
 use crate::lease::DEFAULT_STATE_DIR;
 
@@ -65,6 +66,8 @@ pub struct Global {
     pub verbose: u8,
 }
 
+// One command line is parsed per process: the size of `Attach` costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Attach a running container to a Docker bridge network; prints the address.
@@ -152,6 +155,21 @@ pub struct AttachArgs {
     /// /etc/netns/<netns-name>/resolv.conf; repeatable).
     #[arg(long, value_name = "ADDR")]
     pub dns: Vec<IpAddr>,
+
+    /// MAC address of the interface inside the container (unicast) [default: 02:42: followed by
+    /// the four bytes of the IPv4 address, so a reused address keeps its MAC].
+    #[arg(long, value_name = "ADDR")]
+    pub mac: Option<Mac>,
+
+    /// MTU of the interface (and its host end), from 68 (1280 with IPv6) up to the bridge's
+    /// MTU [default: the network's MTU].
+    #[arg(long, value_name = "N")]
+    pub mtu: Option<u32>,
+
+    /// Add a route inside the container via GATEWAY, which must be in the attachment's subnet
+    /// [default gateway: the network's] (repeatable; IPv6 routes need an IPv6 attachment).
+    #[arg(long, value_name = "CIDR[@GATEWAY]")]
+    pub route: Vec<RouteArg>,
 
     /// Interface name inside the container [default: eth0]. Needed for a container whose
     /// network mode is not `none` (e.g. eth1).

@@ -40,6 +40,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::endpoint::{EndpointOpts, Mac, Route, RouteArg};
+
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/docker-netattach";
 
 /// One attachment: the address it holds and everything needed to undo it later.
@@ -53,6 +55,8 @@ pub struct Lease {
     pub ip: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
+    /// The container interface's MAC: derived from the address (`02:42:` + its bytes) or
+    /// `--mac`. Given again on re-attach (see [`Lease::endpoint_opts`]).
     pub mac: String,
     pub host_ifname: String,
     pub ifname: String,
@@ -79,6 +83,12 @@ pub struct Lease {
     /// Name servers written to /etc/netns/<netns_name>/resolv.conf (`--dns`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns: Vec<IpAddr>,
+    /// `--mtu`, when it was given (otherwise the network's MTU applies). Absent in older leases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// `--route`s, each with the gateway it was resolved to. Absent in older leases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
     /// False from the moment the address is reserved until every step of the attach is done:
     /// a lease left incomplete belongs to an attach that was killed, and is cleaned up by the
     /// next attach of that container or by `gc`.
@@ -102,6 +112,18 @@ impl Lease {
             crate::netns::proc_path(self.pid)
         } else {
             PathBuf::from(&self.netns_path)
+        }
+    }
+
+    /// The endpoint options this lease was made with (`--mac`, `--mtu`, `--route`), as
+    /// [`crate::attach::AttachOpts::endpoint`] takes them: whoever re-attaches from a lease sets
+    /// `endpoint: lease.endpoint_opts()` and gets the same MAC, MTU and routes back. (A lease
+    /// of an older version gives its derived MAC, no MTU and no routes: what it had.)
+    pub fn endpoint_opts(&self) -> EndpointOpts {
+        EndpointOpts {
+            mac: self.mac.parse::<Mac>().ok(),
+            mtu: self.mtu,
+            routes: self.routes.iter().copied().map(RouteArg::from).collect(),
         }
     }
 
@@ -140,6 +162,8 @@ impl Lease {
             gateway6: None,
             default_route: true,
             dns: vec![],
+            mtu: None,
+            routes: vec![],
             complete: true,
             pending: false,
         }
@@ -946,6 +970,7 @@ pub fn parse_lease(text: String) -> Result<Lease> {
     crate::names::validate_ifname(&lease.host_ifname)?;
     crate::names::validate_ifname(&lease.ifname)?;
     crate::names::validate_netns_name(&lease.netns_name)?;
+    lease.mac.parse::<Mac>().map_err(|e| anyhow!("mac: {e}"))?;
     Ok(lease)
 }
 
@@ -1241,6 +1266,40 @@ mod tests {
         store.remove(&lock, &a).unwrap();
         assert!(store.root().join("leases/netid/fd00::5").exists());
         assert_eq!(store.all().unwrap(), vec![b]);
+    }
+
+    #[test]
+    fn endpoint_options_round_trip_and_old_leases_still_load() {
+        let mut l = lease("aaa", "10.0.0.5");
+        let old = serde_json::to_string(&l).unwrap();
+        assert!(!old.contains("mtu") && !old.contains("routes"), "{old}");
+        let back = parse_lease(old).unwrap();
+        assert_eq!(back, l);
+        assert_eq!(back.endpoint_opts().mtu, None);
+        assert!(back.endpoint_opts().routes.is_empty());
+        l.mac = "02:00:00:aa:bb:cc".into();
+        l.mtu = Some(1400);
+        l.routes = vec![crate::endpoint::Route {
+            to: "10.9.0.0/16".parse().unwrap(),
+            via: "10.0.0.1".parse().unwrap(),
+        }];
+        let text = serde_json::to_string(&l).unwrap();
+        assert!(
+            text.contains(r#""routes":[{"to":"10.9.0.0/16","via":"10.0.0.1"}]"#),
+            "{text}"
+        );
+        let back = parse_lease(text).unwrap();
+        assert_eq!(back, l);
+        let opts = back.endpoint_opts();
+        assert_eq!(
+            opts.mac.map(|m| m.to_string()).as_deref(),
+            Some("02:00:00:aa:bb:cc")
+        );
+        assert_eq!(opts.mtu, Some(1400));
+        assert_eq!(opts.routes[0].via, Some("10.0.0.1".parse().unwrap()));
+        l.mac = "01:00:5e:00:00:01".into();
+        let err = parse_lease(serde_json::to_string(&l).unwrap()).unwrap_err();
+        assert!(format!("{err:#}").contains("multicast"), "{err:#}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod detach;
 pub mod docker;
 pub mod doctor;
+pub mod endpoint;
 pub mod gc;
 pub mod generate;
 pub mod hostns;

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+use crate::endpoint::Route;
 use anyhow::{Result, anyhow};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::AddressFamily;
@@ -163,8 +164,9 @@ impl Rtnl {
     /// Docker does when there is no IPv6 address), its addresses (IPv6 with `nodad`: usable at
     /// once) and `lo` up (concurrently), then the interface up — with `arp_notify` set the
     /// kernel itself broadcasts the gratuitous ARP as the link comes up — and last the default
-    /// routes, when asked for and the container has none yet. Must run on a thread inside the
-    /// container's namespace.
+    /// routes, when asked for and the container has none yet, and the `--route`s. Last the
+    /// announcement, which carries the interface's MAC (derived or `--mac`) to the gateway and
+    /// the neighbours. Must run on a thread inside the container's namespace.
     pub async fn configure_inside(&self, cfg: &Inside<'_>) -> Result<()> {
         let Inside {
             ifname, ifindex, ..
@@ -225,6 +227,9 @@ impl Rtnl {
                 .output_interface(ifindex)
                 .build();
             self.add_default(route, &gw6.to_string()).await?;
+        }
+        for r in cfg.routes {
+            self.add_route(ifindex, r).await?;
         }
         if let Some(announce) = cfg.announce {
             self.announce(announce).await?;
@@ -349,6 +354,42 @@ impl Rtnl {
         let _ = self.handle.neighbours().del(msg).execute().await;
     }
 
+    /// Adds one `--route` on interface `ifindex`.
+    async fn add_route(&self, ifindex: u32, r: &Route) -> Result<()> {
+        let len = r.to.prefix_len();
+        let msg = match (r.to.network(), r.via) {
+            (IpAddr::V4(to), IpAddr::V4(via)) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(to, len)
+                .gateway(via)
+                .output_interface(ifindex)
+                .build(),
+            (IpAddr::V6(to), IpAddr::V6(via)) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(to, len)
+                .gateway(via)
+                .output_interface(ifindex)
+                .build(),
+            _ => {
+                return Err(anyhow!(
+                    "route {r}: the gateway is of another address family"
+                ));
+            }
+        };
+        self.handle
+            .route()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| match errno(&e) {
+                Some(libc::EEXIST) => anyhow!(
+                    "the container already has a route to {}; remove it (ip route del {}) or leave out --route {}",
+                    r.to,
+                    r.to,
+                    r.to
+                ),
+                _ => nl_err(&e, &format!("add route {r}")),
+            })
+    }
+
     async fn add_default(&self, route: RouteMessage, gw: &str) -> Result<()> {
         match self.handle.route().add(route).execute().await {
             Ok(()) => Ok(()),
@@ -447,6 +488,8 @@ pub struct Inside<'a> {
     /// Default routes to add (None: leave the routes alone).
     pub gateway4: Option<Ipv4Addr>,
     pub gateway6: Option<Ipv6Addr>,
+    /// Further routes (`--route`), each via a gateway in the interface's subnet.
+    pub routes: &'a [Route],
     /// Announce the address to the bridge's neighbours once the host end forwards.
     pub announce: Option<Announce<'a>>,
 }

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::endpoint::Route;
 use crate::lease::{CorruptLease, Lease};
 use crate::list::{Row, Status};
 use crate::plan::short_id;
@@ -26,6 +27,12 @@ pub struct Record<'a> {
     pub prefix_len6: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway6: Option<String>,
+    /// `--mtu`, when it was given (otherwise the interface has the network's MTU).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// `--route`s, each with its gateway.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub routes: &'a [Route],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
 }
@@ -89,6 +96,8 @@ impl<'a> Record<'a> {
             ip6: l.ip6.map(|a| a.to_string()),
             prefix_len6: l.prefix_len6,
             gateway6: l.gateway6.map(|a| a.to_string()),
+            mtu: l.mtu,
+            routes: &l.routes,
             status,
         }
     }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::endpoint::{Mac, Route};
 use crate::ipam::Subnet;
 
 /// Every host-side interface we create starts with this, so `gc` and people can tell ours apart.
@@ -30,8 +31,16 @@ pub struct AttachPlan {
     pub prefix_len6: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway6: Option<Ipv6Addr>,
-    pub mac: String,
+    /// The container interface's MAC: `02:42:` + the IPv4 bytes, or `--mac`.
+    pub mac: Mac,
+    /// The veth's MTU: the network's, or `--mtu`.
     pub mtu: u32,
+    /// `--mtu` set it (so the lease records it and a re-attach applies it again).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mtu_fixed: bool,
+    /// `--route`s, added inside the container after the address (and default route).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
     pub host_ifname: String,
     pub ifname: String,
     pub netns_name: String,
@@ -49,7 +58,7 @@ pub struct AttachPlan {
 
 impl AttachPlan {
     pub fn mac_bytes(&self) -> [u8; 6] {
-        mac_for(self.ip)
+        self.mac.0
     }
 
     /// The same steps as `ip` commands (for `--dry-run --explain` and the docs).
@@ -124,6 +133,13 @@ impl AttachPlan {
                 ));
             }
         }
+        for r in &self.routes {
+            let family = if r.to.is_ipv6() { " -6" } else { "" };
+            out.push(format!(
+                "ip -n {ns}{family} route add {} via {} dev {}",
+                r.to, r.via, self.ifname
+            ));
+        }
         if !self.dns.is_empty() {
             let lines: Vec<String> = self.dns.iter().map(|d| format!("nameserver {d}")).collect();
             out.push(format!(
@@ -173,6 +189,12 @@ impl fmt::Display for AttachPlan {
             writeln!(f, "address6    {ip6}/{len} (gateway {gw6})")?;
         }
         writeln!(f, "mac         {}", self.mac)?;
+        if self.mtu_fixed {
+            writeln!(f, "mtu         {} (--mtu)", self.mtu)?;
+        }
+        for r in &self.routes {
+            writeln!(f, "route       {r}")?;
+        }
         writeln!(
             f,
             "veth        {} (host, on {}) <-> {} (in the container)",
@@ -204,7 +226,9 @@ pub fn netns_target_id(dev: u64, ino: u64) -> String {
 }
 
 /// Docker's classic MAC scheme: `02:42:` followed by the four IPv4 bytes. Stable across
-/// re-attach, so neighbours never hold a stale entry for the address.
+/// re-attach and across holders of an address, so neighbours never hold a stale entry for it.
+/// The default for that reason; `--mac` replaces it and then relies on the announcement (see
+/// `link::Rtnl::configure_inside`).
 pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
     let o = ip.octets();
     [0x02, 0x42, o[0], o[1], o[2], o[3]]
@@ -270,8 +294,13 @@ mod tests {
             ip: "172.17.255.254".parse().unwrap(),
             prefix_len: 16,
             gateway: "172.17.0.1".parse().unwrap(),
-            mac: "02:42:ac:11:ff:fe".into(),
+            mac: Mac([0x02, 0x42, 0xac, 0x11, 0xff, 0xfe]),
             mtu: 1500,
+            mtu_fixed: false,
+            routes: vec![Route {
+                to: "10.9.0.0/16".parse().unwrap(),
+                via: "172.17.0.1".parse().unwrap(),
+            }],
             host_ifname: "vna01234567abcd".into(),
             ifname: "eth0".into(),
             netns_name: "web".into(),
@@ -291,6 +320,7 @@ mod tests {
             "subnet 172.17.0.0/16",
             "vna01234567abcd",
             "/var/run/netns/web -> /proc/42/ns/net",
+            "route       10.9.0.0/16 via 172.17.0.1",
         ] {
             assert!(text.contains(want), "{want} missing from\n{text}");
         }
@@ -300,6 +330,7 @@ mod tests {
             "type veth peer name eth0 mtu 1500 address 02:42:ac:11:ff:fe netns web",
             "ip -n web addr add 172.17.255.254/16 dev eth0",
             "ip -n web route add default via 172.17.0.1 dev eth0",
+            "ip -n web route add 10.9.0.0/16 via 172.17.0.1 dev eth0",
         ] {
             assert!(ip.contains(want), "{want} missing from\n{ip}");
         }

@@ -6,6 +6,7 @@ use crate::attach::{self, AttachOpts, Outcome};
 use crate::cli::{AttachArgs, Cli, Command, DetachArgs, DoctorArgs, ListArgs};
 use crate::detach::{self, DetachOpts};
 use crate::doctor;
+use crate::endpoint::EndpointOpts;
 use crate::lease::Lease;
 use crate::list;
 use crate::output::{self, Record};
@@ -52,6 +53,11 @@ async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -
             _ => None,
         },
         dns: a.dns,
+        endpoint: EndpointOpts {
+            mac: a.mac,
+            mtu: a.mtu,
+            routes: a.route,
+        },
         dry_run: a.dry_run,
     };
     let (outcome, hints) = attach::attach(&opts, state_dir).await?;

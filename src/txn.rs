@@ -29,7 +29,7 @@ pub fn lease_of(p: &AttachPlan, target: &Target) -> Lease {
         ip: p.ip,
         prefix_len: p.prefix_len,
         gateway: p.gateway,
-        mac: p.mac.clone(),
+        mac: p.mac.to_string(),
         host_ifname: p.host_ifname.clone(),
         ifname: p.ifname.clone(),
         netns_name: p.netns_name.clone(),
@@ -46,6 +46,8 @@ pub fn lease_of(p: &AttachPlan, target: &Target) -> Lease {
         gateway6: p.gateway6,
         default_route: p.default_route,
         dns: p.dns.clone(),
+        mtu: p.mtu_fixed.then_some(p.mtu),
+        routes: p.routes.clone(),
         complete: false,
         pending: false,
     }
@@ -327,6 +329,7 @@ fn configure_inside(p: &AttachPlan) -> Result<()> {
             v6: p.ip6.zip(p.prefix_len6),
             gateway4,
             gateway6: p.gateway6.filter(|_| p.default_route),
+            routes: &p.routes,
             announce: Some(Announce {
                 ifindex: iface.index,
                 gateway: p.gateway,

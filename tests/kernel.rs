@@ -91,6 +91,7 @@ fn attach_in(host: &NamedNs, ctr: &NamedNs, host_name: &'static str, ip: Ipv4Add
                 v6: None,
                 gateway4: Some(Ipv4Addr::new(10, 99, 0, 1)),
                 gateway6: None,
+                routes: &[],
                 announce: Some(Announce {
                     ifindex: eth0.index,
                     gateway: Ipv4Addr::new(10, 99, 0, 1),

@@ -37,6 +37,7 @@ pub fn opts_of(l: &Lease) -> AttachOpts {
         netns_name: Some(l.netns_name.clone()),
         default_route: Some(l.default_route),
         dns: l.dns.clone(),
+        endpoint: l.endpoint_opts(),
         dry_run: false,
     }
 }
