@@ -124,7 +124,13 @@ impl Format {
             .render(&Context::from(ctx))
             .map_err(|e| BadTemplate {
                 template: self.text.clone(),
-                reason: e.to_string(),
+                reason: match e {
+                    // Its text would print the whole record.
+                    gtmpl::error::ExecError::NoFiledFor(field, _) => {
+                        format!("no field .{field}")
+                    }
+                    e => e.to_string(),
+                },
             })
     }
 }
@@ -218,7 +224,9 @@ fn context(record: &ListRecord) -> Value {
     ] {
         map.insert(alias.to_string(), Value::from(value));
     }
-    map.insert(RECORD_KEY.to_string(), Value::from(json.to_string()));
+    // Serialised from the struct, so its keys keep the order of `list --json`.
+    let text = serde_json::to_string(record).unwrap_or_default();
+    map.insert(RECORD_KEY.to_string(), Value::from(text));
     Value::Object(map)
 }
 
@@ -388,9 +396,9 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2);
         for (line, rec) in lines.iter().zip(&r) {
-            let got: Json = serde_json::from_str(line).unwrap();
-            assert_eq!(got, serde_json::to_value(rec).unwrap());
+            assert_eq!(*line, serde_json::to_string(rec).unwrap());
         }
+        assert!(lines[0].starts_with("{\"container_id\":"), "{out}");
         assert_eq!(render("{{json .IP}}", &r[..1]), "\"172.17.0.2\"\n");
     }
 
@@ -429,6 +437,7 @@ mod tests {
             };
             assert!(e.contains(&format!("'{bad}'")), "{e}");
             assert!(e.contains(".Name") && e.contains(".container_name"), "{e}");
+            assert!(e.len() < 700, "the error prints the whole record: {e}");
         }
     }
 }
