@@ -197,7 +197,8 @@ pub fn to_json<T: Serialize>(value: &T) -> String {
 }
 
 /// The `list` table: what a person looks at first (everything else is in `--json`, `inspect`
-/// and `--format`). The IPV6 column appears when an attachment has an IPv6 address. A corrupt
+/// and `--format`, with the prefix lengths). The IPV6 column appears when an attachment has an
+/// IPv6 address. A corrupt
 /// lease file shows what its name tells (network, address) and, after its status, its path.
 /// With names of up to 20 characters a row fits in 120 columns.
 pub fn table(rows: &[Row]) -> String {
@@ -220,7 +221,7 @@ pub fn table(rows: &[Row]) -> String {
                     short_id(&l.container_id).to_string(),
                     l.network.clone(),
                     l.ifname.clone(),
-                    format!("{}/{}", l.ip, l.prefix_len),
+                    l.ip.to_string(),
                 ],
                 Row::Corrupt(c) => vec![
                     "-".into(),
@@ -232,10 +233,7 @@ pub fn table(rows: &[Row]) -> String {
             };
             if v6 {
                 cells.push(match row {
-                    Row::Lease(l, _) => six(l
-                        .ip6
-                        .zip(l.prefix_len6)
-                        .map(|(a, len)| format!("{a}/{len}"))),
+                    Row::Lease(l, _) => six(l.ip6.map(|a| a.to_string())),
                     Row::Corrupt(c) => six(c.ip6.map(|a| a.to_string())),
                 });
             }
@@ -289,9 +287,9 @@ mod tests {
             Row::Lease(
                 lease(
                     name,
-                    "na-net-abc12",
+                    "na-net-abc12345",
                     "172.30.255.254",
-                    Some("fd12:3456:789a:1::ffff"),
+                    Some("fd00:e8:8a:0:ffff:ffff:ffff:ffff"),
                 ),
                 Status::Attached,
             ),
@@ -305,7 +303,7 @@ mod tests {
             "{out}"
         );
         assert!(
-            lines[1].contains(" eth0 ") && lines[1].contains("fd12:3456:789a:1::ffff/64"),
+            lines[1].contains(" eth0 ") && lines[1].contains(" fd00:e8:8a:0:ffff:ffff:ffff:ffff "),
             "{out}"
         );
         for l in &lines {

@@ -126,7 +126,7 @@ mod tests {
         assert_eq!(short_ids(&rows), ["a".repeat(12), "b".repeat(12)]);
         assert!(on_network(&rows[2], &["m".into()]));
         assert!(!on_network(&rows[0], &["m".into()]));
-        assert!(of_containers(&rows[1], &[b.clone()]));
+        assert!(of_containers(&rows[1], std::slice::from_ref(&b)));
         assert!(!of_containers(&rows[0], &[b]));
     }
 }
