@@ -77,6 +77,9 @@ pub enum Command {
     /// List attachments.
     #[command(visible_alias = "ls")]
     List(ListArgs),
+    /// Print every attachment of containers (networks, addresses, MAC, interfaces, netns link,
+    /// status) as a JSON array.
+    Inspect(InspectArgs),
     /// Daemon: attach labelled containers when they start (again after every restart), clean up
     /// after them, and serve read-only HTTP endpoints.
     Watch(WatchArgs),
@@ -209,9 +212,35 @@ pub struct DetachArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// Only the attachments of these containers (name, ID or unique ID prefix, as for detach).
+    #[arg(value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+
+    /// Only the attachments on this network (name or ID).
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+
+    /// Print only the short container IDs, one per container.
+    #[arg(short, long, conflicts_with_all = ["json", "format"])]
+    pub quiet: bool,
+
+    /// Print each attachment with a Go template, as `docker ps --format` does: fields .ID .Name
+    /// .Network .IP .IPv6 .MAC .Status .Interface .HostInterface .Netns .Bridge .Gateway and the
+    /// --json keys (.container_id, .ip, ...); '{{json .}}' prints the record; a `table` prefix
+    /// prints a header row.
+    #[arg(long, value_name = "TEMPLATE", conflicts_with = "json")]
+    pub format: Option<String>,
+
     /// Print a JSON array.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Container name, ID or unique ID prefix (or the name of a --netns target).
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
 }
 
 /// Options of the `watch` daemon.
@@ -301,7 +330,7 @@ mod tests {
         let cli = Cli::parse_args(["docker-netattach", "ls", "--json"]).unwrap();
         assert!(matches!(
             cli.command,
-            Command::List(ListArgs { json: true })
+            Command::List(ListArgs { json: true, .. })
         ));
         let cli = Cli::parse_args(["docker-netattach", "detach", "web", "--network", "n"]).unwrap();
         assert!(matches!(cli.command, Command::Detach(_)));

@@ -117,8 +117,9 @@ pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
 }
 
 /// The container IDs `arg` stands for. A full ID a lease holds needs no question (a removed
-/// container still detaches); otherwise Docker is asked and [`choose`] decides.
-async fn resolve(
+/// container still detaches); otherwise Docker is asked and [`choose`] decides. `list` and
+/// `inspect` match their CONTAINER arguments with it too.
+pub async fn resolve(
     all: &[Lease],
     arg: &str,
     docker: std::result::Result<&DockerClient, String>,

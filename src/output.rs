@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::endpoint::Route;
 use crate::lease::{CorruptLease, Lease};
 use crate::list::{Row, Status};
-use crate::plan::short_id;
+use crate::plan::{AttachPlan, short_id};
 
 /// The JSON record of `attach` and `list`; field names are fixed for scripts.
 #[derive(Debug, Clone, Serialize)]
@@ -17,7 +17,7 @@ pub struct Record<'a> {
     pub ip: String,
     pub prefix_len: u8,
     pub gateway: String,
-    pub mac: &'a str,
+    pub mac: String,
     pub host_ifname: &'a str,
     pub ifname: &'a str,
     pub netns_name: &'a str,
@@ -89,7 +89,7 @@ impl<'a> Record<'a> {
             ip: l.ip.to_string(),
             prefix_len: l.prefix_len,
             gateway: l.gateway.to_string(),
-            mac: &l.mac,
+            mac: l.mac.clone(),
             host_ifname: &l.host_ifname,
             ifname: &l.ifname,
             netns_name: &l.netns_name,
@@ -103,68 +103,277 @@ impl<'a> Record<'a> {
     }
 }
 
+impl<'a> Record<'a> {
+    /// The record `attach --json` will print once the plan is carried out.
+    pub fn from_plan(p: &'a AttachPlan) -> Self {
+        Record {
+            container_id: &p.container_id,
+            container_name: &p.container_name,
+            network: &p.network,
+            bridge: &p.bridge,
+            ip: p.ip.to_string(),
+            prefix_len: p.prefix_len,
+            gateway: p.gateway.to_string(),
+            mac: p.mac.to_string(),
+            host_ifname: &p.host_ifname,
+            ifname: &p.ifname,
+            netns_name: &p.netns_name,
+            ip6: p.ip6.map(|a| a.to_string()),
+            prefix_len6: p.prefix_len6,
+            gateway6: p.gateway6.map(|a| a.to_string()),
+            mtu: p.mtu_fixed.then_some(p.mtu),
+            routes: &p.routes,
+            status: None,
+        }
+    }
+}
+
+/// `attach --dry-run --json`: the record `attach --json` would print, every other decision of
+/// the plan under `plan` (mtu, netns_source, create_bridge, ...), and with `--explain` the
+/// equivalent commands under `explain`, one string each.
+#[derive(Debug, Clone, Serialize)]
+pub struct DryRunRecord<'a> {
+    #[serde(flatten)]
+    pub record: Record<'a>,
+    pub plan: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Vec<String>>,
+}
+
+pub fn dry_run_record(plan: &AttachPlan, explain: bool) -> DryRunRecord<'_> {
+    let record = Record::from_plan(plan);
+    DryRunRecord {
+        plan: extra_fields(plan, &record),
+        explain: explain.then(|| plan.explain().lines().map(String::from).collect()),
+        record,
+    }
+}
+
+/// The fields of `full` that `record` does not have (so a field added to the plan or the lease
+/// shows up without a change here).
+fn extra_fields<T: Serialize>(
+    full: &T,
+    record: &Record,
+) -> serde_json::Map<String, serde_json::Value> {
+    let (Ok(serde_json::Value::Object(mut full)), Ok(serde_json::Value::Object(rec))) = (
+        serde_json::to_value(full),
+        serde_json::to_value(Record {
+            ip6: Some(String::new()),
+            prefix_len6: Some(0),
+            gateway6: Some(String::new()),
+            ..record.clone()
+        }),
+    ) else {
+        return serde_json::Map::new();
+    };
+    full.retain(|k, _| !rec.contains_key(k));
+    full
+}
+
+/// One element of `inspect`: a container (or `--netns` target) and all its attachments.
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectRecord<'a> {
+    pub id: String,
+    pub name: String,
+    pub attachments: Vec<AttachmentRecord<'a>>,
+}
+
+/// One attachment in `inspect`: the `list --json` record, the netns link and what it points
+/// at, and the rest of the lease (network_id, pid, default_route, dns, ...).
+#[derive(Debug, Clone, Serialize)]
+pub struct AttachmentRecord<'a> {
+    #[serde(flatten)]
+    pub record: Record<'a>,
+    pub netns_link: String,
+    pub netns_source: String,
+    #[serde(flatten)]
+    pub lease: serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'a> AttachmentRecord<'a> {
+    pub fn new(l: &'a Lease, status: Status) -> Self {
+        let record = Record::new(l, Some(status));
+        AttachmentRecord {
+            netns_link: format!("{}/{}", crate::netns::NETNS_DIR, l.netns_name),
+            netns_source: l.netns_source().display().to_string(),
+            lease: extra_fields(l, &record),
+            record,
+        }
+    }
+}
+
 pub fn to_json<T: Serialize>(value: &T) -> String {
     // Serialising plain structs of strings and numbers cannot fail.
     serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-/// The `list` table. A corrupt lease file shows what its name tells (network, address) and,
-/// after its status, its path.
+/// The `list` table: what a person looks at first (everything else is in `--json`, `inspect`
+/// and `--format`, with the prefix lengths). The IPV6 column appears when an attachment has an
+/// IPv6 address. A corrupt
+/// lease file shows what its name tells (network, address) and, after its status, its path.
+/// With names of up to 20 characters a row fits in 120 columns.
 pub fn table(rows: &[Row]) -> String {
-    let header = [
-        "CONTAINER",
-        "ID",
-        "NETWORK",
-        "IP",
-        "MAC",
-        "HOST IFACE",
-        "NETNS",
-        "STATUS",
-    ];
-    let cells: Vec<[String; 8]> = rows
+    let v6 = rows.iter().any(|r| match r {
+        Row::Lease(l, _) => l.ip6.is_some(),
+        Row::Corrupt(c) => c.ip6.is_some(),
+    });
+    let mut header = vec!["CONTAINER", "ID", "NETWORK", "IFACE", "IP"];
+    if v6 {
+        header.push("IPV6");
+    }
+    header.push("STATUS");
+    let six = |ip6: Option<String>| ip6.unwrap_or_else(|| "-".into());
+    let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|row| match row {
-            Row::Lease(l, status) => [
-                l.container_name.clone(),
-                short_id(&l.container_id).to_string(),
-                l.network.clone(),
-                format!("{}/{}", l.ip, l.prefix_len),
-                l.mac.clone(),
-                l.host_ifname.clone(),
-                l.netns_name.clone(),
-                status.to_string(),
-            ],
-            Row::Corrupt(c) => [
-                "-".into(),
-                "-".into(),
-                short_id(&c.network_id).to_string(),
-                c.ip.to_string(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                format!("{} {}", Status::Corrupt, c.path.display()),
-            ],
+        .map(|row| {
+            let mut cells = match row {
+                Row::Lease(l, _) => vec![
+                    l.container_name.clone(),
+                    short_id(&l.container_id).to_string(),
+                    l.network.clone(),
+                    l.ifname.clone(),
+                    l.ip.to_string(),
+                ],
+                Row::Corrupt(c) => vec![
+                    "-".into(),
+                    "-".into(),
+                    short_id(&c.network_id).to_string(),
+                    "-".into(),
+                    c.ip.to_string(),
+                ],
+            };
+            if v6 {
+                cells.push(match row {
+                    Row::Lease(l, _) => six(l.ip6.map(|a| a.to_string())),
+                    Row::Corrupt(c) => six(c.ip6.map(|a| a.to_string())),
+                });
+            }
+            cells.push(match row {
+                Row::Lease(_, status) => status.to_string(),
+                Row::Corrupt(c) => format!("{} {}", Status::Corrupt, c.path.display()),
+            });
+            cells
         })
         .collect();
-    let mut widths = header.map(str::len);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &cells {
         for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.len());
+            *w = (*w).max(c.chars().count());
         }
     }
     let mut out = String::new();
     let mut line = |cols: Vec<&str>| {
         let text: Vec<String> = cols
             .iter()
-            .zip(widths)
+            .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
         out.push_str(text.join("  ").trim_end());
         out.push('\n');
     };
-    line(header.to_vec());
+    line(header);
     for row in &cells {
         line(row.iter().map(String::as_str).collect());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(name: &str, network: &str, ip: &str, ip6: Option<&str>) -> Lease {
+        let mut l = Lease::sample(&"4f1c2d3e5a6b".repeat(6)[..64], name, ip);
+        l.network = network.into();
+        l.ip6 = ip6.map(|a| a.parse().unwrap());
+        l.prefix_len6 = ip6.map(|_| 64);
+        l
+    }
+
+    #[test]
+    fn table_shows_the_interface_and_ipv6_and_fits_120_columns() {
+        let name = "a-twenty-char-name-1";
+        assert_eq!(name.len(), 20);
+        let rows = vec![
+            Row::Lease(
+                lease(
+                    name,
+                    "na-net-abc12345",
+                    "172.30.255.254",
+                    Some("fd00:e8:8a:0:ffff:ffff:ffff:ffff"),
+                ),
+                Status::Attached,
+            ),
+            Row::Lease(lease("db", "bridge", "172.17.0.2", None), Status::Stale),
+        ];
+        let out = table(&rows);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("CONTAINER"), "{out}");
+        assert!(
+            lines[0].contains("IFACE") && lines[0].contains("IPV6"),
+            "{out}"
+        );
+        assert!(
+            lines[1].contains(" eth0 ") && lines[1].contains(" fd00:e8:8a:0:ffff:ffff:ffff:ffff "),
+            "{out}"
+        );
+        for l in &lines {
+            assert!(
+                l.chars().count() <= 120,
+                "{} columns: {l}",
+                l.chars().count()
+            );
+        }
+        // Without an IPv6 address anywhere, no IPV6 column.
+        let out = table(&rows[1..]);
+        assert!(!out.contains("IPV6"), "{out}");
+    }
+
+    #[test]
+    fn dry_run_record_is_the_attach_record_plus_the_plan() {
+        let l = lease("web", "bridge", "172.17.0.9", None);
+        let attach = serde_json::to_value(Record::new(&l, None)).unwrap();
+        let plan = AttachPlan {
+            container_id: l.container_id.clone(),
+            container_name: l.container_name.clone(),
+            network: l.network.clone(),
+            network_id: l.network_id.clone(),
+            bridge: l.bridge.clone(),
+            ip: l.ip,
+            prefix_len: l.prefix_len,
+            gateway: l.gateway,
+            ip6: None,
+            prefix_len6: None,
+            gateway6: None,
+            mac: l.mac.parse().unwrap(),
+            mtu: 1500,
+            mtu_fixed: false,
+            routes: vec![],
+            host_ifname: l.host_ifname.clone(),
+            ifname: l.ifname.clone(),
+            netns_name: l.netns_name.clone(),
+            netns_source: "/proc/42/ns/net".into(),
+            pid: 42,
+            default_route: true,
+            dns: vec![],
+            create_bridge: false,
+        };
+        let dry = serde_json::to_value(dry_run_record(&plan, true)).unwrap();
+        for (k, v) in attach.as_object().unwrap() {
+            assert_eq!(&dry[k], v, "{k}");
+        }
+        assert_eq!(dry["plan"]["mtu"], 1500);
+        assert_eq!(dry["plan"]["netns_source"], "/proc/42/ns/net");
+        assert_eq!(dry["plan"]["create_bridge"], false);
+        assert!(dry["plan"].get("ip").is_none(), "{dry}");
+        let explain = dry["explain"].as_array().unwrap();
+        assert!(
+            explain
+                .iter()
+                .any(|c| c.as_str().unwrap().starts_with("ip link add vna")),
+            "{dry}"
+        );
+        let without = serde_json::to_value(dry_run_record(&plan, false)).unwrap();
+        assert!(without.get("explain").is_none());
+    }
 }

@@ -3,13 +3,15 @@
 use anyhow::{Result, anyhow};
 
 use crate::attach::{self, AttachOpts, Outcome};
-use crate::cli::{AttachArgs, Cli, Command, DetachArgs, DoctorArgs, ListArgs};
+use crate::cli::{AttachArgs, Cli, Command, DetachArgs, DoctorArgs, InspectArgs, ListArgs};
 use crate::detach::{self, DetachOpts};
 use crate::doctor;
 use crate::endpoint::EndpointOpts;
 use crate::lease::Lease;
 use crate::list;
 use crate::output::{self, Record};
+use crate::select::{self, Docker};
+use crate::template::Format;
 
 pub fn run(cli: Cli) -> Result<i32> {
     tracing::debug!("start");
@@ -22,7 +24,8 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Attach(a) => rt.block_on(run_attach(a, &state_dir, verbose)),
         Command::Detach(d) => rt.block_on(run_detach(d, &state_dir, verbose)),
-        Command::List(l) => run_list(l, &state_dir),
+        Command::List(l) => rt.block_on(run_list(l, &state_dir)),
+        Command::Inspect(i) => rt.block_on(run_inspect(i, &state_dir)),
         Command::Doctor(d) => rt.block_on(run_doctor(d, &state_dir)),
         Command::Watch(w) => crate::watch::run(w, &state_dir),
         Command::Gc(g) => rt.block_on(crate::gc::run_cli(g, &state_dir)),
@@ -67,7 +70,10 @@ async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -
     match outcome {
         Outcome::Planned(plan) => {
             if a.json {
-                println!("{}", output::to_json(&plan));
+                println!(
+                    "{}",
+                    output::to_json(&output::dry_run_record(&plan, a.explain))
+                );
             } else if a.explain {
                 println!("{plan}\n\n# the same with ip(8):\n{}", plan.explain());
             } else {
@@ -152,15 +158,86 @@ async fn run_detach(d: DetachArgs, state_dir: &std::path::Path, verbose: bool) -
     Ok(0)
 }
 
-fn run_list(l: ListArgs, state_dir: &std::path::Path) -> Result<i32> {
-    let rows = list::list(state_dir)?;
-    if l.json {
-        let records: Vec<_> = rows.iter().map(output::list_record).collect();
+/// `list`: the rows the arguments select, as a table, JSON, short IDs or a template. An
+/// argument that names no container is reported (exit 1) after the rows of the others; a bad
+/// template is a usage error (exit 2) before anything is printed.
+async fn run_list(l: ListArgs, state_dir: &std::path::Path) -> Result<i32> {
+    let format = match l.format.as_deref().map(|f| match f.trim() {
+        "json" => Format::parse("{{json .}}"),
+        f => Format::parse(f),
+    }) {
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return Ok(2);
+        }
+        Some(Ok(f)) => f,
+        None => None,
+    };
+    let mut rows = list::list(state_dir)?;
+    let mut errors = Vec::new();
+    if !l.containers.is_empty() || l.network.is_some() {
+        let docker = Docker::connect();
+        if let Some(net) = &l.network {
+            let ids = select::network_ids(&rows, net, &docker).await?;
+            rows.retain(|r| select::on_network(r, &ids));
+        }
+        if !l.containers.is_empty() {
+            let all = select::leases(&rows);
+            let mut ids = Vec::new();
+            for (_, found) in select::containers(&all, &l.containers, &docker).await {
+                match found {
+                    Ok(found) => ids.extend(found),
+                    Err(e) => errors.push(format!("{e:#}")),
+                }
+            }
+            rows.retain(|r| select::of_containers(r, &ids));
+        }
+    }
+    let records: Vec<_> = rows.iter().map(output::list_record).collect();
+    if l.quiet {
+        for id in select::short_ids(&rows) {
+            println!("{id}");
+        }
+    } else if let Some(f) = &format {
+        match f.render(&records) {
+            Ok(text) => print!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(2);
+            }
+        }
+    } else if l.json {
         println!("{}", output::to_json(&records));
     } else {
         print!("{}", output::table(&rows));
     }
-    Ok(0)
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    Ok(i32::from(!errors.is_empty()))
+}
+
+/// `inspect`: a JSON array of the containers found; each argument that names none is an error
+/// on stderr (exit 1), as with `docker inspect`.
+async fn run_inspect(i: InspectArgs, state_dir: &std::path::Path) -> Result<i32> {
+    let (found, errors) = crate::inspect::inspect(&i.containers, state_dir).await?;
+    let records: Vec<output::InspectRecord> = found
+        .iter()
+        .map(|c| output::InspectRecord {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            attachments: c
+                .attachments
+                .iter()
+                .map(|(l, s)| output::AttachmentRecord::new(l, *s))
+                .collect(),
+        })
+        .collect();
+    println!("{}", output::to_json(&records));
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    Ok(i32::from(!errors.is_empty()))
 }
 
 async fn run_doctor(d: DoctorArgs, state_dir: &std::path::Path) -> Result<i32> {
