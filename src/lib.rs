@@ -20,6 +20,7 @@ pub mod output;
 pub mod plan;
 pub mod plugin;
 pub mod privilege;
+pub mod procroot;
 pub mod run;
 pub mod target;
 pub mod txn;

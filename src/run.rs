@@ -12,6 +12,7 @@ use crate::output::{self, Record};
 
 pub fn run(cli: Cli) -> Result<i32> {
     tracing::debug!("start");
+    crate::procroot::set(&cli.global.proc_root)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
