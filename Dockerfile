@@ -6,6 +6,10 @@
 #                -v /var/lib/docker-netattach:/var/lib/docker-netattach docker-netattach attach web
 #   daemon:    the same flags with -d and `watch` (endpoints on the host's 127.0.0.1:9180);
 #              with no arguments it runs `watch --listen 0.0.0.0:80` (for -p PORT:80).
+#   no --pid=host (a Swarm service cannot have it): -v /proc:/host/proc:ro and
+#              -e DOCKER_NETATTACH_PROC_ROOT=/host/proc (or --proc-root /host/proc), so that the
+#              tool opens the host's /proc/<pid>/ns/net. Add --cap-add SYS_PTRACE for containers
+#              that run as another user. Compose, Swarm and systemd files: deploy/, docs/deploy.md.
 FROM scratch
 COPY target/x86_64-unknown-linux-gnu/release/docker-netattach /docker-netattach
 ENTRYPOINT ["/docker-netattach"]
