@@ -55,6 +55,15 @@ impl Vars {
 
     /// A labelled `--network none` nginx on docker0 at a test address; whether it answers.
     fn labelled(&self, tag: &str) -> (Container, String, bool) {
+        self.labelled_within(tag, Duration::from_secs(15))
+    }
+
+    /// The same, looking only briefly (for a container no daemon is watching).
+    fn labelled_no_wait(&self, tag: &str) -> (Container, String, bool) {
+        self.labelled_within(tag, Duration::from_millis(500))
+    }
+
+    fn labelled_within(&self, tag: &str, limit: Duration) -> (Container, String, bool) {
         let ip = test_ip();
         let c = Container::run(
             tag,
@@ -67,7 +76,7 @@ impl Vars {
             ],
             &[],
         );
-        let answered = first_answer(&ip, Duration::from_secs(15));
+        let answered = first_answer(&ip, limit);
         if let Some(t) = answered {
             eprintln!(
                 "{tag}: {ip} answered {} ms after `docker run`",
@@ -224,9 +233,41 @@ fn compose_file_runs_the_daemon_that_attaches_labelled_containers() {
         stderr(&docker(&["logs", &id]))
     );
     host_link_works(&other_user, &ip2);
+    drop(other_user);
+    assert!(wait_until(Duration::from_secs(10), || leases(&tool).len() == 1));
+
+    // Upgrade as docs/deploy.md says: stop, replace (a new container of the image), start.
+    // The attachment stays up while no daemon runs; a container started meanwhile is attached
+    // by the new daemon's start-up reconcile.
+    let o = project.compose(&["stop", "-t", "5"]);
+    assert!(o.status.success(), "docker-compose stop: {}", stderr(&o));
+    assert!(
+        common::curl(&ip, Duration::from_secs(2)).is_some(),
+        "{ip} lost with the daemon stopped"
+    );
+    let (late, late_ip, answered) = vars.labelled_no_wait("na-t-col2");
+    assert!(!answered);
+    let o = project.compose(&["up", "-d", "--force-recreate"]);
+    assert!(
+        o.status.success(),
+        "docker-compose up --force-recreate: {}",
+        stderr(&o)
+    );
+    let restarted = std::time::Instant::now();
+    let t = first_answer(&late_ip, Duration::from_secs(20));
+    assert!(t.is_some(), "{late_ip} not attached by the replaced daemon");
+    eprintln!(
+        "upgrade: a container started while the daemon was down answered {} ms after `up -d --force-recreate` returned",
+        restarted.elapsed().as_millis()
+    );
+    assert!(
+        common::curl(&ip, Duration::from_secs(2)).is_some(),
+        "{ip} lost by the upgrade"
+    );
+    assert_eq!(leases(&tool).len(), 2);
+    drop(late);
 
     drop(c);
-    drop(other_user);
     assert!(wait_until(Duration::from_secs(10), || leases(&tool).is_empty()));
 }
 
