@@ -478,6 +478,32 @@ fn proc_root_reaches_containers_from_another_pid_namespace() {
     assert!(leases(&tool).is_empty());
 
     let env = ["DOCKER_NETATTACH_PROC_ROOT=/host/proc"];
+    // A pipework-style link to another live container's namespace, by its host path: the tool
+    // looks through the proc root (where that Pid is not its own) and refuses the name.
+    let other = Container::none("na-t-pro");
+    let taken = unique("na-pr");
+    let _taken_link = common::RemoveOnDrop::netns_link(&taken);
+    std::os::unix::fs::symlink(
+        format!("/proc/{}/ns/net", other.pid()),
+        Path::new("/var/run/netns").join(&taken),
+    )
+    .unwrap();
+    let o = in_container(
+        &env,
+        &["attach", &c.name, "--ip", &ip, "--netns-name", &taken],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("netns name '{taken}' is taken")),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_link(Path::new("/var/run/netns").join(&taken)).unwrap(),
+        PathBuf::from(format!("/proc/{}/ns/net", other.pid()))
+    );
+    assert!(leases(&tool).is_empty());
+
     let o = in_container(&env, &["attach", &c.name, "--ip", &ip]);
     assert!(o.status.success(), "attach: {}", stderr(&o));
     assert!(
