@@ -10,6 +10,10 @@
 #              whenever this may be the host's namespace (--network=host) it keeps to loopback. To
 #              expose the endpoints on the host's addresses, ask: `watch --listen 0.0.0.0:9180`
 #              (and `--allow-host NAME` for each name clients use; see docs/watch.md).
+#   no --pid=host (a Swarm service cannot have it): -v /proc:/host/proc:ro and
+#              -e DOCKER_NETATTACH_PROC_ROOT=/host/proc (or --proc-root /host/proc), so that the
+#              tool opens the host's /proc/<pid>/ns/net. Add --cap-add SYS_PTRACE for containers
+#              that run as another user. Compose, Swarm and systemd files: deploy/, docs/deploy.md.
 FROM scratch
 COPY target/x86_64-unknown-linux-gnu/release/docker-netattach /docker-netattach
 ENTRYPOINT ["/docker-netattach"]

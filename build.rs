@@ -25,7 +25,11 @@ fn main() {
         watched.push(r);
     }
     for w in watched {
-        if let Some(p) = git(&["rev-parse", "--git-path", &w]) {
+        // A path that does not exist (no packed-refs yet) would make cargo rerun this script,
+        // and rebuild the crate, on every build.
+        if let Some(p) =
+            git(&["rev-parse", "--git-path", &w]).filter(|p| std::path::Path::new(p).exists())
+        {
             println!("cargo:rerun-if-changed={p}");
         }
     }

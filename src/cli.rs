@@ -61,6 +61,12 @@ pub struct Global {
     #[arg(long, global = true, env = "DOCKER_NETATTACH_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
 
+    /// Where the host's /proc is mounted, for a daemon in a container that cannot share the
+    /// host's PID namespace (a Swarm service: -v /proc:/host/proc:ro --proc-root /host/proc).
+    /// Netns links still point at /proc/PID/ns/net, the host's path.
+    #[arg(long, global = true, value_name = "DIR", env = "DOCKER_NETATTACH_PROC_ROOT", default_value = crate::procroot::DEFAULT)]
+    pub proc_root: PathBuf,
+
     /// Print details on stderr (repeat for debug logs; RUST_LOG also works).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -61,7 +61,8 @@ fn enter_init() -> Result<Placement> {
     if own == init {
         return Ok(Placement::Same);
     }
-    let file = File::open(INIT_NETNS).map_err(|e| anyhow!("cannot open {INIT_NETNS}: {e}"))?;
+    let file = File::open(crate::procroot::host_view(Path::new(INIT_NETNS)))
+        .map_err(|e| anyhow!("cannot open {INIT_NETNS}: {e}"))?;
     setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| {
         anyhow!(
             "this process is not in the host network namespace and cannot enter {INIT_NETNS}: {e}; run it with --network=host, or with --pid=host and CAP_SYS_ADMIN"

@@ -24,6 +24,7 @@ pub mod owner;
 pub mod plan;
 pub mod plugin;
 pub mod privilege;
+pub mod procroot;
 pub mod run;
 pub mod select;
 pub mod target;

@@ -29,16 +29,18 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Opens /proc/<pid>/ns/net. Fails with a named error when the process is gone, and when
-    /// that namespace is the host's (a Pid that resolves to PID 1's or our own namespace).
+    /// Opens /proc/<pid>/ns/net (through the proc root, see `procroot`). Fails with a named
+    /// error when the process is gone, and when that namespace is the host's (a Pid that
+    /// resolves to PID 1's or our own namespace).
     pub fn of_pid(pid: u32, owner: &str) -> Result<Self> {
         let path = proc_path(pid);
-        let file = open_ns_file(&path, true).map_err(|e| match e.kind() {
-            ErrorKind::NotFound => {
-                anyhow!("container '{owner}' exited (Pid {pid} is gone); start it and try again")
-            }
+        let file = open_ns_file(&crate::procroot::host_view(&path), true).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => anyhow!(
+                "container '{owner}' exited (Pid {pid} is gone from {}); start it and try again (or, when Docker says it runs, this process does not see the host's processes: run it with --pid=host, or mount the host's /proc and pass --proc-root)",
+                crate::procroot::root().display()
+            ),
             ErrorKind::PermissionDenied => anyhow!(
-                "cannot open {}: permission denied; docker-netattach needs root (or CAP_SYS_ADMIN and CAP_NET_ADMIN)",
+                "cannot open {}: permission denied; docker-netattach needs root (or CAP_SYS_ADMIN and CAP_NET_ADMIN, and CAP_SYS_PTRACE for a container that runs as another user)",
                 path.display()
             ),
             _ => anyhow!("cannot open {}: {e}", path.display()),
@@ -77,7 +79,7 @@ impl Netns {
             }
             _ => given.clone(),
         };
-        let file = open_ns_file(&path, is_proc_ns_link(&path)).map_err(|e| {
+        let file = open_ns_file(&crate::procroot::host_view(&path), is_proc_ns_link(&path)).map_err(|e| {
             anyhow!(
                 "cannot open network namespace {}: {e}; create it with `ip netns add` or give a path like /proc/PID/ns/net",
                 given.display()
@@ -204,6 +206,7 @@ fn is_proc_ns_link(path: &Path) -> bool {
     }
 }
 
+/// The host's path of a process's namespace: what a netns link points at and a lease means.
 pub fn proc_path(pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/ns/net"))
 }
@@ -227,8 +230,10 @@ pub enum Target {
     Unknown,
 }
 
+/// Where `path` leads on the host (a /proc/<pid> path or a link to one is looked up through the
+/// proc root).
 pub fn probe(path: &Path) -> Target {
-    match fs::metadata(path) {
+    match fs::metadata(crate::procroot::host_view(path)) {
         Ok(m) => Target::Live(NsId {
             dev: m.dev(),
             ino: m.ino(),

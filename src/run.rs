@@ -15,6 +15,7 @@ use crate::template::Format;
 
 pub fn run(cli: Cli) -> Result<i32> {
     tracing::debug!("start");
+    crate::procroot::set(&cli.global.proc_root)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -6,36 +6,12 @@ mod common;
 mod support;
 
 use std::path::Path;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{
     Container, Tool, first_answer, need_docker, netns_link_exists, ok, stderr, stdout, unique,
 };
-use support::{docker, http, leases, test_ip, wait_until};
-
-/// The image, built once per test binary by the script users run (the static build and the
-/// image layers are cached, so later builds take seconds). Tagged for this checkout
-/// (`docker-netattach:t<hash of its path>`), so parallel checkouts never test each other's image.
-fn built() -> &'static str {
-    static TAG: OnceLock<String> = OnceLock::new();
-    TAG.get_or_init(|| {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        env!("CARGO_MANIFEST_DIR").hash(&mut h);
-        let tag = format!("docker-netattach:t{:012x}", h.finish() & 0xffff_ffff_ffff);
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-image.sh");
-        let o = Command::new("bash")
-            .arg(script)
-            .env("NETATTACH_IMAGE", &tag)
-            .output()
-            .expect("run build-image.sh");
-        assert!(o.status.success(), "build-image.sh failed:\n{}", stderr(&o));
-        assert_eq!(stdout(&o), tag);
-        tag
-    })
-}
+use support::{docker, http, leases, test_ip, tool_image, wait_until};
 
 /// A container of the tool's image, removed on drop.
 struct Named(String);
@@ -74,7 +50,7 @@ fn image_is_small_static_and_built_from_scratch() {
     if !need_docker() {
         return;
     }
-    let img = built();
+    let img = tool_image();
     let size: u64 = ok("docker", &["image", "inspect", "-f", "{{.Size}}", img])
         .parse()
         .unwrap();
@@ -105,7 +81,7 @@ fn attach_and_detach_from_inside_a_container() {
     if !need_docker() {
         return;
     }
-    let img = built();
+    let img = tool_image();
     let tool = Tool::new();
     let c = Container::none("na-t-img");
     let ip = test_ip();
@@ -141,7 +117,7 @@ fn default_command_serves_the_endpoints_on_port_80() {
     if !need_docker() {
         return;
     }
-    let img = built();
+    let img = tool_image();
     let name = unique("na-t-imgd");
     let guard = Named(name.clone());
     let published = format!("127.0.0.1:{}", support::free_port());
@@ -204,7 +180,7 @@ fn watch_in_a_container_attaches_labelled_containers() {
     if !need_docker() {
         return;
     }
-    let img = built();
+    let img = tool_image();
     let tool = Tool::new();
     let prefix = unique("nai").replace('-', "");
     let name = unique("na-t-imgw");
@@ -277,7 +253,7 @@ fn with_host_networking_the_default_command_listens_on_loopback_only() {
     if !need_docker() {
         return;
     }
-    let img = built();
+    let img = tool_image();
     for pid_host in [false, true] {
         let name = unique("na-t-imgh");
         let guard = Named(name.clone());

@@ -365,3 +365,41 @@ pub fn mac_of(ip: &str) -> String {
     let o = a.octets();
     format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
 }
+
+/// The tool's image, built once per test binary by the script users run (the static build and
+/// the image layers are cached, so later builds take seconds). Tagged for this checkout
+/// (`docker-netattach:t<hash of its path>`), so parallel checkouts never test each other's image.
+pub fn tool_image() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        env!("CARGO_MANIFEST_DIR").hash(&mut h);
+        let tag = format!("docker-netattach:t{:012x}", h.finish() & 0xffff_ffff_ffff);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-image.sh");
+        let o = Command::new("bash")
+            .arg(script)
+            .env("NETATTACH_IMAGE", &tag)
+            .output()
+            .expect("run build-image.sh");
+        assert!(
+            o.status.success(),
+            "build-image.sh failed:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), tag);
+        tag
+    })
+}
+
+/// The ID of the image [`tool_image`] built, read right after the build: a tag other test runs
+/// may move, an ID they cannot (and Swarm never tries to pull an image named by its ID).
+pub fn tool_image_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let tag = tool_image();
+        let o = docker(&["image", "inspect", "-f", "{{.Id}}", tag]);
+        assert!(o.status.success(), "docker image inspect {tag} failed");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    })
+}
