@@ -21,6 +21,7 @@ pub mod plan;
 pub mod plugin;
 pub mod privilege;
 pub mod run;
+pub mod short_form;
 pub mod target;
 pub mod txn;
 pub mod watch;
