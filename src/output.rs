@@ -1,5 +1,9 @@
-//! Human text and `--json` records. stdout is data; everything for people goes to stderr.
+//! Human text and `--json` records, and the one way to write stdout. stdout is data; everything
+//! for people goes to stderr.
 
+use std::io::Write;
+
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::lease::Lease;
@@ -48,6 +52,26 @@ impl<'a> Record<'a> {
             gateway6: l.gateway6.map(|a| a.to_string()),
             status,
         }
+    }
+}
+
+/// Writes `text` to stdout and flushes. A reader that went away (`list | head -0`: EPIPE) is
+/// not an error: the rest of the output is dropped silently and the command exits with its own
+/// code, as ripgrep does. (`println!` would panic there; clippy.toml forbids it.) Any other
+/// failure (`list > /dev/full`) is an error that names stdout.
+pub fn print(text: &str) -> Result<()> {
+    write_to(&mut std::io::stdout().lock(), text.as_bytes())
+}
+
+/// [`print`] with a newline.
+pub fn println(text: &str) -> Result<()> {
+    print(&format!("{text}\n"))
+}
+
+fn write_to(out: &mut impl Write, bytes: &[u8]) -> Result<()> {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        res => res.context("cannot write to stdout"),
     }
 }
 
@@ -104,4 +128,33 @@ pub fn table(rows: &[(Lease, &'static str)]) -> String {
         line(row.iter().map(String::as_str).collect());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fails(std::io::ErrorKind);
+
+    impl Write for Fails {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(self.0.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_reader_is_not_an_error_but_a_full_disk_is() {
+        assert!(write_to(&mut Fails(std::io::ErrorKind::BrokenPipe), b"x").is_ok());
+        let err = write_to(&mut Fails(std::io::ErrorKind::StorageFull), b"x").unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("cannot write to stdout: "),
+            "{err:#}"
+        );
+        let mut buf = Vec::new();
+        write_to(&mut buf, b"data").unwrap();
+        assert_eq!(buf, b"data");
+    }
 }

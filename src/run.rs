@@ -28,7 +28,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Completions(c) => crate::generate::completions(c.shell),
         Command::Man(m) => crate::generate::man(m.out_dir.as_deref()),
         Command::PluginMetadata => {
-            println!("{}", output::to_json(&crate::plugin::metadata()));
+            output::println(&output::to_json(&crate::plugin::metadata()))?;
             Ok(0)
         }
     }
@@ -61,28 +61,31 @@ async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -
     match outcome {
         Outcome::Planned(plan) => {
             if a.json {
-                println!("{}", output::to_json(&plan));
+                output::println(&output::to_json(&plan))?;
             } else if a.explain {
-                println!("{plan}\n\n# the same with ip(8):\n{}", plan.explain());
+                output::println(&format!(
+                    "{plan}\n\n# the same with ip(8):\n{}",
+                    plan.explain()
+                ))?;
             } else {
-                println!("{plan}");
+                output::println(&plan.to_string())?;
             }
         }
         Outcome::Attached(lease) | Outcome::Existing(lease) if a.json => {
-            println!("{}", output::to_json(&Record::new(&lease, None)));
+            output::println(&output::to_json(&Record::new(&lease, None)))?;
         }
         Outcome::Attached(lease) => {
             if verbose {
                 describe("attached", &lease);
             }
-            println!("{}", lease.ip);
+            output::println(&lease.ip.to_string())?;
         }
         Outcome::Existing(lease) => {
             eprintln!(
                 "{} is already attached to {} as {} ({} in the container); nothing changed",
                 lease.container_name, lease.network, lease.ip, lease.ifname
             );
-            println!("{}", lease.ip);
+            output::println(&lease.ip.to_string())?;
         }
     }
     Ok(0)
@@ -112,7 +115,7 @@ async fn run_detach(d: DetachArgs, state_dir: &std::path::Path, verbose: bool) -
     let released = detach::detach(&opts, state_dir).await?;
     if d.json {
         let records: Vec<Record> = released.iter().map(|l| Record::new(l, None)).collect();
-        println!("{}", output::to_json(&records));
+        output::println(&output::to_json(&records))?;
     } else if released.is_empty() {
         eprintln!("'{}' is not attached; nothing to do", opts.container);
     } else if verbose {
@@ -127,9 +130,9 @@ fn run_list(l: ListArgs, state_dir: &std::path::Path) -> Result<i32> {
     let rows = list::list(state_dir)?;
     if l.json {
         let records: Vec<Record> = rows.iter().map(|(l, s)| Record::new(l, Some(s))).collect();
-        println!("{}", output::to_json(&records));
+        output::println(&output::to_json(&records))?;
     } else {
-        print!("{}", output::table(&rows));
+        output::print(&output::table(&rows))?;
     }
     Ok(0)
 }
@@ -137,9 +140,9 @@ fn run_list(l: ListArgs, state_dir: &std::path::Path) -> Result<i32> {
 async fn run_doctor(d: DoctorArgs, state_dir: &std::path::Path) -> Result<i32> {
     let checks = doctor::doctor(&d.networks, state_dir).await?;
     if d.json {
-        println!("{}", output::to_json(&checks));
+        output::println(&output::to_json(&checks))?;
     } else {
-        print!("{}", doctor::text(&checks));
+        output::print(&doctor::text(&checks))?;
     }
     let failed = checks.iter().any(|c| c.status == doctor::Status::Fail);
     Ok(i32::from(failed))
