@@ -150,3 +150,104 @@ fn a_failing_command_still_reports_its_error_with_stdout_closed() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
 }
+
+/// A directory to use as the whole PATH: `bash`, plus stub scripts (name, body).
+fn bare_path(stubs: &[(String, String)]) -> StateDir {
+    let dir = StateDir::new();
+    std::os::unix::fs::symlink("/bin/bash", dir.path().join("bash")).unwrap();
+    for (name, body) in stubs {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("#!/bin/bash\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    dir
+}
+
+/// A stub that runs this host's `cmd`.
+fn real(cmd: &str) -> (String, String) {
+    let found = stdout(&run("bash", &["-c", &format!("command -v {cmd}")]));
+    assert!(!found.is_empty(), "this host lacks {cmd}");
+    (cmd.to_string(), format!("exec {found} \"$@\""))
+}
+
+fn install_deps(path: &StateDir, args: &[&str]) -> Output {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-deps.sh");
+    std::process::Command::new("/bin/bash")
+        .arg(script)
+        .args(args)
+        .env("PATH", path.path())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn install_deps_names_what_a_bare_machine_lacks() {
+    // Nothing on PATH but bash: every package the tests need is named once; nothing installed.
+    let path = bare_path(&[]);
+    let o = install_deps(&path, &["--check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let listed: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
+    for p in [
+        "iproute2",
+        "iputils-ping",
+        "curl",
+        "util-linux",
+        "mount",
+        "dpkg",
+        "libc-bin",
+        "coreutils",
+        "gcc",
+        "docker.io",
+    ] {
+        let n = listed.iter().filter(|l| *l == p).count();
+        assert_eq!(n, 1, "{p} in {listed:?}");
+    }
+    assert!(stderr(&o).contains("rustup.rs"), "{}", stderr(&o));
+}
+
+#[test]
+fn install_deps_installs_only_the_missing_packages() {
+    if !need_root() {
+        return;
+    }
+    // apt-get is a stub that records what it is asked; the other commands are this host's,
+    // except those left off the PATH.
+    let log = StateDir::new();
+    let apt_log = log.path().join("apt.log");
+    let apt = (
+        "apt-get".to_string(),
+        format!("echo \"$*\" >> {}", apt_log.display()),
+    );
+    let present = [
+        "ip",
+        "setpriv",
+        "unshare",
+        "nsenter",
+        "flock",
+        "mount",
+        "umount",
+        "dpkg",
+        "ldd",
+        "sha256sum",
+        "mktemp",
+        "install",
+        "cc",
+        "dockerd",
+    ];
+    let mut stubs: Vec<(String, String)> = present.iter().map(|c| real(c)).collect();
+    stubs.push(apt.clone());
+    let o = install_deps(&bare_path(&stubs), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(&apt_log).unwrap(),
+        "update -q\ninstall -y -q --no-install-recommends iputils-ping curl\n",
+        "{}",
+        stderr(&o)
+    );
+    // Nothing missing: apt-get is not run at all.
+    std::fs::remove_file(&apt_log).unwrap();
+    stubs.extend(["ping", "curl", "docker"].map(real));
+    let o = install_deps(&bare_path(&stubs), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!apt_log.exists(), "apt-get ran with nothing missing");
+}
