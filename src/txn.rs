@@ -24,7 +24,9 @@ pub const PAUSE_AFTER_ENV: &str = "DOCKER_NETATTACH_PAUSE_AFTER";
 /// The test hooks of one attach; always empty unless built with `--features test-hooks`.
 #[derive(Debug, Default)]
 struct Hooks {
+    #[cfg(feature = "test-hooks")]
     fail_after: Option<String>,
+    #[cfg(feature = "test-hooks")]
     pause_after: Option<String>,
 }
 
@@ -44,6 +46,23 @@ impl Hooks {
 
     fn from_env() -> Hooks {
         Hooks::from(|var| std::env::var(var).ok())
+    }
+
+    /// After `step`: pause and/or fail if asked to.
+    #[cfg(feature = "test-hooks")]
+    fn after(&self, step: &str) -> Result<()> {
+        if self.pause_after.as_deref() == Some(step) {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+        }
+        if self.fail_after.as_deref() == Some(step) {
+            bail!("injected failure after step '{step}' ({FAIL_AFTER_ENV})");
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "test-hooks"))]
+    fn after(&self, _step: &str) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -148,13 +167,7 @@ impl Txn<'_> {
     fn finished(&mut self, step: &'static str) -> Result<()> {
         self.step = step;
         tracing::debug!(step, "done");
-        if self.hooks.pause_after.as_deref() == Some(step) {
-            std::thread::sleep(std::time::Duration::from_millis(1500));
-        }
-        if self.hooks.fail_after.as_deref() == Some(step) {
-            bail!("injected failure after step '{step}' ({FAIL_AFTER_ENV})");
-        }
-        Ok(())
+        self.hooks.after(step)
     }
 
     async fn steps(
@@ -339,10 +352,10 @@ mod tests {
     /// `cargo test --features test-hooks` (scripts/test runs both).
     #[test]
     fn test_hooks_exist_only_in_a_test_hooks_build() {
-        let hooks = Hooks::from(|_| Some("lease".to_string()));
-        let on = cfg!(feature = "test-hooks");
-        assert_eq!(hooks.fail_after.is_some(), on, "{hooks:?}");
-        assert_eq!(hooks.pause_after.is_some(), on, "{hooks:?}");
-        assert!(Hooks::from(|_| None).fail_after.is_none());
+        let fail_after_lease = Hooks::from(|var| (var == FAIL_AFTER_ENV).then(|| "lease".into()));
+        let failed = fail_after_lease.after("lease");
+        assert_eq!(failed.is_err(), cfg!(feature = "test-hooks"), "{failed:?}");
+        assert!(fail_after_lease.after("veth").is_ok());
+        assert!(Hooks::from(|_| None).after("lease").is_ok());
     }
 }
