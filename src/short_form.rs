@@ -6,12 +6,17 @@
 //! within edit distance 2 of one (`lsit`, `detahc`, `gcc`). A subcommand word keeps its own parse
 //! error; a near miss is a usage error naming the subcommand and the long form that attaches a
 //! container of that name.
+//!
+//! The distance counts a swap of two neighbours as one edit (`lsit` is 1 from `list`), and may be
+//! at most half the subcommand's length, so at least half of a short name survives: `lss` and
+//! `sl` are typos of `ls`, but `db`, `7` (an ID prefix) or `7a` are not typos of `ls`, `gc` or
+//! `man`, and stay containers.
 
 use std::ffi::{OsStr, OsString};
 
 use clap::Command;
 
-/// Furthest a word may be from a subcommand name (Levenshtein) and still be taken for a typo.
+/// Furthest a word may be from a subcommand name and still be taken for a typo.
 pub const NEAR: usize = 2;
 
 /// What the first positional word of a command line that clap refused means.
@@ -41,7 +46,7 @@ pub fn classify(cmd: &Command, args: &[OsString]) -> Word {
     names
         .into_iter()
         .map(|n| (distance(word, &n), n))
-        .filter(|(d, _)| *d <= NEAR)
+        .filter(|(d, n)| *d <= NEAR && 2 * d <= n.chars().count())
         .min_by_key(|(d, _)| *d)
         .map_or(Word::Container, |(_, meant)| Word::NearMiss {
             word: word.to_string(),
@@ -111,20 +116,32 @@ fn first_positional<'a>(cmd: &Command, args: &'a [OsString]) -> Option<&'a OsStr
     None
 }
 
-/// Levenshtein distance over characters.
+/// Edit distance over characters: insertions, deletions, substitutions and swaps of two
+/// neighbours (optimal string alignment).
 fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diag = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let up = row[j + 1];
-            row[j + 1] = (up + 1).min(row[j] + 1).min(diag + usize::from(ca != *cb));
-            diag = up;
+    // d[i][j]: distance between the first i characters of a and the first j of b.
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
         }
     }
-    row[b.len()]
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -156,7 +173,10 @@ mod tests {
     fn distances() {
         for (a, b, d) in [
             ("list", "list", 0),
-            ("lsit", "list", 2),
+            ("lsit", "list", 1),
+            ("sl", "ls", 1),
+            ("detahc", "detach", 1),
+            ("dettach", "detach", 1),
             ("lst", "list", 1),
             ("gcc", "gc", 1),
             ("", "ls", 2),
@@ -180,11 +200,18 @@ mod tests {
         assert_eq!(word(&["wacth"]), near("watch"));
         assert_eq!(word(&["Doctor"]), near("doctor"));
         assert_eq!(word(&["lss"]), near("ls"));
+        assert_eq!(word(&["sl"]), near("ls"));
+        assert_eq!(word(&["lits"]), near("list"));
+        assert_eq!(word(&["compeltions", "zsh"]), near("completions"));
     }
 
     #[test]
     fn container_words() {
         assert_eq!(word(&["web"]), Word::Container);
+        // Short names and ID prefixes are not typos of the short subcommands.
+        for w in ["db", "7", "7a", "c5", "api", "app", "nginx", "redis"] {
+            assert_eq!(word(&[w]), Word::Container, "{w}");
+        }
         assert_eq!(word(&["--ip", "172.17.0.9", "web"]), Word::Container);
         assert_eq!(word(&["-vv", "web"]), Word::Container);
         assert_eq!(word(&["--network", "list", "web"]), Word::Container);
