@@ -1,6 +1,9 @@
 //! Embeds the git commit for `watch`'s /version and /metrics (NETATTACH_GIT_COMMIT overrides it,
 //! e.g. when building from a source tarball; "unknown" when neither is available).
 
+// Cargo reads a build script's stdout; println! is its protocol.
+#![allow(clippy::disallowed_macros)]
+
 use std::process::Command;
 
 fn git(args: &[&str]) -> Option<String> {

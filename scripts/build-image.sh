@@ -11,6 +11,7 @@ IMAGE="${NETATTACH_IMAGE:-docker-netattach:latest}"
 TARGET=x86_64-unknown-linux-gnu
 BIN="target/$TARGET/release/docker-netattach"
 
+# Default features only: the test hooks (feature test-hooks) never ship.
 echo "build-image: static build of $BIN" >&2
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target "$TARGET" >&2
 # A static(-pie) binary lists no shared libraries ("statically linked" / "not a dynamic

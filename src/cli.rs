@@ -1,17 +1,21 @@
 //! Command line (clap derive). The doc comments are the help text.
 
+use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::endpoint::{Mac, RouteArg};
 use crate::ipam::Subnet;
 use crate::lease::DEFAULT_STATE_DIR;
+use crate::short_form::{self, Word};
 
 /// Give a Docker container started with --network=none a real interface on a Docker bridge.
 ///
-/// `docker-netattach web` is short for `docker-netattach attach web`.
+/// `docker-netattach web` is short for `docker-netattach attach web` (not for a name that is, or is
+/// close to, a subcommand: use `attach NAME` for those).
 #[derive(Debug, Parser)]
 #[command(name = "docker-netattach", version)]
 pub struct Cli {
@@ -24,13 +28,14 @@ pub struct Cli {
 
 impl Cli {
     /// Parses the command line; a first word that is not a subcommand means `attach`, so
-    /// `docker-netattach web` works.
+    /// `docker-netattach web` works, unless the word is (within edit distance 2 of) a subcommand
+    /// name or alias: see [`short_form`].
     pub fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
     where
         I: IntoIterator<Item = T>,
-        T: Into<std::ffi::OsString> + Clone,
+        T: Into<OsString> + Clone,
     {
-        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let args = crate::plugin::strip_plugin_arg(args);
         if args.len() == 2 && args[1] == crate::plugin::METADATA_COMMAND {
             let mut cli = Cli::try_parse_from([args[0].clone(), "list".into()])?;
@@ -46,13 +51,35 @@ impl Cli {
                             | clap::error::ErrorKind::UnknownArgument
                     ) =>
             {
-                let mut with_attach = args;
-                with_attach.insert(1, "attach".into());
-                Cli::try_parse_from(with_attach)
+                match short_form::classify(&Cli::command(), &args[1..]) {
+                    Word::Subcommand => Err(e),
+                    Word::NearMiss { word, meant } => Err(near_miss(&args[0], &word, &meant)),
+                    Word::Container => {
+                        let mut with_attach = args;
+                        with_attach.insert(1, "attach".into());
+                        Cli::try_parse_from(with_attach)
+                    }
+                }
             }
             other => other,
         }
     }
+}
+
+/// `error: unrecognized subcommand 'lsit' — did you mean 'list'?`, and the long form that
+/// attaches a container of that name. Exit code 2, as every clap usage error.
+fn near_miss(argv0: &OsString, word: &str, meant: &str) -> clap::Error {
+    let bin = Path::new(argv0)
+        .file_name()
+        .unwrap_or(argv0)
+        .to_string_lossy();
+    clap::Error::raw(
+        ErrorKind::InvalidSubcommand,
+        format!(
+            "unrecognized subcommand '{word}' — did you mean '{meant}'?\n\n\
+             To attach a container named '{word}', use the long form: `{bin} attach {word}`.\n"
+        ),
+    )
 }
 
 #[derive(Debug, Args)]
@@ -321,6 +348,22 @@ mod tests {
             vec!["docker-netattach", "web", "--ip", "172.17.0.9"],
             vec!["docker-netattach", "--ip", "172.17.0.9", "web"],
             vec!["docker-netattach", "-v", "web", "--ip", "172.17.0.9"],
+            vec!["docker-netattach", "-vv", "--ip", "172.17.0.9", "web"],
+            vec![
+                "docker-netattach",
+                "--state-dir",
+                "/tmp/x",
+                "web",
+                "--ip",
+                "172.17.0.9",
+            ],
+            vec![
+                "docker-netattach",
+                "--state-dir=/x",
+                "--ip=172.17.0.9",
+                "web",
+            ],
+            vec!["docker-netattach", "netattach", "web", "--ip", "172.17.0.9"],
         ] {
             let cli = Cli::parse_args(&args).unwrap();
             let Command::Attach(a) = cli.command else {
@@ -329,6 +372,81 @@ mod tests {
             assert_eq!(a.container.as_deref(), Some("web"));
             assert_eq!(a.ip, Some(Ipv4Addr::new(172, 17, 0, 9)));
         }
+    }
+
+    #[test]
+    fn subcommand_words_are_never_containers() {
+        for args in [
+            vec!["docker-netattach", "list", "--network", "bridge"],
+            vec!["docker-netattach", "ls", "--network", "bridge"],
+            vec!["docker-netattach", "gc", "--network", "x"],
+            vec!["docker-netattach", "-v", "watch", "--ip", "172.17.0.9"],
+            vec![
+                "docker-netattach",
+                "--state-dir",
+                "/tmp/x",
+                "doctor",
+                "--ip",
+                "1.2.3.4",
+            ],
+            vec![
+                "docker-netattach",
+                "netattach",
+                "list",
+                "--network",
+                "bridge",
+            ],
+        ] {
+            let err = Cli::parse_args(&args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            assert_eq!(err.kind(), ErrorKind::UnknownArgument, "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn near_misses_are_usage_errors_that_name_the_fix() {
+        for (args, word, meant, bin) in [
+            (
+                vec!["docker-netattach", "lsit"],
+                "lsit",
+                "list",
+                "docker-netattach",
+            ),
+            (
+                vec!["/usr/bin/docker-netattach", "-v", "detahc", "web"],
+                "detahc",
+                "detach",
+                "docker-netattach",
+            ),
+            (
+                vec!["docker-netattach", "--state-dir", "/s", "gcc", "--dry-run"],
+                "gcc",
+                "gc",
+                "docker-netattach",
+            ),
+            (
+                vec!["docker-netattach", "netattach", "lsit"],
+                "lsit",
+                "list",
+                "docker netattach",
+            ),
+        ] {
+            let err = Cli::parse_args(&args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!(
+                    "error: unrecognized subcommand '{word}' — did you mean '{meant}'?\n"
+                )),
+                "{text}"
+            );
+            assert!(text.contains(&format!("`{bin} attach {word}`")), "{text}");
+        }
+        // The long form still reaches a container of that name.
+        let cli = Cli::parse_args(["docker-netattach", "attach", "lsit"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Attach(a) if a.container.as_deref() == Some("lsit"))
+        );
     }
 
     #[test]

@@ -237,7 +237,7 @@ pub async fn run_cli(args: GcArgs, state_dir: &Path) -> Result<i32> {
     hostns::enter()?;
     let removed = gc(state_dir, args.dry_run).await?;
     if args.json {
-        println!("{}", output::to_json(&removed));
+        output::println(&output::to_json(&removed))?;
     } else if removed.is_empty() {
         eprintln!("nothing to collect");
     } else {
@@ -252,7 +252,10 @@ pub async fn run_cli(args: GcArgs, state_dir: &Path) -> Result<i32> {
             } else {
                 format!("{} ({})", r.container_name, short_id(&r.container_id))
             };
-            println!("{verb} {} {} of {who}: {}", r.kind, r.object, r.reason);
+            output::println(&format!(
+                "{verb} {} {} of {who}: {}",
+                r.kind, r.object, r.reason
+            ))?;
         }
     }
     Ok(0)

@@ -1,7 +1,6 @@
 //! `completions` and `man`: shell completion scripts and man pages generated from the clap
 //! definition, so they never drift from `--help`. Side effects: stdout, or files in `--out-dir`.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -9,14 +8,17 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 
 use crate::cli::Cli;
+use crate::output;
 
 const BIN: &str = "docker-netattach";
 
-/// Prints the completion script for `shell` on stdout.
+/// Prints the completion script for `shell` on stdout. (Generated into memory first:
+/// clap_complete panics on a failed write, e.g. `completions zsh | head -1`.)
 pub fn completions(shell: Shell) -> Result<i32> {
-    let mut out = std::io::stdout().lock();
-    clap_complete::generate(shell, &mut Cli::command(), BIN, &mut out);
-    out.flush().context("cannot write the completion script")?;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), BIN, &mut script);
+    output::print(&String::from_utf8_lossy(&script))
+        .context("cannot write the completion script")?;
     Ok(0)
 }
 
@@ -32,11 +34,11 @@ pub fn man(out_dir: Option<&Path>) -> Result<i32> {
                 .with_context(|| format!("cannot write man pages into {}", dir.display()))?;
         }
         None => {
-            let mut out = std::io::stdout().lock();
+            let mut page = Vec::new();
             clap_mangen::Man::new(cmd)
-                .render(&mut out)
-                .and_then(|_| out.flush())
-                .context("cannot write the man page")?;
+                .render(&mut page)
+                .context("cannot render the man page")?;
+            output::print(&String::from_utf8_lossy(&page)).context("cannot write the man page")?;
         }
     }
     Ok(0)

@@ -27,6 +27,7 @@ pub mod privilege;
 pub mod procroot;
 pub mod run;
 pub mod select;
+pub mod short_form;
 pub mod target;
 pub mod template;
 pub mod txn;

@@ -1,5 +1,9 @@
-//! Human text and `--json` records. stdout is data; everything for people goes to stderr.
+//! Human text and `--json` records, and the one way to write stdout. stdout is data; everything
+//! for people goes to stderr.
 
+use std::io::Write;
+
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::endpoint::Route;
@@ -202,6 +206,26 @@ impl<'a> AttachmentRecord<'a> {
     }
 }
 
+/// Writes `text` to stdout and flushes. A reader that went away (`list | head -0`: EPIPE) is
+/// not an error: the rest of the output is dropped silently and the command exits with its own
+/// code, as ripgrep does. (`println!` would panic there; clippy.toml forbids it.) Any other
+/// failure (`list > /dev/full`) is an error that names stdout.
+pub fn print(text: &str) -> Result<()> {
+    write_to(&mut std::io::stdout().lock(), text.as_bytes())
+}
+
+/// [`print`] with a newline.
+pub fn println(text: &str) -> Result<()> {
+    print(&format!("{text}\n"))
+}
+
+fn write_to(out: &mut impl Write, bytes: &[u8]) -> Result<()> {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        res => res.context("cannot write to stdout"),
+    }
+}
+
 pub fn to_json<T: Serialize>(value: &T) -> String {
     // Serialising plain structs of strings and numbers cannot fail.
     serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
@@ -375,5 +399,29 @@ mod tests {
         );
         let without = serde_json::to_value(dry_run_record(&plan, false)).unwrap();
         assert!(without.get("explain").is_none());
+    }
+
+    struct Fails(std::io::ErrorKind);
+
+    impl Write for Fails {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(self.0.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_reader_is_not_an_error_but_a_full_disk_is() {
+        assert!(write_to(&mut Fails(std::io::ErrorKind::BrokenPipe), b"x").is_ok());
+        let err = write_to(&mut Fails(std::io::ErrorKind::StorageFull), b"x").unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("cannot write to stdout: "),
+            "{err:#}"
+        );
+        let mut buf = Vec::new();
+        write_to(&mut buf, b"data").unwrap();
+        assert_eq!(buf, b"data");
     }
 }

@@ -33,7 +33,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Completions(c) => crate::generate::completions(c.shell),
         Command::Man(m) => crate::generate::man(m.out_dir.as_deref()),
         Command::PluginMetadata => {
-            println!("{}", output::to_json(&crate::plugin::metadata()));
+            output::println(&output::to_json(&crate::plugin::metadata()))?;
             Ok(0)
         }
     }
@@ -71,45 +71,45 @@ async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -
     match outcome {
         Outcome::Planned(plan) => {
             if a.json {
-                println!(
-                    "{}",
-                    output::to_json(&output::dry_run_record(&plan, a.explain))
-                );
+                output::println(&output::to_json(&output::dry_run_record(&plan, a.explain)))?;
             } else if a.explain {
-                println!("{plan}\n\n# the same with ip(8):\n{}", plan.explain());
+                output::println(&format!(
+                    "{plan}\n\n# the same with ip(8):\n{}",
+                    plan.explain()
+                ))?;
             } else {
-                println!("{plan}");
+                output::println(&plan.to_string())?;
             }
         }
         Outcome::Pending(lease) => {
             if a.json {
-                println!(
-                    "{}",
-                    output::to_json(&Record::new(&lease, Some(list::Status::Pending)))
-                );
+                output::println(&output::to_json(&Record::new(
+                    &lease,
+                    Some(list::Status::Pending),
+                )))?;
             } else {
                 eprintln!(
                     "{} is not running: {} on {} is reserved (pending) and applied when it starts",
                     lease.container_name, lease.ip, lease.network
                 );
-                println!("{}", lease.ip);
+                output::println(&lease.ip.to_string())?;
             }
         }
         Outcome::Attached(lease) | Outcome::Existing(lease) if a.json => {
-            println!("{}", output::to_json(&Record::new(&lease, None)));
+            output::println(&output::to_json(&Record::new(&lease, None)))?;
         }
         Outcome::Attached(lease) => {
             if verbose {
                 describe("attached", &lease);
             }
-            println!("{}", lease.ip);
+            output::println(&lease.ip.to_string())?;
         }
         Outcome::Existing(lease) => {
             eprintln!(
                 "{} is already attached to {} as {} ({} in the container); nothing changed",
                 lease.container_name, lease.network, lease.ip, lease.ifname
             );
-            println!("{}", lease.ip);
+            output::println(&lease.ip.to_string())?;
         }
     }
     Ok(0)
@@ -142,7 +142,7 @@ async fn run_detach(d: DetachArgs, state_dir: &std::path::Path, verbose: bool) -
     let released = detach::detach(&opts, state_dir).await?;
     if d.json {
         let records: Vec<Record> = released.iter().map(|l| Record::new(l, None)).collect();
-        println!("{}", output::to_json(&records));
+        output::println(&output::to_json(&records))?;
     } else if released.is_empty() {
         match &opts.network {
             Some(net) => eprintln!(
@@ -197,20 +197,20 @@ async fn run_list(l: ListArgs, state_dir: &std::path::Path) -> Result<i32> {
     let records: Vec<_> = rows.iter().map(output::list_record).collect();
     if l.quiet {
         for id in select::short_ids(&rows) {
-            println!("{id}");
+            output::println(&id)?;
         }
     } else if let Some(f) = &format {
         match f.render(&records) {
-            Ok(text) => print!("{text}"),
+            Ok(text) => output::print(&text)?,
             Err(e) => {
                 eprintln!("error: {e}");
                 return Ok(2);
             }
         }
     } else if l.json {
-        println!("{}", output::to_json(&records));
+        output::println(&output::to_json(&records))?;
     } else {
-        print!("{}", output::table(&rows));
+        output::print(&output::table(&rows))?;
     }
     for e in &errors {
         eprintln!("error: {e}");
@@ -234,7 +234,7 @@ async fn run_inspect(i: InspectArgs, state_dir: &std::path::Path) -> Result<i32>
                 .collect(),
         })
         .collect();
-    println!("{}", output::to_json(&records));
+    output::println(&output::to_json(&records))?;
     for e in &errors {
         eprintln!("error: {e}");
     }
@@ -244,9 +244,9 @@ async fn run_inspect(i: InspectArgs, state_dir: &std::path::Path) -> Result<i32>
 async fn run_doctor(d: DoctorArgs, state_dir: &std::path::Path) -> Result<i32> {
     let checks = doctor::doctor(&d.networks, state_dir).await?;
     if d.json {
-        println!("{}", output::to_json(&checks));
+        output::println(&output::to_json(&checks))?;
     } else {
-        print!("{}", doctor::text(&checks));
+        output::print(&doctor::text(&checks))?;
     }
     let failed = checks.iter().any(|c| c.status == doctor::Status::Fail);
     Ok(i32::from(failed))

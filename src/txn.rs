@@ -14,10 +14,57 @@ use crate::plan::{self, AttachPlan};
 use crate::target::Target;
 
 /// Test-only fault injection: make attach fail right after the named step
-/// (`lease`, `bridge`, `netns-link`, `veth`, `configure`, `dns`).
+/// (`lease`, `bridge`, `netns-link`, `veth`, `configure`, `dns`). Only a build with the
+/// `test-hooks` feature (what `scripts/test` builds) reads it; a shipped binary ignores it.
 pub const FAIL_AFTER_ENV: &str = "DOCKER_NETATTACH_FAIL_AFTER";
-/// Test-only: pause 1.5 s after the named step (to kill things in the middle of an attach).
+/// Test-only: pause 1.5 s after the named step, holding the lock (to kill things in the middle
+/// of an attach). `test-hooks` builds only, as [`FAIL_AFTER_ENV`].
 pub const PAUSE_AFTER_ENV: &str = "DOCKER_NETATTACH_PAUSE_AFTER";
+
+/// The test hooks of one attach; always empty unless built with `--features test-hooks`.
+#[derive(Debug, Default)]
+struct Hooks {
+    #[cfg(feature = "test-hooks")]
+    fail_after: Option<String>,
+    #[cfg(feature = "test-hooks")]
+    pause_after: Option<String>,
+}
+
+impl Hooks {
+    #[cfg(feature = "test-hooks")]
+    fn from(lookup: impl Fn(&str) -> Option<String>) -> Hooks {
+        Hooks {
+            fail_after: lookup(FAIL_AFTER_ENV),
+            pause_after: lookup(PAUSE_AFTER_ENV),
+        }
+    }
+
+    #[cfg(not(feature = "test-hooks"))]
+    fn from(_lookup: impl Fn(&str) -> Option<String>) -> Hooks {
+        Hooks::default()
+    }
+
+    fn from_env() -> Hooks {
+        Hooks::from(|var| std::env::var(var).ok())
+    }
+
+    /// After `step`: pause and/or fail if asked to.
+    #[cfg(feature = "test-hooks")]
+    fn after(&self, step: &str) -> Result<()> {
+        if self.pause_after.as_deref() == Some(step) {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+        }
+        if self.fail_after.as_deref() == Some(step) {
+            bail!("injected failure after step '{step}' ({FAIL_AFTER_ENV})");
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "test-hooks"))]
+    fn after(&self, _step: &str) -> Result<()> {
+        Ok(())
+    }
+}
 
 pub fn lease_of(p: &AttachPlan, target: &Target) -> Lease {
     Lease {
@@ -91,8 +138,7 @@ pub async fn run(
         lock,
         done: Vec::new(),
         step: "start",
-        fail_after: std::env::var(FAIL_AFTER_ENV).ok(),
-        pause_after: std::env::var(PAUSE_AFTER_ENV).ok(),
+        hooks: Hooks::from_env(),
     };
     match txn.steps(plan, lease, ns, bridge_index, replacing).await {
         Ok(()) => Ok(()),
@@ -131,21 +177,14 @@ struct Txn<'a> {
     lock: &'a StoreLock,
     done: Vec<Undo>,
     step: &'static str,
-    fail_after: Option<String>,
-    pause_after: Option<String>,
+    hooks: Hooks,
 }
 
 impl Txn<'_> {
     fn finished(&mut self, step: &'static str) -> Result<()> {
         self.step = step;
         tracing::debug!(step, "done");
-        if self.pause_after.as_deref() == Some(step) {
-            std::thread::sleep(std::time::Duration::from_millis(1500));
-        }
-        if self.fail_after.as_deref() == Some(step) {
-            bail!("injected failure after step '{step}' ({FAIL_AFTER_ENV})");
-        }
-        Ok(())
+        self.hooks.after(step)
     }
 
     async fn steps(
@@ -338,4 +377,20 @@ fn configure_inside(p: &AttachPlan) -> Result<()> {
         })
         .await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs in both builds: `cargo test` (what ships: the variables do nothing) and
+    /// `cargo test --features test-hooks` (scripts/test runs both).
+    #[test]
+    fn test_hooks_exist_only_in_a_test_hooks_build() {
+        let fail_after_lease = Hooks::from(|var| (var == FAIL_AFTER_ENV).then(|| "lease".into()));
+        let failed = fail_after_lease.after("lease");
+        assert_eq!(failed.is_err(), cfg!(feature = "test-hooks"), "{failed:?}");
+        assert!(fail_after_lease.after("veth").is_ok());
+        assert!(Hooks::from(|_| None).after("lease").is_ok());
+    }
 }

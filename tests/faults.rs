@@ -37,6 +37,11 @@ fn lease_files(tool: &Tool) -> Vec<PathBuf> {
 
 #[test]
 fn a_container_that_exits_mid_attach_is_rolled_back() {
+    if !cfg!(feature = "test-hooks") {
+        panic!(
+            "this test injects faults with DOCKER_NETATTACH_PAUSE_AFTER, which only a `--features test-hooks` build honours; run it with that feature (scripts/test does)"
+        );
+    }
     if !need_docker() {
         return;
     }
