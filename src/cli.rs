@@ -377,8 +377,9 @@ mod tests {
     #[test]
     fn subcommand_words_are_never_containers() {
         for args in [
-            vec!["docker-netattach", "list", "--network", "bridge"],
-            vec!["docker-netattach", "ls", "--network", "bridge"],
+            // (`list --network NAME` is list's own filter: it parses, and lists.)
+            vec!["docker-netattach", "list", "--ip", "172.17.0.9"],
+            vec!["docker-netattach", "ls", "--ip", "172.17.0.9"],
             vec!["docker-netattach", "gc", "--network", "x"],
             vec!["docker-netattach", "-v", "watch", "--ip", "172.17.0.9"],
             vec![
@@ -393,8 +394,8 @@ mod tests {
                 "docker-netattach",
                 "netattach",
                 "list",
-                "--network",
-                "bridge",
+                "--ip",
+                "172.17.0.9",
             ],
         ] {
             let err = Cli::parse_args(&args).unwrap_err();
