@@ -63,6 +63,16 @@ pub struct Global {
     /// Print details on stderr (repeat for debug logs; RUST_LOG also works).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// The Docker engine (`docker -H URL netattach ...` passes it here; DOCKER_HOST otherwise).
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        value_name = "URL",
+        env = "DOCKER_HOST"
+    )]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

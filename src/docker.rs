@@ -69,6 +69,25 @@ pub struct NetworkInfo {
     pub masquerade: bool,
 }
 
+/// The engine chosen on the command line (`docker -H URL netattach ...`), set once by `run`.
+static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Makes every later connection use `host` (the `--host` that `docker -H` passes on).
+pub fn use_host(host: &str) {
+    if !host.is_empty() {
+        let _ = HOST.set(host.to_string());
+    }
+}
+
+/// The engine: `--host`, else `DOCKER_HOST`, else the unix socket, like the docker CLI.
+pub fn docker_host() -> String {
+    HOST.get()
+        .cloned()
+        .or_else(|| std::env::var("DOCKER_HOST").ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| DEFAULT_HOST.to_string())
+}
+
 pub struct DockerClient {
     docker: Docker,
     host: String,
@@ -78,10 +97,7 @@ pub struct DockerClient {
 impl DockerClient {
     /// Connects to `DOCKER_HOST` (unix socket by default), like the docker CLI.
     pub fn connect() -> Result<Self> {
-        let host = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let host = docker_host();
         let timeout = std::env::var("DOCKER_NETATTACH_DOCKER_TIMEOUT")
             .ok()
             .and_then(|t| t.parse().ok())

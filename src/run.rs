@@ -16,6 +16,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         .enable_all()
         .build()
         .map_err(|e| anyhow!("cannot start the async runtime: {e}"))?;
+    if let Some(host) = &cli.global.host {
+        crate::docker::use_host(host);
+    }
     let verbose = cli.global.verbose > 0;
     let state_dir = cli.global.state_dir;
     match cli.command {

@@ -53,6 +53,74 @@ impl PluginHome {
             .output()
             .unwrap()
     }
+
+    fn docker_env(&self, tool: &Tool, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        Command::new("docker")
+            .args(args)
+            .envs(env.iter().copied())
+            .env("DOCKER_CONFIG", self.0.path())
+            .env("DOCKER_NETATTACH_STATE_DIR", tool.state.path())
+            .output()
+            .unwrap()
+    }
+}
+
+/// `docker -D netattach ls`, `docker --log-level error netattach ls`, `docker -H URL netattach`:
+/// the docker CLI passes its global flags on verbatim, before the plugin's name.
+#[test]
+fn docker_global_flags_before_the_plugin_name() {
+    if !need_docker() {
+        return;
+    }
+    let home = PluginHome::new();
+    let tool = Tool::new();
+    for args in [
+        &["-D", "netattach", "ls"][..],
+        &["--debug", "netattach", "ls"],
+        &["--log-level", "error", "netattach", "ls"],
+        &["-l", "warn", "netattach", "list", "--json"],
+        &[
+            "--config",
+            home.0.path().to_str().unwrap(),
+            "netattach",
+            "ls",
+        ],
+    ] {
+        let o = home.docker(&tool, args);
+        assert!(o.status.success(), "docker {args:?}: {}", stderr(&o));
+    }
+    // -D means debug logs on stderr, like docker's own.
+    let o = home.docker(&tool, &["-D", "netattach", "ls"]);
+    assert!(stderr(&o).contains("DEBUG"), "{}", stderr(&o));
+    let o = home.docker(&tool, &["--log-level", "error", "netattach", "ls"]);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+
+    // -H picks the engine: a socket that does not exist is named in the error ...
+    let dir = StateDir::new();
+    let missing = format!("unix://{}/no.sock", dir.path().display());
+    let c = Container::none("na-t-plugh");
+    let o = home.docker(&tool, &["-H", &missing, "netattach", &c.name]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&missing[7..]), "{}", stderr(&o));
+    assert!(leases(&tool).is_empty());
+    // ... and a working one wins over a broken DOCKER_HOST.
+    let sock = dir.path().join("d.sock");
+    std::os::unix::fs::symlink("/var/run/docker.sock", &sock).unwrap();
+    let host = format!("unix://{}", sock.display());
+    let ip = test_ip();
+    let o = home.docker_env(
+        &tool,
+        &["-H", &host, "netattach", &c.name, "--ip", &ip],
+        &[("DOCKER_HOST", &missing)],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), ip);
+    let o = home.docker(
+        &tool,
+        &[&format!("--host={host}"), "netattach", "detach", &c.name],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(leases(&tool).is_empty());
 }
 
 #[test]
