@@ -64,11 +64,12 @@ pub struct Global {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// The Docker engine (`docker -H URL netattach ...` passes it here; DOCKER_HOST otherwise).
+    /// The Docker engine, unix:///path/docker.sock or tcp://HOST:PORT, like `docker -H`
+    /// [default: unix:///var/run/docker.sock].
     #[arg(
+        short = 'H',
         long,
         global = true,
-        hide = true,
         value_name = "URL",
         env = "DOCKER_HOST"
     )]

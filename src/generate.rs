@@ -5,39 +5,85 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use clap::CommandFactory;
+use clap::{Arg, CommandFactory};
 use clap_complete::Shell;
 
 use crate::cli::Cli;
 
 const BIN: &str = "docker-netattach";
+/// Global options that mean nothing to the generators themselves: offered on every command but
+/// `completions` and `man` (and the main command, where they can precede any subcommand).
+const STATEFUL_GLOBALS: &[&str] = &["state_dir", "host"];
+const GENERATORS: &[&str] = &["completions", "man"];
 
-/// Prints the completion script for `shell` on stdout.
+/// The command line as completion scripts and man pages describe it: [`STATEFUL_GLOBALS`] are
+/// not global here but copied into each subcommand except [`GENERATORS`].
+pub fn documented() -> clap::Command {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    let globals: Vec<Arg> = cmd
+        .get_arguments()
+        .filter(|a| STATEFUL_GLOBALS.contains(&a.get_id().as_str()))
+        .map(|a| a.clone().global(false))
+        .collect();
+    for id in STATEFUL_GLOBALS {
+        cmd = cmd.mut_arg(*id, |a| a.global(false));
+    }
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    // Every subcommand is visited, in order: `mut_subcommand` moves it to the end.
+    for name in names {
+        let generator = GENERATORS.contains(&name.as_str());
+        cmd = cmd.mut_subcommand(name, |s| match generator {
+            true => s,
+            false => globals.iter().fold(s, |s, a| s.arg(a.clone())),
+        });
+    }
+    cmd.build();
+    cmd
+}
+
+/// Prints the completion script for `shell` on stdout: clap_complete's script plus the part
+/// that asks Docker for container and network names ([`crate::completion`]).
 pub fn completions(shell: Shell) -> Result<i32> {
+    let mut cmd = documented();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, BIN, &mut script);
+    let mut script = String::from_utf8_lossy(&script).into_owned();
+    match shell {
+        Shell::Zsh => script = crate::completion::zsh(&script),
+        Shell::Bash => script = crate::completion::bash_fixed(&script),
+        _ => {}
+    }
+    script.push_str(&crate::completion::dynamic(shell, &cmd));
     let mut out = std::io::stdout().lock();
-    clap_complete::generate(shell, &mut Cli::command(), BIN, &mut out);
-    out.flush().context("cannot write the completion script")?;
+    out.write_all(script.as_bytes())
+        .and_then(|_| out.flush())
+        .context("cannot write the completion script")?;
     Ok(0)
 }
 
-/// Prints `docker-netattach.1` on stdout, or writes one page per command into `out_dir`
-/// (`docker-netattach.1`, `docker-netattach-watch.1`, ...).
+/// Prints `docker-netattach.1` on stdout, or writes it and one page per subcommand into
+/// `out_dir` (`docker-netattach-attach.1`, `docker-netattach-watch.1`, ...; no `help` page).
 pub fn man(out_dir: Option<&Path>) -> Result<i32> {
-    let cmd = Cli::command();
-    match out_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            clap_mangen::generate_to(cmd, dir)
-                .with_context(|| format!("cannot write man pages into {}", dir.display()))?;
-        }
-        None => {
-            let mut out = std::io::stdout().lock();
-            clap_mangen::Man::new(cmd)
-                .render(&mut out)
-                .and_then(|_| out.flush())
-                .context("cannot write the man page")?;
-        }
+    let cmd = documented();
+    let Some(dir) = out_dir else {
+        let mut out = std::io::stdout().lock();
+        crate::manpage::render(&cmd, None, &mut out)
+            .and_then(|_| out.flush())
+            .context("cannot write the man page")?;
+        return Ok(0);
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let subs = crate::manpage::subcommands(&cmd);
+    let pages = std::iter::once(None).chain(subs.iter().map(|s| Some(s.as_str())));
+    for sub in pages {
+        let path = dir.join(crate::manpage::file_name(sub));
+        let mut text = Vec::new();
+        crate::manpage::render(&cmd, sub, &mut text)
+            .and_then(|_| std::fs::write(&path, &text))
+            .with_context(|| format!("cannot write the man page {}", path.display()))?;
     }
     Ok(0)
 }
