@@ -127,6 +127,7 @@ async fn run_detach(d: DetachArgs, state_dir: &std::path::Path, verbose: bool) -
 }
 
 fn run_list(l: ListArgs, state_dir: &std::path::Path) -> Result<i32> {
+    crate::privilege::may_read_state("list", state_dir)?;
     let rows = list::list(state_dir)?;
     if l.json {
         let records: Vec<Record> = rows.iter().map(|(l, s)| Record::new(l, Some(s))).collect();
