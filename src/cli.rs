@@ -105,7 +105,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Docker networks to check besides those with leases [default: bridge].
+    /// Docker networks to check besides those with leases.
     #[arg(long = "network", value_name = "NAME", default_values_t = vec!["bridge".to_string()])]
     pub networks: Vec<String>,
 
@@ -212,8 +212,9 @@ pub struct ListArgs {
 pub struct WatchArgs {
     /// Address of the read-only HTTP endpoints (/healthz, /readyz, /version, /metrics,
     /// /attachments). Loopback by default; anything else exposes them to the network.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9180")]
-    pub listen: std::net::SocketAddr,
+    /// A host name is resolved and the first address it gives is used (`localhost:9180`).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9180", value_parser = crate::watch::listen::parse)]
+    pub listen: String,
 
     /// Label prefix: a container is attached when it carries `<prefix>.network=<network>`
     /// (optional `<prefix>.ip`, `<prefix>.ifname`, `<prefix>.netns-name`).

@@ -14,6 +14,7 @@
 pub mod engine;
 pub mod http;
 pub mod labels;
+pub mod listen;
 pub mod metrics;
 pub mod reconcile;
 
@@ -112,16 +113,9 @@ pub fn run(args: WatchArgs, state_dir: &Path) -> Result<i32> {
     privilege::require("watch")?;
     // Bound before entering the host namespace: the endpoints stay where the process was
     // started (inside its container for `docker run -p 4000:80`).
-    let listener = std::net::TcpListener::bind(args.listen)
-        .and_then(|l| l.set_nonblocking(true).map(|_| l))
-        .map_err(|e| {
-            anyhow!(
-                "cannot listen on {}: {e}; choose another --listen",
-                args.listen
-            )
-        })?;
-    if !args.listen.ip().is_loopback() {
-        tracing::warn!(listen = %args.listen, "the read-only HTTP endpoints are reachable from the network");
+    let (listener, bound) = listen::bind(&args.listen)?;
+    if !bound.ip().is_loopback() {
+        tracing::warn!(listen = %bound, "the read-only HTTP endpoints are reachable from the network");
     }
     let placement = hostns::enter();
     let rt = tokio::runtime::Builder::new_current_thread()
