@@ -40,18 +40,29 @@ fn is_link_local(a: IpAddr) -> bool {
     matches!(a, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
+/// Names the container whose lease holds an address (asked only to explain a refused `--ip`).
+pub type LeasedTo<'a> = &'a dyn Fn(IpAddr) -> Option<String>;
+
 /// Chooses (or checks `want`) an IPv4 address: the first subnet with room.
 pub fn pick_v4(
     net: &NetworkInfo,
     gateways: &[Option<IpAddr>],
     taken: &Taken,
     want: Option<Ipv4Addr>,
+    leased_to: LeasedTo,
 ) -> Result<Choice<Ipv4Addr>> {
     let v4 = |a: IpAddr| match a {
         IpAddr::V4(a) => Ok(a),
         IpAddr::V6(a) => Err(anyhow!("{a} is not an IPv4 address")),
     };
-    let (config, gateway, ip) = pick(&net.v4, gateways, net, &taken.v4, want.map(IpAddr::V4))?;
+    let (config, gateway, ip) = pick(
+        &net.v4,
+        gateways,
+        net,
+        &taken.v4,
+        want.map(IpAddr::V4),
+        leased_to,
+    )?;
     Ok(Choice {
         ip: v4(ip)?,
         prefix_len: config.subnet.prefix_len(),
@@ -66,6 +77,7 @@ pub fn pick_v6(
     gateways: &[Option<IpAddr>],
     taken: &Taken,
     want: Option<Ipv6Addr>,
+    leased_to: LeasedTo,
 ) -> Result<Option<Choice<Ipv6Addr>>> {
     if net.v6.is_empty() {
         if let Some(w) = want {
@@ -76,7 +88,14 @@ pub fn pick_v6(
         }
         return Ok(None);
     }
-    let (config, gateway, ip) = pick(&net.v6, gateways, net, &taken.v6, want.map(IpAddr::V6))?;
+    let (config, gateway, ip) = pick(
+        &net.v6,
+        gateways,
+        net,
+        &taken.v6,
+        want.map(IpAddr::V6),
+        leased_to,
+    )?;
     let v6 = |a: IpAddr| match a {
         IpAddr::V6(a) => Some(a),
         IpAddr::V4(_) => None,
@@ -95,9 +114,10 @@ fn pick<'a>(
     net: &NetworkInfo,
     leased: &BTreeSet<u128>,
     want: Option<IpAddr>,
+    leased_to: LeasedTo,
 ) -> Result<(&'a SubnetConfig, Option<IpAddr>, IpAddr)> {
     let mut taken = leased.clone();
-    taken.extend(net.endpoints.iter().map(|a| key(*a)));
+    taken.extend(net.endpoints.iter().map(|e| key(e.ip)));
     taken.extend(gateways.iter().flatten().map(|a| key(*a)));
     taken.extend(configs.iter().flat_map(|c| c.aux.iter()).map(|a| key(*a)));
     let mut last_err = None;
@@ -108,10 +128,13 @@ fn pick<'a>(
         };
         match want {
             Some(w) if config.subnet.contains(w) => {
-                return pool
-                    .check(w, &taken)
-                    .map(|()| (config, gateway, w))
-                    .map_err(|e| refused(e, net));
+                return match pool.check(w, &taken) {
+                    Ok(()) => Ok((config, gateway, w)),
+                    Err(IpamError::Taken { ip }) => {
+                        Err(held(ip, configs, gateways, net, leased, leased_to))
+                    }
+                    Err(e) => Err(refused(&e.to_string(), w, net)),
+                };
             }
             Some(_) => continue,
             None => match pool.choose(&taken) {
@@ -123,14 +146,11 @@ fn pick<'a>(
     match (want, last_err) {
         (Some(w), _) => {
             let subnets: Vec<String> = configs.iter().map(|c| c.subnet.to_string()).collect();
-            Err(refused(
-                IpamError::OutsideSubnet {
-                    ip: w,
-                    subnet: configs[0].subnet,
-                },
-                net,
-            )
-            .context(format!("subnets: {}", subnets.join(", "))))
+            let what = match subnets.len() {
+                1 => format!("{w} is outside the subnet {}", subnets[0]),
+                _ => format!("{w} is outside the subnets {}", subnets.join(", ")),
+            };
+            Err(refused(&what, w, net))
         }
         (None, Some(e)) => Err(anyhow!(
             "network '{}': {e}; detach containers or use a larger subnet",
@@ -140,11 +160,53 @@ fn pick<'a>(
     }
 }
 
-fn refused(e: IpamError, net: &NetworkInfo) -> anyhow::Error {
+/// The option that asked for `ip`.
+fn flag(ip: IpAddr) -> &'static str {
+    if ip.is_ipv6() { "--ip6" } else { "--ip" }
+}
+
+/// `what` starts with the address (`172.17.0.0 is the network address of ...`).
+fn refused(what: &str, ip: IpAddr, net: &NetworkInfo) -> anyhow::Error {
     anyhow!(
-        "address refused on network '{}': {e}; choose another address or let docker-netattach choose",
+        "{} {what} (network '{}'); choose another address or let docker-netattach choose",
+        flag(ip),
         net.name
     )
+}
+
+/// A refused address that something holds: says which of the gateway, an aux address, a
+/// Docker endpoint (and its container) or one of our leases (and its container) it is.
+fn held(
+    ip: IpAddr,
+    configs: &[SubnetConfig],
+    gateways: &[Option<IpAddr>],
+    net: &NetworkInfo,
+    leased: &BTreeSet<u128>,
+    leased_to: LeasedTo,
+) -> anyhow::Error {
+    let name = &net.name;
+    let mut fix = "choose another address or let docker-netattach choose".to_string();
+    let who = if gateways.contains(&Some(ip)) {
+        format!("it is the gateway of network '{name}'")
+    } else if configs.iter().any(|c| c.aux.contains(&ip)) {
+        format!("it is an auxiliary address reserved in network '{name}'")
+    } else if let Some(e) = net.endpoints.iter().find(|e| e.ip == ip) {
+        format!(
+            "Docker gave it to container '{}' on network '{name}'",
+            e.container
+        )
+    } else if leased.contains(&key(ip)) {
+        match leased_to(ip) {
+            Some(c) => {
+                fix = format!("detach it (`docker-netattach detach {c} --network {name}`), {fix}");
+                format!("it is leased to container '{c}' on network '{name}' by docker-netattach")
+            }
+            None => format!("another docker-netattach lease on network '{name}' holds it"),
+        }
+    } else {
+        format!("on network '{name}'")
+    };
+    anyhow!("{} {ip} is already in use: {who}; {fix}", flag(ip))
 }
 
 #[cfg(test)]
@@ -190,30 +252,96 @@ mod tests {
         let gws = gateways(&n.v4, &[(ip("10.1.0.1"), 24)]);
         assert_eq!(gws, vec![Some(ip("10.0.0.1")), Some(ip("10.1.0.1"))]);
         let mut taken = Taken::default();
-        let c = pick_v4(&n, &gws, &taken, None).unwrap();
+        let c = pick_v4(&n, &gws, &taken, None, &|_| None).unwrap();
         assert_eq!((c.ip, c.prefix_len), ("10.0.0.2".parse().unwrap(), 30));
         taken.v4.insert(key(ip("10.0.0.2")));
-        let c = pick_v4(&n, &gws, &taken, None).unwrap();
+        let c = pick_v4(&n, &gws, &taken, None, &|_| None).unwrap();
         assert_eq!(c.ip, "10.1.0.254".parse::<Ipv4Addr>().unwrap());
         assert_eq!(c.gateway, Some("10.1.0.1".parse().unwrap()));
         // An explicit address is checked in its own subnet.
-        assert!(pick_v4(&n, &gws, &taken, Some("10.1.0.1".parse().unwrap())).is_err());
-        assert!(pick_v4(&n, &gws, &taken, Some("10.1.0.7".parse().unwrap())).is_ok());
-        let err = pick_v4(&n, &gws, &taken, Some("10.9.0.7".parse().unwrap())).unwrap_err();
+        assert!(
+            pick_v4(&n, &gws, &taken, Some("10.1.0.1".parse().unwrap()), &|_| {
+                None
+            })
+            .is_err()
+        );
+        assert!(
+            pick_v4(&n, &gws, &taken, Some("10.1.0.7".parse().unwrap()), &|_| {
+                None
+            })
+            .is_ok()
+        );
+        let err = pick_v4(&n, &gws, &taken, Some("10.9.0.7".parse().unwrap()), &|_| {
+            None
+        })
+        .unwrap_err();
         assert!(format!("{err:#}").contains("outside"), "{err:#}");
+    }
+
+    #[test]
+    fn a_refused_address_names_its_holder() {
+        let mut n = net(vec![config("10.0.0.0/24", Some("10.0.0.1"))], vec![]);
+        n.v4[0].aux = vec![ip("10.0.0.9")];
+        n.endpoints = vec![crate::docker::Endpoint {
+            ip: ip("10.0.0.2"),
+            container: "db".into(),
+        }];
+        let gws = gateways(&n.v4, &[]);
+        let mut taken = Taken::default();
+        taken.v4.insert(key(ip("10.0.0.3")));
+        let leased_to = |a: IpAddr| (a == ip("10.0.0.3")).then(|| "web".to_string());
+        let err = |want: &str| {
+            let e = pick_v4(&n, &gws, &taken, Some(want.parse().unwrap()), &leased_to);
+            format!("{:#}", e.unwrap_err())
+        };
+        assert_eq!(
+            err("10.0.0.1"),
+            "--ip 10.0.0.1 is already in use: it is the gateway of network 'n'; choose another address or let docker-netattach choose"
+        );
+        assert!(err("10.0.0.9").contains("auxiliary address reserved in network 'n'"));
+        assert_eq!(
+            err("10.0.0.2"),
+            "--ip 10.0.0.2 is already in use: Docker gave it to container 'db' on network 'n'; choose another address or let docker-netattach choose"
+        );
+        assert_eq!(
+            err("10.0.0.3"),
+            "--ip 10.0.0.3 is already in use: it is leased to container 'web' on network 'n' by docker-netattach; detach it (`docker-netattach detach web --network n`), choose another address or let docker-netattach choose"
+        );
+        assert_eq!(
+            err("10.9.0.1"),
+            "--ip 10.9.0.1 is outside the subnet 10.0.0.0/24 (network 'n'); choose another address or let docker-netattach choose"
+        );
+        assert_eq!(
+            err("10.0.0.0"),
+            "--ip 10.0.0.0 is the network address of 10.0.0.0/24 (network 'n'); choose another address or let docker-netattach choose"
+        );
     }
 
     #[test]
     fn ipv6_only_when_the_network_has_it() {
         let n = net(vec![config("10.0.0.0/24", Some("10.0.0.1"))], vec![]);
-        assert_eq!(pick_v6(&n, &[], &Taken::default(), None).unwrap(), None);
-        assert!(pick_v6(&n, &[], &Taken::default(), Some("fd00::5".parse().unwrap())).is_err());
+        assert_eq!(
+            pick_v6(&n, &[], &Taken::default(), None, &|_| None).unwrap(),
+            None
+        );
+        assert!(
+            pick_v6(
+                &n,
+                &[],
+                &Taken::default(),
+                Some("fd00::5".parse().unwrap()),
+                &|_| None
+            )
+            .is_err()
+        );
         let n = net(
             vec![config("10.0.0.0/24", Some("10.0.0.1"))],
             vec![config("fd00:7::/64", None)],
         );
         let gws = gateways(&n.v6, &[(ip("fe80::1"), 64), (ip("fd00:7::1"), 64)]);
-        let c = pick_v6(&n, &gws, &Taken::default(), None).unwrap().unwrap();
+        let c = pick_v6(&n, &gws, &Taken::default(), None, &|_| None)
+            .unwrap()
+            .unwrap();
         assert_eq!(c.gateway, Some("fd00:7::1".parse().unwrap()));
         assert_eq!(
             c.ip,

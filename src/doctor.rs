@@ -253,7 +253,7 @@ pub fn network_checks(
             });
         }
     }
-    let docker_addrs: BTreeSet<IpAddr> = net.endpoints.iter().copied().collect();
+    let docker_addrs: BTreeSet<IpAddr> = net.endpoints.iter().map(|e| e.ip).collect();
     for l in leases {
         let ours = [Some(IpAddr::V4(l.ip)), l.ip6.map(IpAddr::V6)];
         for a in ours.into_iter().flatten() {
@@ -379,7 +379,10 @@ mod tests {
             }],
             v6: vec![],
             mtu: None,
-            endpoints: vec!["172.17.255.254".parse().unwrap()],
+            endpoints: vec![crate::docker::Endpoint {
+                ip: "172.17.255.254".parse().unwrap(),
+                container: "other".into(),
+            }],
             icc,
             masquerade: true,
         }

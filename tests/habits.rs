@@ -93,3 +93,58 @@ fn help_states_each_default_once() {
     );
     assert!(help.contains("[default: bridge]"), "{help}");
 }
+
+/// A refused `--ip` says what holds the address: the gateway, a Docker endpoint (and its
+/// container) or another attachment (and its container); no internal prefix such as `subnets:`.
+#[test]
+fn a_refused_ip_names_what_holds_it() {
+    if !common::need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let web = common::Container::none("na-t-hip");
+    let neighbour = common::Container::bridged("na-t-hipn");
+    let other = common::Container::none("na-t-hipo");
+    let leased = support::test_ip();
+    assert_eq!(tool.ok(&[&other.name, "--ip", &leased]), leased);
+    let gateway = common::ok("ip", &["-4", "-o", "addr", "show", "docker0"])
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next().map(str::to_string))
+        .unwrap();
+    let docker_ip = neighbour.docker_ip();
+    let cases = [
+        (gateway.clone(), format!("--ip {gateway} is already in use: it is the gateway of network 'bridge'")),
+        (
+            docker_ip.clone(),
+            format!(
+                "--ip {docker_ip} is already in use: Docker gave it to container '{}' on network 'bridge'",
+                neighbour.name
+            ),
+        ),
+        (
+            leased.clone(),
+            format!(
+                "--ip {leased} is already in use: it is leased to container '{}' on network 'bridge' by docker-netattach; detach it (`docker-netattach detach {} --network bridge`)",
+                other.name, other.name
+            ),
+        ),
+        (
+            "10.1.2.3".to_string(),
+            "--ip 10.1.2.3 is outside the subnet 172.17.0.0/16 (network 'bridge'); choose another address".to_string(),
+        ),
+    ];
+    for (ip, want) in &cases {
+        let err = tool.fails(&[&web.name, "--ip", ip], 1, want);
+        assert!(err.starts_with("error: --ip "), "{err}");
+        assert!(
+            !err.contains("subnets:") && !err.contains("address refused"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(tool.lease_count(), 1, "{ip}: a refused attach left a lease");
+    }
+    tool.ok(&["detach", &other.name]);
+    assert_eq!(tool.lease_count(), 0);
+}
