@@ -85,6 +85,9 @@ pub enum Command {
     /// List attachments.
     #[command(visible_alias = "ls")]
     List(ListArgs),
+    /// Print every attachment of each container as a JSON array (networks, addresses, netns
+    /// link, status).
+    Inspect(InspectArgs),
     /// Daemon: attach labelled containers when they start (again after every restart), clean up
     /// after them, and serve read-only HTTP endpoints.
     Watch(WatchArgs),
@@ -205,6 +208,13 @@ pub struct ListArgs {
     /// Print a JSON array.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Container names, IDs or unique ID prefixes (also after `docker rm`).
+    #[arg(required = true)]
+    pub containers: Vec<String>,
 }
 
 /// Options of the `watch` daemon.

@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod gc;
 pub mod generate;
 pub mod hostns;
+pub mod inspect;
 pub mod ipam;
 pub mod lease;
 pub mod link;

@@ -117,6 +117,16 @@ fn examples(sub: Option<&str>) -> Vec<(String, String)> {
                 "The same as a JSON array.",
             ),
         ],
+        Some("inspect") => &[
+            (
+                "sudo docker-netattach inspect web db",
+                "Every attachment of web and db as one JSON array, with status and netns link.",
+            ),
+            (
+                "sudo docker-netattach inspect web | jq -r '.[].ip'",
+                "The addresses alone.",
+            ),
+        ],
         Some("watch") => &[
             (
                 "sudo docker-netattach watch",

@@ -25,6 +25,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Attach(a) => rt.block_on(run_attach(a, &state_dir, verbose)),
         Command::Detach(d) => rt.block_on(run_detach(d, &state_dir, verbose)),
         Command::List(l) => run_list(l, &state_dir),
+        Command::Inspect(i) => rt.block_on(run_inspect(i, &state_dir)),
         Command::Doctor(d) => rt.block_on(run_doctor(d, &state_dir)),
         Command::Watch(w) => crate::watch::run(w, &state_dir),
         Command::Gc(g) => rt.block_on(crate::gc::run_cli(g, &state_dir)),
@@ -134,6 +135,16 @@ fn run_list(l: ListArgs, state_dir: &std::path::Path) -> Result<i32> {
         println!("{}", output::to_json(&records));
     } else {
         print!("{}", output::table(&rows));
+    }
+    Ok(0)
+}
+
+async fn run_inspect(i: crate::cli::InspectArgs, state_dir: &std::path::Path) -> Result<i32> {
+    let (rows, missing) = crate::inspect::inspect(&i.containers, state_dir).await?;
+    // Like `docker inspect`: what was found is printed even when some name was not.
+    println!("{}", output::to_json(&crate::inspect::records(&rows)));
+    if !missing.is_empty() {
+        return Err(anyhow!("{}", missing.join("; ")));
     }
     Ok(0)
 }

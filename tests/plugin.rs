@@ -268,6 +268,7 @@ fn bash_completion_asks_docker_for_container_and_network_names() {
             prefix,
         ],
         vec!["docker-netattach", prefix],
+        vec!["docker-netattach", "inspect", "other", prefix],
     ] {
         let got = bash_complete(&file, &words);
         assert_eq!(got, vec![c.name.clone()], "{words:?}");
@@ -319,6 +320,10 @@ fn zsh_and_fish_completion_ask_docker() {
             .unwrap(),
     );
     assert!(zsh.contains(":_docker_netattach_containers'"), "{zsh}");
+    assert!(
+        zsh.contains("'*::containers -- Container names, IDs or unique ID prefixes (also after `docker rm`):_docker_netattach_containers'"),
+        "{zsh}"
+    );
     assert!(
         zsh.contains(":NETWORK:_docker_netattach_networks'"),
         "{zsh}"
