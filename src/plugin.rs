@@ -41,8 +41,8 @@ pub fn metadata() -> Metadata {
 /// (it sets no environment variable for them). They are dropped here, and the ones that matter
 /// are translated and appended to ARGS (before a `--`): `-H/--host URL` becomes our hidden
 /// `--host URL` (the engine to use), `-D/--debug` becomes `-vv`, `-l/--log-level debug|info`
-/// becomes `-vv`/`-v`. `--config` (the docker CLI's own directory) and `--context default` need
-/// nothing. Any other flag before `netattach` means this is not a plugin invocation, and the
+/// becomes `-vv`/`-v`, `-c/--context NAME` becomes `--host` with that context's engine.
+/// `--config` (the docker CLI's own directory) and `--context default` need nothing. Any other flag before `netattach` means this is not a plugin invocation, and the
 /// arguments are left for clap to judge. The usage text says `docker netattach`.
 /// (So a container literally named `netattach` needs the long form `attach netattach`.)
 pub fn strip_plugin_arg(args: Vec<OsString>) -> Vec<OsString> {
@@ -106,7 +106,13 @@ fn docker_globals(args: &[OsString]) -> Option<(usize, Vec<String>)> {
             "--config" => {
                 value(&mut i)?;
             }
-            "-c" | "--context" if value(&mut i)? == "default" => {}
+            "-c" | "--context" => {
+                let name = value(&mut i)?;
+                if name != "default" {
+                    extra.push("--host".to_string());
+                    extra.push(context_host(&name)?);
+                }
+            }
             _ => return None,
         }
         i += 1;
@@ -115,6 +121,29 @@ fn docker_globals(args: &[OsString]) -> Option<(usize, Vec<String>)> {
         extra.push(format!("-{}", "v".repeat(verbose.into())));
     }
     Some((i, extra))
+}
+
+/// The engine of a docker CLI context (`docker --context NAME netattach ...`), asked from the
+/// docker CLI that runs us (it knows where its contexts are kept). Side effect: runs
+/// `docker context inspect`; `None` when it fails (clap then refuses `--context`).
+fn context_host(name: &str) -> Option<String> {
+    let docker = std::env::var_os("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND")
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "docker".into());
+    let out = std::process::Command::new(docker)
+        .args([
+            "context",
+            "inspect",
+            "--format",
+            "{{.Endpoints.docker.Host}}",
+            name,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let host = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !host.is_empty()).then_some(host)
 }
 
 #[cfg(test)]
@@ -195,7 +224,13 @@ mod tests {
         // Not a plugin invocation: left alone.
         for args in [
             &["p", "--tlsverify", "netattach", "ls"][..],
-            &["p", "--context", "remote", "netattach", "ls"],
+            &[
+                "p",
+                "--context",
+                "na-no-such-context-xyz",
+                "netattach",
+                "ls",
+            ],
             &["p", "-v", "netattach"],
             &["p", "-H"],
         ] {

@@ -116,6 +116,26 @@ fn docker_global_flags_before_the_plugin_name() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), ip);
+    // A docker context names its engine the same way (`--context`, `-c`).
+    let broken = common::unique("na-t-ctxb");
+    let working = common::unique("na-t-ctxw");
+    for (ctx, h) in [(&broken, &missing), (&working, &host)] {
+        let o = home.docker(
+            &tool,
+            &["context", "create", ctx, "--docker", &format!("host={h}")],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = home.docker(&tool, &["-c", &broken, "netattach", "doctor"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains(&missing[7..]), "{}", stdout(&o));
+    let o = home.docker_env(
+        &tool,
+        &["--context", &working, "netattach", &c.name],
+        &[("DOCKER_HOST", &missing)],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), ip);
     let o = home.docker(
         &tool,
         &[&format!("--host={host}"), "netattach", "detach", &c.name],
