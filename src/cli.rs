@@ -252,6 +252,19 @@ pub struct GcArgs {
 pub struct CompletionsArgs {
     /// Shell to generate for.
     pub shell: clap_complete::Shell,
+
+    #[command(flatten)]
+    pub not_used: NotUsed,
+}
+
+/// `--state-dir` and `--host` mean nothing to `completions` and `man`: these hidden arguments
+/// take their ids there, so clap does not add the global ones to those commands' help.
+#[derive(Debug, Args)]
+pub struct NotUsed {
+    #[arg(long = "state-dir", id = "state_dir", hide = true)]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long = "host", id = "host", hide = true)]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +273,9 @@ pub struct ManArgs {
     /// printing the main page.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub not_used: NotUsed,
 }
 
 #[cfg(test)]

@@ -34,14 +34,32 @@ pub fn documented() -> clap::Command {
         .collect();
     // Every subcommand is visited, in order: `mut_subcommand` moves it to the end.
     for name in names {
-        let generator = GENERATORS.contains(&name.as_str());
+        let generator = GENERATORS.iter().copied().find(|g| *g == name);
         cmd = cmd.mut_subcommand(name, |s| match generator {
-            true => s,
-            false => globals.iter().fold(s, |s, a| s.arg(a.clone())),
+            Some(g) => without(g, s, STATEFUL_GLOBALS),
+            None => globals.iter().fold(s, |s, a| s.arg(a.clone())),
         });
     }
     cmd.build();
     cmd
+}
+
+/// `cmd` without the arguments `ids` (the hidden [`crate::cli::NotUsed`] ones, which the
+/// generators would otherwise list: clap_complete offers hidden options too).
+fn without(name: &'static str, cmd: clap::Command, ids: &[&str]) -> clap::Command {
+    let keep: Vec<Arg> = cmd
+        .get_arguments()
+        .filter(|a| !ids.contains(&a.get_id().as_str()))
+        .cloned()
+        .collect();
+    let mut out = clap::Command::new(name);
+    if let Some(about) = cmd.get_about() {
+        out = out.about(about.clone());
+    }
+    if let Some(about) = cmd.get_long_about() {
+        out = out.long_about(about.clone());
+    }
+    keep.into_iter().fold(out, |c, a| c.arg(a))
 }
 
 /// Prints the completion script for `shell` on stdout: clap_complete's script plus the part

@@ -148,3 +148,31 @@ fn a_refused_ip_names_what_holds_it() {
     tool.ok(&["detach", &other.name]);
     assert_eq!(tool.lease_count(), 0);
 }
+
+/// `--state-dir` and `--host` are offered where they mean something, not on the generators.
+#[test]
+fn generators_offer_no_state_dir() {
+    let help = |sub: &str| stdout(&Command::new(BIN).args([sub, "--help"]).output().unwrap());
+    for sub in ["completions", "man"] {
+        let h = help(sub);
+        assert!(
+            !h.contains("--state-dir") && !h.contains("--host"),
+            "{sub}: {h}"
+        );
+    }
+    for sub in [
+        "attach", "detach", "list", "inspect", "watch", "gc", "doctor",
+    ] {
+        let h = help(sub);
+        assert!(
+            h.contains("--state-dir") && h.contains("--host"),
+            "{sub}: {h}"
+        );
+    }
+    // Still accepted before any subcommand.
+    let o = Command::new(BIN)
+        .args(["--state-dir", "/nonexistent/na-t", "completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+}
