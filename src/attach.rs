@@ -197,8 +197,19 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
                 Some(s) => s.taken(&network.id)?,
                 None => Taken::default(),
             };
-            let v4 = address::pick_v4(&network, &gw4, &taken, opts.ip)?;
-            let v6 = address::pick_v6(&network, &gw6, &taken, opts.ip6)?;
+            // Only asked to explain a refused --ip/--ip6: whose lease holds it.
+            let leased_to = |ip: IpAddr| {
+                let leases = store.as_ref()?.all().ok()?;
+                leases
+                    .into_iter()
+                    .find(|l| {
+                        l.network_id == network.id
+                            && (IpAddr::V4(l.ip) == ip || l.ip6.map(IpAddr::V6) == Some(ip))
+                    })
+                    .map(|l| l.container_name)
+            };
+            let v4 = address::pick_v4(&network, &gw4, &taken, opts.ip, &leased_to)?;
+            let v6 = address::pick_v6(&network, &gw6, &taken, opts.ip6, &leased_to)?;
             // Once per network (its first lease here), not on every attach.
             let first_here = taken.v4.is_empty();
             if opts.bridge.is_none()
@@ -409,8 +420,19 @@ async fn reserve(
     }
     let facts = bridge_facts(&rtnl, &mut network, opts).await?;
     let taken = store.taken(&network.id)?;
-    let v4 = address::pick_v4(&network, &facts.gw4, &taken, opts.ip)?;
-    let v6 = address::pick_v6(&network, &facts.gw6, &taken, opts.ip6)?;
+    // Only asked to explain a refused --ip/--ip6: whose lease holds it.
+    let leased_to = |ip: IpAddr| {
+        let leases = store.all().ok()?;
+        leases
+            .into_iter()
+            .find(|l| {
+                l.network_id == network.id
+                    && (IpAddr::V4(l.ip) == ip || l.ip6.map(IpAddr::V6) == Some(ip))
+            })
+            .map(|l| l.container_name)
+    };
+    let v4 = address::pick_v4(&network, &facts.gw4, &taken, opts.ip, &leased_to)?;
+    let v6 = address::pick_v6(&network, &facts.gw6, &taken, opts.ip6, &leased_to)?;
     let gateway = v4.gateway.ok_or_else(|| {
         anyhow!(
             "network '{}' names no gateway and bridge {} has no address in it; give the bridge its gateway address{}",

@@ -97,6 +97,17 @@ pub struct Global {
     /// Print details on stderr (repeat for debug logs; RUST_LOG also works).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// The Docker engine, unix:///path/docker.sock or tcp://HOST:PORT, like `docker -H`
+    /// [default: unix:///var/run/docker.sock].
+    #[arg(
+        short = 'H',
+        long,
+        global = true,
+        value_name = "URL",
+        env = "DOCKER_HOST"
+    )]
+    pub host: Option<String>,
 }
 
 // One command line is parsed per process: the size of `Attach` costs nothing worth a Box.
@@ -133,7 +144,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Docker networks to check besides those with leases [default: bridge].
+    /// Docker networks to check besides those with leases.
     #[arg(long = "network", value_name = "NAME", default_values_t = vec!["bridge".to_string()])]
     pub networks: Vec<String>,
 
@@ -280,10 +291,11 @@ pub struct InspectArgs {
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Address of the read-only HTTP endpoints (/healthz, /readyz, /version, /metrics,
-    /// /attachments). Loopback by default; anything else exposes them to the network. `auto`
-    /// (the image's default): 0.0.0.0:80 in a network namespace of its own, 127.0.0.1:9180 when
-    /// this may be the host's (`--network=host`).
-    #[arg(long, value_name = "ADDR:PORT|auto", default_value = "127.0.0.1:9180")]
+    /// /attachments). Loopback by default; anything else exposes them to the network. A host
+    /// name is resolved at start-up and the first address it gives is used (`localhost:9180`).
+    /// `auto` (the image's default): 0.0.0.0:80 in a network namespace of its own,
+    /// 127.0.0.1:9180 when this may be the host's (`--network=host`).
+    #[arg(long, value_name = "HOST:PORT|auto", default_value = "127.0.0.1:9180")]
     pub listen: crate::watch::listen::Listen,
 
     /// Also serve requests whose Host header is NAME (repeatable). Loopback names and the
@@ -322,6 +334,19 @@ pub struct GcArgs {
 pub struct CompletionsArgs {
     /// Shell to generate for.
     pub shell: clap_complete::Shell,
+
+    #[command(flatten)]
+    pub not_used: NotUsed,
+}
+
+/// `--state-dir` and `--host` mean nothing to `completions` and `man`: these hidden arguments
+/// take their ids there, so clap does not add the global ones to those commands' help.
+#[derive(Debug, Args)]
+pub struct NotUsed {
+    #[arg(long = "state-dir", id = "state_dir", hide = true)]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long = "host", id = "host", hide = true)]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -330,6 +355,9 @@ pub struct ManArgs {
     /// printing the main page.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub not_used: NotUsed,
 }
 
 #[cfg(test)]

@@ -48,6 +48,14 @@ pub struct SubnetConfig {
     pub aux: Vec<IpAddr>,
 }
 
+/// An address Docker gave a container on a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    /// The container's name, as `docker network inspect` shows it.
+    pub container: String,
+}
+
 /// What we need to know about a network: a Docker bridge network, or (with `--bridge`) a
 /// Linux bridge outside Docker, described the same way.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,12 +69,31 @@ pub struct NetworkInfo {
     /// IPv6 subnets, only when the network has IPv6 enabled.
     pub v6: Vec<SubnetConfig>,
     pub mtu: Option<u32>,
-    /// Addresses of Docker's own endpoints on this network (both families).
-    pub endpoints: Vec<IpAddr>,
+    /// Docker's own endpoints on this network (both families).
+    pub endpoints: Vec<Endpoint>,
     /// Inter-container communication allowed (`enable_icc`, default true).
     pub icc: bool,
     /// Outbound NAT set up by Docker (`enable_ip_masquerade`, default true).
     pub masquerade: bool,
+}
+
+/// The engine chosen on the command line (`docker -H URL netattach ...`), set once by `run`.
+static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Makes every later connection use `host` (the `--host` that `docker -H` passes on).
+pub fn use_host(host: &str) {
+    if !host.is_empty() {
+        let _ = HOST.set(host.to_string());
+    }
+}
+
+/// The engine: `--host`, else `DOCKER_HOST`, else the unix socket, like the docker CLI.
+pub fn docker_host() -> String {
+    HOST.get()
+        .cloned()
+        .or_else(|| std::env::var("DOCKER_HOST").ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| DEFAULT_HOST.to_string())
 }
 
 pub struct DockerClient {
@@ -78,10 +105,7 @@ pub struct DockerClient {
 impl DockerClient {
     /// Connects to `DOCKER_HOST` (unix socket by default), like the docker CLI.
     pub fn connect() -> Result<Self> {
-        let host = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let host = docker_host();
         let timeout = std::env::var("DOCKER_NETATTACH_DOCKER_TIMEOUT")
             .ok()
             .and_then(|t| t.parse().ok())
@@ -409,8 +433,16 @@ pub fn network_info(n: NetworkInspect, asked: &str) -> Result<NetworkInfo> {
         .containers
         .unwrap_or_default()
         .values()
-        .flat_map(|e| [e.ipv4_address.as_deref(), e.ipv6_address.as_deref()])
-        .filter_map(|a| a?.split('/').next()?.parse().ok())
+        .flat_map(|e| {
+            let container = e.name.clone().unwrap_or_default();
+            [e.ipv4_address.as_deref(), e.ipv6_address.as_deref()]
+                .into_iter()
+                .filter_map(|a| a?.split('/').next()?.parse().ok())
+                .map(move |ip| Endpoint {
+                    ip,
+                    container: container.clone(),
+                })
+        })
         .collect();
     let flag = |key: &str| options.get(key).is_none_or(|v| v != "false");
     Ok(NetworkInfo {
@@ -464,7 +496,8 @@ mod tests {
         assert_eq!(info.v4[0].gateway, None);
         assert!(info.v6.is_empty());
         assert_eq!(info.mtu, Some(1400));
-        assert_eq!(info.endpoints, vec![ip("172.17.0.2")]);
+        let ips: Vec<IpAddr> = info.endpoints.iter().map(|e| e.ip).collect();
+        assert_eq!(ips, vec![ip("172.17.0.2")]);
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -479,7 +512,7 @@ mod tests {
                                 {"Subnet": "10.9.0.0/16", "IPRange": "10.9.0.0/24",
                                  "Gateway": "10.9.0.1", "AuxiliaryAddresses": {"x": "10.9.0.9"}},
                                 {"Subnet": "10.10.0.0/16"}]},
-            "Containers": {"a": {"IPv4Address": "10.9.0.2/16", "IPv6Address": "fd00::2/64"}},
+            "Containers": {"a": {"Name": "web", "IPv4Address": "10.9.0.2/16", "IPv6Address": "fd00::2/64"}},
             "Options": {}}"#;
         let info = network_info(serde_json::from_str(json).unwrap(), "mynet").unwrap();
         assert_eq!(info.bridge, "br-0123456789ab");
@@ -489,7 +522,9 @@ mod tests {
         assert_eq!(info.v4[0].aux, vec![ip("10.9.0.9")]);
         assert_eq!(info.v4[1].subnet.to_string(), "10.10.0.0/16");
         assert_eq!(info.v6[0].gateway, Some(ip("fd00::1")));
-        assert_eq!(info.endpoints, vec![ip("10.9.0.2"), ip("fd00::2")]);
+        let ips: Vec<IpAddr> = info.endpoints.iter().map(|e| e.ip).collect();
+        assert_eq!(ips, vec![ip("10.9.0.2"), ip("fd00::2")]);
+        assert_eq!(info.endpoints[0].container, "web");
         assert_eq!(info.mtu, None);
         let no_v6 = json.replace("\"EnableIPv6\": true", "\"EnableIPv6\": false");
         let info = network_info(serde_json::from_str(&no_v6).unwrap(), "mynet").unwrap();

@@ -46,7 +46,20 @@ fn check(check: &'static str, status: Status, subject: &str, message: String, fi
 pub async fn doctor(networks: &[String], state_dir: &Path) -> Result<Vec<Check>> {
     let mut out = Vec::new();
     out.push(ip_forward(&read_trim("/proc/sys/net/ipv4/ip_forward")));
-    let leases = match LeaseStore::open_existing(state_dir) {
+    let euid = nix::unistd::geteuid().as_raw();
+    if euid != 0 {
+        out.push(check(
+            "root",
+            Status::Fail,
+            "host",
+            format!(
+                "doctor runs as uid {euid}: it cannot read root's leases, every namespace or Docker's socket"
+            ),
+            "run it as root: sudo docker-netattach doctor",
+        ));
+    }
+    let readable = crate::privilege::may_read_state("doctor", state_dir);
+    let leases = match readable.and_then(|()| LeaseStore::open_existing(state_dir)) {
         Ok(Some(store)) => match store.scan() {
             Ok(scan) => {
                 out.extend(scan.corrupt.iter().map(corrupt_lease_check));
@@ -338,7 +351,7 @@ pub fn network_checks(
             });
         }
     }
-    let docker_addrs: BTreeSet<IpAddr> = net.endpoints.iter().copied().collect();
+    let docker_addrs: BTreeSet<IpAddr> = net.endpoints.iter().map(|e| e.ip).collect();
     for l in leases {
         let ours = [Some(IpAddr::V4(l.ip)), l.ip6.map(IpAddr::V6)];
         for a in ours.into_iter().flatten() {
@@ -464,7 +477,10 @@ mod tests {
             }],
             v6: vec![],
             mtu: None,
-            endpoints: vec!["172.17.255.254".parse().unwrap()],
+            endpoints: vec![crate::docker::Endpoint {
+                ip: "172.17.255.254".parse().unwrap(),
+                container: "other".into(),
+            }],
             icc,
             masquerade: true,
         }

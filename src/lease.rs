@@ -1020,6 +1020,12 @@ fn ensure_private_dir(dir: &Path) -> Result<()> {
         );
     }
     let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() == 0 && euid != 0 {
+        bail!(
+            "state directory {} belongs to root (you are uid {euid}); run docker-netattach as root (sudo)",
+            dir.display()
+        );
+    }
     if meta.uid() != euid || meta.permissions().mode() & 0o022 != 0 {
         bail!(
             "state directory {} must be owned by uid {euid} and not writable by others; fix with `chown {euid} {0} && chmod 700 {0}`",

@@ -5,6 +5,7 @@
 pub mod address;
 pub mod attach;
 pub mod cli;
+pub mod completion;
 pub mod detach;
 pub mod docker;
 pub mod doctor;
@@ -17,6 +18,7 @@ pub mod ipam;
 pub mod lease;
 pub mod link;
 pub mod list;
+pub mod manpage;
 pub mod names;
 pub mod netns;
 pub mod output;

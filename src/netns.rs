@@ -79,11 +79,16 @@ impl Netns {
             }
             _ => given.clone(),
         };
-        let file = open_ns_file(&crate::procroot::host_view(&path), is_proc_ns_link(&path)).map_err(|e| {
-            anyhow!(
+        let file = open_ns_file(&crate::procroot::host_view(&path), is_proc_ns_link(&path)).map_err(|e| match e.kind() {
+            ErrorKind::PermissionDenied => anyhow!(
+                "cannot open network namespace {}: permission denied; another user's namespace needs root: run it with sudo",
+                given.display()
+            ),
+            ErrorKind::NotFound => anyhow!(
                 "cannot open network namespace {}: {e}; create it with `ip netns add` or give a path like /proc/PID/ns/net",
                 given.display()
-            )
+            ),
+            _ => anyhow!("cannot open network namespace {}: {e}", given.display()),
         })?;
         let ns = Self::checked(file, path)?;
         ns.refuse_host(&format!("--netns {name_or_path}"))?;

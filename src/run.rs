@@ -20,6 +20,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         .enable_all()
         .build()
         .map_err(|e| anyhow!("cannot start the async runtime: {e}"))?;
+    if let Some(host) = &cli.global.host {
+        crate::docker::use_host(host);
+    }
     let verbose = cli.global.verbose > 0;
     let state_dir = cli.global.state_dir;
     match cli.command {
@@ -163,6 +166,7 @@ async fn run_detach(d: DetachArgs, state_dir: &std::path::Path, verbose: bool) -
 /// argument that names no container is reported (exit 1) after the rows of the others; a bad
 /// template is a usage error (exit 2) before anything is printed.
 async fn run_list(l: ListArgs, state_dir: &std::path::Path) -> Result<i32> {
+    crate::privilege::may_read_state("list", state_dir)?;
     let format = match l.format.as_deref().map(|f| match f.trim() {
         "json" => Format::parse("{{json .}}"),
         f => Format::parse(f),

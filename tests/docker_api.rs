@@ -82,11 +82,56 @@ impl Drop for FakeEngine {
     }
 }
 
+/// The fake container's process: `unshare --net sleep 30`, in a network namespace of its own
+/// (the host's would be refused, as it must be). Shared by the tests running at once; the last
+/// [`NetnsChild`] to go kills it.
+static CHILD: Mutex<(Option<std::process::Child>, usize)> = Mutex::new((None, 0));
+
+struct NetnsChild;
+
+impl NetnsChild {
+    fn start() -> Self {
+        let mut g = CHILD.lock().unwrap();
+        if g.0.is_none() {
+            let child = std::process::Command::new("unshare")
+                .args(["--net", "sleep", "30"])
+                .spawn()
+                .expect("cannot run unshare --net sleep 30");
+            let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+            let theirs = format!("/proc/{}/ns/net", child.id());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while std::fs::read_link(&theirs).ok().is_none_or(|l| l == own) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "unshare --net did not"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            g.0 = Some(child);
+        }
+        g.1 += 1;
+        NetnsChild
+    }
+}
+
+impl Drop for NetnsChild {
+    fn drop(&mut self) {
+        let mut g = CHILD.lock().unwrap_or_else(|e| e.into_inner());
+        g.1 -= 1;
+        if g.1 == 0 {
+            if let Some(mut c) = g.0.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
 fn container_json() -> String {
+    let pid = CHILD.lock().unwrap().0.as_ref().map_or(0, |c| c.id());
     format!(
         r#"{{"Id": "fa4e0000000000000000000000000000000000000000000000000000000000aa", "Name": "/fake",
-            "State": {{"Running": true, "Pid": {}}}, "HostConfig": {{"NetworkMode": "none"}}}}"#,
-        std::process::id()
+            "State": {{"Running": true, "Pid": {pid}}}, "HostConfig": {{"NetworkMode": "none"}}}}"#
     )
 }
 
@@ -122,6 +167,7 @@ fn docker_29_refusing_api_1_41_is_renegotiated_once() {
     if !need_root() || !iface_exists("docker0") && !need_docker() {
         return;
     }
+    let _ns = NetnsChild::start();
     let engine = FakeEngine::start(docker29);
     let tool = Tool::new();
     let o = tool.run_env(&["fake", "--dry-run"], &[("DOCKER_HOST", &engine.host())]);
@@ -150,6 +196,7 @@ fn docker_20_10_pays_no_version_round_trip() {
     if !need_root() || !iface_exists("docker0") && !need_docker() {
         return;
     }
+    let _ns = NetnsChild::start();
     let engine = FakeEngine::start(|req| {
         if req.contains("/containers/fake/json") {
             Some((200, container_json()))

@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    BIN, Container, StateDir, Tool, first_answer, need_docker, netns_link_exists, stderr, stdout,
+    BIN, Container, Network, StateDir, Tool, first_answer, need_docker, netns_link_exists, stderr,
+    stdout,
 };
 use support::{leases, test_ip};
 
@@ -53,6 +54,94 @@ impl PluginHome {
             .output()
             .unwrap()
     }
+
+    fn docker_env(&self, tool: &Tool, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        Command::new("docker")
+            .args(args)
+            .envs(env.iter().copied())
+            .env("DOCKER_CONFIG", self.0.path())
+            .env("DOCKER_NETATTACH_STATE_DIR", tool.state.path())
+            .output()
+            .unwrap()
+    }
+}
+
+/// `docker -D netattach ls`, `docker --log-level error netattach ls`, `docker -H URL netattach`:
+/// the docker CLI passes its global flags on verbatim, before the plugin's name.
+#[test]
+fn docker_global_flags_before_the_plugin_name() {
+    if !need_docker() {
+        return;
+    }
+    let home = PluginHome::new();
+    let tool = Tool::new();
+    for args in [
+        &["-D", "netattach", "ls"][..],
+        &["--debug", "netattach", "ls"],
+        &["--log-level", "error", "netattach", "ls"],
+        &["-l", "warn", "netattach", "list", "--json"],
+        &[
+            "--config",
+            home.0.path().to_str().unwrap(),
+            "netattach",
+            "ls",
+        ],
+    ] {
+        let o = home.docker(&tool, args);
+        assert!(o.status.success(), "docker {args:?}: {}", stderr(&o));
+    }
+    // -D means debug logs on stderr, like docker's own.
+    let o = home.docker(&tool, &["-D", "netattach", "ls"]);
+    assert!(stderr(&o).contains("DEBUG"), "{}", stderr(&o));
+    let o = home.docker(&tool, &["--log-level", "error", "netattach", "ls"]);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+
+    // -H picks the engine: a socket that does not exist is named in the error ...
+    let dir = StateDir::new();
+    let missing = format!("unix://{}/no.sock", dir.path().display());
+    let c = Container::none("na-t-plugh");
+    let o = home.docker(&tool, &["-H", &missing, "netattach", &c.name]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&missing[7..]), "{}", stderr(&o));
+    assert!(leases(&tool).is_empty());
+    // ... and a working one wins over a broken DOCKER_HOST.
+    let sock = dir.path().join("d.sock");
+    std::os::unix::fs::symlink("/var/run/docker.sock", &sock).unwrap();
+    let host = format!("unix://{}", sock.display());
+    let ip = test_ip();
+    let o = home.docker_env(
+        &tool,
+        &["-H", &host, "netattach", &c.name, "--ip", &ip],
+        &[("DOCKER_HOST", &missing)],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), ip);
+    // A docker context names its engine the same way (`--context`, `-c`).
+    let broken = common::unique("na-t-ctxb");
+    let working = common::unique("na-t-ctxw");
+    for (ctx, h) in [(&broken, &missing), (&working, &host)] {
+        let o = home.docker(
+            &tool,
+            &["context", "create", ctx, "--docker", &format!("host={h}")],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = home.docker(&tool, &["-c", &broken, "netattach", "doctor"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains(&missing[7..]), "{}", stdout(&o));
+    let o = home.docker_env(
+        &tool,
+        &["--context", &working, "netattach", &c.name],
+        &[("DOCKER_HOST", &missing)],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), ip);
+    let o = home.docker(
+        &tool,
+        &[&format!("--host={host}"), "netattach", "detach", &c.name],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(leases(&tool).is_empty());
 }
 
 #[test]
@@ -152,6 +241,127 @@ fn bash_completion_completes_subcommands() {
     );
 }
 
+/// Runs the bash completion function of `script` on the command line `words` (the last word is
+/// the one being completed) and returns COMPREPLY, as bash would on TAB.
+fn bash_complete(script: &std::path::Path, words: &[&str]) -> Vec<String> {
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let cword = words.len() - 1;
+    let prev = if cword > 0 { words[cword - 1] } else { "" };
+    let probe = format!(
+        "source {}; COMP_WORDS=({}); COMP_CWORD={cword}; COMP_LINE='{}'; COMP_POINT=${{#COMP_LINE}}; \
+         _docker__netattach_dynamic docker-netattach '{}' '{prev}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display(),
+        quoted.join(" "),
+        words.join(" "),
+        words[cword],
+    );
+    let o = Command::new("bash").args(["-c", &probe]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn bash_completion_asks_docker_for_container_and_network_names() {
+    if !need_docker() {
+        return;
+    }
+    let c = Container::none("na-t-cmpl");
+    let net = Network::create("na-t-cmpln", &[]);
+    let script = Command::new(BIN)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    let dir = StateDir::new();
+    let file = dir.path().join("c.bash");
+    std::fs::write(&file, &script.stdout).unwrap();
+    let prefix = &c.name[..c.name.len() - 2];
+    for words in [
+        vec!["docker-netattach", "attach", prefix],
+        vec!["docker-netattach", "attach", "--ip", "172.17.0.9", prefix],
+        vec!["docker-netattach", "detach", prefix],
+        vec![
+            "docker-netattach",
+            "-v",
+            "detach",
+            "--network",
+            "bridge",
+            prefix,
+        ],
+        vec!["docker-netattach", prefix],
+        vec!["docker-netattach", "inspect", "other", prefix],
+    ] {
+        let got = bash_complete(&file, &words);
+        assert_eq!(got, vec![c.name.clone()], "{words:?}");
+    }
+    for words in [
+        vec![
+            "docker-netattach",
+            "attach",
+            "web",
+            "--network",
+            &net.0[..8],
+        ],
+        vec![
+            "docker-netattach",
+            "detach",
+            "web",
+            "--network",
+            &net.0[..8],
+        ],
+        vec!["docker-netattach", "doctor", "--network", &net.0[..8]],
+    ] {
+        let got = bash_complete(&file, &words);
+        assert!(got.contains(&net.0), "{words:?}: {got:?}");
+        assert!(!got.contains(&c.name), "{words:?}: {got:?}");
+    }
+    // The value of --ip is not a container, and options still complete.
+    let got = bash_complete(&file, &["docker-netattach", "attach", "--ip", prefix]);
+    assert!(!got.contains(&c.name), "{got:?}");
+    assert_eq!(
+        bash_complete(&file, &["docker-netattach", "attach", "--js"]),
+        vec!["--json"]
+    );
+    // The generators take no --state-dir (nor --host).
+    let opts = bash_complete(&file, &["docker-netattach", "completions", "--"]);
+    assert!(
+        !opts.iter().any(|o| o == "--state-dir" || o == "--host"),
+        "{opts:?}"
+    );
+    let opts = bash_complete(&file, &["docker-netattach", "attach", "--"]);
+    assert!(opts.iter().any(|o| o == "--state-dir"), "{opts:?}");
+}
+
+#[test]
+fn zsh_and_fish_completion_ask_docker() {
+    let zsh = stdout(
+        &Command::new(BIN)
+            .args(["completions", "zsh"])
+            .output()
+            .unwrap(),
+    );
+    assert!(zsh.contains(":_docker_netattach_containers'"), "{zsh}");
+    assert!(
+        zsh.contains("'*::containers -- Container name, ID or unique ID prefix (or the name of a --netns target):_docker_netattach_containers'"),
+        "{zsh}"
+    );
+    assert!(
+        zsh.contains(":NETWORK:_docker_netattach_networks'"),
+        "{zsh}"
+    );
+    assert!(zsh.contains("docker ps"), "{zsh}");
+    let fish = stdout(
+        &Command::new(BIN)
+            .args(["completions", "fish"])
+            .output()
+            .unwrap(),
+    );
+    assert!(fish.contains("docker ps --format '{{.Names}}'"), "{fish}");
+    assert!(
+        fish.contains("-l network -x -a \"(command docker network ls"),
+        "{fish}"
+    );
+}
+
 #[test]
 fn man_pages() {
     let o = Command::new(BIN).arg("man").output().unwrap();
@@ -172,18 +382,78 @@ fn man_pages() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    for f in [
-        "docker-netattach.1",
-        "docker-netattach-watch.1",
-        "docker-netattach-gc.1",
-        "docker-netattach-attach.1",
-    ] {
+    let mut pages: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    let mut want: Vec<String> = [
+        "",
+        "-attach",
+        "-completions",
+        "-detach",
+        "-doctor",
+        "-gc",
+        "-list",
+        "-man",
+        "-watch",
+    ]
+    .iter()
+    .map(|s| format!("docker-netattach{s}.1"))
+    .collect();
+    want.sort();
+    if pages.iter().any(|p| p == "docker-netattach-inspect.1") {
+        want.push("docker-netattach-inspect.1".to_string());
+        want.sort();
+    }
+    // One page per subcommand; no `help` page, no plugin-metadata page.
+    assert_eq!(pages, want);
+    for f in &pages {
         let text = std::fs::read_to_string(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(text.contains(".TH"), "{f}");
+        let sections: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(".SH "))
+            .map(|s| s.trim_matches('"'))
+            .collect();
+        let mut expected = vec!["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS"];
+        if f == "docker-netattach.1" {
+            expected.push("SUBCOMMANDS");
+        }
+        expected.extend([
+            "EXAMPLES",
+            "EXIT STATUS",
+            "FILES",
+            "ENVIRONMENT",
+            "SEE ALSO",
+        ]);
+        let got: Vec<&str> = sections
+            .iter()
+            .copied()
+            .filter(|s| *s != "VERSION")
+            .collect();
+        assert_eq!(got, expected, "{f}");
+        for needle in [
+            "ip\\-netns(8)",
+            "docker\\-network\\-connect(1)",
+            "DOCKER_HOST",
+            "/var/run/netns/NAME",
+        ] {
+            assert!(text.contains(needle), "{f} lacks {needle}");
+        }
+        let synopsis = text.split(".SH SYNOPSIS").nth(1).unwrap_or_default();
+        let synopsis = synopsis.split(".SH").next().unwrap_or_default();
+        if f.contains("-completions") || f.contains("-man.") {
+            assert!(!synopsis.contains("state\\-dir"), "{f}: {synopsis}");
+            assert!(!synopsis.contains("\\-\\-host"), "{f}: {synopsis}");
+        } else if f != "docker-netattach.1" {
+            assert!(synopsis.contains("state\\-dir"), "{f}: {synopsis}");
+        }
     }
+    let attach = std::fs::read_to_string(out.join("docker-netattach-attach.1")).unwrap();
     assert!(
-        !out.join("docker-netattach-docker-cli-plugin-metadata.1")
-            .exists()
+        attach.contains("sudo docker\\-netattach attach web \\-\\-network lab"),
+        "{attach}"
     );
     // `man` renders it (groff is not needed for the test to be meaningful: skip when absent).
     if Command::new("man").arg("--version").output().is_ok() {

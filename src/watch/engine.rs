@@ -14,16 +14,12 @@ use bollard::query_parameters::{EventsOptions, ListContainersOptions};
 use bollard::{ClientVersion, Docker};
 use futures::Stream;
 
-const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// Bound on every request but the event stream (whose headers come at once).
 const REQUEST_TIMEOUT_SECS: u64 = 10;
 
-/// The engine, as `DOCKER_HOST` names it (unix socket by default).
+/// The engine, as `--host` or `DOCKER_HOST` names it (unix socket by default).
 pub fn docker_host() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| DEFAULT_HOST.to_string())
+    crate::docker::docker_host()
 }
 
 /// A connected engine and what it said about itself.

@@ -1,6 +1,7 @@
-//! Where the daemon's HTTP endpoints listen (`--listen ADDR:PORT` or `--listen auto`) and which
-//! `Host` names they answer. Pure but for [`facts`], which reads /proc and dumps this network
-//! namespace's interfaces over netlink (read-only).
+//! Where the daemon's HTTP endpoints listen (`--listen ADDR:PORT`, `--listen HOST:PORT` or
+//! `--listen auto`) and which `Host` names they answer. Pure but for [`facts`], which reads /proc
+//! and dumps this network namespace's interfaces over netlink (read-only), and [`bind`], which
+//! resolves a host name (getaddrinfo) and binds one TCP socket.
 //!
 //! `auto` (the image's default command) listens on `0.0.0.0:80` only when the process is in a
 //! network namespace of its own, and on `127.0.0.1:9180` when it may be in the host's: run with
@@ -18,11 +19,11 @@
 //! served. A request without a Host header (HTTP/1.0) is not from a browser and is served.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::Path;
 use std::str::FromStr;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
 
@@ -34,9 +35,11 @@ pub const LOOPBACK: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST)
 pub const CONTAINER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80);
 
 /// The `--listen` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listen {
     At(SocketAddr),
+    /// `NAME:PORT` (`localhost:9180`): resolved only when the daemon starts ([`bind`]).
+    Name(String),
     /// [`CONTAINER`] in a namespace of its own, else [`LOOPBACK`] (see the module header).
     Auto,
 }
@@ -47,9 +50,24 @@ impl FromStr for Listen {
         if s == "auto" {
             return Ok(Listen::Auto);
         }
-        s.parse().map(Listen::At).map_err(|_| {
-            format!("'{s}' is neither ADDR:PORT (127.0.0.1:9180, [::1]:9180, 0.0.0.0:80) nor auto")
-        })
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(Listen::At(a));
+        }
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| {
+            format!("'{s}' has no port; give HOST:PORT such as 127.0.0.1:9180, or auto")
+        })?;
+        port.parse::<u16>()
+            .map_err(|_| format!("'{port}' is not a port number (0-65535)"))?;
+        let name_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+        if !name_ok {
+            return Err(format!(
+                "'{host}' is neither an IP address nor a host name; give HOST:PORT such as localhost:9180 or [::1]:9180, or auto"
+            ));
+        }
+        Ok(Listen::Name(s.to_string()))
     }
 }
 
@@ -57,9 +75,41 @@ impl fmt::Display for Listen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Listen::At(a) => write!(f, "{a}"),
+            Listen::Name(n) => f.write_str(n),
             Listen::Auto => f.write_str("auto"),
         }
     }
+}
+
+/// Binds `spec` (an address or `NAME:PORT`): the addresses its name resolves to, in the
+/// resolver's order of preference, the first one that can be bound (non-blocking, for tokio).
+pub fn bind(spec: &str) -> Result<(TcpListener, SocketAddr)> {
+    let addrs: Vec<SocketAddr> = spec
+        .to_socket_addrs()
+        .map_err(|e| {
+            anyhow!(
+                "cannot resolve --listen {spec}: {e}; give an IP address such as 127.0.0.1:9180"
+            )
+        })?
+        .collect();
+    let mut errors = Vec::new();
+    for addr in &addrs {
+        match TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
+            Ok(l) => return Ok((l, *addr)),
+            Err(e) => errors.push(if addr.to_string() == spec {
+                e.to_string()
+            } else {
+                format!("{addr}: {e}")
+            }),
+        }
+    }
+    if errors.is_empty() {
+        bail!("--listen {spec} resolves to no address; give an IP address such as 127.0.0.1:9180");
+    }
+    bail!(
+        "cannot listen on {spec}: {}; choose another --listen",
+        errors.join(", ")
+    )
 }
 
 /// What `auto` decides on.
@@ -212,9 +262,31 @@ mod tests {
             Ok("127.0.0.1:9180".into())
         );
         assert!("[::1]:80".parse::<Listen>().is_ok());
-        for bad in ["", "Auto", "localhost:80", "0.0.0.0", ":80"] {
+        for name in ["localhost:9180", "my-host.lan:80", "Auto:80"] {
+            assert_eq!(name.parse::<Listen>(), Ok(Listen::Name(name.into())));
+        }
+        for bad in [
+            "",
+            "Auto",
+            "0.0.0.0",
+            ":80",
+            "localhost",
+            "localhost:http",
+            "localhost:70000",
+            "a b:1",
+            "::1:9180x",
+        ] {
             assert!(bad.parse::<Listen>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn localhost_binds_to_what_it_resolves_to() {
+        let (l, addr) = bind("localhost:0").unwrap();
+        assert!(addr.ip().is_loopback(), "{addr}");
+        assert!(l.local_addr().unwrap().ip().is_loopback());
+        let first = "localhost:0".to_socket_addrs().unwrap().next().unwrap();
+        assert_eq!(addr.ip(), first.ip());
     }
 
     #[test]

@@ -120,8 +120,9 @@ pub fn run(args: WatchArgs, state_dir: &Path) -> Result<i32> {
     privilege::require("watch")?;
     // Bound before entering the host namespace: the endpoints stay where the process was
     // started (inside its container for `docker run -p 4000:80`).
-    let addr = match args.listen {
-        Listen::At(a) => a,
+    let spec = match &args.listen {
+        Listen::At(a) => a.to_string(),
+        Listen::Name(n) => n.clone(),
         Listen::Auto => {
             // On a thread of its own (gone before `enter`), in the namespace we started in.
             let facts = std::thread::scope(|s| {
@@ -134,14 +135,12 @@ pub fn run(args: WatchArgs, state_dir: &Path) -> Result<i32> {
             )?;
             let (addr, why) = listen::resolve_auto(&facts);
             tracing::info!(listen = %addr, "--listen auto: {why}");
-            addr
+            addr.to_string()
         }
     };
-    let listener = std::net::TcpListener::bind(addr)
-        .and_then(|l| l.set_nonblocking(true).map(|_| l))
-        .map_err(|e| anyhow!("cannot listen on {addr}: {e}; choose another --listen"))?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(listen = %addr, "the read-only HTTP endpoints are reachable from the network");
+    let (listener, bound) = listen::bind(&spec)?;
+    if !bound.ip().is_loopback() {
+        tracing::warn!(listen = %bound, "the read-only HTTP endpoints are reachable from the network");
     }
     let placement = hostns::enter();
     let rt = tokio::runtime::Builder::new_current_thread()
