@@ -239,6 +239,9 @@ fn install_deps_installs_only_the_missing_packages() {
         "mktemp",
         "install",
         "cc",
+        "strace",
+        "docker-compose",
+        "systemd-analyze",
         "dockerd",
     ];
     let mut stubs: Vec<(String, String)> = present.iter().map(|c| real(c)).collect();
