@@ -73,11 +73,11 @@ fn docker_globals(args: &[OsString]) -> Option<(usize, Vec<String>)> {
             _ => (word, None),
         };
         // `-Hunix:///x`, `-lerror`, `-cdefault`: a short flag with its value attached.
-        let (flag, inline) = match (flag.len() > 2 && !flag.starts_with("--"), inline) {
-            (true, None) if ["-H", "-l", "-c"].contains(&&flag[..2]) => {
-                (&flag[..2], Some(flag[2..].to_string()))
-            }
-            (_, inline) => (flag, inline),
+        // (`get`, not `[..2]`: the word may start with a multi-byte character.)
+        let short = flag.get(..2).filter(|f| ["-H", "-l", "-c"].contains(f));
+        let (flag, inline) = match (short, flag.get(2..), inline) {
+            (Some(f), Some(rest), None) if !rest.is_empty() => (f, Some(rest.to_string())),
+            (_, _, inline) => (flag, inline),
         };
         let value = |i: &mut usize| -> Option<String> {
             match &inline {
@@ -175,6 +175,18 @@ mod tests {
             v(&["docker-netattach", "attach", "netattach"])
         );
         assert_eq!(strip_plugin_arg(v(&["x"])), v(&["x"]));
+    }
+
+    #[test]
+    fn a_word_that_starts_with_a_multibyte_character_is_no_flag() {
+        let args: Vec<std::ffi::OsString> = ["docker-netattach", "=Ü𑙒I", "netattach", "ls"]
+            .map(Into::into)
+            .to_vec();
+        let _ = strip_plugin_arg(args);
+        let args: Vec<std::ffi::OsString> = ["docker-netattach", "-Ü", "netattach", "ls"]
+            .map(Into::into)
+            .to_vec();
+        let _ = strip_plugin_arg(args);
     }
 
     #[test]
