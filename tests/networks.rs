@@ -481,6 +481,9 @@ fn a_full_outside_of_the_ip_range_is_exhaustion_not_a_silent_collision() {
     if !need_docker() {
         return;
     }
+    // A state directory of its own: the shared one of this binary changes under other tests.
+    let own = Tool::new();
+    let tool = || &own;
     let (net, base) = fenced_29();
     let range = format!("{base}.0/30");
     // Outside the range: .4 .5 .6 (the gateway is .1, Docker hands out .2 and .3).
