@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
-use super::engine::Engine;
 use super::labels::{self, Job};
-use super::{Dispatcher, Shared, block_on_fresh, on_thread};
+use super::{Dispatcher, Engine, Shared, block_on_fresh, on_thread};
 use crate::detach::{self, DetachOpts};
 use crate::gc;
 use crate::lease::{Lease, LeaseStore};
