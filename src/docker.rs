@@ -247,12 +247,15 @@ impl DockerClient {
         Fut: Future<Output = Result<T, BollardError>> + Send + 'static,
         T: Send + 'static,
     {
-        let resp = self.call(self.api(), &f).await;
+        let docker = self.api();
+        let pinned = std::ptr::eq(docker, &self.pinned);
+        let resp = self.call(docker, &f).await;
         match resp {
+            // Refused at the pinned version (also when another request negotiated meanwhile).
             Err(BollardError::DockerResponseServerError {
                 status_code: 400,
                 ref message,
-            }) if self.negotiated.get().is_none() && is_refused_version(message) => {
+            }) if pinned && is_refused_version(message) => {
                 let docker = self.negotiate(message).await?;
                 Ok(self.call(docker, &f).await)
             }
