@@ -13,6 +13,7 @@ use std::path::Path;
 use anyhow::{Result, anyhow, bail};
 
 use crate::docker::{DockerClient, Lookup};
+use crate::error::Errors;
 use crate::lease::{Lease, LeaseStore};
 use crate::link::Rtnl;
 use crate::{hostns, netns, owner, privilege};
@@ -75,7 +76,7 @@ pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
         .iter()
         .filter(|l| keys.contains(&(l.container_id.clone(), l.network_id.clone())))
         .collect();
-    let mut errors = Vec::new();
+    let mut errors = Errors::new();
     let mut released = Vec::new();
     for lease in &chosen {
         // Another attachment of the same namespace keeps the netns link (and resolv.conf).
@@ -106,13 +107,10 @@ pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
             errors.push(format!("bridge {}: {e:#}", lease.bridge));
         }
     }
-    if !errors.is_empty() {
-        bail!(
-            "detach of '{}' left something behind: {}",
-            opts.container,
-            errors.join("; ")
-        );
-    }
+    errors.into_result(&format!(
+        "detach of '{}' left something behind: ",
+        opts.container
+    ))?;
     Ok(released)
 }
 
@@ -277,13 +275,11 @@ fn distinct<'a>(leases: impl Iterator<Item = &'a Lease>) -> Vec<String> {
 /// Removes the host veth (its peer goes with it) and, unless `shared` with another attachment,
 /// the netns link and resolv.conf of one lease.
 pub async fn teardown(rtnl: &Rtnl, lease: &Lease, shared: bool) -> Result<()> {
-    let mut errors = Vec::new();
+    let mut errors = Errors::new();
     let name = owner::host_ifname(lease);
     match rtnl.link_by_name(&name).await {
         Ok(Some(iface)) if owner::owns(&iface, lease) => {
-            if let Err(e) = rtnl.delete(iface.index).await {
-                errors.push(format!("{e:#}"));
-            }
+            errors.note("", rtnl.delete(iface.index).await);
         }
         Ok(Some(_)) => tracing::warn!(
             ifname = %name,
@@ -293,20 +289,12 @@ pub async fn teardown(rtnl: &Rtnl, lease: &Lease, shared: bool) -> Result<()> {
         Err(e) => errors.push(format!("{e:#}")),
     }
     if !shared {
-        if let Err(e) = netns::remove_link(&lease.netns_name, lease.netns_id()) {
-            errors.push(format!("{e:#}"));
-        }
+        errors.note("", netns::remove_link(&lease.netns_name, lease.netns_id()));
     }
     if !shared && !lease.dns.is_empty() {
-        if let Err(e) = netns::remove_resolv_conf(&lease.netns_name) {
-            errors.push(format!("{e:#}"));
-        }
+        errors.note("", netns::remove_resolv_conf(&lease.netns_name));
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        bail!("{}", errors.join("; "))
-    }
+    errors.into_result("")
 }
 
 #[cfg(test)]

@@ -26,11 +26,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use serde::Serialize;
 
 use crate::cli::GcArgs;
 use crate::docker::DockerClient;
+use crate::error::Errors;
 use crate::lease::{Lease, LeaseStore, StoreLock};
 use crate::link::{Iface, Rtnl};
 use crate::netns::{self, NsId};
@@ -493,7 +494,7 @@ async fn apply(
     store: Option<(&LeaseStore, &StoreLock)>,
     plan: &[Removal],
 ) -> Result<()> {
-    let mut errors = Vec::new();
+    let mut errors = Errors::new();
     let mut ordered: Vec<&Removal> = plan.iter().collect();
     ordered.sort_by_key(|r| match r.action {
         Action::Veth { .. } => 0,
@@ -534,14 +535,9 @@ async fn apply(
                 None => Ok(()),
             },
         };
-        if let Err(e) = res {
-            errors.push(format!("{} {}: {e:#}", r.kind, r.object));
-        }
+        errors.note(&format!("{} {}", r.kind, r.object), res);
     }
-    if !errors.is_empty() {
-        bail!("gc could not remove everything: {}", errors.join("; "));
-    }
-    Ok(())
+    errors.into_result("gc could not remove everything: ")
 }
 
 #[cfg(test)]
