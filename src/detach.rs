@@ -38,32 +38,42 @@ pub enum Answer {
 /// Detaches and returns the leases that were released (empty: a known container or namespace
 /// that is not attached, or not on `opts.network`).
 pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
+    detach_using(opts, state_dir, None).await
+}
+
+/// [`detach`], asking Docker through `docker` when given (the daemon's client).
+pub async fn detach_using(
+    opts: &DetachOpts,
+    state_dir: &Path,
+    docker: Option<&DockerClient>,
+) -> Result<Vec<Lease>> {
     privilege::require("detach")?;
     let store = LeaseStore::open_existing(state_dir)?;
     let all = match &store {
         Some(s) => s.all()?,
         None => vec![],
     };
-    let docker = DockerClient::connect();
-    let ids = resolve(
-        &all,
-        &opts.container,
-        docker.as_ref().map_err(|e| format!("{e:#}")),
-    )
-    .await?;
+    let own = docker.is_none().then(DockerClient::connect);
+    let docker = match (docker, &own) {
+        (Some(d), _) => Ok(d),
+        (None, Some(Ok(d))) => Ok(d),
+        (None, Some(Err(e))) => Err(format!("{e:#}")),
+        (None, None) => Err("no Docker client".to_string()),
+    };
+    let ids = resolve(&all, &opts.container, docker.clone()).await?;
     let docker = docker.ok();
     let mut chosen: Vec<&Lease> = all
         .iter()
         .filter(|l| ids.contains(&l.container_id))
         .collect();
     if let Some(net) = &opts.network {
-        chosen = on_network(chosen, &all, net, docker.as_ref(), &opts.container).await?;
+        chosen = on_network(chosen, &all, net, docker, &opts.container).await?;
     }
     let (Some(store), false) = (&store, chosen.is_empty()) else {
         return Ok(vec![]);
     };
     let rtnl = Rtnl::connect()?;
-    hostns::confirm(&rtnl, docker.as_ref(), &chosen, "detach").await?;
+    hostns::confirm(&rtnl, docker, &chosen, "detach").await?;
     let keys: BTreeSet<(String, String)> = chosen
         .iter()
         .map(|l| (l.container_id.clone(), l.network_id.clone()))

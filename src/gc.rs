@@ -270,12 +270,28 @@ pub async fn run_cli(args: GcArgs, state_dir: &Path) -> Result<i32> {
 /// and interfaces are read again and decided with those answers; a lease or interface that
 /// appeared meanwhile (its container not asked about) is left for the next run.
 pub async fn gc(state_dir: &Path, dry_run: bool) -> Result<Vec<Removal>> {
+    gc_using(state_dir, dry_run, None).await
+}
+
+/// [`gc`], asking Docker through `docker` when given (the daemon's client).
+pub async fn gc_using(
+    state_dir: &Path,
+    dry_run: bool,
+    docker: Option<&DockerClient>,
+) -> Result<Vec<Removal>> {
     let store = LeaseStore::open_existing(state_dir)?;
     let leases = match &store {
         Some(s) => s.all()?,
         None => vec![],
     };
-    let docker = DockerClient::connect().map_err(needs_docker)?;
+    let own;
+    let docker = match docker {
+        Some(d) => d,
+        None => {
+            own = DockerClient::connect().map_err(needs_docker)?;
+            &own
+        }
+    };
     let rtnl = Rtnl::connect()?;
     let ifaces = rtnl.links().await?;
     let ids: BTreeSet<String> = leases
@@ -284,9 +300,9 @@ pub async fn gc(state_dir: &Path, dry_run: bool) -> Result<Vec<Removal>> {
         .map(|l| l.container_id.clone())
         .chain(orphans(&leases, &ifaces).map(|(_, o)| o.to_string()))
         .collect();
-    let presence = presences(&docker, ids).await?;
+    let presence = presences(docker, ids).await?;
     let refs: Vec<&Lease> = leases.iter().collect();
-    hostns::confirm(&rtnl, Some(&docker), &refs, "gc").await?;
+    hostns::confirm(&rtnl, Some(docker), &refs, "gc").await?;
     let asked: BTreeSet<(String, String)> = leases.iter().map(key).collect();
     if dry_run {
         let marked = match &store {

@@ -505,8 +505,11 @@ async fn run_job(shared: &Arc<Shared>, job: Job) {
         }
         Job::Destroyed { id, name } => {
             let dir = shared.state_dir.clone();
+            let docker = shared.docker_client();
             let released = on_thread("netattach-rm", move || {
-                block_on_fresh(async move { reconcile::release(&dir, &id).await })?
+                block_on_fresh(
+                    async move { reconcile::release(&dir, &id, docker.as_deref()).await },
+                )?
             })
             .await;
             match released {

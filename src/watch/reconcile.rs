@@ -11,6 +11,7 @@ use anyhow::{Result, bail};
 use super::labels::{self, Job};
 use super::{Dispatcher, Engine, Shared, block_on_fresh, on_thread};
 use crate::detach::{self, DetachOpts};
+use crate::docker::DockerClient;
 use crate::gc;
 use crate::lease::{Lease, LeaseStore};
 use crate::netns;
@@ -28,8 +29,9 @@ pub async fn reconcile(
         bail!("{problem}");
     }
     let dir = shared.state_dir.clone();
+    let docker = engine.client.clone();
     let collected = on_thread("netattach-gc", move || {
-        block_on_fresh(async move { gc::gc(&dir, false).await })?
+        block_on_fresh(async move { gc::gc_using(&dir, false, Some(&docker)).await })?
     })
     .await;
     match &collected {
@@ -138,7 +140,11 @@ pub fn forget_netns(state_dir: &Path, container_id: &str) -> Result<usize> {
 /// After `destroy`: releases every lease of the container (`detach` by its ID: interfaces,
 /// netns link, resolv.conf, a bridge `attach --bridge` made and left empty). Does nothing, and
 /// asks Docker nothing, for a container without a lease.
-pub async fn release(state_dir: &Path, container_id: &str) -> Result<Vec<Lease>> {
+pub async fn release(
+    state_dir: &Path,
+    container_id: &str,
+    docker: Option<&DockerClient>,
+) -> Result<Vec<Lease>> {
     let Some(store) = LeaseStore::open_existing(state_dir)? else {
         return Ok(vec![]);
     };
@@ -149,5 +155,5 @@ pub async fn release(state_dir: &Path, container_id: &str) -> Result<Vec<Lease>>
         container: container_id.to_string(),
         network: None,
     };
-    detach::detach(&opts, state_dir).await
+    detach::detach_using(&opts, state_dir, docker).await
 }
