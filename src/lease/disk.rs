@@ -380,3 +380,60 @@ impl Store for DiskStore {
         DiskStore::remove(self, lock, lease)
     }
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    pub(crate) use crate::lease::tests::lease;
+    use std::os::unix::fs::PermissionsExt;
+
+    pub(crate) fn tmp_store() -> (tempfile::TempDir, DiskStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(&dir.path().join("state")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_lease_file_is_private_and_named_for_its_address() {
+        let (_d, store) = tmp_store();
+        let lock = store.lock().unwrap();
+        let a = lease("aaa", "172.17.255.254");
+        store.insert(&lock, &a).unwrap();
+        let mode = fs::metadata(store.root().join("leases/netid/172.17.255.254"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            fs::read_link(store.root().join("by-container/aaa@netid")).unwrap(),
+            Path::new("172.17.255.254")
+        );
+    }
+
+    #[test]
+    fn removing_never_takes_another_lease_s_ipv6_name() {
+        let (_d, store) = tmp_store();
+        let lock = store.lock().unwrap();
+        let mut a = lease("aaa", "10.0.0.5");
+        a.ip6 = Some("fd00::5".parse().unwrap());
+        // `a` lost its IPv6 name (an older version killed in mark_complete), and `b` got it.
+        store.insert(&lock, &a).unwrap();
+        fs::remove_file(store.root().join("leases/netid/fd00::5")).unwrap();
+        let mut b = lease("bbb", "10.0.0.6");
+        b.ip6 = a.ip6;
+        store.insert(&lock, &b).unwrap();
+        store.remove(&lock, &a).unwrap();
+        assert!(store.root().join("leases/netid/fd00::5").exists());
+        assert_eq!(store.all().unwrap(), vec![b]);
+    }
+
+    #[test]
+    fn a_symlinked_state_dir_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/tmp", d.path().join("link")).unwrap();
+        let err = DiskStore::open(&d.path().join("link"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a directory"), "{err}");
+    }
+}

@@ -166,3 +166,122 @@ impl DiskStore {
         Ok(removed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::Path;
+
+    use crate::lease::InsertError;
+    use crate::lease::disk::tests::{lease, tmp_store};
+
+    #[test]
+    fn completing_a_lease_and_sweeping_what_killed_writers_left() {
+        let (_d, store) = tmp_store();
+        let lock = store.lock().unwrap();
+        let mut a = lease("aaa", "10.0.0.5");
+        a.ip6 = Some("fd00::5".parse().unwrap());
+        a.complete = false;
+        store.insert(&lock, &a).unwrap();
+        assert!(!store.find("aaa", "netid").unwrap().unwrap().complete);
+        store.mark_complete(&lock, &a).unwrap();
+        assert!(store.find("aaa", "netid").unwrap().unwrap().complete);
+        let v6 = std::fs::read_to_string(store.root().join("leases/netid/fd00::5")).unwrap();
+        assert!(v6.contains("\"complete\": true"), "{v6}");
+        std::fs::write(store.root().join("leases/netid/.tmp.10.0.0.9.1"), "{").unwrap();
+        std::os::unix::fs::symlink("10.0.0.77", store.root().join("by-container/zzz@netid"))
+            .unwrap();
+        assert_eq!(store.sweep(&lock).unwrap(), 2);
+        assert_eq!(store.sweep(&lock).unwrap(), 0);
+        assert!(store.find("aaa", "netid").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_corrupt_lease_is_skipped_reported_quarantined_and_still_taken() {
+        let (_d, store) = tmp_store();
+        let lock = store.lock().unwrap();
+        let good = lease("aaa", "10.0.0.5");
+        store.insert(&lock, &good).unwrap();
+        let dir = store.root().join("leases/netid");
+        fs::write(dir.join("10.0.0.9"), "{ truncated").unwrap();
+        fs::hard_link(dir.join("10.0.0.9"), dir.join("fd00::9")).unwrap();
+        let key = |ip: &str| crate::ipam::key(ip.parse().unwrap());
+        let scan = store.scan().unwrap();
+        assert_eq!(scan.leases, vec![good.clone()]);
+        assert_eq!(scan.corrupt.len(), 1);
+        assert!(
+            scan.corrupt[0].error.contains("10.0.0.9 is corrupt"),
+            "{:?}",
+            scan.corrupt
+        );
+        assert_eq!(scan.corrupt[0].ip6, Some("fd00::9".parse().unwrap()));
+        assert_eq!(store.all().unwrap(), vec![good.clone()]);
+        assert!(store.sweep(&lock).unwrap() >= 1);
+        let scan = store.scan().unwrap();
+        assert_eq!(scan.leases, vec![good.clone()]);
+        assert!(scan.corrupt[0].quarantined);
+        assert_eq!(
+            scan.corrupt[0].path,
+            store.root().join("quarantine/netid/10.0.0.9")
+        );
+        assert!(!dir.join("10.0.0.9").exists() && !dir.join("fd00::9").exists());
+        let taken = store.taken("netid").unwrap();
+        assert!(taken.v4.contains(&key("10.0.0.9")) && taken.v6.contains(&key("fd00::9")));
+        assert!(matches!(
+            store.insert(&lock, &lease("bbb", "10.0.0.9")),
+            Err(InsertError::Taken(_))
+        ));
+        // A second corrupt file for the same address is set aside next to the first.
+        fs::write(dir.join("10.0.0.9"), "junk").unwrap();
+        store.sweep(&lock).unwrap();
+        assert!(store.root().join("quarantine/netid/10.0.0.9~1").exists());
+        assert_eq!(store.scan().unwrap().corrupt.len(), 2);
+    }
+
+    #[test]
+    fn a_corrupt_index_entry_is_found_around_and_rebuilt() {
+        let (_d, store) = tmp_store();
+        let lock = store.lock().unwrap();
+        let a = lease("aaa", "10.0.0.5");
+        store.insert(&lock, &a).unwrap();
+        let index = store.root().join("by-container/aaa@netid");
+        fs::remove_file(&index).unwrap();
+        fs::write(&index, "x").unwrap();
+        assert_eq!(store.find("aaa", "netid").unwrap(), Some(a.clone()));
+        assert_eq!(store.corrupt_indexes().unwrap().len(), 1);
+        store.sweep(&lock).unwrap();
+        assert_eq!(store.all().unwrap(), vec![a.clone()]);
+        assert_eq!(fs::read_link(&index).unwrap(), Path::new("10.0.0.5"));
+        assert!(store.corrupt_indexes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_name_is_swept_only_when_its_lease_is_gone() {
+        let (_d, store) = tmp_store();
+        let lock = store.lock().unwrap();
+        let dir = store.root().join("leases/netid");
+        let mut a = lease("aaa", "10.0.0.5");
+        a.ip6 = Some("fd00::5".parse().unwrap());
+        let mut b = lease("bbb", "10.0.0.6");
+        b.ip6 = Some("fd00::6".parse().unwrap());
+        store.insert(&lock, &a).unwrap();
+        store.insert(&lock, &b).unwrap();
+        // `a` lost its IPv4 name (a remove killed between its unlinks); `b`'s IPv4 record was
+        // replaced by garbage (a new file: its IPv6 name still holds the readable record).
+        fs::remove_file(dir.join("10.0.0.5")).unwrap();
+        fs::remove_file(dir.join("10.0.0.6")).unwrap();
+        fs::write(dir.join("10.0.0.6"), "junk").unwrap();
+        store.sweep(&lock).unwrap();
+        assert!(!dir.join("fd00::5").exists(), "the orphan IPv6 name stayed");
+        assert!(
+            dir.join("fd00::6").exists(),
+            "the corrupt lease's IPv6 address was freed"
+        );
+        let taken = store.taken("netid").unwrap();
+        assert!(
+            taken
+                .v6
+                .contains(&crate::ipam::key("fd00::6".parse().unwrap()))
+        );
+    }
+}
