@@ -277,7 +277,7 @@ fn check_component(s: &str, what: &str) -> Result<()> {
     }
 }
 
-pub(crate) fn state_err(path: &Path, e: std::io::Error) -> anyhow::Error {
+fn state_err(path: &Path, e: std::io::Error) -> anyhow::Error {
     let hint = match e.kind() {
         ErrorKind::PermissionDenied => {
             " (run as root, or point --state-dir / DOCKER_NETATTACH_STATE_DIR at a writable directory)"
