@@ -36,3 +36,4 @@ pub mod template;
 pub mod txn;
 pub mod watch;
 pub mod watch_lock;
+pub mod worker;
