@@ -10,6 +10,7 @@ pub mod detach;
 pub mod docker;
 pub mod doctor;
 pub mod endpoint;
+pub mod fsutil;
 pub mod gc;
 pub mod generate;
 pub mod hostns;
