@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 
 use super::labels::{self, Job};
-use super::{Dispatcher, Engine, Shared, block_on_fresh, on_thread};
+use super::{Dispatcher, Engine, Shared, on_thread};
 use crate::detach::{self, DetachOpts};
 use crate::docker::DockerClient;
 use crate::gc;
@@ -30,8 +30,8 @@ pub async fn reconcile(
     }
     let dir = shared.state_dir.clone();
     let docker = engine.client.clone();
-    let collected = on_thread("netattach-gc", move || {
-        block_on_fresh(async move { gc::gc_using(&dir, false, Some(&docker)).await })?
+    let collected = on_thread("netattach-gc", move || async move {
+        gc::gc_using(&dir, false, Some(&docker)).await
     })
     .await;
     match &collected {
@@ -82,7 +82,7 @@ async fn restore_leased(
     engine: &Engine,
 ) -> Result<()> {
     let dir = shared.state_dir.clone();
-    let leased = on_thread("netattach-leases", move || {
+    let leased = on_thread("netattach-leases", move || async move {
         let Some(store) = LeaseStore::open_existing(&dir)? else {
             return Ok(BTreeSet::new());
         };

@@ -5,10 +5,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use anyhow::Result;
-
 use super::metrics::AttachResult;
-use super::{Shared, block_on_fresh, on_thread, since_event};
+use super::{Shared, on_thread, since_event};
 use crate::attach::{self, AttachOpts, Outcome};
 use crate::error::AttachError;
 use crate::ipam::Subnet;
@@ -69,7 +67,7 @@ pub async fn restore(
 ) {
     let dir = shared.state_dir.clone();
     let cid = id.clone();
-    let found = on_thread("netattach-lease", move || -> Result<Vec<Lease>> {
+    let found = on_thread("netattach-lease", move || async move {
         let Some(store) = LeaseStore::open_existing(&dir)? else {
             return Ok(vec![]);
         };
@@ -91,10 +89,8 @@ pub async fn restore(
         let opts = opts_of(&lease);
         let dir = shared.state_dir.clone();
         let docker = shared.docker_client();
-        let res = on_thread("netattach-attach", move || {
-            block_on_fresh(
-                async move { attach::attach_using(&opts, &dir, docker.as_deref()).await },
-            )?
+        let res = on_thread("netattach-attach", move || async move {
+            attach::attach_using(&opts, &dir, docker.as_deref()).await
         })
         .await;
         match res {
