@@ -668,6 +668,20 @@ mod tests {
     }
 
     #[test]
+    fn a_process_that_ended_has_exited_and_a_live_one_has_not() {
+        let own = std::process::id();
+        let ns = netns::id_of(&crate::procroot::host_view(&netns::proc_path(own)));
+        assert!(ns.is_some());
+        assert!(!exited(own, ns));
+        assert!(!exited(own, None));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(exited(pid, None));
+        assert!(exited(pid, ns));
+    }
+
+    #[test]
     fn a_plain_bridge_is_described_like_a_network() {
         let n = plain_bridge("nabr0", "10.77.0.0/24".parse().unwrap(), None).unwrap();
         assert_eq!(n.id, "bridge-nabr0");
