@@ -123,7 +123,7 @@ pub fn decide_bridge(
     };
     let dropped = |l: &Lease| {
         plan.iter()
-            .any(|r| matches!(&r.action, Action::Lease(d) if d.network_id == l.network_id && d.ip == l.ip))
+            .any(|r| matches!(&r.action, Action::Lease(d) if d.network_id == l.network_id && d.v4.ip == l.v4.ip))
     };
     if ports.iter().any(|p| !removed_veth(p))
         || leases.iter().any(|l| l.bridge == name && !dropped(l))
@@ -192,7 +192,7 @@ pub fn decide_lease(f: &LeaseFacts) -> Vec<Removal> {
     if drop_lease {
         out.push(item(
             "lease",
-            format!("{} on {}", l.ip, l.network),
+            format!("{} on {}", l.v4.ip, l.network),
             Action::Lease(Box::new(l.clone())),
         ));
     }
@@ -459,13 +459,13 @@ pub fn keep_shared_links(
     let dropped: BTreeSet<(String, std::net::Ipv4Addr)> = plan
         .iter()
         .filter_map(|r| match &r.action {
-            Action::Lease(l) => Some((l.network_id.clone(), l.ip)),
+            Action::Lease(l) => Some((l.network_id.clone(), l.v4.ip)),
             _ => None,
         })
         .collect();
     let in_use: BTreeSet<&str> = leases
         .iter()
-        .filter(|l| !dropped.contains(&(l.network_id.clone(), l.ip)) && alive(l))
+        .filter(|l| !dropped.contains(&(l.network_id.clone(), l.v4.ip)) && alive(l))
         .map(|l| l.netns_name.as_str())
         .collect();
     plan.retain(|r| match &r.action {
@@ -684,7 +684,7 @@ mod tests {
         let a = lease();
         let mut b = lease();
         b.network_id = "other".into();
-        b.ip = "10.9.0.2".parse().unwrap();
+        b.v4.ip = "10.9.0.2".parse().unwrap();
         // a lost its interface half-way through its attach (dropped with its link); b, same
         // namespace, is healthy.
         let mut f = facts(Presence::Running, true, false, LinkState::Ours);

@@ -38,137 +38,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::fcntl::{Flock, FlockArg};
-use serde::{Deserialize, Serialize};
 
-use crate::endpoint::{EndpointOpts, Mac, Route, RouteArg};
+use crate::endpoint::Mac;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/docker-netattach";
 
-/// One attachment: the address it holds and everything needed to undo it later.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    pub container_id: String,
-    pub container_name: String,
-    pub network: String,
-    pub network_id: String,
-    pub bridge: String,
-    pub ip: Ipv4Addr,
-    pub prefix_len: u8,
-    pub gateway: Ipv4Addr,
-    /// The container interface's MAC: derived from the address (`02:42:` + its bytes) or
-    /// `--mac`. Given again on re-attach (see [`Lease::endpoint_opts`]).
-    pub mac: String,
-    pub host_ifname: String,
-    pub ifname: String,
-    pub netns_name: String,
-    /// Pid whose namespace was attached, and that namespace's identity (st_dev, st_ino of
-    /// /proc/<pid>/ns/net): a later command compares them so that it never acts on another
-    /// process's namespace after the Pid is reused.
-    pub pid: u32,
-    pub netns_dev: u64,
-    pub netns_ino: u64,
-    /// The path the netns link points at, for a namespace that is not a container's
-    /// (`--netns`); empty for containers, whose path is /proc/<pid>/ns/net.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub netns_path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip6: Option<Ipv6Addr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix_len6: Option<u8>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway6: Option<Ipv6Addr>,
-    /// Whether this attachment set the container's default route(s).
-    #[serde(default)]
-    pub default_route: bool,
-    /// Name servers written to /etc/netns/<netns_name>/resolv.conf (`--dns`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dns: Vec<IpAddr>,
-    /// `--mtu`, when it was given (otherwise the network's MTU applies). Absent in older leases.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mtu: Option<u32>,
-    /// `--route`s, each with the gateway it was resolved to. Absent in older leases.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub routes: Vec<Route>,
-    /// False from the moment the address is reserved until every step of the attach is done:
-    /// a lease left incomplete belongs to an attach that was killed, and is cleaned up by the
-    /// next attach of that container or by `gc`.
-    #[serde(default = "complete_by_default")]
-    pub complete: bool,
-    /// Reserved for a container that was not running when it was attached (no namespace yet:
-    /// `pid` and the namespace identity are 0). Its next start applies it (`watch`, or a plain
-    /// `attach` once it runs); the address stays taken meanwhile.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub pending: bool,
-}
-
-fn complete_by_default() -> bool {
-    true
-}
-
-impl Lease {
-    /// The namespace path this lease attached: /proc/<pid>/ns/net or the `--netns` path.
-    pub fn netns_source(&self) -> PathBuf {
-        if self.netns_path.is_empty() {
-            crate::netns::proc_path(self.pid)
-        } else {
-            PathBuf::from(&self.netns_path)
-        }
-    }
-
-    /// The endpoint options this lease was made with (`--mac`, `--mtu`, `--route`), as
-    /// [`crate::attach::AttachOpts::endpoint`] takes them: whoever re-attaches from a lease sets
-    /// `endpoint: lease.endpoint_opts()` and gets the same MAC, MTU and routes back. (A lease
-    /// of an older version gives its derived MAC, no MTU and no routes: what it had.)
-    pub fn endpoint_opts(&self) -> EndpointOpts {
-        EndpointOpts {
-            mac: self.mac.parse::<Mac>().ok(),
-            mtu: self.mtu,
-            routes: self.routes.iter().copied().map(RouteArg::from).collect(),
-        }
-    }
-
-    pub fn netns_id(&self) -> crate::netns::NsId {
-        crate::netns::NsId {
-            dev: self.netns_dev,
-            ino: self.netns_ino,
-        }
-    }
-}
-
-#[cfg(test)]
-impl Lease {
-    /// A plausible lease for unit tests; tests override the fields they care about.
-    pub(crate) fn sample(container_id: &str, name: &str, ip: &str) -> Lease {
-        let ip: Ipv4Addr = ip.parse().expect("test address");
-        Lease {
-            container_id: container_id.into(),
-            container_name: name.into(),
-            network: "bridge".into(),
-            network_id: "n".into(),
-            bridge: "docker0".into(),
-            ip,
-            prefix_len: 16,
-            gateway: Ipv4Addr::new(172, 17, 0, 1),
-            mac: crate::plan::format_mac(crate::plan::mac_for(ip)),
-            host_ifname: "vna01234567abcd".into(),
-            ifname: "eth0".into(),
-            netns_name: name.into(),
-            pid: 1,
-            netns_dev: 4,
-            netns_ino: 5,
-            netns_path: String::new(),
-            ip6: None,
-            prefix_len6: None,
-            gateway6: None,
-            default_route: true,
-            dns: vec![],
-            mtu: None,
-            routes: vec![],
-            complete: true,
-            pending: false,
-        }
-    }
-}
+/// One attachment's record (one JSON file per address): see src/attachment.rs.
+pub use crate::attachment::Attachment as Lease;
 
 /// Addresses taken on one network, per family (keys of `ipam::key`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -426,7 +302,7 @@ impl LeaseStore {
         let dir = self.network_dir(&lease.network_id)?;
         ensure_private_dir(&dir)?;
         let quarantined = addresses_named_in(&self.quarantine_dir().join(&lease.network_id))?;
-        let wanted = std::iter::once(IpAddr::V4(lease.ip)).chain(lease.ip6.map(IpAddr::V6));
+        let wanted = std::iter::once(IpAddr::V4(lease.v4.ip)).chain(lease.ip6().map(IpAddr::V6));
         for ip in wanted {
             if quarantined.contains(&ip) {
                 return Err(InsertError::Taken(ip));
@@ -435,7 +311,7 @@ impl LeaseStore {
         // The index first, the lease second (and `remove` the other way round): a command
         // killed in between leaves an index entry without a lease (ignored, swept by gc), never a
         // lease its container cannot find (which would make it take a second address).
-        self.write_index(&lease.container_id, &lease.network_id, lease.ip)?;
+        self.write_index(&lease.container_id, &lease.network_id, lease.v4.ip)?;
         let written = self.write_new(&dir, lease);
         if written.is_err() {
             let _ = fs::remove_file(self.index_path(&lease.container_id, &lease.network_id)?);
@@ -463,12 +339,12 @@ impl LeaseStore {
     /// then the IPv6 name (only while it still holds this lease's record).
     pub fn remove(&self, _lock: &StoreLock, lease: &Lease) -> Result<()> {
         let dir = self.network_dir(&lease.network_id)?;
-        let path = dir.join(lease.ip.to_string());
+        let path = dir.join(lease.v4.ip.to_string());
         if read_lease(&path)?.is_some_and(|l| l.container_id == lease.container_id) {
             remove_names(&path, lease)?;
         }
         let index = self.index_path(&lease.container_id, &lease.network_id)?;
-        if fs::read_link(&index).is_ok_and(|t| t.as_os_str() == lease.ip.to_string().as_str()) {
+        if fs::read_link(&index).is_ok_and(|t| t.as_os_str() == lease.v4.ip.to_string().as_str()) {
             remove_if_present(&index)?;
             fsync_dir(&self.by_container())?;
         }
@@ -488,9 +364,9 @@ impl LeaseStore {
     /// one, and its rollback writes the old one back.
     pub fn rewrite(&self, _lock: &StoreLock, lease: &Lease) -> Result<()> {
         let dir = self.network_dir(&lease.network_id)?;
-        let path = dir.join(lease.ip.to_string());
+        let path = dir.join(lease.v4.ip.to_string());
         let tmp = write_temporary(&dir, lease)?;
-        if let Some(ip6) = lease.ip6 {
+        if let Some(ip6) = lease.ip6() {
             let tmp6 = dir.join(format!(".tmp.{ip6}.{}", std::process::id()));
             let _ = fs::remove_file(&tmp6);
             let path6 = dir.join(ip6.to_string());
@@ -579,7 +455,7 @@ impl LeaseStore {
             self.scan_dir(&net, &network_id, true, &mut scan)?;
         }
         scan.leases
-            .sort_by_key(|l| (l.network.clone(), u32::from(l.ip)));
+            .sort_by_key(|l| (l.network.clone(), u32::from(l.v4.ip)));
         Ok(scan)
     }
 
@@ -670,7 +546,7 @@ impl LeaseStore {
                 let (cid, nid) = (&lease.container_id, &lease.network_id);
                 let indexed = match self.index_entry(cid, nid) {
                     Ok(IndexEntry::Corrupt(_)) => {
-                        self.write_index(cid, nid, lease.ip)?;
+                        self.write_index(cid, nid, lease.v4.ip)?;
                         removed += 1;
                         true
                     }
@@ -678,7 +554,7 @@ impl LeaseStore {
                         .find(cid, nid)
                         .ok()
                         .flatten()
-                        .is_some_and(|l| l.ip == lease.ip),
+                        .is_some_and(|l| l.v4.ip == lease.v4.ip),
                 };
                 if !indexed {
                     remove_names(&file, &lease)?;
@@ -693,20 +569,20 @@ impl LeaseStore {
                 let Ok(record) = read_record(&file) else {
                     continue; // corrupt: reported by scan, kept (its address stays taken)
                 };
-                let owner = net.join(record.ip.to_string());
+                let owner = net.join(record.v4.ip.to_string());
                 let quarantined = net
                     .file_name()
                     .map(|n| self.quarantine_dir().join(n))
                     .and_then(|q| addresses_named_in(&q).ok())
-                    .is_some_and(|q| q.contains(&IpAddr::V4(record.ip)));
+                    .is_some_and(|q| q.contains(&IpAddr::V4(record.v4.ip)));
                 let orphan = match read_lease(&owner) {
                     // Its lease was set aside as corrupt: nobody can tell whether the address
                     // is used, so it stays taken.
                     Ok(None) => !quarantined,
-                    Ok(Some(l)) => l.container_id != record.container_id || l.ip6 != Some(ip6),
+                    Ok(Some(l)) => l.container_id != record.container_id || l.ip6() != Some(ip6),
                     Err(_) => false,
                 };
-                if orphan && record.ip6 == Some(ip6) {
+                if orphan && record.ip6() == Some(ip6) {
                     remove_if_present(&file)?;
                     fsync_dir(&net)?;
                     removed += 1;
@@ -785,8 +661,8 @@ fn link_new(
     dir: &Path,
     lease: &Lease,
 ) -> Result<(), (IpAddr, PathBuf, std::io::Error)> {
-    let path = dir.join(lease.ip.to_string());
-    let path6 = lease.ip6.map(|ip6| (ip6, dir.join(ip6.to_string())));
+    let path = dir.join(lease.v4.ip.to_string());
+    let path6 = lease.ip6().map(|ip6| (ip6, dir.join(ip6.to_string())));
     if let Some((ip6, p6)) = &path6 {
         fs::hard_link(tmp, p6).map_err(|e| (IpAddr::V6(*ip6), p6.clone(), e))?;
     }
@@ -796,7 +672,7 @@ fn link_new(
                 let _ = fs::remove_file(p6);
             }
         }
-        (IpAddr::V4(lease.ip), path.clone(), e)
+        (IpAddr::V4(lease.v4.ip), path.clone(), e)
     })
 }
 
@@ -804,12 +680,14 @@ fn link_new(
 /// record (never another lease's name), then syncs the directory.
 fn remove_names(path: &Path, lease: &Lease) -> Result<()> {
     let path6 = lease
-        .ip6
+        .ip6()
         .map(|ip6| (ip6, path.with_file_name(ip6.to_string())));
     let ours6 = path6.as_ref().is_some_and(|(ip6, p6)| {
         same_file(path, p6)
             || read_record(p6).is_ok_and(|r| {
-                r.container_id == lease.container_id && r.ip == lease.ip && r.ip6 == Some(*ip6)
+                r.container_id == lease.container_id
+                    && r.v4.ip == lease.v4.ip
+                    && r.ip6() == Some(*ip6)
             })
     });
     remove_if_present(path)?;
@@ -880,7 +758,7 @@ fn record_error(path: &Path) -> String {
 /// Writes a lease record to `.tmp.<ip>.<pid>` in `dir` (0600, never through a link, fsynced),
 /// ready to be linked or renamed into place.
 fn write_temporary(dir: &Path, lease: &Lease) -> Result<PathBuf> {
-    let tmp = dir.join(format!(".tmp.{}.{}", lease.ip, std::process::id()));
+    let tmp = dir.join(format!(".tmp.{}.{}", lease.v4.ip, std::process::id()));
     let mut body = serde_json::to_vec_pretty(lease).context("cannot encode lease")?;
     body.push(b'\n');
     write_file(&tmp, &body)?;
@@ -937,11 +815,11 @@ fn read_lease(path: &Path) -> Result<Option<Lease>> {
         }
     };
     let expected = file_name(path).unwrap_or_default();
-    if lease.ip.to_string() != expected {
+    if lease.v4.ip.to_string() != expected {
         bail!(
             "lease file {} is corrupt: it records address {} instead of {expected}{CORRUPT_HINT}",
             path.display(),
-            lease.ip
+            lease.v4.ip
         );
     }
     Ok(Some(lease))
@@ -962,8 +840,8 @@ fn read_record(path: &Path) -> Result<Lease> {
 /// Parses a lease record (outside input: a file anyone with root could have edited).
 pub fn parse_lease(text: String) -> Result<Lease> {
     let lease: Lease = serde_json::from_str(&text)?;
-    if lease.prefix_len > 32 {
-        bail!("prefix length {} is larger than 32", lease.prefix_len);
+    if lease.v4.prefix_len > 32 {
+        bail!("prefix length {} is larger than 32", lease.v4.prefix_len);
     }
     check_component(&lease.container_id, "container id")?;
     check_component(&lease.network_id, "network id")?;
@@ -1096,7 +974,9 @@ mod tests {
         assert_eq!(store.find("bbb", "netid").unwrap(), None);
         assert_eq!(
             store.taken("netid").unwrap().v4,
-            [crate::ipam::key(IpAddr::V4(a.ip))].into_iter().collect()
+            [crate::ipam::key(IpAddr::V4(a.v4.ip))]
+                .into_iter()
+                .collect()
         );
         assert_eq!(store.of_container("aaa").unwrap(), vec![a.clone()]);
         let mode = fs::metadata(store.root().join("leases/netid/172.17.255.254"))
@@ -1116,7 +996,7 @@ mod tests {
         let (_d, store) = tmp_store();
         let lock = store.lock().unwrap();
         let mut a = lease("aaa", "10.0.0.5");
-        a.ip6 = Some("fd00::5".parse().unwrap());
+        a.v6 = Some(crate::attachment::V6Part::sample("fd00::5"));
         a.complete = false;
         store.insert(&lock, &a).unwrap();
         assert!(!store.find("aaa", "netid").unwrap().unwrap().complete);
@@ -1137,13 +1017,13 @@ mod tests {
         let (_d, store) = tmp_store();
         let lock = store.lock().unwrap();
         let mut a = lease("aaa", "10.0.0.5");
-        a.ip6 = Some("fd00::5".parse().unwrap());
+        a.v6 = Some(crate::attachment::V6Part::sample("fd00::5"));
         store.insert(&lock, &a).unwrap();
         let taken = store.taken("netid").unwrap();
         assert_eq!((taken.v4.len(), taken.v6.len()), (1, 1));
         assert_eq!(store.all().unwrap(), vec![a.clone()]);
         let mut b = lease("bbb", "10.0.0.6");
-        b.ip6 = a.ip6;
+        b.v6 = a.v6;
         assert!(matches!(
             store.insert(&lock, &b),
             Err(InsertError::Taken(IpAddr::V6(_)))
@@ -1233,9 +1113,9 @@ mod tests {
         let lock = store.lock().unwrap();
         let dir = store.root().join("leases/netid");
         let mut a = lease("aaa", "10.0.0.5");
-        a.ip6 = Some("fd00::5".parse().unwrap());
+        a.v6 = Some(crate::attachment::V6Part::sample("fd00::5"));
         let mut b = lease("bbb", "10.0.0.6");
-        b.ip6 = Some("fd00::6".parse().unwrap());
+        b.v6 = Some(crate::attachment::V6Part::sample("fd00::6"));
         store.insert(&lock, &a).unwrap();
         store.insert(&lock, &b).unwrap();
         // `a` lost its IPv4 name (a remove killed between its unlinks); `b`'s IPv4 record was
@@ -1262,12 +1142,12 @@ mod tests {
         let (_d, store) = tmp_store();
         let lock = store.lock().unwrap();
         let mut a = lease("aaa", "10.0.0.5");
-        a.ip6 = Some("fd00::5".parse().unwrap());
+        a.v6 = Some(crate::attachment::V6Part::sample("fd00::5"));
         // `a` lost its IPv6 name (an older version killed in mark_complete), and `b` got it.
         store.insert(&lock, &a).unwrap();
         fs::remove_file(store.root().join("leases/netid/fd00::5")).unwrap();
         let mut b = lease("bbb", "10.0.0.6");
-        b.ip6 = a.ip6;
+        b.v6 = a.v6;
         store.insert(&lock, &b).unwrap();
         store.remove(&lock, &a).unwrap();
         assert!(store.root().join("leases/netid/fd00::5").exists());

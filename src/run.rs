@@ -93,9 +93,9 @@ async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -
             } else {
                 eprintln!(
                     "{} is not running: {} on {} is reserved (pending) and applied when it starts",
-                    lease.container_name, lease.ip, lease.network
+                    lease.container_name, lease.v4.ip, lease.network
                 );
-                output::println(&lease.ip.to_string())?;
+                output::println(&lease.v4.ip.to_string())?;
             }
         }
         Outcome::Attached(lease) | Outcome::Existing(lease) if a.json => {
@@ -105,14 +105,14 @@ async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -
             if verbose {
                 describe("attached", &lease);
             }
-            output::println(&lease.ip.to_string())?;
+            output::println(&lease.v4.ip.to_string())?;
         }
         Outcome::Existing(lease) => {
             eprintln!(
                 "{} is already attached to {} as {} ({} in the container); nothing changed",
-                lease.container_name, lease.network, lease.ip, lease.ifname
+                lease.container_name, lease.network, lease.v4.ip, lease.ifname
             );
-            output::println(&lease.ip.to_string())?;
+            output::println(&lease.v4.ip.to_string())?;
         }
     }
     Ok(0)
@@ -124,9 +124,9 @@ fn describe(what: &str, l: &Lease) {
         l.container_name,
         l.network,
         l.bridge,
-        l.ip,
-        l.prefix_len,
-        l.gateway,
+        l.v4.ip,
+        l.v4.prefix_len,
+        l.v4.gateway,
         l.mac,
         l.host_ifname,
         l.ifname,
