@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::attachment::{V4Part, V6Part, v6_keys};
 use crate::endpoint::Route;
+use crate::gc::Removal;
 use crate::lease::{CorruptLease, Lease};
 use crate::list::{Row, Status};
 use crate::plan::{AttachPlan, short_id};
@@ -179,6 +180,25 @@ impl<'a> AttachmentRecord<'a> {
             record,
         }
     }
+}
+
+/// `gc`'s report, one line per removal: "removed KIND OBJECT of WHO: REASON" ("would remove"
+/// with `--dry-run`).
+pub fn removals(removed: &[Removal], dry_run: bool) -> String {
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let mut out = String::new();
+    for r in removed {
+        let who = if r.container_name.is_empty() {
+            short_id(&r.container_id).to_string()
+        } else {
+            format!("{} ({})", r.container_name, short_id(&r.container_id))
+        };
+        out.push_str(&format!(
+            "{verb} {} {} of {who}: {}\n",
+            r.kind, r.object, r.reason
+        ));
+    }
+    out
 }
 
 /// Writes `text` to stdout and flushes. A reader that went away (`list | head -0`: EPIPE) is
@@ -365,6 +385,26 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn gc_report_and_json_keep_their_shape() {
+        let l = lease("web", "bridge", "172.17.0.9", None);
+        let removed = crate::gc::decide_lease(&crate::gc::LeaseFacts {
+            lease: l,
+            container: crate::gc::Presence::Gone,
+            ns_alive: false,
+            veth: false,
+            link: crate::gc::LinkState::Absent,
+        });
+        assert_eq!(
+            removals(&removed, true),
+            "would remove lease 172.17.0.9 on bridge of web (4f1c2d3e5a6b): container is gone\n"
+        );
+        assert_eq!(
+            serde_json::to_string(&removed).unwrap(),
+            r#"[{"kind":"lease","object":"172.17.0.9 on bridge","container_id":"4f1c2d3e5a6b4f1c2d3e5a6b4f1c2d3e5a6b4f1c2d3e5a6b4f1c2d3e5a6b4f1c","container_name":"web","reason":"container is gone"}]"#
+        );
     }
 
     #[test]
