@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use anyhow::{Result, anyhow, bail};
 
 use crate::lease::{InsertError, Lease, LeaseStore, StoreLock};
-use crate::link::{Announce, Inside, Made, Rtnl, VethSpec};
+use crate::link::{Announce, InterfaceConfig, Made, Rtnl, VethSpec};
 use crate::netns::{self, LinkOutcome, Netns, NsId};
 use crate::plan::{self, AttachPlan};
 
@@ -248,7 +248,9 @@ impl Txn<'_> {
 
         self.step = "configure";
         let plan = p.clone();
-        netns::run_in(ns.fd(), move || configure_inside(&plan))?;
+        crate::worker::run("netns", Some(ns), move || async move {
+            configure_container(&plan).await
+        })?;
         self.finished("configure")?;
 
         self.step = "dns";
@@ -317,36 +319,31 @@ impl Txn<'_> {
     }
 }
 
-/// Runs inside the container's namespace on a dedicated thread: its own runtime and socket.
-fn configure_inside(p: &AttachPlan) -> Result<()> {
+/// Configures the container's interface: runs inside its namespace (through `worker::run`), with
+/// a netlink socket opened there.
+async fn configure_container(p: &AttachPlan) -> Result<()> {
     let p = &p.lease;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| anyhow!("cannot start a runtime in the container namespace: {e}"))?;
-    rt.block_on(async {
-        let rtnl = Rtnl::connect()?;
-        let iface = rtnl
-            .link_by_name(&p.ifname)
-            .await?
-            .ok_or_else(|| anyhow!("interface {} vanished from the container", p.ifname))?;
-        let gateway4: Option<Ipv4Addr> = p.default_route.then_some(p.v4.gateway);
-        rtnl.configure_inside(&Inside {
-            ifname: &p.ifname,
+    let rtnl = Rtnl::connect()?;
+    let iface = rtnl
+        .link_by_name(&p.ifname)
+        .await?
+        .ok_or_else(|| anyhow!("interface {} vanished from the container", p.ifname))?;
+    let gateway4: Option<Ipv4Addr> = p.default_route.then_some(p.v4.gateway);
+    rtnl.configure_interface(&InterfaceConfig {
+        ifname: &p.ifname,
+        ifindex: iface.index,
+        v4: (p.v4.ip, p.v4.prefix_len),
+        v6: p.v6.map(|v| (v.ip, v.prefix_len)),
+        gateway4,
+        gateway6: p.v6.and_then(|v| v.gateway).filter(|_| p.default_route),
+        routes: &p.routes,
+        announce: Some(Announce {
             ifindex: iface.index,
-            v4: (p.v4.ip, p.v4.prefix_len),
-            v6: p.v6.map(|v| (v.ip, v.prefix_len)),
-            gateway4,
-            gateway6: p.v6.and_then(|v| v.gateway).filter(|_| p.default_route),
-            routes: &p.routes,
-            announce: Some(Announce {
-                ifindex: iface.index,
-                gateway: p.v4.gateway,
-                host_port: &p.host_ifname,
-            }),
-        })
-        .await
+            gateway: p.v4.gateway,
+            host_port: &p.host_ifname,
+        }),
     })
+    .await
 }
 
 #[cfg(test)]
