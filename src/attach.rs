@@ -7,17 +7,26 @@ use std::path::Path;
 use anyhow::{Result, anyhow, bail};
 
 use crate::address::{self, Choice};
-use crate::attachment::{V4Part, V6Part};
-use crate::docker::{ContainerInfo, DockerClient, NetworkInfo, SubnetConfig};
-use crate::endpoint::{self, EndpointOpts, Family, Mac};
+use crate::docker::{ContainerInfo, DockerClient, NetworkInfo};
+use crate::endpoint::EndpointOpts;
 use crate::error::AttachError;
 use crate::ipam::Subnet;
-use crate::lease::{InsertError, Lease, LeaseStore, Store, Taken};
+use crate::lease::{Lease, LeaseStore, Store};
 use crate::link::{Iface, Rtnl};
 use crate::netns::{self, NsId};
 use crate::plan::{self, AttachPlan};
 use crate::target::Target;
 use crate::{names, privilege, txn};
+
+mod decide;
+mod pending;
+
+pub use decide::next_ifname;
+pub(crate) use decide::pick_addresses;
+use decide::{
+    Names, Ns, bridge_mtu, decide_endpoint, needs_bridge_addrs, plain_bridge, refuse_other_ip,
+};
+use pending::reserve;
 
 pub const DEFAULT_IFNAME: &str = "eth0";
 pub use crate::txn::FAIL_AFTER_ENV;
@@ -375,268 +384,6 @@ async fn bridge_facts(
     })
 }
 
-/// Refuses `--ip` that differs from the address `lease` holds on `network`.
-fn refuse_other_ip(
-    opts: &AttachOpts,
-    lease: &Lease,
-    name: &str,
-    network: &NetworkInfo,
-) -> Result<()> {
-    if let Some(want) = opts.ip.filter(|w| *w != lease.v4.ip) {
-        bail!(
-            "'{name}' already holds {} on network '{}'; run `docker-netattach detach {name}` before asking for {want}",
-            lease.v4.ip,
-            network.name,
-        );
-    }
-    Ok(())
-}
-
-/// What `--mtu` may go up to: what the bridge itself carries.
-fn bridge_mtu(bridge: Option<&Iface>, network: &NetworkInfo) -> u32 {
-    bridge.map(|b| b.mtu).or(network.mtu).unwrap_or(1500)
-}
-
-/// What an attachment's addresses decide, the same whether the container runs now or only
-/// later: the gateway, the MAC (`--mac` or derived from the address), `--mtu` checked against
-/// the bridge, and the `--route`s resolved.
-struct Decided {
-    v4: V4Part,
-    v6: Option<V6Part>,
-    mac: Mac,
-    mtu: Option<u32>,
-    routes: Vec<endpoint::Route>,
-}
-
-fn decide_endpoint(
-    endpoint: &EndpointOpts,
-    network: &NetworkInfo,
-    bridge_mtu: u32,
-    v4: &Choice<Ipv4Addr>,
-    v6: Option<&Choice<Ipv6Addr>>,
-    no_gateway: impl FnOnce() -> anyhow::Error,
-) -> Result<Decided> {
-    let gateway = v4.gateway.ok_or_else(no_gateway)?;
-    let mtu = endpoint
-        .mtu
-        .map(|m| endpoint::check_mtu(m, &network.bridge, bridge_mtu, v6.is_some()))
-        .transpose()?;
-    let routes = routes_of(endpoint, v4, gateway, v6)?;
-    Ok(Decided {
-        v4: V4Part {
-            ip: v4.ip,
-            prefix_len: v4.prefix_len,
-            gateway,
-        },
-        v6: v6.map(|c| V6Part {
-            ip: c.ip,
-            prefix_len: c.prefix_len,
-            gateway: c.gateway,
-        }),
-        mac: endpoint.mac.unwrap_or(Mac(plan::mac_for(v4.ip))),
-        mtu,
-        routes,
-    })
-}
-
-/// The parts of a record that its addresses do not decide: who is attached where, and how.
-struct Names<'a> {
-    id: &'a str,
-    name: &'a str,
-    network: &'a NetworkInfo,
-    host_ifname: String,
-    ifname: String,
-    netns_name: String,
-    default_route: bool,
-    dns: Vec<IpAddr>,
-}
-
-/// The namespace a record attaches: a running target's, or none yet (a `pending` lease).
-enum Ns<'a> {
-    Of(&'a Target),
-    Pending,
-}
-
-impl Decided {
-    /// The attachment record. A running target's starts incomplete (the transaction completes
-    /// it); a pending one is complete as it is.
-    fn into_lease(self, n: Names<'_>, ns: Ns<'_>) -> Lease {
-        let pending = matches!(ns, Ns::Pending);
-        let (pid, id, netns_path) = match ns {
-            Ns::Of(t) if t.is_container => (t.pid, t.ns.id, String::new()),
-            Ns::Of(t) => (t.pid, t.ns.id, t.ns.source.display().to_string()),
-            Ns::Pending => (0, NsId { dev: 0, ino: 0 }, String::new()),
-        };
-        Lease {
-            container_id: n.id.to_string(),
-            container_name: n.name.to_string(),
-            network: n.network.name.clone(),
-            network_id: n.network.id.clone(),
-            bridge: n.network.bridge.clone(),
-            v4: self.v4,
-            mac: self.mac.to_string(),
-            host_ifname: n.host_ifname,
-            ifname: n.ifname,
-            netns_name: n.netns_name,
-            pid,
-            netns_dev: id.dev,
-            netns_ino: id.ino,
-            netns_path,
-            v6: self.v6,
-            default_route: n.default_route,
-            dns: n.dns,
-            mtu: self.mtu,
-            routes: self.routes,
-            complete: pending,
-            pending,
-        }
-    }
-}
-
-/// `--route`s resolved against the attachment's own subnets and gateways.
-fn routes_of(
-    endpoint: &EndpointOpts,
-    v4: &Choice<Ipv4Addr>,
-    gateway: Ipv4Addr,
-    v6: Option<&Choice<Ipv6Addr>>,
-) -> Result<Vec<endpoint::Route>> {
-    let family = |ip: IpAddr, len: u8, gateway: Option<IpAddr>| -> Result<Family> {
-        let subnet = Subnet::new(ip, len).map_err(|e| anyhow!("{ip}/{len}: {e}"))?;
-        Ok(Family { subnet, gateway })
-    };
-    let v4_family = family(IpAddr::V4(v4.ip), v4.prefix_len, Some(IpAddr::V4(gateway)))?;
-    let v6_family = match v6 {
-        Some(c) => Some(family(
-            IpAddr::V6(c.ip),
-            c.prefix_len,
-            c.gateway.map(IpAddr::V6),
-        )?),
-        None => None,
-    };
-    let mut own = vec![IpAddr::V4(v4.ip)];
-    own.extend(v6.map(|c| IpAddr::V6(c.ip)));
-    endpoint::resolve_routes(&endpoint.routes, &own, v4_family, v6_family)
-}
-
-/// `attach` of a container that exists but does not run (created or stopped): reserves the
-/// address in a `pending` lease (no namespace yet) that its next start applies. A container
-/// that holds a lease on the network already keeps it unchanged.
-async fn reserve(
-    opts: &AttachOpts,
-    c: &ContainerInfo,
-    mut network: NetworkInfo,
-    state_dir: &Path,
-) -> Result<(Outcome, Hints)> {
-    let bare = crate::target::check_mode(c, opts.ifname.is_some())?;
-    if opts.dry_run {
-        bail!(
-            "container '{}' is not running; without --dry-run, attach reserves its address and applies it when it starts",
-            c.name
-        );
-    }
-    let mut hints = Vec::new();
-    if !crate::watch_lock::served(state_dir) {
-        hints.push(format!(
-            "note: '{}' is not running; the attachment is pending and applies when it starts only while `docker-netattach watch` runs (no daemon serves {}); without it, run this attach again after `docker start {}`",
-            c.name,
-            state_dir.display(),
-            c.name
-        ));
-    }
-    let rtnl = Rtnl::connect()?;
-    let store = LeaseStore::open(state_dir)?;
-    let lock = store.lock()?;
-    let mine = store.of_container(&c.id)?;
-    let (here, others): (Vec<Lease>, Vec<Lease>) =
-        mine.into_iter().partition(|l| l.network_id == network.id);
-    if let Some(lease) = here.into_iter().next() {
-        refuse_other_ip(opts, &lease, &c.name, &network)?;
-        return Ok((Outcome::Pending(lease), hints));
-    }
-    let facts = bridge_facts(&rtnl, &mut network, opts).await?;
-    let (_, v4, v6) = pick_addresses(
-        Some(&store),
-        &network,
-        &facts.gw4,
-        &facts.gw6,
-        (opts.ip, opts.ip6),
-    )?;
-    let docker_networks = if bare { 0 } else { c.docker_networks.max(1) };
-    let ifname = match &opts.ifname {
-        Some(i) => i.clone(),
-        None => next_ifname(docker_networks, &others),
-    };
-    let netns_name = opts.netns_name.clone().unwrap_or_else(|| c.name.clone());
-    names::validate_netns_name(&netns_name)?;
-    let no_gateway = || {
-        anyhow!(
-            "network '{}' names no gateway and bridge {} has no address in it; give the bridge its gateway address{}",
-            network.name,
-            network.bridge,
-            if opts.bridge.is_some() {
-                " or pass --gateway"
-            } else {
-                ""
-            }
-        )
-    };
-    let bridge_mtu = bridge_mtu(facts.bridge.as_ref(), &network);
-    let decided = decide_endpoint(
-        &opts.endpoint,
-        &network,
-        bridge_mtu,
-        &v4,
-        v6.as_ref(),
-        no_gateway,
-    )?;
-    let who = Names {
-        id: &c.id,
-        name: &c.name,
-        network: &network,
-        host_ifname: plan::host_ifname(&c.id, &network.id, &ifname),
-        ifname,
-        netns_name,
-        default_route: opts
-            .default_route
-            .unwrap_or(bare && others.iter().all(|l| !l.default_route)),
-        dns: opts.dns.clone(),
-    };
-    let lease = decided.into_lease(who, Ns::Pending);
-    match store.insert(&lock, &lease) {
-        Ok(()) => Ok((Outcome::Pending(lease), hints)),
-        Err(InsertError::Taken(ip)) => {
-            bail!("{ip} was leased by another attach meanwhile; try again")
-        }
-        Err(InsertError::Other(e)) => Err(e),
-    }
-}
-
-/// The allocator over a store: the addresses a new lease on `network` gets (or the check of
-/// the asked-for `want`), from what the store holds there; with what it holds.
-pub(crate) fn pick_addresses(
-    store: Option<&dyn Store>,
-    network: &NetworkInfo,
-    gw4: &[Option<IpAddr>],
-    gw6: &[Option<IpAddr>],
-    want: (Option<Ipv4Addr>, Option<Ipv6Addr>),
-) -> Result<(Taken, Choice<Ipv4Addr>, Option<Choice<Ipv6Addr>>)> {
-    let taken = match store {
-        Some(s) => s.taken(&network.id)?,
-        None => Taken::default(),
-    };
-    // Only asked to explain a refused --ip/--ip6: whose lease holds it.
-    let leased_to = |ip: IpAddr| {
-        let leases = store?.all().ok()?;
-        leases
-            .into_iter()
-            .find(|l| l.network_id == network.id && l.holds(ip))
-            .map(|l| l.container_name)
-    };
-    let v4 = address::pick_v4(network, gw4, &taken, want.0, &leased_to)?;
-    let v6 = address::pick_v6(network, gw6, &taken, want.1, &leased_to)?;
-    Ok((taken, v4, v6))
-}
-
 /// What Docker says the container is: running (with its namespace) or only created/stopped.
 enum Subject {
     Running(Target),
@@ -692,58 +439,9 @@ async fn facts(opts: &AttachOpts, docker: Option<&DockerClient>) -> Result<(Subj
     Ok((Subject::Running(target), n?))
 }
 
-/// A Linux bridge outside Docker, described like a Docker network.
-fn plain_bridge(name: &str, subnet: Subnet, gateway: Option<Ipv4Addr>) -> Result<NetworkInfo> {
-    names::validate_ifname(name)?;
-    if subnet.is_ipv6() {
-        bail!("--subnet {subnet}: give an IPv4 subnet");
-    }
-    if let Some(g) = gateway.filter(|g| !subnet.contains(IpAddr::V4(*g))) {
-        bail!("--gateway {g} is outside --subnet {subnet}");
-    }
-    Ok(NetworkInfo {
-        id: format!("bridge-{name}"),
-        name: name.to_string(),
-        bridge: name.to_string(),
-        v4: vec![SubnetConfig {
-            subnet,
-            gateway: gateway.map(IpAddr::V4),
-            ip_range: None,
-            aux: vec![],
-        }],
-        v6: vec![],
-        mtu: None,
-        endpoints: vec![],
-        icc: true,
-        masquerade: false,
-    })
-}
-
-fn needs_bridge_addrs(n: &NetworkInfo) -> bool {
-    n.v4.iter().chain(&n.v6).any(|c| c.gateway.is_none())
-}
-
-/// `eth<N>`: the first index after the container's Docker networks not used by its leases.
-pub fn next_ifname(docker_networks: usize, others: &[Lease]) -> String {
-    (docker_networks..)
-        .map(|n| format!("eth{n}"))
-        .find(|name| others.iter().all(|l| &l.ifname != name))
-        .unwrap_or_else(|| DEFAULT_IFNAME.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn interface_names_count_up() {
-        let mut l = Lease::sample("a", "a", "10.0.0.2");
-        assert_eq!(next_ifname(0, &[]), "eth0");
-        assert_eq!(next_ifname(0, &[l.clone()]), "eth1");
-        assert_eq!(next_ifname(1, &[]), "eth1");
-        l.ifname = "eth1".into();
-        assert_eq!(next_ifname(0, &[l]), "eth0");
-    }
 
     #[test]
     fn a_process_that_ended_has_exited_and_a_live_one_has_not() {
@@ -757,20 +455,5 @@ mod tests {
         child.wait().unwrap();
         assert!(exited(pid, None));
         assert!(exited(pid, ns));
-    }
-
-    #[test]
-    fn a_plain_bridge_is_described_like_a_network() {
-        let n = plain_bridge("nabr0", "10.77.0.0/24".parse().unwrap(), None).unwrap();
-        assert_eq!(n.id, "bridge-nabr0");
-        assert!(
-            plain_bridge(
-                "nabr0",
-                "10.77.0.0/24".parse().unwrap(),
-                Some("10.78.0.1".parse().unwrap())
-            )
-            .is_err()
-        );
-        assert!(plain_bridge("a/b", "10.77.0.0/24".parse().unwrap(), None).is_err());
     }
 }
