@@ -6,13 +6,11 @@
 //! Needs root (the daemon test needs Docker as well).
 
 mod common;
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
-use support::{Daemon, json_of, wait_until};
 
 /// A bridge removed on drop (if still there).
 struct Bridge(String);

@@ -10,31 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn mine(c: &Container) -> Vec<String> {
-    bridge_ports("docker0")
-        .into_iter()
-        .filter(|p| p.starts_with(&format!("vna{}", &c.id[..8])))
-        .collect()
-}
-
-fn lease_files(tool: &Tool) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for net in std::fs::read_dir(tool.state.path().join("leases"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        for f in std::fs::read_dir(net.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            out.push(f.path());
-        }
-    }
-    out
-}
-
 #[test]
 fn a_container_that_exits_mid_attach_is_rolled_back() {
     if !cfg!(feature = "test-hooks") {
@@ -67,7 +42,7 @@ fn a_container_that_exits_mid_attach_is_rolled_back() {
         );
         assert_eq!(tool.lease_count(), 0, "{step}: lease left");
         assert!(!netns_link_exists(&web.name), "{step}: link left");
-        assert!(mine(&web).is_empty(), "{step}: veth left");
+        assert!(veths_of(&web.id).is_empty(), "{step}: veth left");
     }
 }
 
@@ -83,7 +58,7 @@ fn a_restart_between_attach_and_detach() {
     tool.ok(&["detach", &web.name]);
     assert_eq!(tool.lease_count(), 0);
     assert!(!netns_link_exists(&web.name));
-    assert!(mine(&web).is_empty());
+    assert!(veths_of(&web.id).is_empty());
     // The new incarnation was never touched: it has only lo.
     assert!(!stdout(&web.exec(&["ip", "-o", "link"])).contains("eth0"));
 }
@@ -103,7 +78,7 @@ fn pid_reuse_never_reaches_another_namespace() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let lease = lease_files(&tool).pop().unwrap();
+    let lease = tool.lease_files().pop().unwrap();
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&lease).unwrap()).unwrap();
     json["pid"] = other.id().into();
@@ -172,7 +147,7 @@ fn a_read_only_state_directory_is_a_clear_error_with_nothing_done() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(mine(&web).is_empty());
+    assert!(veths_of(&web.id).is_empty());
     assert!(!netns_link_exists(&web.name));
 }
 
@@ -232,7 +207,7 @@ fn a_lease_outside_the_subnet_is_listed_and_harmless() {
     let tool = Tool::new();
     let web = Container::none("na-ft-out");
     tool.ok(&[&web.name]);
-    let lease = lease_files(&tool).pop().unwrap();
+    let lease = tool.lease_files().pop().unwrap();
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&lease).unwrap()).unwrap();
     json["ip"] = "10.99.99.99".into();
@@ -281,7 +256,7 @@ fn a_restart_after_pid_reuse_keeps_the_address_and_replaces_only_our_link() {
     let other = Kill(other);
     let other_pid = other.0.id();
     std::thread::sleep(Duration::from_millis(200));
-    let lease = lease_files(&tool).pop().unwrap();
+    let lease = tool.lease_files().pop().unwrap();
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&lease).unwrap()).unwrap();
     json["pid"] = other_pid.into();

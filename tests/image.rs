@@ -3,15 +3,14 @@
 //! its default command serves the HTTP endpoints on port 80.
 
 mod common;
-mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    Container, Tool, first_answer, need_docker, netns_link_exists, ok, stderr, stdout, unique,
+    Container, Tool, docker, first_answer, http, leases, need_docker, netns_link_exists, ok,
+    stderr, stdout, test_ip, tool_image, unique, wait_until,
 };
-use support::{docker, http, leases, test_ip, tool_image, wait_until};
 
 /// A container of the tool's image, removed on drop.
 struct Named(String);
@@ -143,7 +142,7 @@ fn default_command_serves_the_endpoints_on_port_80() {
     let img = tool_image();
     let name = unique("na-t-imgd");
     let guard = Named(name.clone());
-    let published = format!("127.0.0.1:{}", support::free_port());
+    let published = format!("127.0.0.1:{}", common::free_port());
     ok(
         "docker",
         &[
@@ -209,7 +208,7 @@ fn watch_in_a_container_attaches_labelled_containers() {
     let name = unique("na-t-imgw");
     let guard = Named(name.clone());
     let state_mount = format!("{}:/var/lib/docker-netattach", tool.state.path().display());
-    let port = support::free_port().to_string();
+    let port = common::free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
     ok(
         "docker",

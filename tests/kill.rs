@@ -144,7 +144,7 @@ fn sigkill_during_100_cycles_then_gc_leaves_a_consistent_host() {
             );
         }
     }
-    let temporaries = walk(tool.state.path())
+    let temporaries = files_under(tool.state.path())
         .into_iter()
         .filter(|p| {
             p.file_name()
@@ -162,19 +162,6 @@ fn sigkill_during_100_cycles_then_gc_leaves_a_consistent_host() {
     }
     assert_eq!(tool.lease_count(), 0);
     assert!(cs.iter().all(|c| !netns_link_exists(&c.name)));
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() && !p.is_symlink() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// The binary under test; `NETATTACH_TEST_BIN` runs another build (an older one, to show that
@@ -208,7 +195,7 @@ fn dual_stack() -> (Network, Container) {
 /// name beside it: the address is taken for as long as the lease exists.
 fn ipv6_names_missing(state: &Path) -> Vec<String> {
     let mut missing = Vec::new();
-    for file in walk(&state.join("leases")) {
+    for file in files_under(&state.join("leases")) {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         if name.starts_with('.') || name.parse::<std::net::Ipv4Addr>().is_err() {
             continue;
@@ -343,7 +330,7 @@ fn sigkill_during_dual_stack_cycles_then_gc_leaves_every_lease_whole() {
         assert!(l["ip6"].is_string(), "{l}");
     }
     assert!(ipv6_names_missing(tool.state.path()).is_empty());
-    let temporaries = walk(tool.state.path())
+    let temporaries = files_under(tool.state.path())
         .into_iter()
         .filter(|p| {
             p.file_name()

@@ -2,20 +2,18 @@
 //! container attached by hand comes back on its address after `docker restart`, stop/start and
 //! a host reboot; a created container attached before its first start gets its attachment at
 //! that start; `gc` removes an empty bridge `attach --bridge` made. Addresses come from
-//! `support::test_ip()` or a private bridge, so parallel runs do not clash.
+//! `common::test_ip()` or a private bridge, so parallel runs do not clash.
 
 mod common;
-mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
-    Container, Tool, first_answer, iface_exists, need_docker, netns_link_exists, ok, stderr,
-    stdout, unique,
+    Container, Daemon, Tool, first_answer, iface_exists, ifaces_inside, leases, need_docker,
+    netns_link_exists, ok, stderr, stdout, test_ip, unique, veths_of, wait_until,
 };
-use support::{Daemon, ifaces_inside, leases, test_ip, veths_of, wait_until};
 
 const SHORT: Duration = Duration::from_secs(10);
 

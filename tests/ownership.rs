@@ -5,7 +5,6 @@
 //! the bridge is; the store lock is not held while Docker is asked.
 
 mod common;
-mod support;
 
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -15,10 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    BIN, Container, NamedNs, RemoveOnDrop, Tool, bridge_ports, curl, iface_exists, image,
-    need_docker, netns_link_exists, ok, run, stderr, unique,
+    BIN, Container, NamedNs, RemoveOnDrop, Tool, bridge_ports, curl, iface_exists, image, leases,
+    need_docker, netns_link_exists, ok, run, stderr, test_ip, unique, veths_of, wait_until,
 };
-use support::{leases, test_ip, veths_of, wait_until};
 
 /// The lease file holding `ip` in the tool's state directory.
 fn lease_file(tool: &Tool, ip: &str) -> PathBuf {
@@ -327,7 +325,7 @@ fn detach_counts_bridge_ports_where_the_bridge_is() {
         ]);
     }
     let veth = |name: &str| {
-        support::json_of(&tool, &["list", "--json"])
+        common::json_of(&tool, &["list", "--json"])
             .as_array()
             .unwrap()
             .iter()

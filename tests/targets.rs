@@ -160,7 +160,7 @@ fn files_that_are_not_network_namespaces_are_refused_without_blocking() {
         return;
     }
     let tool = Tool::new();
-    let dir = StateDir::new();
+    let dir = temp_dir();
     let fifo = dir.path().join("fifo");
     ok("mkfifo", &[&fifo.display().to_string()]);
     let plain = dir.path().join("plain");

@@ -5,14 +5,13 @@
 //! container stays on docker0 throughout, so address reuse is tested with a live neighbour.
 
 mod common;
-mod support;
 
 use std::time::Duration;
 
 use common::{
-    Container, RemoveOnDrop, Tool, curl, first_answer, need_docker, netns_link_exists, ok,
+    Container, Daemon, DockerProxy, RemoveOnDrop, Tool, curl, first_answer, ifaces_inside, leases,
+    need_docker, netns_link_exists, ok, test_ip, veths_of, wait_until,
 };
-use support::{Daemon, DockerProxy, ifaces_inside, leases, test_ip, veths_of, wait_until};
 
 const SHORT: Duration = Duration::from_secs(10);
 
@@ -361,7 +360,8 @@ fn labels_choose_interface_and_netns_names() {
         "ip",
         &["netns", "exec", &link, "cat", "/sys/class/net/eth7/address"],
     );
-    assert_eq!(inside, support::mac_of(&ip));
+    let mac = docker_netattach::plan::mac_for(ip.parse().unwrap());
+    assert_eq!(inside, docker_netattach::plan::format_mac(mac));
     ok("docker", &["rm", "-f", &c.name]);
     assert!(
         wait_until(SHORT, || !netns_link_exists(&link)

@@ -11,14 +11,12 @@
 //! static release build instead of the test build.
 
 mod common;
-mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Container, Tool, need_docker, netns_link_exists, ok};
-use support::{Daemon, test_ip, wait_until};
+use common::{Container, Daemon, Tool, need_docker, netns_link_exists, ok, test_ip, wait_until};
 
 const STARTS: usize = 20;
 const TARGET: Duration = Duration::from_millis(100);
@@ -102,7 +100,7 @@ fn start_event_to_answer_latency() {
             // The old namespace answers (RST) until the kernel has really torn it down, with
             // our veth: wait for that too, or the next round would count it as reachable.
             wait_until(Duration::from_secs(10), || !netns_link_exists(&c.name)
-                && support::veths_of(&c.id).is_empty()),
+                && common::veths_of(&c.id).is_empty()),
             "round {round}: stop not handled\n{}",
             d.log()
         );
