@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -95,16 +95,6 @@ impl Lab {
     }
 }
 
-/// The lease file of `ip` (under leases/<network-id>/).
-fn lease_file(tool: &Tool, ip: &str) -> PathBuf {
-    std::fs::read_dir(tool.state.path().join("leases"))
-        .unwrap()
-        .flatten()
-        .map(|n| n.path().join(ip))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("no lease file for {ip}"))
-}
-
 fn row_of<'a>(list: &'a str, ip: &str) -> Option<&'a str> {
     list.lines().find(|l| {
         l.split_whitespace()
@@ -120,7 +110,7 @@ fn one_corrupt_lease_blocks_no_one_and_keeps_its_address() {
     let mut lab = Lab::new();
     let (_a, ip_a) = lab.attach_ok();
     let (b, ip_b) = lab.attach_ok();
-    let file = lease_file(&lab.tool, &ip_a);
+    let file = lab.tool.lease_file(&ip_a);
     std::fs::write(&file, "{ truncated").unwrap();
     let tool = &lab.tool;
 
@@ -244,7 +234,7 @@ fn the_daemon_serves_counts_and_cleans_up_around_a_corrupt_lease() {
     let mut lab = Lab::new();
     let (_a, ip_a) = lab.attach_ok();
     let (_b, ip_b) = lab.attach_ok();
-    let file = lease_file(&lab.tool, &ip_a);
+    let file = lab.tool.lease_file(&ip_a);
     std::fs::write(&file, "garbage").unwrap();
     let d = Daemon::start(&lab.tool, &[]);
     assert!(

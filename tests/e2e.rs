@@ -502,13 +502,7 @@ fn state_errors() {
     // shared one (top-down from .255.254) will not reach while the other tests run.
     let own = Tool::new();
     let ip = own.ok(&[&web.name, "--ip", "172.17.253.201"]);
-    let lease = std::fs::read_dir(own.state.path().join("leases"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path()
-        .join(&ip);
+    let lease = own.lease_file(&ip);
     std::fs::write(&lease, "{ truncated").unwrap();
     let o = own.run(&[&web.name]);
     assert_eq!(o.status.code(), Some(1));

@@ -73,19 +73,16 @@ fn pid_reuse_never_reaches_another_namespace() {
     tool.ok(&[&web.name]);
     ok("docker", &["stop", "-t", "0", &web.name]);
     // Another process now holds "the Pid": the lease's Pid and the link lead to its namespace.
-    let mut other = std::process::Command::new("unshare")
-        .args(["--net", "sleep", "30"])
-        .spawn()
-        .unwrap();
+    let other = NetnsProcess::start(30);
     std::thread::sleep(Duration::from_millis(200));
     let lease = tool.lease_files().pop().unwrap();
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&lease).unwrap()).unwrap();
-    json["pid"] = other.id().into();
+    json["pid"] = other.pid().into();
     std::fs::write(&lease, json.to_string()).unwrap();
     let link = Path::new("/var/run/netns").join(&web.name);
     let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(format!("/proc/{}/ns/net", other.id()), &link).unwrap();
+    std::os::unix::fs::symlink(format!("/proc/{}/ns/net", other.pid()), &link).unwrap();
     let _rm = RemoveOnDrop(link.clone());
     ok(
         "ip",
@@ -104,8 +101,7 @@ fn pid_reuse_never_reaches_another_namespace() {
     );
     assert!(ok("ip", &["-n", &web.name, "link"]).contains("probe0"));
     assert_eq!(tool.lease_count(), 0);
-    let _ = other.kill();
-    let _ = other.wait();
+    drop(other);
 }
 
 #[test]
@@ -242,19 +238,8 @@ fn a_restart_after_pid_reuse_keeps_the_address_and_replaces_only_our_link() {
     let web = Container::none("na-ft-reuse");
     let ip = tool.ok(&[&web.name]);
     ok("docker", &["stop", "-t", "0", &web.name]);
-    let other = std::process::Command::new("unshare")
-        .args(["--net", "sleep", "60"])
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let other = Kill(other);
-    let other_pid = other.0.id();
+    let other = NetnsProcess::start(60);
+    let other_pid = other.pid();
     std::thread::sleep(Duration::from_millis(200));
     let lease = tool.lease_files().pop().unwrap();
     let mut json: serde_json::Value =

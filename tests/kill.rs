@@ -17,6 +17,16 @@ use common::*;
 /// A small deterministic generator, so a failing run can be replayed (NETATTACH_KILL_SEED).
 struct Lcg(u64);
 impl Lcg {
+    /// Seeded from NETATTACH_KILL_SEED, else from `base` and the Pid; prints the seed.
+    fn seeded(base: u64) -> Lcg {
+        let seed = std::env::var("NETATTACH_KILL_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(base ^ u64::from(std::process::id()));
+        eprintln!("seed {seed} (NETATTACH_KILL_SEED replays it)");
+        Lcg(seed)
+    }
+
     fn next(&mut self, n: u64) -> u64 {
         self.0 = self
             .0
@@ -31,12 +41,7 @@ fn sigkill_during_100_cycles_then_gc_leaves_a_consistent_host() {
     if !need_docker() {
         return;
     }
-    let seed = std::env::var("NETATTACH_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_u64 ^ u64::from(std::process::id()));
-    eprintln!("seed {seed} (NETATTACH_KILL_SEED replays it)");
-    let mut rng = Lcg(seed);
+    let mut rng = Lcg::seeded(0x5eed);
     let tool = Tool::new();
     let _neighbour = Container::bridged("na-kill-nb");
     let cs: Vec<Container> = (0..10)
@@ -289,12 +294,7 @@ fn sigkill_during_dual_stack_cycles_then_gc_leaves_every_lease_whole() {
     if !need_docker() {
         return;
     }
-    let seed = std::env::var("NETATTACH_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x6eed_u64 ^ u64::from(std::process::id()));
-    eprintln!("seed {seed} (NETATTACH_KILL_SEED replays it)");
-    let mut rng = Lcg(seed);
+    let mut rng = Lcg::seeded(0x6eed);
     let (net, _peer) = dual_stack();
     let tool = Tool::new();
     let cs: Vec<Container> = (0..5).map(|_| Container::none("na-kill6")).collect();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
     Container, Daemon, Tool, first_answer, iface_exists, ifaces_inside, leases, need_docker,
-    netns_link_exists, ok, stderr, stdout, test_ip, unique, veths_of, wait_until,
+    netns_link_exists, ok, stderr, stdout, test_ip, veths_of, wait_until,
 };
 
 const SHORT: Duration = Duration::from_secs(10);
@@ -75,27 +75,15 @@ fn start_to_answer(c: &Container, args: &[&str], ip: &str) -> Duration {
     }
     let answer = answer.unwrap_or_else(|| panic!("{ip} does not answer after docker {args:?}"));
     let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let events = ok(
-        "docker",
-        &[
-            "events",
-            "--since",
-            &(secs(before) - 1).to_string(),
-            "--until",
-            &(secs(answer) + 1).to_string(),
-            "--filter",
-            &format!("container={}", c.id),
-            "--filter",
-            "event=start",
-            "--format",
-            "{{.TimeNano}}",
-        ],
+    let events = c.start_events_ns(
+        &(secs(before) - 1).to_string(),
+        &(secs(answer) + 1).to_string(),
     );
-    let event_ns: u128 = events
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
+    let event_ns = events
+        .iter()
+        .copied()
         .max()
-        .unwrap_or_else(|| panic!("no start event in {events:?}"));
+        .unwrap_or_else(|| panic!("no start event in {events:?}")) as u128;
     let answer_ns = answer.duration_since(UNIX_EPOCH).unwrap().as_nanos();
     Duration::from_nanos(answer_ns.saturating_sub(event_ns) as u64)
 }
@@ -157,18 +145,7 @@ fn created_container_attached_before_its_first_start_answers_after_start() {
     let d = Daemon::start(&tool, &[]);
     assert!(d.wait_ready(SHORT), "{}", d.log());
     let ip = test_ip();
-    let name = unique("na-l-new");
-    let id = ok(
-        "docker",
-        &[
-            "create",
-            "--name",
-            &name,
-            "--network=none",
-            &common::image(),
-        ],
-    );
-    let c = Container { name, id };
+    let c = Container::created("na-l-new");
     let o = tool.run(&["attach", &c.name, "--ip", &ip]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), ip);
@@ -202,18 +179,7 @@ fn without_a_daemon_attach_of_a_created_container_says_so_and_a_later_attach_app
     }
     let tool = Tool::new();
     let ip = test_ip();
-    let name = unique("na-l-nod");
-    let id = ok(
-        "docker",
-        &[
-            "create",
-            "--name",
-            &name,
-            "--network=none",
-            &common::image(),
-        ],
-    );
-    let c = Container { name, id };
+    let c = Container::created("na-l-nod");
     let o = tool.run(&["attach", &c.name, "--ip", &ip, "--dns", "10.0.0.53"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), ip);

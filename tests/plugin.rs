@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    BIN, Container, Network, Tool, first_answer, leases, need_docker, netns_link_exists, stderr,
-    stdout, temp_dir, test_ip,
+    BIN, Container, Network, Tool, first_answer, leases, need_docker, netns_link_exists, run,
+    stderr, stdout, temp_dir, test_ip,
 };
 
 #[test]
@@ -331,12 +331,7 @@ fn bash_completion_asks_docker_for_container_and_network_names() {
 
 #[test]
 fn zsh_and_fish_completion_ask_docker() {
-    let zsh = stdout(
-        &Command::new(BIN)
-            .args(["completions", "zsh"])
-            .output()
-            .unwrap(),
-    );
+    let zsh = stdout(&run(BIN, &["completions", "zsh"]));
     assert!(zsh.contains(":_docker_netattach_containers'"), "{zsh}");
     assert!(
         zsh.contains("'*::containers -- Container name, ID or unique ID prefix (or the name of a --netns target):_docker_netattach_containers'"),
@@ -347,12 +342,7 @@ fn zsh_and_fish_completion_ask_docker() {
         "{zsh}"
     );
     assert!(zsh.contains("docker ps"), "{zsh}");
-    let fish = stdout(
-        &Command::new(BIN)
-            .args(["completions", "fish"])
-            .output()
-            .unwrap(),
-    );
+    let fish = stdout(&run(BIN, &["completions", "fish"]));
     assert!(fish.contains("docker ps --format '{{.Names}}'"), "{fish}");
     assert!(
         fish.contains("-l network -x -a \"(command docker network ls"),

@@ -140,25 +140,10 @@ fn start_event_to_answer_latency() {
             .as_secs()
             + 1)
         .to_string();
-        let events = ok(
-            "docker",
-            &[
-                "events",
-                "--since",
-                &since,
-                "--until",
-                &until,
-                "--filter",
-                &format!("container={}", c.id),
-                "--filter",
-                "event=start",
-                "--format",
-                "{{.TimeNano}}",
-            ],
-        );
+        let events = c.start_events_ns(&since, &until);
         let event_ns: i128 = events
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
+            .iter()
+            .copied()
             .filter(|t| *t >= unix_ns(before))
             .max()
             .unwrap_or_else(|| panic!("round {round}: no start event in {events:?}"));

@@ -23,9 +23,19 @@ pub struct Container {
 impl Container {
     /// `docker run -d --name <unique> <extra...> <image> [cmd...]`.
     pub fn run(prefix: &str, extra: &[&str], cmd: &[&str]) -> Self {
+        Self::make(&["run", "-d"], prefix, extra, cmd)
+    }
+
+    /// `docker create --name <unique> --network=none <image>`: never started yet.
+    pub fn created(prefix: &str) -> Self {
+        Self::make(&["create"], prefix, &["--network=none"], &[])
+    }
+
+    fn make(verb: &[&str], prefix: &str, extra: &[&str], cmd: &[&str]) -> Self {
         let name = unique(prefix);
         let img = image();
-        let mut args = vec!["run", "-d", "--name", name.as_str()];
+        let mut args = verb.to_vec();
+        args.extend_from_slice(&["--name", name.as_str()]);
         args.extend_from_slice(extra);
         args.push(&img);
         args.extend_from_slice(cmd);
@@ -41,6 +51,32 @@ impl Container {
     /// An ordinary container on Docker's default bridge.
     pub fn bridged(prefix: &str) -> Self {
         Self::run(prefix, &["--network=bridge"], &[])
+    }
+
+    /// The times (ns since the epoch) of this container's `start` events between two
+    /// `docker events` bounds (`--since`/`--until`, seconds).
+    pub fn start_events_ns(&self, since: &str, until: &str) -> Vec<i128> {
+        let filter = format!("container={}", self.id);
+        let events = ok(
+            "docker",
+            &[
+                "events",
+                "--since",
+                since,
+                "--until",
+                until,
+                "--filter",
+                &filter,
+                "--filter",
+                "event=start",
+                "--format",
+                "{{.TimeNano}}",
+            ],
+        );
+        events
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
     }
 
     pub fn pid(&self) -> u32 {

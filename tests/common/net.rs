@@ -3,6 +3,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -141,4 +142,29 @@ pub fn ifaces_inside(pid: u32) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// A process of our own in a network namespace of its own (`unshare --net sleep <secs>`), to
+/// stand in for a container or hold a reused Pid; killed on drop.
+pub struct NetnsProcess(pub Child);
+
+impl NetnsProcess {
+    pub fn start(secs: u32) -> Self {
+        let child = std::process::Command::new("unshare")
+            .args(["--net", "sleep", &secs.to_string()])
+            .spawn()
+            .expect("cannot run unshare --net sleep");
+        NetnsProcess(child)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for NetnsProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

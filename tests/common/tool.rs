@@ -85,6 +85,15 @@ impl Tool {
         out
     }
 
+    /// The lease file of `ip` (`leases/<network-id>/<ip>`); panics when there is none.
+    pub fn lease_file(&self, ip: &str) -> PathBuf {
+        entries(&self.state.path().join("leases"))
+            .into_iter()
+            .map(|net| net.join(ip))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("no lease file for {ip}"))
+    }
+
     pub fn lease_count(&self) -> usize {
         self.lease_files().len()
     }
