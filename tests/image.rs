@@ -246,17 +246,7 @@ fn watch_in_a_container_attaches_labelled_containers() {
         stderr(&docker(&["logs", &guard.0]))
     );
     let ip = test_ip();
-    let c = Container::run(
-        "na-t-imgl",
-        &[
-            "--network=none",
-            "--label",
-            &format!("{prefix}.network=bridge"),
-            "--label",
-            &format!("{prefix}.ip={ip}"),
-        ],
-        &[],
-    );
+    let c = Container::labelled("na-t-imgl", &prefix, &ip);
     assert!(
         first_answer(&ip, Duration::from_secs(10)).is_some(),
         "{ip} not attached by the daemon in a container:\n{}",

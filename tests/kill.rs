@@ -149,13 +149,7 @@ fn sigkill_during_100_cycles_then_gc_leaves_a_consistent_host() {
             );
         }
     }
-    let temporaries = files_under(tool.state.path())
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"))
-        })
-        .count();
+    let temporaries = temporaries(&tool);
     assert_eq!(temporaries, 0, "temporary lease files left");
     eprintln!(
         "after gc: {} leases, all attached and answering; 0 orphan veths, 0 dangling links, 0 temporaries",
@@ -194,6 +188,17 @@ fn dual_stack() -> (Network, Container) {
     );
     let peer = Container::run("na-kill6p", &["--network", &net.0], &[]);
     (net, peer)
+}
+
+/// How many temporaries (`.tmp*`) are anywhere under the tool's state directory.
+fn temporaries(tool: &Tool) -> usize {
+    files_under(tool.state.path())
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"))
+        })
+        .count()
 }
 
 /// Every lease (an IPv4-named file) that records an IPv6 address still has that address's
@@ -330,13 +335,7 @@ fn sigkill_during_dual_stack_cycles_then_gc_leaves_every_lease_whole() {
         assert!(l["ip6"].is_string(), "{l}");
     }
     assert!(ipv6_names_missing(tool.state.path()).is_empty());
-    let temporaries = files_under(tool.state.path())
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"))
-        })
-        .count();
+    let temporaries = temporaries(&tool);
     assert_eq!(temporaries, 0, "temporary files left");
     for c in &cs {
         tool.ok(&["detach", &c.name]);

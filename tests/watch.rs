@@ -284,17 +284,7 @@ fn bad_labels_are_reported_and_do_not_stop_the_others() {
         &[],
     );
     let ip = test_ip();
-    let good = Container::run(
-        "na-t-good",
-        &[
-            "--network=none",
-            "--label",
-            &d.label("network", "bridge"),
-            "--label",
-            &d.label("ip", &ip),
-        ],
-        &[],
-    );
+    let good = Container::labelled("na-t-good", &d.prefix, &ip);
     assert!(
         wait_until(SHORT, || attached(&tool, &good.name)),
         "{}",
@@ -392,17 +382,7 @@ fn a_corrupt_lease_does_not_stop_the_reconcile_from_attaching() {
 
     let prefix = common::unique("nat").replace('-', "");
     let ip = test_ip();
-    let _c = Container::run(
-        "na-t-corrupt",
-        &[
-            "--network=none",
-            "--label",
-            &format!("{prefix}.network=bridge"),
-            "--label",
-            &format!("{prefix}.ip={ip}"),
-        ],
-        &[],
-    );
+    let _c = Container::labelled("na-t-corrupt", &prefix, &ip);
     // Past the daemon's event replay window (one second back): only the reconcile can do it.
     std::thread::sleep(Duration::from_millis(2500));
     let d = Daemon::start_with_prefix(&tool, &prefix, &[]);

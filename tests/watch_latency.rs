@@ -75,17 +75,7 @@ fn start_event_to_answer_latency() {
     let d = Daemon::start(&tool, &[]);
     assert!(d.wait_ready(Duration::from_secs(10)), "{}", d.log());
     let ip = test_ip();
-    let c = Container::run(
-        "na-t-lat",
-        &[
-            "--network=none",
-            "--label",
-            &d.label("network", "bridge"),
-            "--label",
-            &d.label("ip", &ip),
-        ],
-        &[],
-    );
+    let c = Container::labelled("na-t-lat", &d.prefix, &ip);
     let addr: SocketAddr = format!("{ip}:80").parse().unwrap();
     assert!(
         wait_until(Duration::from_secs(10), || get_once(addr)),

@@ -43,6 +43,18 @@ impl Container {
         Container { name, id }
     }
 
+    /// A `--network=none` container labelled for a daemon with label prefix `labels`: attach
+    /// it to the bridge network at `ip`.
+    pub fn labelled(prefix: &str, labels: &str, ip: &str) -> Self {
+        let network = format!("{labels}.network=bridge");
+        let address = format!("{labels}.ip={ip}");
+        Self::run(
+            prefix,
+            &["--network=none", "--label", &network, "--label", &address],
+            &[],
+        )
+    }
+
     /// An nginx container with `--network=none`.
     pub fn none(prefix: &str) -> Self {
         Self::run(prefix, &["--network=none"], &[])
