@@ -12,25 +12,15 @@ use std::time::Duration;
 
 use common::*;
 
-/// A bridge removed on drop (if still there).
-struct Bridge(String);
-
-impl Bridge {
-    fn new() -> Self {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        Bridge(format!(
-            "nacr{}x{}",
-            std::process::id() % 100_000,
-            N.fetch_add(1, Ordering::Relaxed)
-        ))
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = run("ip", &["link", "del", &self.0]);
-    }
+/// A unique bridge name, the bridge removed on drop (if it was made).
+fn new_bridge() -> DelLink {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    DelLink(format!(
+        "nacr{}x{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 /// A private /29: 10.2xx.yy.zz/29 (five usable addresses besides the gateway).
@@ -49,7 +39,7 @@ fn tiny_subnet() -> String {
 
 struct Lab {
     tool: Tool,
-    br: Bridge,
+    br: DelLink,
     subnet: String,
     spaces: Vec<NamedNs>,
 }
@@ -58,7 +48,7 @@ impl Lab {
     fn new() -> Self {
         Lab {
             tool: Tool::new(),
-            br: Bridge::new(),
+            br: new_bridge(),
             subnet: tiny_subnet(),
             spaces: Vec::new(),
         }

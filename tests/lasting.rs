@@ -11,31 +11,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
-    Container, Daemon, Tool, first_answer, iface_exists, ifaces_inside, leases, need_docker,
-    netns_link_exists, ok, stderr, stdout, test_ip, veths_of, wait_until,
+    Container, Daemon, DelLink, Tool, attached, first_answer, iface_exists, ifaces_inside,
+    need_docker, netns_link_exists, ok, status_of, stderr, stdout, test_ip, veths_of, wait_until,
 };
 
 const SHORT: Duration = Duration::from_secs(10);
-
-/// A bridge removed on drop (if still there).
-struct Bridge(String);
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = common::run("ip", &["link", "del", &self.0]);
-    }
-}
-
-fn status_of(tool: &Tool, name: &str) -> Option<(String, String)> {
-    leases(tool)
-        .into_iter()
-        .find(|(n, _, _)| n == name)
-        .map(|(_, ip, status)| (ip, status))
-}
-
-fn attached(tool: &Tool, name: &str) -> bool {
-    status_of(tool, name).is_some_and(|(_, s)| s == "attached")
-}
 
 /// nginx's page came back from `addr` (5 ms connect attempts, as in watch_latency.rs).
 fn answered(addr: SocketAddr) -> bool {
@@ -265,7 +245,7 @@ fn gc_removes_an_empty_bridge_that_attach_created() {
     }
     let tool = Tool::new();
     let bridge = format!("nal{}", std::process::id() % 100000);
-    let _cleanup = Bridge(bridge.clone());
+    let _cleanup = DelLink(bridge.clone());
     let subnet = format!("10.231.{}.0/24", std::process::id() % 250);
     let c = Container::none("na-l-br");
     tool.ok(&["attach", &c.name, "--bridge", &bridge, "--subnet", &subnet]);

@@ -315,15 +315,6 @@ fn dns_is_written_for_ip_netns_exec_and_removed_on_detach() {
     assert!(!conf.parent().unwrap().exists());
 }
 
-/// A bridge removed on drop (if still there).
-struct Bridge(String);
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = run("ip", &["link", "del", &self.0]);
-    }
-}
-
 #[test]
 fn a_named_namespace_on_a_bridge_docker_does_not_manage() {
     if !need_root() {
@@ -331,7 +322,7 @@ fn a_named_namespace_on_a_bridge_docker_does_not_manage() {
     }
     let ns = NamedNs::new("na-ns");
     let (a, b) = octets();
-    let br = Bridge(format!("nab{}", std::process::id() % 100000));
+    let br = DelLink(format!("nab{}", std::process::id() % 100000));
     let subnet = format!("10.{a}.{b}.0/24");
     let ip = Tool::shared().ok(&[
         "attach", "--netns", &ns.0, "--bridge", &br.0, "--subnet", &subnet,
@@ -380,7 +371,7 @@ fn an_existing_bridge_is_used_and_left_alone() {
     }
     let ns = NamedNs::new("na-ns");
     let (a, b) = octets();
-    let br = Bridge(format!("nac{}", std::process::id() % 100000));
+    let br = DelLink(format!("nac{}", std::process::id() % 100000));
     ok("ip", &["link", "add", &br.0, "type", "bridge"]);
     ok(
         "ip",

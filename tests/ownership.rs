@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    BIN, Container, NamedNs, RemoveOnDrop, Tool, bridge_ports, curl, iface_exists, image, leases,
-    need_docker, netns_link_exists, ok, run, stderr, test_ip, unique, veths_of, wait_until,
+    BIN, Container, DelLink, NamedNs, RemoveOnDrop, Tool, bridge_ports, curl, iface_exists, image,
+    leases, need_docker, netns_link_exists, ok, run, stderr, test_ip, unique, veths_of, wait_until,
 };
 
 /// Rewrites one field of a lease file, as someone with root might.
@@ -230,15 +230,6 @@ fn detach_never_deletes_a_foreign_interface_a_lease_names() {
     ok("ip", &["link", "set", "dev", &veth, "alias", &c2.id]);
     tool.ok(&["detach", &c2.name]);
     assert!(iface_exists(&veth), "detach deleted the bridge {veth}");
-}
-
-/// Deletes an interface on drop.
-struct DelLink(String);
-
-impl Drop for DelLink {
-    fn drop(&mut self) {
-        let _ = run("ip", &["link", "del", &self.0]);
-    }
 }
 
 /// The tool in a network namespace of its own (`unshare --net`, with `--pid --fork

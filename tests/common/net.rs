@@ -76,6 +76,15 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// An interface (a bridge, a stray veth) deleted on drop, if still there.
+pub struct DelLink(pub String);
+
+impl Drop for DelLink {
+    fn drop(&mut self) {
+        let _ = run("ip", &["link", "del", &self.0]);
+    }
+}
+
 /// A namespace made with `ip netns add`, deleted on drop.
 pub struct NamedNs(pub String);
 

@@ -150,3 +150,16 @@ pub fn leases(tool: &Tool) -> Vec<(String, String, String)> {
         })
         .collect()
 }
+
+/// The (ip, status) of the lease of container `name`, if any.
+pub fn status_of(tool: &Tool, name: &str) -> Option<(String, String)> {
+    leases(tool)
+        .into_iter()
+        .find(|(n, _, _)| n == name)
+        .map(|(_, ip, status)| (ip, status))
+}
+
+/// Whether container `name` has a lease with status `attached`.
+pub fn attached(tool: &Tool, name: &str) -> bool {
+    status_of(tool, name).is_some_and(|(_, s)| s == "attached")
+}
