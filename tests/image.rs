@@ -21,6 +21,25 @@ impl Drop for Named {
     }
 }
 
+/// What the tool's container needs: the two capabilities, the host's PID and network
+/// namespaces, Docker's socket, /var/run/netns, and `state_mount` (`DIR:/var/lib/docker-netattach`).
+fn host_access(state_mount: &str) -> [&str; 12] {
+    [
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--pid=host",
+        "--network=host",
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        "-v",
+        "/var/run/netns:/var/run/netns",
+        "-v",
+        state_mount,
+    ]
+}
+
 fn tool_in_a_container(img: &str, state: &Path, args: &[&str]) -> std::process::Output {
     tool_in_a_container_env(img, state, &[], args)
 }
@@ -37,22 +56,9 @@ fn tool_in_a_container_env(
     for e in env {
         a.extend_from_slice(&["-e", e]);
     }
-    a.extend_from_slice(&[
-        "--rm",
-        "--cap-add",
-        "NET_ADMIN",
-        "--cap-add",
-        "SYS_ADMIN",
-        "--pid=host",
-        "--network=host",
-        "-v",
-        "/var/run/docker.sock:/var/run/docker.sock",
-        "-v",
-        "/var/run/netns:/var/run/netns",
-        "-v",
-        &state_mount,
-        img,
-    ]);
+    a.push("--rm");
+    a.extend_from_slice(&host_access(&state_mount));
+    a.push(img);
     a.extend_from_slice(args);
     docker(&a)
 }
@@ -210,33 +216,10 @@ fn watch_in_a_container_attaches_labelled_containers() {
     let state_mount = format!("{}:/var/lib/docker-netattach", tool.state.path().display());
     let port = common::free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
-    ok(
-        "docker",
-        &[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--cap-add",
-            "NET_ADMIN",
-            "--cap-add",
-            "SYS_ADMIN",
-            "--pid=host",
-            "--network=host",
-            "-v",
-            "/var/run/docker.sock:/var/run/docker.sock",
-            "-v",
-            "/var/run/netns:/var/run/netns",
-            "-v",
-            &state_mount,
-            img,
-            "watch",
-            "--listen",
-            &listen,
-            "--label-prefix",
-            &prefix,
-        ],
-    );
+    let mut args = vec!["run", "-d", "--name", &name];
+    args.extend_from_slice(&host_access(&state_mount));
+    args.extend_from_slice(&[img, "watch", "--listen", &listen, "--label-prefix", &prefix]);
+    ok("docker", &args);
     assert!(
         wait_until(Duration::from_secs(10), || http(&listen, "GET", "/readyz")
             .0
