@@ -7,6 +7,8 @@
 //! by a guard's `Drop`, so tests clean up even when they fail. When root or Docker is missing a
 //! test prints a loud SKIPPED line; with `NETATTACH_REQUIRE_PRIVILEGED=1` (set by `.ci/run` and
 //! `scripts/test`) that is a failure instead.
+// Each test binary uses some of these helpers: the rest, and re-exports it never names, are
+// not an error there.
 #![allow(dead_code, unused_imports)]
 
 pub mod daemon;
