@@ -30,17 +30,13 @@ pub fn gateways(configs: &[SubnetConfig], bridge_addrs: &[(IpAddr, u8)]) -> Vec<
         .iter()
         .map(|c| {
             c.gateway.or_else(|| {
-                bridge_addrs
-                    .iter()
-                    .map(|(a, _)| *a)
-                    .find(|a| c.subnet.contains(*a) && !is_link_local(*a))
+                bridge_addrs.iter().map(|(a, _)| *a).find(|a| {
+                    c.subnet.contains(*a)
+                        && !matches!(a, IpAddr::V6(v6) if v6.is_unicast_link_local())
+                })
             })
         })
         .collect()
-}
-
-fn is_link_local(a: IpAddr) -> bool {
-    matches!(a, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 /// Names the container whose lease holds an address (asked only to explain a refused `--ip`).

@@ -10,7 +10,7 @@ use crate::address::{self, Choice};
 use crate::docker::{ContainerInfo, DockerClient, NetworkInfo, SubnetConfig};
 use crate::endpoint::{self, EndpointOpts, Family, Mac};
 use crate::ipam::Subnet;
-use crate::lease::{InsertError, Lease, LeaseStore, Taken};
+use crate::lease::{InsertError, Lease, LeaseStore, Store, Taken};
 use crate::link::{Iface, Rtnl};
 use crate::plan::{self, AttachPlan};
 use crate::target::Target;
@@ -193,23 +193,13 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
             (v4, v6)
         }
         None => {
-            let taken = match &store {
-                Some(s) => s.taken(&network.id)?,
-                None => Taken::default(),
-            };
-            // Only asked to explain a refused --ip/--ip6: whose lease holds it.
-            let leased_to = |ip: IpAddr| {
-                let leases = store.as_ref()?.all().ok()?;
-                leases
-                    .into_iter()
-                    .find(|l| {
-                        l.network_id == network.id
-                            && (IpAddr::V4(l.ip) == ip || l.ip6.map(IpAddr::V6) == Some(ip))
-                    })
-                    .map(|l| l.container_name)
-            };
-            let v4 = address::pick_v4(&network, &gw4, &taken, opts.ip, &leased_to)?;
-            let v6 = address::pick_v6(&network, &gw6, &taken, opts.ip6, &leased_to)?;
+            let (taken, v4, v6) = pick_addresses(
+                store.as_ref().map(|s| s as &dyn Store),
+                &network,
+                &gw4,
+                &gw6,
+                (opts.ip, opts.ip6),
+            )?;
             // Once per network (its first lease here), not on every attach.
             let first_here = taken.v4.is_empty();
             if opts.bridge.is_none()
@@ -419,20 +409,13 @@ async fn reserve(
         return Ok((Outcome::Pending(lease), hints));
     }
     let facts = bridge_facts(&rtnl, &mut network, opts).await?;
-    let taken = store.taken(&network.id)?;
-    // Only asked to explain a refused --ip/--ip6: whose lease holds it.
-    let leased_to = |ip: IpAddr| {
-        let leases = store.all().ok()?;
-        leases
-            .into_iter()
-            .find(|l| {
-                l.network_id == network.id
-                    && (IpAddr::V4(l.ip) == ip || l.ip6.map(IpAddr::V6) == Some(ip))
-            })
-            .map(|l| l.container_name)
-    };
-    let v4 = address::pick_v4(&network, &facts.gw4, &taken, opts.ip, &leased_to)?;
-    let v6 = address::pick_v6(&network, &facts.gw6, &taken, opts.ip6, &leased_to)?;
+    let (_, v4, v6) = pick_addresses(
+        Some(&store),
+        &network,
+        &facts.gw4,
+        &facts.gw6,
+        (opts.ip, opts.ip6),
+    )?;
     let gateway = v4.gateway.ok_or_else(|| {
         anyhow!(
             "network '{}' names no gateway and bridge {} has no address in it; give the bridge its gateway address{}",
@@ -497,6 +480,35 @@ async fn reserve(
         }
         Err(InsertError::Other(e)) => Err(e),
     }
+}
+
+/// The allocator over a store: the addresses a new lease on `network` gets (or the check of
+/// the asked-for `want`), from what the store holds there; with what it holds.
+pub(crate) fn pick_addresses(
+    store: Option<&dyn Store>,
+    network: &NetworkInfo,
+    gw4: &[Option<IpAddr>],
+    gw6: &[Option<IpAddr>],
+    want: (Option<Ipv4Addr>, Option<Ipv6Addr>),
+) -> Result<(Taken, Choice<Ipv4Addr>, Option<Choice<Ipv6Addr>>)> {
+    let taken = match store {
+        Some(s) => s.taken(&network.id)?,
+        None => Taken::default(),
+    };
+    // Only asked to explain a refused --ip/--ip6: whose lease holds it.
+    let leased_to = |ip: IpAddr| {
+        let leases = store?.all().ok()?;
+        leases
+            .into_iter()
+            .find(|l| {
+                l.network_id == network.id
+                    && (IpAddr::V4(l.ip) == ip || l.ip6.map(IpAddr::V6) == Some(ip))
+            })
+            .map(|l| l.container_name)
+    };
+    let v4 = address::pick_v4(network, gw4, &taken, want.0, &leased_to)?;
+    let v6 = address::pick_v6(network, gw6, &taken, want.1, &leased_to)?;
+    Ok((taken, v4, v6))
 }
 
 /// What Docker says the container is: running (with its namespace) or only created/stopped.

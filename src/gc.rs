@@ -351,10 +351,34 @@ fn decide(
     asked: &BTreeSet<(String, String)>,
     marked: &[String],
 ) -> Vec<Removal> {
+    let probe = Probe {
+        ns_alive: &ns_alive,
+        link: &link_state,
+    };
+    plan_removals(leases, ifaces, presence, asked, marked, &probe)
+}
+
+/// What [`plan_removals`] asks the system about a lease (the namespace and its link).
+pub(crate) struct Probe<'a> {
+    /// The recorded Pid (or `--netns` path) still has the recorded namespace.
+    pub ns_alive: &'a dyn Fn(&Lease) -> bool,
+    /// The netns link the lease names.
+    pub link: &'a dyn Fn(&Lease) -> LinkState,
+}
+
+/// Pure: [`decide`] with the namespace facts given by `probe`.
+pub(crate) fn plan_removals(
+    leases: &[Lease],
+    ifaces: &[Iface],
+    presence: &BTreeMap<String, Presence>,
+    asked: &BTreeSet<(String, String)>,
+    marked: &[String],
+    probe: &Probe,
+) -> Vec<Removal> {
     let by_name: BTreeMap<&str, &Iface> = ifaces.iter().map(|i| (i.name.as_str(), i)).collect();
     let mut plan = Vec::new();
     for lease in leases.iter().filter(|l| asked.contains(&key(l))) {
-        let alive = ns_alive(lease);
+        let alive = (probe.ns_alive)(lease);
         let container = if is_netns_lease(lease) {
             // A namespace that is gone never comes back: its lease is of no further use.
             if alive {
@@ -375,7 +399,7 @@ fn decide(
             veth: by_name
                 .get(name.as_str())
                 .is_some_and(|i| owner::owns(i, lease)),
-            link: link_state(lease),
+            link: (probe.link)(lease),
             lease: lease.clone(),
         };
         plan.extend(decide_lease(&facts));
@@ -385,7 +409,7 @@ fn decide(
             plan.extend(decide_veth(iface, owner, *p));
         }
     }
-    keep_shared_links(&mut plan, leases, ns_alive);
+    keep_shared_links(&mut plan, leases, probe.ns_alive);
     // Bridges `attach --bridge` created: their ports counted through netlink; one not visible
     // here is left alone (fail closed).
     for b in marked {
@@ -712,3 +736,6 @@ mod tests {
         assert!(!resolv(&decide_lease(&f)));
     }
 }
+
+#[cfg(test)]
+mod store_tests;

@@ -12,6 +12,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
+use ipnet::IpNet;
+
 /// An address as a number, the key of every taken set: IPv4 in the low 32 bits.
 pub fn key(ip: IpAddr) -> u128 {
     match ip {
@@ -20,63 +22,30 @@ pub fn key(ip: IpAddr) -> u128 {
     }
 }
 
-/// An IPv4 or IPv6 network in CIDR form, normalised to its network address.
+/// An IPv4 or IPv6 network in CIDR form, normalised to its network address (an
+/// [`ipnet::IpNet`] with its host bits cleared).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Subnet {
-    network: u128,
-    prefix_len: u8,
-    v6: bool,
-}
+pub struct Subnet(IpNet);
 
 impl Subnet {
     pub fn new(addr: IpAddr, prefix_len: u8) -> Result<Self, String> {
-        let v6 = addr.is_ipv6();
-        let bits = if v6 { 128 } else { 32 };
-        if prefix_len > bits {
-            return Err(format!("prefix length {prefix_len} is larger than {bits}"));
-        }
-        let mut s = Subnet {
-            network: key(addr),
-            prefix_len,
-            v6,
-        };
-        s.network &= s.mask();
-        Ok(s)
+        let bits = if addr.is_ipv6() { 128 } else { 32 };
+        IpNet::new(addr, prefix_len)
+            .map(|n| Subnet(n.trunc()))
+            .map_err(|_| format!("prefix length {prefix_len} is larger than {bits}"))
     }
 
     pub fn prefix_len(&self) -> u8 {
-        self.prefix_len
+        self.0.prefix_len()
     }
 
     pub fn is_ipv6(&self) -> bool {
-        self.v6
+        matches!(self.0, IpNet::V6(_))
     }
 
-    fn bits(&self) -> u8 {
-        if self.v6 { 128 } else { 32 }
-    }
-
-    /// Host bits set to one.
-    fn host_mask(&self) -> u128 {
-        let host = u32::from(self.bits() - self.prefix_len);
-        if host == 128 {
-            u128::MAX
-        } else {
-            (1u128 << host) - 1
-        }
-    }
-
-    fn mask(&self) -> u128 {
-        let all = if self.v6 {
-            u128::MAX
-        } else {
-            u128::from(u32::MAX)
-        };
-        all & !self.host_mask()
-    }
-
+    /// The address numbered `n` (a key of this subnet's family, see [`key`]).
     pub fn addr(&self, n: u128) -> IpAddr {
-        if self.v6 {
+        if self.is_ipv6() {
             IpAddr::from(n.to_be_bytes())
         } else {
             // Only ever called with numbers of this (IPv4) subnet, which fit in 32 bits.
@@ -85,16 +54,22 @@ impl Subnet {
     }
 
     pub fn network(&self) -> IpAddr {
-        self.addr(self.network)
+        self.0.network()
     }
 
     /// The last address of the subnet (the broadcast address of an IPv4 subnet up to /30).
     pub fn broadcast(&self) -> IpAddr {
-        self.addr(self.last())
+        self.0.broadcast()
     }
 
+    /// The network address as a number.
+    fn start(&self) -> u128 {
+        key(self.network())
+    }
+
+    /// The last address as a number.
     fn last(&self) -> u128 {
-        self.network | self.host_mask()
+        key(self.broadcast())
     }
 
     /// The first address a host may use (conventionally the gateway's).
@@ -103,23 +78,24 @@ impl Subnet {
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        ip.is_ipv6() == self.v6 && key(ip) & self.mask() == self.network
+        self.0.contains(&ip)
     }
 
     /// First and last address a host may use, or `None` when there is no room. IPv4 loses the
     /// network and broadcast addresses (so /31 and /32 have none); IPv6 loses the
     /// subnet-router anycast address (the network address).
     fn usable(&self) -> Option<(u128, u128)> {
-        match self.v6 {
-            false => (self.prefix_len <= 30).then(|| (self.network + 1, self.last() - 1)),
-            true => (self.prefix_len < 128).then(|| (self.network + 1, self.last())),
+        let len = self.prefix_len();
+        match self.is_ipv6() {
+            false => (len <= 30).then(|| (self.start() + 1, self.last() - 1)),
+            true => (len < 128).then(|| (self.start() + 1, self.last())),
         }
     }
 }
 
 impl fmt::Display for Subnet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network(), self.prefix_len)
+        write!(f, "{}/{}", self.network(), self.prefix_len())
     }
 }
 
@@ -204,8 +180,8 @@ impl Pool {
     /// one that covers the whole subnet (then Docker may hand out any address: unfenced).
     pub fn fence(&self) -> Option<Subnet> {
         self.docker_range.filter(|r| {
-            r.v6 == self.subnet.v6
-                && !(r.network <= self.subnet.network && r.last() >= self.subnet.last())
+            r.is_ipv6() == self.subnet.is_ipv6()
+                && !(r.start() <= self.subnet.start() && r.last() >= self.subnet.last())
         })
     }
 
@@ -224,7 +200,7 @@ impl Pool {
         };
         let (first, last) = self.subnet.usable().ok_or(exhausted.clone())?;
         let fence = self.fence();
-        let skip = fence.map(|r| (r.network, r.last()));
+        let skip = fence.map(|r| (r.start(), r.last()));
         match (highest_free(first, last, skip, taken), fence) {
             (Some(n), _) => Ok(self.subnet.addr(n)),
             (None, Some(range)) => Err(IpamError::RangeFull {
@@ -296,6 +272,37 @@ mod tests {
                 .unwrap()
                 .contains(ip("8.8.8.8"))
         );
+    }
+
+    #[test]
+    fn subnet_errors_name_the_part_and_ipv6_normalises() {
+        let err = |s: &str| s.parse::<Subnet>().unwrap_err();
+        assert_eq!(
+            err("10.0.0.0"),
+            "'10.0.0.0' is not in CIDR form (ADDRESS/PREFIX)"
+        );
+        assert_eq!(err("x/16"), "'x/16': 'x' is not an IP address");
+        assert_eq!(err("1.2.3.4/x"), "'1.2.3.4/x': 'x' is not a prefix length");
+        assert_eq!(
+            err("1.2.3.4/33"),
+            "'1.2.3.4/33': prefix length 33 is larger than 32"
+        );
+        assert_eq!(
+            err("fd00::/129"),
+            "'fd00::/129': prefix length 129 is larger than 128"
+        );
+        let s: Subnet = "fd00:1:2:3::9/48".parse().unwrap();
+        assert_eq!(s.to_string(), "fd00:1:2::/48");
+        assert_eq!(s.broadcast(), ip("fd00:1:2:ffff:ffff:ffff:ffff:ffff"));
+        assert_eq!(s.first_host(), Some(ip("fd00:1:2::1")));
+        assert!(s.is_ipv6() && s.prefix_len() == 48);
+        assert!(!s.contains(ip("10.0.0.1")) && s.contains(ip("fd00:1:2:9::1")));
+        let all: Subnet = "::/0".parse().unwrap();
+        assert_eq!(
+            all.broadcast(),
+            ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!("10.1.2.3/32".parse::<Subnet>().unwrap().first_host(), None);
     }
 
     /// (subnet, Docker's range, taken, expected address or `Err(())` for exhausted)

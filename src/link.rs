@@ -167,8 +167,8 @@ impl Rtnl {
     /// routes, when asked for and the container has none yet, and the `--route`s. Last the
     /// announcement, which carries the interface's MAC (derived or `--mac`) to the gateway and
     /// the neighbours. Must run on a thread inside the container's namespace.
-    pub async fn configure_inside(&self, cfg: &Inside<'_>) -> Result<()> {
-        let Inside {
+    pub async fn configure_interface(&self, cfg: &InterfaceConfig<'_>) -> Result<()> {
+        let InterfaceConfig {
             ifname, ifindex, ..
         } = *cfg;
         self.set_arp_notify(ifindex, ifname).await?;
@@ -270,7 +270,7 @@ impl Rtnl {
         while std::fs::read_to_string(&state).is_ok_and(|s| s.trim() != "3")
             && std::time::Instant::now() < deadline
         {
-            // A dedicated thread (see netns::run_in): blocking it blocks nothing else.
+            // A dedicated thread (see crate::worker): blocking it blocks nothing else.
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
         // The reply to this first request is sometimes dropped on its way back through the
@@ -478,9 +478,9 @@ pub enum Made {
     Existing(Iface),
 }
 
-/// What `configure_inside` sets up.
+/// What `configure_interface` sets up.
 #[derive(Debug, Clone, Copy)]
-pub struct Inside<'a> {
+pub struct InterfaceConfig<'a> {
     pub ifname: &'a str,
     pub ifindex: u32,
     pub v4: (Ipv4Addr, u8),

@@ -1,5 +1,6 @@
-//! Network namespaces. Side effects: symlinks under /var/run/netns, `setns(2)` on threads this
-//! module creates (never on a caller's or a tokio worker's thread).
+//! Network namespaces: open and check them, their /var/run/netns links and resolv.conf. Side
+//! effects: symlinks under /var/run/netns, files under /etc/netns. Entering a namespace is
+//! [`crate::worker`]'s job.
 
 use std::fs::{self, File};
 use std::io::ErrorKind;
@@ -8,7 +9,6 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use nix::sched::{CloneFlags, setns};
 
 pub const NETNS_DIR: &str = "/var/run/netns";
 
@@ -218,15 +218,15 @@ pub fn proc_path(pid: u32) -> PathBuf {
 
 /// Identity of the namespace a path leads to, `None` when it cannot be read.
 pub fn id_of(path: &Path) -> Option<NsId> {
-    match probe(path) {
-        Target::Live(id) => Some(id),
+    match state_of(path) {
+        NsState::Live(id) => Some(id),
         _ => None,
     }
 }
 
 /// Where a netns path leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub enum NsState {
     /// To a live namespace.
     Live(NsId),
     /// Nowhere: the process is gone or the path is missing (ENOENT, ESRCH).
@@ -237,16 +237,16 @@ pub enum Target {
 
 /// Where `path` leads on the host (a /proc/<pid> path or a link to one is looked up through the
 /// proc root).
-pub fn probe(path: &Path) -> Target {
+pub fn state_of(path: &Path) -> NsState {
     match fs::metadata(crate::procroot::host_view(path)) {
-        Ok(m) => Target::Live(NsId {
+        Ok(m) => NsState::Live(NsId {
             dev: m.dev(),
             ino: m.ino(),
         }),
         Err(e) if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {
-            Target::Dead
+            NsState::Dead
         }
-        Err(_) => Target::Unknown,
+        Err(_) => NsState::Unknown,
     }
 }
 
@@ -284,8 +284,8 @@ pub fn ensure_link(name: &str, ns: &Netns, ours: Option<&Path>) -> Result<LinkOu
                 path.display()
             );
         }
-        Ok(_) => match probe(&path) {
-            Target::Live(id) if id == ns.id => return Ok(LinkOutcome::Existing),
+        Ok(_) => match state_of(&path) {
+            NsState::Live(id) if id == ns.id => return Ok(LinkOutcome::Existing),
             _ if ours.is_some_and(|t| {
                 fs::read_link(&path).is_ok_and(|l| l.as_os_str() == t.as_os_str())
             }) =>
@@ -293,11 +293,11 @@ pub fn ensure_link(name: &str, ns: &Netns, ours: Option<&Path>) -> Result<LinkOu
                 tracing::debug!(path = %path.display(), "replacing the link of the old attachment");
                 remove_path(&path)?;
             }
-            Target::Live(_) | Target::Unknown => bail!(
+            NsState::Live(_) | NsState::Unknown => bail!(
                 "netns name '{name}' is taken: {} leads to another namespace; choose another --netns-name or remove the link",
                 path.display()
             ),
-            Target::Dead => {
+            NsState::Dead => {
                 tracing::debug!(path = %path.display(), "replacing stale netns link");
                 remove_path(&path)?;
             }
@@ -318,10 +318,10 @@ pub fn remove_link(name: &str, expected: NsId) -> Result<bool> {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
         Err(e) => bail!("cannot inspect {}: {e}", path.display()),
         Ok(meta) if !meta.file_type().is_symlink() => Ok(false),
-        Ok(_) => match probe(&path) {
-            Target::Dead => remove_path(&path).map(|_| true),
-            Target::Live(id) if id == expected => remove_path(&path).map(|_| true),
-            Target::Live(_) | Target::Unknown => Ok(false),
+        Ok(_) => match state_of(&path) {
+            NsState::Dead => remove_path(&path).map(|_| true),
+            NsState::Live(id) if id == expected => remove_path(&path).map(|_| true),
+            NsState::Live(_) | NsState::Unknown => Ok(false),
         },
     }
 }
@@ -458,31 +458,4 @@ pub fn remove_resolv_conf(name: &str) -> Result<()> {
         let _ = fs::remove_dir(dir);
     }
     Ok(())
-}
-
-/// Runs `work` on a new thread that has entered the namespace `fd`; the thread exits when the
-/// work is done, so no other code ever runs in the wrong namespace. `work` typically builds
-/// its own current-thread runtime and netlink socket (a socket belongs to the namespace of the
-/// thread that created it).
-pub fn run_in<T, F>(fd: BorrowedFd<'_>, work: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T> + Send + 'static,
-{
-    let owned = fd
-        .try_clone_to_owned()
-        .context("cannot duplicate the namespace fd")?;
-    let handle = std::thread::Builder::new()
-        .name("netns".into())
-        .spawn(move || -> Result<T> {
-            setns(&owned, CloneFlags::CLONE_NEWNET).map_err(|e| {
-                anyhow!("cannot enter the container's network namespace: {e} (needs CAP_SYS_ADMIN)")
-            })?;
-            drop(owned);
-            work()
-        })
-        .context("cannot start the namespace thread")?;
-    handle
-        .join()
-        .map_err(|_| anyhow!("the namespace thread panicked"))?
 }

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use anyhow::{Result, anyhow, bail};
 
 use crate::lease::{InsertError, Lease, LeaseStore, StoreLock};
-use crate::link::{Announce, Inside, Made, Rtnl, VethSpec};
+use crate::link::{Announce, InterfaceConfig, Made, Rtnl, VethSpec};
 use crate::netns::{self, LinkOutcome, Netns, NsId};
 use crate::plan::{self, AttachPlan};
 use crate::target::Target;
@@ -279,7 +279,9 @@ impl Txn<'_> {
 
         self.step = "configure";
         let plan = p.clone();
-        netns::run_in(ns.fd(), move || configure_inside(&plan))?;
+        crate::worker::run("netns", Some(ns), move || async move {
+            configure_container(&plan).await
+        })?;
         self.finished("configure")?;
 
         self.step = "dns";
@@ -348,35 +350,30 @@ impl Txn<'_> {
     }
 }
 
-/// Runs inside the container's namespace on a dedicated thread: its own runtime and socket.
-fn configure_inside(p: &AttachPlan) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| anyhow!("cannot start a runtime in the container namespace: {e}"))?;
-    rt.block_on(async {
-        let rtnl = Rtnl::connect()?;
-        let iface = rtnl
-            .link_by_name(&p.ifname)
-            .await?
-            .ok_or_else(|| anyhow!("interface {} vanished from the container", p.ifname))?;
-        let gateway4: Option<Ipv4Addr> = p.default_route.then_some(p.gateway);
-        rtnl.configure_inside(&Inside {
-            ifname: &p.ifname,
+/// Configures the container's interface: runs inside its namespace (through `worker::run`), with
+/// a netlink socket opened there.
+async fn configure_container(p: &AttachPlan) -> Result<()> {
+    let rtnl = Rtnl::connect()?;
+    let iface = rtnl
+        .link_by_name(&p.ifname)
+        .await?
+        .ok_or_else(|| anyhow!("interface {} vanished from the container", p.ifname))?;
+    let gateway4: Option<Ipv4Addr> = p.default_route.then_some(p.gateway);
+    rtnl.configure_interface(&InterfaceConfig {
+        ifname: &p.ifname,
+        ifindex: iface.index,
+        v4: (p.ip, p.prefix_len),
+        v6: p.ip6.zip(p.prefix_len6),
+        gateway4,
+        gateway6: p.gateway6.filter(|_| p.default_route),
+        routes: &p.routes,
+        announce: Some(Announce {
             ifindex: iface.index,
-            v4: (p.ip, p.prefix_len),
-            v6: p.ip6.zip(p.prefix_len6),
-            gateway4,
-            gateway6: p.gateway6.filter(|_| p.default_route),
-            routes: &p.routes,
-            announce: Some(Announce {
-                ifindex: iface.index,
-                gateway: p.gateway,
-                host_port: &p.host_ifname,
-            }),
-        })
-        .await
+            gateway: p.gateway,
+            host_port: &p.host_ifname,
+        }),
     })
+    .await
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ use anyhow::{Result, anyhow};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::fsutil::{self, LockError};
+
 /// Held by the daemon while it runs; released on drop (and by the kernel at exit).
 pub struct Serving {
     _lock: Flock<File>,
@@ -27,17 +29,10 @@ pub fn path(state_dir: &Path) -> PathBuf {
 /// Takes the daemon's shared lock (the state directory must exist: `LeaseStore::open` made it).
 pub fn hold(state_dir: &Path) -> Result<Serving> {
     let path = path(state_dir);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(|e| anyhow!("cannot open {}: {e}", path.display()))?;
-    let lock = Flock::lock(file, FlockArg::LockShared)
-        .map_err(|(_, e)| anyhow!("cannot lock {}: {e}", path.display()))?;
+    let lock = fsutil::flock(&path, FlockArg::LockShared).map_err(|e| match e {
+        LockError::Open(e) => anyhow!("cannot open {}: {e}", path.display()),
+        LockError::Lock(e) => anyhow!("cannot lock {}: {e}", path.display()),
+    })?;
     Ok(Serving { _lock: lock })
 }
 

@@ -10,28 +10,18 @@ use std::os::fd::AsFd;
 
 use anyhow::Result;
 use common::{NamedNs, RemoveOnDrop, need_root, ok, unique};
-use docker_netattach::link::{Announce, Inside, Rtnl, VethSpec};
-use docker_netattach::netns;
+use docker_netattach::link::{Announce, InterfaceConfig, Rtnl, VethSpec};
+use docker_netattach::netns::{self, Netns};
+use docker_netattach::worker;
 
 /// The namespace's file, to enter it.
 fn file(ns: &NamedNs) -> File {
     File::open(netns::link_path(&ns.0)).unwrap()
 }
 
-/// Runs async netlink work inside a namespace, on a dedicated thread with its own runtime.
-fn in_ns<T: Send + 'static>(
-    ns: &NamedNs,
-    work: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>>>>
-    + Send
-    + 'static,
-) -> Result<T> {
-    let f = file(ns);
-    netns::run_in(f.as_fd(), move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(work())
-    })
+/// The namespace, opened and checked, to run work in it (`worker::run`).
+fn ns_of(ns: &NamedNs) -> Netns {
+    Netns::open(&ns.0).unwrap()
 }
 
 /// A "host" namespace with bridge br0 at 10.99.0.1/24 and an empty "container" namespace.
@@ -62,44 +52,40 @@ fn setup() -> (NamedNs, NamedNs) {
 
 fn attach_in(host: &NamedNs, ctr: &NamedNs, host_name: &'static str, ip: Ipv4Addr) -> Result<()> {
     let ctr_fd = file(ctr);
-    in_ns(host, move || {
-        Box::pin(async move {
-            let rtnl = Rtnl::connect()?;
-            let br = rtnl.link_by_name("br0").await?.expect("br0");
-            rtnl.create_veth(
-                &VethSpec {
-                    host_name,
-                    host_alias: "0123456789abcdef",
-                    bridge_index: br.index,
-                    peer_name: "eth0",
-                    peer_mac: docker_netattach::plan::mac_for(ip),
-                    mtu: 1400,
-                },
-                ctr_fd.as_fd(),
-            )
-            .await
-        })
+    worker::run("test", Some(&ns_of(host)), move || async move {
+        let rtnl = Rtnl::connect()?;
+        let br = rtnl.link_by_name("br0").await?.expect("br0");
+        rtnl.create_veth(
+            &VethSpec {
+                host_name,
+                host_alias: "0123456789abcdef",
+                bridge_index: br.index,
+                peer_name: "eth0",
+                peer_mac: docker_netattach::plan::mac_for(ip),
+                mtu: 1400,
+            },
+            ctr_fd.as_fd(),
+        )
+        .await
     })?;
-    in_ns(ctr, move || {
-        Box::pin(async move {
-            let rtnl = Rtnl::connect()?;
-            let eth0 = rtnl.link_by_name("eth0").await?.expect("eth0");
-            rtnl.configure_inside(&Inside {
-                ifname: "eth0",
+    worker::run("test", Some(&ns_of(ctr)), move || async move {
+        let rtnl = Rtnl::connect()?;
+        let eth0 = rtnl.link_by_name("eth0").await?.expect("eth0");
+        rtnl.configure_interface(&InterfaceConfig {
+            ifname: "eth0",
+            ifindex: eth0.index,
+            v4: (ip, 24),
+            v6: None,
+            gateway4: Some(Ipv4Addr::new(10, 99, 0, 1)),
+            gateway6: None,
+            routes: &[],
+            announce: Some(Announce {
                 ifindex: eth0.index,
-                v4: (ip, 24),
-                v6: None,
-                gateway4: Some(Ipv4Addr::new(10, 99, 0, 1)),
-                gateway6: None,
-                routes: &[],
-                announce: Some(Announce {
-                    ifindex: eth0.index,
-                    gateway: Ipv4Addr::new(10, 99, 0, 1),
-                    host_port: "nonexistent-in-this-view",
-                }),
-            })
-            .await
+                gateway: Ipv4Addr::new(10, 99, 0, 1),
+                host_port: "nonexistent-in-this-view",
+            }),
         })
+        .await
     })
 }
 
@@ -188,14 +174,12 @@ fn veth_in_one_request_configured_and_reachable_then_deleted() {
     );
 
     // Deleting the host end removes the pair; deleting again reports "already gone".
-    let gone = in_ns(&host, || {
-        Box::pin(async {
-            let rtnl = Rtnl::connect()?;
-            let v = rtnl.link_by_name("vnatest0").await?.expect("vnatest0");
-            let first = rtnl.delete(v.index).await?;
-            let second = rtnl.delete(v.index).await?;
-            Ok((first, second, rtnl.link_by_name("vnatest0").await?))
-        })
+    let gone = worker::run("test", Some(&ns_of(&host)), move || async move {
+        let rtnl = Rtnl::connect()?;
+        let v = rtnl.link_by_name("vnatest0").await?.expect("vnatest0");
+        let first = rtnl.delete(v.index).await?;
+        let second = rtnl.delete(v.index).await?;
+        Ok((first, second, rtnl.link_by_name("vnatest0").await?))
     })
     .unwrap();
     assert_eq!(gone, (true, false, None));
@@ -225,29 +209,27 @@ fn a_missing_bridge_is_none_and_a_long_name_is_an_error() {
         return;
     }
     let (host, ctr) = setup();
-    let missing = in_ns(&host, || {
-        Box::pin(async { Rtnl::connect()?.link_by_name("nosuchbr").await })
+    let missing = worker::run("test", Some(&ns_of(&host)), || async {
+        Rtnl::connect()?.link_by_name("nosuchbr").await
     })
     .unwrap();
     assert_eq!(missing, None);
     let ctr_fd = file(&ctr);
-    let err = in_ns(&host, move || {
-        Box::pin(async move {
-            let rtnl = Rtnl::connect()?;
-            let br = rtnl.link_by_name("br0").await?.expect("br0");
-            rtnl.create_veth(
-                &VethSpec {
-                    host_name: "vna-this-is-too-long",
-                    host_alias: "x",
-                    bridge_index: br.index,
-                    peer_name: "eth0",
-                    peer_mac: [2, 0x42, 0, 0, 0, 1],
-                    mtu: 1500,
-                },
-                ctr_fd.as_fd(),
-            )
-            .await
-        })
+    let err = worker::run("test", Some(&ns_of(&host)), move || async move {
+        let rtnl = Rtnl::connect()?;
+        let br = rtnl.link_by_name("br0").await?.expect("br0");
+        rtnl.create_veth(
+            &VethSpec {
+                host_name: "vna-this-is-too-long",
+                host_alias: "x",
+                bridge_index: br.index,
+                peer_name: "eth0",
+                peer_mac: [2, 0x42, 0, 0, 0, 1],
+                mtu: 1500,
+            },
+            ctr_fd.as_fd(),
+        )
+        .await
     })
     .unwrap_err();
     let text = format!("{err:#}");
@@ -325,4 +307,34 @@ fn netns_links_are_made_replaced_when_stale_and_never_stolen() {
     );
     assert!(netns::remove_link(&name, ns.id).unwrap());
     assert!(std::fs::symlink_metadata(&path).is_err());
+}
+
+/// STYLE practice 5: only the worker's own thread enters the namespace; the caller's thread
+/// stays where it was, and the work sees the namespace it asked for.
+#[test]
+fn worker_enters_the_namespace_on_its_own_thread_only() {
+    if !need_root() {
+        return;
+    }
+    let here = || netns::id_of(std::path::Path::new("/proc/thread-self/ns/net"));
+    let before = here();
+    assert!(before.is_some());
+    let ns = NamedNs::new("nak-w");
+    let target = ns_of(&ns);
+    let want = target.id;
+    let inside = worker::run("test", Some(&target), move || async move {
+        Ok(netns::id_of(std::path::Path::new(
+            "/proc/thread-self/ns/net",
+        )))
+    })
+    .unwrap();
+    assert_eq!(inside, Some(want));
+    assert_ne!(inside, before);
+    assert_eq!(here(), before, "the caller's thread changed namespace");
+    // An error from inside comes back unchanged.
+    let err = worker::run("test", Some(&target), || async {
+        Err::<(), _>(anyhow::anyhow!("from inside"))
+    })
+    .unwrap_err();
+    assert_eq!(format!("{err:#}"), "from inside");
 }

@@ -118,52 +118,81 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Pure: the request line of a complete head (up to the blank line).
+/// Runs httparse over `buf`, with room for every header `buf` can hold (a few on the stack
+/// first: the common case), and hands the outcome and the parsed request to `f`.
+fn parsed<R>(
+    buf: &[u8],
+    f: impl FnOnce(httparse::Result<usize>, &httparse::Request<'_, '_>) -> R,
+) -> R {
+    let mut few = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut few);
+    let res = req.parse(buf);
+    if res != Err(httparse::Error::TooManyHeaders) {
+        return f(res, &req);
+    }
+    // The shortest header line is three bytes (`a:\n`).
+    let mut many = vec![httparse::EMPTY_HEADER; buf.len() / 3 + 1];
+    let mut req = httparse::Request::new(&mut many);
+    let res = req.parse(buf);
+    f(res, &req)
+}
+
+/// Pure: the request line and `Host` of a complete head (up to the blank line). httparse reads
+/// the head; refused on top of what it refuses: a head that is not UTF-8, a method that is not
+/// uppercase ASCII, a target that is not a path, more than one `Host`.
 pub fn parse_head(head: &[u8]) -> Result<Request, &'static str> {
-    let text = std::str::from_utf8(head).map_err(|_| "request head is not UTF-8")?;
-    let line = text.lines().next().ok_or("empty request")?;
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("malformed request line");
-    };
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err("malformed method");
-    }
-    if !version.starts_with("HTTP/1.") {
-        return Err("only HTTP/1.x is served");
-    }
-    if !target.starts_with('/') {
-        return Err("the target must be a path");
-    }
-    let path = target.split(['?', '#']).next().unwrap_or(target);
-    let mut host = None;
-    for header in text.lines().skip(1) {
-        if let Some((name, value)) = header.split_once(':') {
-            if name.trim().eq_ignore_ascii_case("host") {
+    std::str::from_utf8(head).map_err(|_| "request head is not UTF-8")?;
+    parsed(head, |res, req| {
+        match res {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) if head.trim_ascii().is_empty() => {
+                return Err("empty request");
+            }
+            Ok(httparse::Status::Partial) => return Err("incomplete request head"),
+            Err(httparse::Error::Version) => return Err("only HTTP/1.x is served"),
+            Err(httparse::Error::HeaderName | httparse::Error::HeaderValue) => {
+                return Err("malformed header");
+            }
+            Err(_) => return Err("malformed request line"),
+        }
+        let (Some(method), Some(target)) = (req.method, req.path) else {
+            return Err("malformed request line");
+        };
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err("malformed method");
+        }
+        if !target.starts_with('/') {
+            return Err("the target must be a path");
+        }
+        let path = target.split(['?', '#']).next().unwrap_or(target);
+        let mut host = None;
+        for header in req.headers.iter() {
+            if header.name.trim().eq_ignore_ascii_case("host") {
                 if host.is_some() {
                     return Err("more than one Host header");
                 }
+                let value =
+                    std::str::from_utf8(header.value).map_err(|_| "request head is not UTF-8")?;
                 host = Some(value.trim().to_string());
             }
         }
-    }
-    Ok(Request {
-        method: method.to_string(),
-        path: path.to_string(),
-        host,
+        Ok(Request {
+            method: method.to_string(),
+            path: path.to_string(),
+            host,
+        })
     })
 }
 
-/// Pure: index just past the end of the head (`\r\n\r\n`, or `\n\n` from lax clients).
+/// Pure: index just past the end of the head (`\r\n\r\n`, or `\n\n` from lax clients), as
+/// httparse finds it; `None` while it is incomplete. A head httparse refuses ends where the
+/// bytes so far end: it is answered 400 at once (see [`parse_head`]).
 pub fn head_end(buf: &[u8]) -> Option<usize> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    parsed(buf, |res, _| match res {
+        Ok(httparse::Status::Complete(n)) => Some(n),
+        Ok(httparse::Status::Partial) => None,
+        Err(_) => Some(buf.len()),
+    })
 }
 
 /// Accepts connections until the listener fails for good.
@@ -485,6 +514,33 @@ mod tests {
         assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some(18));
         assert_eq!(head_end(b"GET / HTTP/1.1\n\n"), Some(16));
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+    }
+
+    #[test]
+    fn httparse_reads_the_head_with_every_header_and_names_the_refusal() {
+        // More headers than the first, stack-sized try holds.
+        let mut head = String::from("GET /healthz HTTP/1.1\r\n");
+        for i in 0..200 {
+            head.push_str(&format!("X-{i}: {i}\r\n"));
+        }
+        head.push_str("Host: localhost:4000\r\n\r\n");
+        assert_eq!(head_end(head.as_bytes()), Some(head.len()));
+        let r = parse_head(head.as_bytes()).unwrap();
+        assert_eq!(r.host.as_deref(), Some("localhost:4000"));
+        assert_eq!(r.path, "/healthz");
+        // A refused head ends where its bytes end: it is answered at once.
+        assert_eq!(head_end(b"hello there\r\n"), Some(13));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHo"), None);
+        for (bad, why) in [
+            (&b""[..], "empty request"),
+            (b"GET / HTTP/2\r\n\r\n", "only HTTP/1.x is served"),
+            (b"get / HTTP/1.1\r\n\r\n", "malformed method"),
+            (b"GET * HTTP/1.1\r\n\r\n", "the target must be a path"),
+            (b"GET /\xff HTTP/1.1\r\n\r\n", "request head is not UTF-8"),
+            (b"hello there\r\n\r\n", "malformed request line"),
+        ] {
+            assert_eq!(parse_head(bad), Err(why), "{bad:?}");
+        }
     }
 
     #[test]

@@ -125,11 +125,9 @@ pub fn run(args: WatchArgs, state_dir: &Path) -> Result<i32> {
         Listen::Name(n) => n.clone(),
         Listen::Auto => {
             // On a thread of its own (gone before `enter`), in the namespace we started in.
-            let facts = std::thread::scope(|s| {
-                s.spawn(|| block_on_fresh(listen::facts()))
-                    .join()
-                    .map_err(|_| anyhow!("the --listen auto probe panicked"))
-            })??
+            let facts = crate::worker::run("netattach-listen", None, || async {
+                Ok(listen::facts().await)
+            })?
             .context(
                 "--listen auto: cannot inspect this network namespace; pass --listen ADDR:PORT",
             )?;
@@ -455,7 +453,10 @@ async fn run_job(shared: &Arc<Shared>, job: Job) {
         }
         Job::Died { id, name } => {
             let dir = shared.state_dir.clone();
-            match on_thread("netattach-die", move || reconcile::forget_netns(&dir, &id)).await {
+            let forgot = on_thread("netattach-die", move || async move {
+                reconcile::forget_netns(&dir, &id)
+            });
+            match forgot.await {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!(container = %name, "stopped; removed {n} dead netns link(s)");
@@ -466,8 +467,8 @@ async fn run_job(shared: &Arc<Shared>, job: Job) {
         }
         Job::Destroyed { id, name } => {
             let dir = shared.state_dir.clone();
-            let released = on_thread("netattach-rm", move || {
-                block_on_fresh(async move { reconcile::release(&dir, &id).await })?
+            let released = on_thread("netattach-rm", move || async move {
+                reconcile::release(&dir, &id).await
             })
             .await;
             match released {
@@ -496,8 +497,8 @@ async fn attach_job(
 ) {
     let opts = wanted.opts(&id);
     let dir = shared.state_dir.clone();
-    let res = on_thread("netattach-attach", move || {
-        block_on_fresh(async move { attach::attach(&opts, &dir).await })?
+    let res = on_thread("netattach-attach", move || async move {
+        attach::attach(&opts, &dir).await
     })
     .await;
     match res {
@@ -569,38 +570,25 @@ pub fn job_threads_busy() -> usize {
     MAX_JOB_THREADS.saturating_sub(JOB_THREADS.available_permits())
 }
 
-/// Runs `work` on a new thread and awaits its result without blocking the event loop. The
-/// thread is in the daemon's namespace (threads inherit it) and exits when the work is done.
-/// At most [`MAX_JOB_THREADS`] run at once: the call waits for a free slot first.
-pub async fn on_thread<T, F>(name: &str, work: F) -> Result<T>
+/// Runs `work` through [`crate::worker::spawn`] (a thread of its own, in the daemon's namespace,
+/// with a runtime of its own) and awaits it without blocking the event loop. At most
+/// [`MAX_JOB_THREADS`] run at once: the call waits for a free slot first.
+pub async fn on_thread<T, F, Fut>(name: &str, work: F) -> Result<T>
 where
     T: Send + 'static,
-    F: FnOnce() -> Result<T> + Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T>>,
 {
     let permit = JOB_THREADS
         .acquire()
         .await
         .map_err(|_| anyhow!("the job thread bound was closed"))?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn(move || {
-            // The slot is the thread's: freed when its work ends, whoever awaits it.
-            let _permit = permit;
-            let _ = tx.send(work());
-        })
-        .context("cannot start a worker thread")?;
-    rx.await
-        .map_err(|_| anyhow!("the {name} thread ended without an answer"))?
-}
-
-/// Runs a future to completion on a runtime of its own (for use on an [`on_thread`] thread).
-pub fn block_on_fresh<F: Future>(fut: F) -> Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| anyhow!("cannot start a runtime: {e}"))?;
-    Ok(rt.block_on(fut))
+    crate::worker::spawn(name, None, move || async move {
+        // The slot is the thread's: freed when its work ends, whoever awaits it.
+        let _permit = permit;
+        work().await
+    })
+    .await
 }
 
 async fn shutdown_signal() {

@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 
 use super::engine::Engine;
 use super::labels::{self, Job};
-use super::{Dispatcher, Shared, block_on_fresh, on_thread};
+use super::{Dispatcher, Shared, on_thread};
 use crate::detach::{self, DetachOpts};
 use crate::gc;
 use crate::lease::{Lease, LeaseStore};
@@ -29,9 +29,10 @@ pub async fn reconcile(
         bail!("{problem}");
     }
     let dir = shared.state_dir.clone();
-    let collected = on_thread("netattach-gc", move || {
-        block_on_fresh(async move { gc::gc(&dir, false).await })?
-    })
+    let collected = on_thread(
+        "netattach-gc",
+        move || async move { gc::gc(&dir, false).await },
+    )
     .await;
     match &collected {
         Ok(removed) => {
@@ -81,7 +82,7 @@ async fn restore_leased(
     engine: &Engine,
 ) -> Result<()> {
     let dir = shared.state_dir.clone();
-    let leased = on_thread("netattach-leases", move || {
+    let leased = on_thread("netattach-leases", move || async move {
         let Some(store) = LeaseStore::open_existing(&dir)? else {
             return Ok(BTreeSet::new());
         };

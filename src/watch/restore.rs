@@ -5,9 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use anyhow::Result;
-
-use super::{Shared, block_on_fresh, on_thread, since_event};
+use super::{Shared, on_thread, since_event};
 use crate::attach::{self, AttachOpts, Outcome};
 use crate::ipam::Subnet;
 use crate::lease::{Lease, LeaseStore};
@@ -67,7 +65,7 @@ pub async fn restore(
 ) {
     let dir = shared.state_dir.clone();
     let cid = id.clone();
-    let found = on_thread("netattach-lease", move || -> Result<Vec<Lease>> {
+    let found = on_thread("netattach-lease", move || async move {
         let Some(store) = LeaseStore::open_existing(&dir)? else {
             return Ok(vec![]);
         };
@@ -88,8 +86,8 @@ pub async fn restore(
     for lease in leases {
         let opts = opts_of(&lease);
         let dir = shared.state_dir.clone();
-        let res = on_thread("netattach-attach", move || {
-            block_on_fresh(async move { attach::attach(&opts, &dir).await })?
+        let res = on_thread("netattach-attach", move || async move {
+            attach::attach(&opts, &dir).await
         })
         .await;
         match res {

@@ -1,0 +1,439 @@
+//! The lease store on disk ([`DiskStore`]). Side effects: files under the state directory only.
+//!
+//! Layout (all owned by root, directories 0700, files 0600):
+//! ```text
+//! <state>/lock                              flock(2)ed by every command that changes state
+//! <state>/leases/<network-id>/<ip>          one JSON `Lease` per address; its name is the address
+//!                                           (an IPv6 address of a dual-stack lease is a second
+//!                                           hard link to the same record)
+//! <state>/bridges/<name>                     marker: `attach --bridge` created this bridge, so
+//!                                           `detach` deletes it once it has no ports left
+//! <state>/watch.lock                        shared flock of a running `watch` (src/watch_lock.rs)
+//! <state>/by-container/<container-id>@<network-id>
+//!                                           symlink whose target *text* is the address (an index;
+//!                                           it is read with readlink, never followed)
+//! <state>/quarantine/<network-id>/<ip>[~n]   a lease file that could not be read, set aside by
+//!                                           `gc`; its address stays taken until a person
+//!                                           deletes it
+//! ```
+//! A lease is created by writing a temporary file, fsyncing it and hard-linking it to `<ip>`:
+//! `link(2)` fails with EEXIST when the address is taken, so even without the lock two writers
+//! can never hold the same address, and a reader never sees a half-written record. Every other
+//! write (completion, the index, bridge markers) is write-temporary + fsync + rename over the old
+//! name, and every change is followed by an fsync of its directory: after a crash or a SIGKILL
+//! each name holds the old record or the new one, never neither. The IPv6 name of a dual-stack
+//! lease is linked before and unlinked after its IPv4 name, so while a lease exists both of its
+//! addresses are taken.
+//!
+//! The reads of every record ([`DiskStore::scan`]) are in `scan.rs`, the repairs
+//! ([`DiskStore::sweep`]) in `repair.rs`, the file-level steps in `files.rs`.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow};
+use nix::fcntl::FlockArg;
+
+use super::files::{
+    addresses_named_in, ensure_private_dir, fsync_dir, is_v4_name, link_new, read_lease,
+    remove_if_present, remove_names, sorted_entries, write_temporary,
+};
+use super::{Held, InsertError, Lease, Store, StoreLock, Taken, check_component, state_err};
+use crate::fsutil::{self, LockError};
+
+/// What an index entry says.
+pub(super) enum IndexEntry {
+    Missing,
+    Points(Ipv4Addr),
+    Corrupt(String),
+}
+
+/// The store in a state directory (see the layout above).
+#[derive(Debug, Clone)]
+pub struct DiskStore {
+    pub(super) root: PathBuf,
+}
+
+impl DiskStore {
+    /// Opens (creating when missing) the state directory. Refuses a symlinked or foreign-owned
+    /// or world-writable directory so that nobody can redirect our writes.
+    pub fn open(root: &Path) -> Result<Self> {
+        let store = DiskStore {
+            root: root.to_path_buf(),
+        };
+        for dir in [
+            root.to_path_buf(),
+            store.root.join("leases"),
+            store.by_container(),
+        ] {
+            ensure_private_dir(&dir)?;
+        }
+        Ok(store)
+    }
+
+    /// Opens the store for reading without creating anything; `None` when it does not exist.
+    pub fn open_existing(root: &Path) -> Result<Option<Self>> {
+        match fs::symlink_metadata(root) {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(state_err(root, e)),
+            Ok(_) => Self::open(root).map(Some),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Takes the exclusive store lock (blocks while another command holds it).
+    pub fn lock(&self) -> Result<StoreLock> {
+        let path = self.root.join("lock");
+        let lock = fsutil::flock(&path, FlockArg::LockExclusive).map_err(|e| match e {
+            LockError::Open(e) => state_err(&path, e),
+            LockError::Lock(e) => anyhow!("cannot lock {}: {e}", path.display()),
+        })?;
+        Ok(StoreLock {
+            _held: Held::File { _flock: lock },
+        })
+    }
+
+    pub(super) fn by_container(&self) -> PathBuf {
+        self.root.join("by-container")
+    }
+
+    pub(super) fn network_dir(&self, network_id: &str) -> Result<PathBuf> {
+        check_component(network_id, "network id")?;
+        Ok(self.root.join("leases").join(network_id))
+    }
+
+    pub(super) fn index_path(&self, container_id: &str, network_id: &str) -> Result<PathBuf> {
+        check_component(container_id, "container id")?;
+        check_component(network_id, "network id")?;
+        Ok(self
+            .by_container()
+            .join(format!("{container_id}@{network_id}")))
+    }
+
+    pub(super) fn leases_dir(&self) -> PathBuf {
+        self.root.join("leases")
+    }
+
+    pub(super) fn quarantine_dir(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+
+    /// Addresses leased on a network, and those of its quarantined files (from file names
+    /// alone: a readdir or two, no reads).
+    pub fn taken(&self, network_id: &str) -> Result<Taken> {
+        let mut taken = Taken::default();
+        let dirs = [
+            self.network_dir(network_id)?,
+            self.quarantine_dir().join(network_id),
+        ];
+        for dir in dirs {
+            for ip in addresses_named_in(&dir)? {
+                match ip {
+                    IpAddr::V4(_) => taken.v4.insert(crate::ipam::key(ip)),
+                    IpAddr::V6(_) => taken.v6.insert(crate::ipam::key(ip)),
+                };
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Every lease a container (or `--netns` target) holds, on any network.
+    pub fn of_container(&self, container_id: &str) -> Result<Vec<Lease>> {
+        check_component(container_id, "container id")?;
+        let dir = self.by_container();
+        let prefix = format!("{container_id}@");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| state_err(&dir, e))? {
+            let entry = entry.map_err(|e| state_err(&dir, e))?;
+            let name = entry.file_name();
+            if let Some(net) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) {
+                if let Some(lease) = self.find(container_id, net)? {
+                    out.push(lease);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn index_entry(&self, container_id: &str, network_id: &str) -> Result<IndexEntry> {
+        let index = self.index_path(container_id, network_id)?;
+        match fs::read_link(&index) {
+            Ok(t) => Ok(match t.to_str().and_then(|t| t.parse::<Ipv4Addr>().ok()) {
+                Some(ip) => IndexEntry::Points(ip),
+                None => IndexEntry::Corrupt(format!("its target {t:?} is not an IPv4 address")),
+            }),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(IndexEntry::Missing),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Ok(IndexEntry::Corrupt("it is not a symlink".into()))
+            }
+            Err(e) => Err(state_err(&index, e)),
+        }
+    }
+
+    /// The lease a container holds on a network, found through the index (or, when the index
+    /// entry is corrupt, by reading the network's lease files: the leases are the truth).
+    pub fn find(&self, container_id: &str, network_id: &str) -> Result<Option<Lease>> {
+        let ip = match self.index_entry(container_id, network_id)? {
+            IndexEntry::Missing => return Ok(None),
+            IndexEntry::Corrupt(_) => return self.search(container_id, network_id),
+            IndexEntry::Points(ip) => ip,
+        };
+        let path = self.network_dir(network_id)?.join(ip.to_string());
+        match read_lease(&path)? {
+            Some(lease) if lease.container_id == container_id => Ok(Some(lease)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The container's lease on a network, by reading every readable lease file of it.
+    fn search(&self, container_id: &str, network_id: &str) -> Result<Option<Lease>> {
+        for file in sorted_entries(&self.network_dir(network_id)?)? {
+            if !is_v4_name(&file) {
+                continue;
+            }
+            if let Ok(Some(l)) = read_lease(&file) {
+                if l.container_id == container_id {
+                    return Ok(Some(l));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Points the index entry of (container, network) at `ip`, replacing what was there.
+    pub(super) fn write_index(
+        &self,
+        container_id: &str,
+        network_id: &str,
+        ip: Ipv4Addr,
+    ) -> Result<()> {
+        let index = self.index_path(container_id, network_id)?;
+        let dir = self.by_container();
+        let tmp = dir.join(format!(
+            ".tmp.{container_id}@{network_id}.{}",
+            std::process::id()
+        ));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(ip.to_string(), &tmp).map_err(|e| state_err(&tmp, e))?;
+        if let Err(e) = fs::rename(&tmp, &index) {
+            let _ = fs::remove_file(&tmp);
+            return Err(state_err(&index, e));
+        }
+        fsync_dir(&dir)
+    }
+
+    /// Records a lease; fails with `Taken` when the address is already leased (or held by a
+    /// quarantined file).
+    pub fn insert(&self, _lock: &StoreLock, lease: &Lease) -> Result<(), InsertError> {
+        let dir = self.network_dir(&lease.network_id)?;
+        ensure_private_dir(&dir)?;
+        let quarantined = addresses_named_in(&self.quarantine_dir().join(&lease.network_id))?;
+        let wanted = std::iter::once(IpAddr::V4(lease.ip)).chain(lease.ip6.map(IpAddr::V6));
+        for ip in wanted {
+            if quarantined.contains(&ip) {
+                return Err(InsertError::Taken(ip));
+            }
+        }
+        // The index first, the lease second (and `remove` the other way round): a command
+        // killed in between leaves an index entry without a lease (ignored, swept by gc), never a
+        // lease its container cannot find (which would make it take a second address).
+        self.write_index(&lease.container_id, &lease.network_id, lease.ip)?;
+        let written = self.write_new(&dir, lease);
+        if written.is_err() {
+            let _ = fs::remove_file(self.index_path(&lease.container_id, &lease.network_id)?);
+        }
+        written
+    }
+
+    /// Links a new record to its names: the IPv6 name first, so that while the IPv4 name (the
+    /// lease) exists, both addresses are taken.
+    fn write_new(&self, dir: &Path, lease: &Lease) -> Result<(), InsertError> {
+        let tmp = write_temporary(dir, lease)?;
+        let result = link_new(&tmp, dir, lease);
+        let _ = fs::remove_file(&tmp);
+        fsync_dir(dir)?;
+        result.map_err(|(ip, name, e)| {
+            if e.kind() == ErrorKind::AlreadyExists {
+                InsertError::Taken(ip)
+            } else {
+                state_err(&name, e).into()
+            }
+        })
+    }
+
+    /// Removes a lease and its index entry; already gone is fine. The IPv4 name goes first,
+    /// then the IPv6 name (only while it still holds this lease's record).
+    pub fn remove(&self, _lock: &StoreLock, lease: &Lease) -> Result<()> {
+        let dir = self.network_dir(&lease.network_id)?;
+        let path = dir.join(lease.ip.to_string());
+        if read_lease(&path)?.is_some_and(|l| l.container_id == lease.container_id) {
+            remove_names(&path, lease)?;
+        }
+        let index = self.index_path(&lease.container_id, &lease.network_id)?;
+        if fs::read_link(&index).is_ok_and(|t| t.as_os_str() == lease.ip.to_string().as_str()) {
+            remove_if_present(&index)?;
+            fsync_dir(&self.by_container())?;
+        }
+        Ok(())
+    }
+
+    /// Marks a lease complete: a new record, renamed over the IPv6 name and then over the IPv4
+    /// name. Each name holds the old record or the new one at every moment, never neither.
+    pub fn mark_complete(&self, lock: &StoreLock, lease: &Lease) -> Result<()> {
+        let mut done = lease.clone();
+        done.complete = true;
+        self.rewrite(lock, &done)
+    }
+
+    /// Replaces the record of an address (held by the same lease) atomically, by rename: old or
+    /// new, never neither. A restarted container's re-attach writes its new record over the old
+    /// one, and its rollback writes the old one back.
+    pub fn rewrite(&self, _lock: &StoreLock, lease: &Lease) -> Result<()> {
+        let dir = self.network_dir(&lease.network_id)?;
+        let path = dir.join(lease.ip.to_string());
+        let tmp = write_temporary(&dir, lease)?;
+        if let Some(ip6) = lease.ip6 {
+            let tmp6 = dir.join(format!(".tmp.{ip6}.{}", std::process::id()));
+            let _ = fs::remove_file(&tmp6);
+            let path6 = dir.join(ip6.to_string());
+            let renamed = fs::hard_link(&tmp, &tmp6)
+                .and_then(|()| fs::rename(&tmp6, &path6))
+                .map_err(|e| state_err(&path6, e));
+            if renamed.is_err() {
+                let _ = fs::remove_file(&tmp6);
+                let _ = fs::remove_file(&tmp);
+            }
+            renamed?;
+        }
+        fs::rename(&tmp, &path).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            state_err(&path, e)
+        })?;
+        fsync_dir(&dir)
+    }
+
+    /// Remembers that we created bridge `name` (a marker file written durably).
+    pub fn mark_bridge(&self, _lock: &StoreLock, name: &str) -> Result<()> {
+        check_component(name, "bridge name")?;
+        let dir = self.root.join("bridges");
+        ensure_private_dir(&dir)?;
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".tmp.{name}.{}", std::process::id()));
+        let body = b"created by docker-netattach attach --bridge\n";
+        fsutil::write_atomic(&tmp, &path, body, 0o600).map_err(|e| state_err(&e.path, e.error))?;
+        fsync_dir(&dir)
+    }
+
+    pub fn bridge_marked(&self, name: &str) -> bool {
+        check_component(name, "bridge name").is_ok()
+            && fs::symlink_metadata(self.root.join("bridges").join(name)).is_ok_and(|m| m.is_file())
+    }
+
+    /// The bridges `attach --bridge` created (marked), by name.
+    pub fn marked_bridges(&self) -> Result<Vec<String>> {
+        Ok(sorted_entries(&self.root.join("bridges"))?
+            .into_iter()
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
+            .filter(|n| self.bridge_marked(n))
+            .collect())
+    }
+
+    pub fn unmark_bridge(&self, _lock: &StoreLock, name: &str) -> Result<()> {
+        check_component(name, "bridge name")?;
+        let dir = self.root.join("bridges");
+        remove_if_present(&dir.join(name))?;
+        match fs::symlink_metadata(&dir) {
+            Ok(_) => fsync_dir(&dir),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+impl Store for DiskStore {
+    fn lock(&self) -> Result<StoreLock> {
+        DiskStore::lock(self)
+    }
+    fn taken(&self, network_id: &str) -> Result<Taken> {
+        DiskStore::taken(self, network_id)
+    }
+    fn find(&self, container_id: &str, network_id: &str) -> Result<Option<Lease>> {
+        DiskStore::find(self, container_id, network_id)
+    }
+    fn of_container(&self, container_id: &str) -> Result<Vec<Lease>> {
+        DiskStore::of_container(self, container_id)
+    }
+    fn all(&self) -> Result<Vec<Lease>> {
+        DiskStore::all(self)
+    }
+    fn insert(&self, lock: &StoreLock, lease: &Lease) -> Result<(), InsertError> {
+        DiskStore::insert(self, lock, lease)
+    }
+    fn mark_complete(&self, lock: &StoreLock, lease: &Lease) -> Result<()> {
+        DiskStore::mark_complete(self, lock, lease)
+    }
+    fn remove(&self, lock: &StoreLock, lease: &Lease) -> Result<()> {
+        DiskStore::remove(self, lock, lease)
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    pub(crate) use crate::lease::tests::lease;
+    use std::os::unix::fs::PermissionsExt;
+
+    pub(crate) fn tmp_store() -> (tempfile::TempDir, DiskStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(&dir.path().join("state")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_lease_file_is_private_and_named_for_its_address() {
+        let (_d, store) = tmp_store();
+        let lock = store.lock().unwrap();
+        let a = lease("aaa", "172.17.255.254");
+        store.insert(&lock, &a).unwrap();
+        let mode = fs::metadata(store.root().join("leases/netid/172.17.255.254"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            fs::read_link(store.root().join("by-container/aaa@netid")).unwrap(),
+            Path::new("172.17.255.254")
+        );
+    }
+
+    #[test]
+    fn removing_never_takes_another_lease_s_ipv6_name() {
+        let (_d, store) = tmp_store();
+        let lock = store.lock().unwrap();
+        let mut a = lease("aaa", "10.0.0.5");
+        a.ip6 = Some("fd00::5".parse().unwrap());
+        // `a` lost its IPv6 name (an older version killed in mark_complete), and `b` got it.
+        store.insert(&lock, &a).unwrap();
+        fs::remove_file(store.root().join("leases/netid/fd00::5")).unwrap();
+        let mut b = lease("bbb", "10.0.0.6");
+        b.ip6 = a.ip6;
+        store.insert(&lock, &b).unwrap();
+        store.remove(&lock, &a).unwrap();
+        assert!(store.root().join("leases/netid/fd00::5").exists());
+        assert_eq!(store.all().unwrap(), vec![b]);
+    }
+
+    #[test]
+    fn a_symlinked_state_dir_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/tmp", d.path().join("link")).unwrap();
+        let err = DiskStore::open(&d.path().join("link"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a directory"), "{err}");
+    }
+}
