@@ -62,5 +62,8 @@ fn the_architecture_map_names_every_source_file_and_no_other() {
 fn names_are_read_out_of_prose_and_tables() {
     let text = "`src/main.rs` parses; src/watch/http.rs. and (src/lease/disk.rs) | src/ alone";
     let got: Vec<_> = named(text).into_iter().collect();
-    assert_eq!(got, ["src/lease/disk.rs", "src/main.rs", "src/watch/http.rs"]);
+    assert_eq!(
+        got,
+        ["src/lease/disk.rs", "src/main.rs", "src/watch/http.rs"]
+    );
 }
