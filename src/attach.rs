@@ -7,11 +7,13 @@ use std::path::Path;
 use anyhow::{Result, anyhow, bail};
 
 use crate::address::{self, Choice};
+use crate::attachment::{V4Part, V6Part};
 use crate::docker::{ContainerInfo, DockerClient, NetworkInfo, SubnetConfig};
 use crate::endpoint::{self, EndpointOpts, Family, Mac};
 use crate::ipam::Subnet;
 use crate::lease::{InsertError, Lease, LeaseStore, Store, Taken};
 use crate::link::{Iface, Rtnl};
+use crate::netns::NsId;
 use crate::plan::{self, AttachPlan};
 use crate::target::Target;
 use crate::{names, privilege, txn};
@@ -100,12 +102,7 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         .mtu
         .or(bridge.as_ref().map(|b: &Iface| b.mtu))
         .unwrap_or(1500);
-    // `--mtu` may go up to what the bridge itself carries.
-    let bridge_mtu = bridge
-        .as_ref()
-        .map(|b: &Iface| b.mtu)
-        .or(network.mtu)
-        .unwrap_or(1500);
+    let bridge_mtu = bridge_mtu(bridge.as_ref(), &network);
 
     let (existing, others) = match &store {
         Some(s) => {
@@ -160,15 +157,7 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
 
     let (v4, v6) = match &existing {
         Some(lease) => {
-            if let Some(want) = opts.ip.filter(|w| *w != lease.ip) {
-                bail!(
-                    "'{}' already holds {} on network '{}'; run `docker-netattach detach {}` before asking for {want}",
-                    target.name,
-                    lease.ip,
-                    network.name,
-                    target.name
-                );
-            }
+            refuse_other_ip(opts, lease, &target.name, &network)?;
             if lease.complete
                 && lease.netns_id() == target.ns.id
                 && rtnl.link_by_name(&lease.host_ifname).await?.is_some()
@@ -177,16 +166,16 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
             }
             // Restarted container, or an attach that was killed half-way: same addresses.
             let v4 = Choice {
-                ip: lease.ip,
-                prefix_len: lease.prefix_len,
-                gateway: Some(lease.gateway),
+                ip: lease.v4.ip,
+                prefix_len: lease.v4.prefix_len,
+                gateway: Some(lease.v4.gateway),
                 unfenced: false,
                 inside_range: None,
             };
-            let v6 = lease.ip6.map(|ip| Choice {
-                ip,
-                prefix_len: lease.prefix_len6.unwrap_or(64),
-                gateway: lease.gateway6,
+            let v6 = lease.v6.map(|p| Choice {
+                ip: p.ip,
+                prefix_len: p.prefix_len,
+                gateway: p.gateway,
                 unfenced: false,
                 inside_range: None,
             });
@@ -225,49 +214,50 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
             (v4, v6)
         }
     };
-    let gateway = v4.gateway.ok_or_else(|| {
+    let no_gateway = || {
         anyhow!(
             "network '{}' names no gateway for {} and bridge {} has no address in it; give the bridge its gateway address{}",
             network.name,
-            Subnet::new(IpAddr::V4(v4.ip), v4.prefix_len).map(|s| s.to_string()).unwrap_or_default(),
+            Subnet::new(IpAddr::V4(v4.ip), v4.prefix_len)
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
             network.bridge,
-            if opts.bridge.is_some() { " or pass --gateway" } else { "" }
+            if opts.bridge.is_some() {
+                " or pass --gateway"
+            } else {
+                ""
+            }
         )
-    })?;
-    let mac = endpoint.mac.unwrap_or(Mac(plan::mac_for(v4.ip)));
-    let mtu = match endpoint.mtu {
-        Some(m) => endpoint::check_mtu(m, &network.bridge, bridge_mtu, v6.is_some())?,
-        None => network_mtu,
     };
-    let routes = routes_of(&endpoint, &v4, gateway, v6.as_ref())?;
+    let decided = decide_endpoint(
+        &endpoint,
+        &network,
+        bridge_mtu,
+        &v4,
+        v6.as_ref(),
+        no_gateway,
+    )?;
     let default_route = opts
         .default_route
         .or(existing.as_ref().map(|l| l.default_route))
         .unwrap_or(target.bare && others.iter().all(|l| !l.default_route));
 
     let plan = AttachPlan {
-        container_id: target.id.clone(),
-        container_name: target.name.clone(),
-        network: network.name.clone(),
-        network_id: network.id.clone(),
-        bridge: network.bridge.clone(),
-        ip: v4.ip,
-        prefix_len: v4.prefix_len,
-        gateway,
-        ip6: v6.map(|c| c.ip),
-        prefix_len6: v6.map(|c| c.prefix_len),
-        gateway6: v6.and_then(|c| c.gateway),
-        mac,
-        mtu,
-        mtu_fixed: endpoint.mtu.is_some(),
-        routes,
-        host_ifname,
-        ifname,
-        netns_name,
+        mtu: decided.mtu.unwrap_or(network_mtu),
+        lease: decided.into_lease(
+            Names {
+                id: &target.id,
+                name: &target.name,
+                network: &network,
+                host_ifname,
+                ifname,
+                netns_name,
+                default_route,
+                dns,
+            },
+            Ns::Of(&target),
+        ),
         netns_source: target.ns.source.clone(),
-        pid: target.pid,
-        default_route,
-        dns,
         create_bridge,
     };
     if opts.dry_run {
@@ -280,14 +270,12 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         // Restarted container: its old namespace (and with it the old veth) is gone.
         txn::replace_stale(&rtnl, stale).await?;
     }
-    let lease = txn::lease_of(&plan, &target);
     let bridge_index = bridge.map(|b| b.index);
     txn::run(
         &rtnl,
         &store,
         &lock,
         &plan,
-        &lease,
         txn::Found {
             ns: &target.ns,
             bridge_index,
@@ -295,7 +283,7 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         },
     )
     .await?;
-    Ok((Outcome::Attached(lease), hints))
+    Ok((Outcome::Attached(plan.lease), hints))
 }
 
 /// The bridge of the network as found now, and the gateways to use.
@@ -338,6 +326,124 @@ async fn bridge_facts(
         gw4,
         gw6,
     })
+}
+
+/// Refuses `--ip` that differs from the address `lease` holds on `network`.
+fn refuse_other_ip(
+    opts: &AttachOpts,
+    lease: &Lease,
+    name: &str,
+    network: &NetworkInfo,
+) -> Result<()> {
+    if let Some(want) = opts.ip.filter(|w| *w != lease.v4.ip) {
+        bail!(
+            "'{name}' already holds {} on network '{}'; run `docker-netattach detach {name}` before asking for {want}",
+            lease.v4.ip,
+            network.name,
+        );
+    }
+    Ok(())
+}
+
+/// What `--mtu` may go up to: what the bridge itself carries.
+fn bridge_mtu(bridge: Option<&Iface>, network: &NetworkInfo) -> u32 {
+    bridge.map(|b| b.mtu).or(network.mtu).unwrap_or(1500)
+}
+
+/// What an attachment's addresses decide, the same whether the container runs now or only
+/// later: the gateway, the MAC (`--mac` or derived from the address), `--mtu` checked against
+/// the bridge, and the `--route`s resolved.
+struct Decided {
+    v4: V4Part,
+    v6: Option<V6Part>,
+    mac: Mac,
+    mtu: Option<u32>,
+    routes: Vec<endpoint::Route>,
+}
+
+fn decide_endpoint(
+    endpoint: &EndpointOpts,
+    network: &NetworkInfo,
+    bridge_mtu: u32,
+    v4: &Choice<Ipv4Addr>,
+    v6: Option<&Choice<Ipv6Addr>>,
+    no_gateway: impl FnOnce() -> anyhow::Error,
+) -> Result<Decided> {
+    let gateway = v4.gateway.ok_or_else(no_gateway)?;
+    let mtu = endpoint
+        .mtu
+        .map(|m| endpoint::check_mtu(m, &network.bridge, bridge_mtu, v6.is_some()))
+        .transpose()?;
+    let routes = routes_of(endpoint, v4, gateway, v6)?;
+    Ok(Decided {
+        v4: V4Part {
+            ip: v4.ip,
+            prefix_len: v4.prefix_len,
+            gateway,
+        },
+        v6: v6.map(|c| V6Part {
+            ip: c.ip,
+            prefix_len: c.prefix_len,
+            gateway: c.gateway,
+        }),
+        mac: endpoint.mac.unwrap_or(Mac(plan::mac_for(v4.ip))),
+        mtu,
+        routes,
+    })
+}
+
+/// The parts of a record that its addresses do not decide: who is attached where, and how.
+struct Names<'a> {
+    id: &'a str,
+    name: &'a str,
+    network: &'a NetworkInfo,
+    host_ifname: String,
+    ifname: String,
+    netns_name: String,
+    default_route: bool,
+    dns: Vec<IpAddr>,
+}
+
+/// The namespace a record attaches: a running target's, or none yet (a `pending` lease).
+enum Ns<'a> {
+    Of(&'a Target),
+    Pending,
+}
+
+impl Decided {
+    /// The attachment record. A running target's starts incomplete (the transaction completes
+    /// it); a pending one is complete as it is.
+    fn into_lease(self, n: Names<'_>, ns: Ns<'_>) -> Lease {
+        let pending = matches!(ns, Ns::Pending);
+        let (pid, id, netns_path) = match ns {
+            Ns::Of(t) if t.is_container => (t.pid, t.ns.id, String::new()),
+            Ns::Of(t) => (t.pid, t.ns.id, t.ns.source.display().to_string()),
+            Ns::Pending => (0, NsId { dev: 0, ino: 0 }, String::new()),
+        };
+        Lease {
+            container_id: n.id.to_string(),
+            container_name: n.name.to_string(),
+            network: n.network.name.clone(),
+            network_id: n.network.id.clone(),
+            bridge: n.network.bridge.clone(),
+            v4: self.v4,
+            mac: self.mac.to_string(),
+            host_ifname: n.host_ifname,
+            ifname: n.ifname,
+            netns_name: n.netns_name,
+            pid,
+            netns_dev: id.dev,
+            netns_ino: id.ino,
+            netns_path,
+            v6: self.v6,
+            default_route: n.default_route,
+            dns: n.dns,
+            mtu: self.mtu,
+            routes: self.routes,
+            complete: pending,
+            pending,
+        }
+    }
 }
 
 /// `--route`s resolved against the attachment's own subnets and gateways.
@@ -397,15 +503,7 @@ async fn reserve(
     let (here, others): (Vec<Lease>, Vec<Lease>) =
         mine.into_iter().partition(|l| l.network_id == network.id);
     if let Some(lease) = here.into_iter().next() {
-        if let Some(want) = opts.ip.filter(|w| *w != lease.ip) {
-            bail!(
-                "'{}' already holds {} on network '{}'; run `docker-netattach detach {}` before asking for {want}",
-                c.name,
-                lease.ip,
-                network.name,
-                c.name
-            );
-        }
+        refuse_other_ip(opts, &lease, &c.name, &network)?;
         return Ok((Outcome::Pending(lease), hints));
     }
     let facts = bridge_facts(&rtnl, &mut network, opts).await?;
@@ -416,14 +514,6 @@ async fn reserve(
         &facts.gw6,
         (opts.ip, opts.ip6),
     )?;
-    let gateway = v4.gateway.ok_or_else(|| {
-        anyhow!(
-            "network '{}' names no gateway and bridge {} has no address in it; give the bridge its gateway address{}",
-            network.name,
-            network.bridge,
-            if opts.bridge.is_some() { " or pass --gateway" } else { "" }
-        )
-    })?;
     let docker_networks = if bare { 0 } else { c.docker_networks.max(1) };
     let ifname = match &opts.ifname {
         Some(i) => i.clone(),
@@ -431,48 +521,40 @@ async fn reserve(
     };
     let netns_name = opts.netns_name.clone().unwrap_or_else(|| c.name.clone());
     names::validate_netns_name(&netns_name)?;
-    let endpoint = &opts.endpoint;
-    let bridge_mtu = facts
-        .bridge
-        .as_ref()
-        .map(|b| b.mtu)
-        .or(network.mtu)
-        .unwrap_or(1500);
-    let mtu = endpoint
-        .mtu
-        .map(|m| endpoint::check_mtu(m, &network.bridge, bridge_mtu, v6.is_some()))
-        .transpose()?;
-    let routes = routes_of(endpoint, &v4, gateway, v6.as_ref())?;
-    let mac = endpoint.mac.unwrap_or(Mac(plan::mac_for(v4.ip)));
-    let lease = Lease {
-        container_id: c.id.clone(),
-        container_name: c.name.clone(),
-        network: network.name.clone(),
-        network_id: network.id.clone(),
-        bridge: network.bridge.clone(),
-        ip: v4.ip,
-        prefix_len: v4.prefix_len,
-        gateway,
-        mac: mac.to_string(),
+    let no_gateway = || {
+        anyhow!(
+            "network '{}' names no gateway and bridge {} has no address in it; give the bridge its gateway address{}",
+            network.name,
+            network.bridge,
+            if opts.bridge.is_some() {
+                " or pass --gateway"
+            } else {
+                ""
+            }
+        )
+    };
+    let bridge_mtu = bridge_mtu(facts.bridge.as_ref(), &network);
+    let decided = decide_endpoint(
+        &opts.endpoint,
+        &network,
+        bridge_mtu,
+        &v4,
+        v6.as_ref(),
+        no_gateway,
+    )?;
+    let who = Names {
+        id: &c.id,
+        name: &c.name,
+        network: &network,
         host_ifname: plan::host_ifname(&c.id, &network.id, &ifname),
         ifname,
         netns_name,
-        pid: 0,
-        netns_dev: 0,
-        netns_ino: 0,
-        netns_path: String::new(),
-        ip6: v6.map(|c| c.ip),
-        prefix_len6: v6.map(|c| c.prefix_len),
-        gateway6: v6.and_then(|c| c.gateway),
         default_route: opts
             .default_route
             .unwrap_or(bare && others.iter().all(|l| !l.default_route)),
         dns: opts.dns.clone(),
-        complete: true,
-        pending: true,
-        mtu,
-        routes,
     };
+    let lease = decided.into_lease(who, Ns::Pending);
     match store.insert(&lock, &lease) {
         Ok(()) => Ok((Outcome::Pending(lease), hints)),
         Err(InsertError::Taken(ip)) => {
@@ -500,10 +582,7 @@ pub(crate) fn pick_addresses(
         let leases = store?.all().ok()?;
         leases
             .into_iter()
-            .find(|l| {
-                l.network_id == network.id
-                    && (IpAddr::V4(l.ip) == ip || l.ip6.map(IpAddr::V6) == Some(ip))
-            })
+            .find(|l| l.network_id == network.id && l.holds(ip))
             .map(|l| l.container_name)
     };
     let v4 = address::pick_v4(network, gw4, &taken, want.0, &leased_to)?;

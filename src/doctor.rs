@@ -206,7 +206,7 @@ pub fn pending_check(l: &Lease, served: bool) -> Check {
             who,
             format!(
                 "{} is pending; `watch` applies it when the container starts",
-                l.ip
+                l.v4.ip
             ),
             "",
         )
@@ -217,7 +217,7 @@ pub fn pending_check(l: &Lease, served: bool) -> Check {
             who,
             format!(
                 "{} is pending, and no `docker-netattach watch` serves this state directory: the container starts without it",
-                l.ip
+                l.v4.ip
             ),
             &format!(
                 "run `docker-netattach watch` (docs/watch.md), or `docker-netattach attach {who} --network {}` after `docker start {who}`",
@@ -353,7 +353,7 @@ pub fn network_checks(
     }
     let docker_addrs: BTreeSet<IpAddr> = net.endpoints.iter().map(|e| e.ip).collect();
     for l in leases {
-        let ours = [Some(IpAddr::V4(l.ip)), l.ip6.map(IpAddr::V6)];
+        let ours = [Some(IpAddr::V4(l.v4.ip)), l.ip6().map(IpAddr::V6)];
         for a in ours.into_iter().flatten() {
             if docker_addrs.contains(&a) {
                 out.push(check(
@@ -387,13 +387,19 @@ async fn lease_check(l: &Lease, docker: &DockerClient) -> Check {
     let status = list::status(l);
     if !l.netns_path.is_empty() {
         return if status == list::Status::Attached {
-            check("lease", Status::Ok, who, format!("{} attached", l.ip), "")
+            check(
+                "lease",
+                Status::Ok,
+                who,
+                format!("{} attached", l.v4.ip),
+                "",
+            )
         } else {
             check(
                 "lease",
                 Status::Fail,
                 who,
-                format!("namespace {} of lease {} is gone", l.netns_path, l.ip),
+                format!("namespace {} of lease {} is gone", l.netns_path, l.v4.ip),
                 &format!("docker-netattach detach {who}"),
             )
         };
@@ -403,19 +409,23 @@ async fn lease_check(l: &Lease, docker: &DockerClient) -> Check {
             "lease",
             Status::Fail,
             who,
-            format!("container of lease {} no longer exists", l.ip),
+            format!("container of lease {} no longer exists", l.v4.ip),
             &format!("docker-netattach detach {who} (or gc)"),
         ),
-        Ok(Some(_)) if status == list::Status::Attached => {
-            check("lease", Status::Ok, who, format!("{} attached", l.ip), "")
-        }
+        Ok(Some(_)) if status == list::Status::Attached => check(
+            "lease",
+            Status::Ok,
+            who,
+            format!("{} attached", l.v4.ip),
+            "",
+        ),
         Ok(Some(c)) if !c.running => check(
             "lease",
             Status::Ok,
             who,
             format!(
                 "{} kept for the stopped container (it gets it back when attached again)",
-                l.ip
+                l.v4.ip
             ),
             "",
         ),
@@ -425,7 +435,7 @@ async fn lease_check(l: &Lease, docker: &DockerClient) -> Check {
             who,
             format!(
                 "{} leased but the container was restarted and is not attached",
-                l.ip
+                l.v4.ip
             ),
             &format!("docker-netattach attach {who}"),
         ),

@@ -24,18 +24,18 @@
 //! lease here: it may belong to another state directory. Nothing else is ever touched.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::path::Path;
 
 use anyhow::{Result, anyhow, bail};
 use serde::Serialize;
 
-use crate::cli::GcArgs;
 use crate::docker::DockerClient;
 use crate::lease::{Lease, LeaseStore, StoreLock};
 use crate::link::{Iface, Rtnl};
 use crate::netns::{self, NsId};
-use crate::plan::{self, HOST_IFNAME_PREFIX, short_id};
-use crate::{hostns, output, owner, privilege};
+use crate::plan::{self, HOST_IFNAME_PREFIX};
+use crate::{hostns, owner};
 
 /// What Docker says about a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,11 +87,38 @@ pub enum Action {
     Bridge(String),
 }
 
+/// What kind of object a removal removes; printed (and in `--json`) as `lease`, `netns-link`,
+/// `veth` or `bridge`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RemovalKind {
+    Lease,
+    NetnsLink,
+    Veth,
+    Bridge,
+}
+
+impl RemovalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemovalKind::Lease => "lease",
+            RemovalKind::NetnsLink => "netns-link",
+            RemovalKind::Veth => "veth",
+            RemovalKind::Bridge => "bridge",
+        }
+    }
+}
+
+impl fmt::Display for RemovalKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A planned or done removal, as printed (`--json` field names are fixed for scripts).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Removal {
-    /// `lease`, `netns-link`, `veth` or `bridge`.
-    pub kind: &'static str,
+    pub kind: RemovalKind,
     /// The address (lease), the path (netns link) or the interface name (veth).
     pub object: String,
     pub container_id: String,
@@ -123,7 +150,7 @@ pub fn decide_bridge(
     };
     let dropped = |l: &Lease| {
         plan.iter()
-            .any(|r| matches!(&r.action, Action::Lease(d) if d.network_id == l.network_id && d.ip == l.ip))
+            .any(|r| matches!(&r.action, Action::Lease(d) if d.network_id == l.network_id && d.v4.ip == l.v4.ip))
     };
     if ports.iter().any(|p| !removed_veth(p))
         || leases.iter().any(|l| l.bridge == name && !dropped(l))
@@ -131,7 +158,7 @@ pub fn decide_bridge(
         return None;
     }
     Some(Removal {
-        kind: "bridge",
+        kind: RemovalKind::Bridge,
         object: name.to_string(),
         container_id: String::new(),
         container_name: String::new(),
@@ -169,7 +196,7 @@ pub fn decide_lease(f: &LeaseFacts) -> Vec<Removal> {
     if f.veth {
         let name = plan::host_ifname(&l.container_id, &l.network_id, &l.ifname);
         out.push(item(
-            "veth",
+            RemovalKind::Veth,
             name.clone(),
             Action::Veth {
                 name,
@@ -180,7 +207,7 @@ pub fn decide_lease(f: &LeaseFacts) -> Vec<Removal> {
     }
     if f.link == LinkState::Ours && !l.pending {
         out.push(item(
-            "netns-link",
+            RemovalKind::NetnsLink,
             netns::link_path(&l.netns_name).display().to_string(),
             Action::NetnsLink {
                 name: l.netns_name.clone(),
@@ -191,8 +218,8 @@ pub fn decide_lease(f: &LeaseFacts) -> Vec<Removal> {
     }
     if drop_lease {
         out.push(item(
-            "lease",
-            format!("{} on {}", l.ip, l.network),
+            RemovalKind::Lease,
+            format!("{} on {}", l.v4.ip, l.network),
             Action::Lease(Box::new(l.clone())),
         ));
     }
@@ -218,7 +245,7 @@ pub fn decide_veth(iface: &Iface, owner: &str, presence: Presence) -> Option<Rem
         Presence::Stopped => NOT_RUNNING,
     };
     Some(Removal {
-        kind: "veth",
+        kind: RemovalKind::Veth,
         object: iface.name.clone(),
         container_id: owner.to_string(),
         container_name: String::new(),
@@ -229,36 +256,6 @@ pub fn decide_veth(iface: &Iface, owner: &str, presence: Presence) -> Option<Rem
             unnamed_ok: false,
         },
     })
-}
-
-/// `docker-netattach gc [--dry-run] [--json]`.
-pub async fn run_cli(args: GcArgs, state_dir: &Path) -> Result<i32> {
-    privilege::require("gc")?;
-    hostns::enter()?;
-    let removed = gc(state_dir, args.dry_run).await?;
-    if args.json {
-        output::println(&output::to_json(&removed))?;
-    } else if removed.is_empty() {
-        eprintln!("nothing to collect");
-    } else {
-        let verb = if args.dry_run {
-            "would remove"
-        } else {
-            "removed"
-        };
-        for r in &removed {
-            let who = if r.container_name.is_empty() {
-                short_id(&r.container_id).to_string()
-            } else {
-                format!("{} ({})", r.container_name, short_id(&r.container_id))
-            };
-            output::println(&format!(
-                "{verb} {} {} of {who}: {}",
-                r.kind, r.object, r.reason
-            ))?;
-        }
-    }
-    Ok(0)
 }
 
 /// Finds (and unless `dry_run`, removes) stale objects; returns them. Needs Docker to tell which
@@ -483,13 +480,13 @@ pub fn keep_shared_links(
     let dropped: BTreeSet<(String, std::net::Ipv4Addr)> = plan
         .iter()
         .filter_map(|r| match &r.action {
-            Action::Lease(l) => Some((l.network_id.clone(), l.ip)),
+            Action::Lease(l) => Some((l.network_id.clone(), l.v4.ip)),
             _ => None,
         })
         .collect();
     let in_use: BTreeSet<&str> = leases
         .iter()
-        .filter(|l| !dropped.contains(&(l.network_id.clone(), l.ip)) && alive(l))
+        .filter(|l| !dropped.contains(&(l.network_id.clone(), l.v4.ip)) && alive(l))
         .map(|l| l.netns_name.as_str())
         .collect();
     plan.retain(|r| match &r.action {
@@ -591,8 +588,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn removal_kinds_print_and_serialise_as_their_old_strings() {
+        use RemovalKind::*;
+        for (k, s) in [
+            (Lease, "lease"),
+            (NetnsLink, "netns-link"),
+            (Veth, "veth"),
+            (Bridge, "bridge"),
+        ] {
+            assert_eq!(k.to_string(), s);
+            assert_eq!(serde_json::to_value(k).unwrap(), s);
+        }
+    }
+
     fn kinds(r: Vec<Removal>) -> Vec<&'static str> {
-        r.into_iter().map(|r| r.kind).collect()
+        r.into_iter().map(|r| r.kind.as_str()).collect()
     }
 
     #[test]
@@ -649,7 +660,7 @@ mod tests {
         let ports = vec![plan::host_ifname(&l.container_id, &l.network_id, &l.ifname)];
         // its only port and lease are being removed: the bridge goes too
         let b = decide_bridge("nabr0", &ports, &plan, &[l.clone()]).unwrap();
-        assert_eq!((b.kind, b.object.as_str()), ("bridge", "nabr0"));
+        assert_eq!((b.kind.as_str(), b.object.as_str()), ("bridge", "nabr0"));
         // another port, or a lease that stays (a stopped container), keeps it
         assert!(decide_bridge("nabr0", &["veth0".into()], &plan, &[l.clone()]).is_none());
         assert!(decide_bridge("nabr0", &[], &[], &[l.clone()]).is_none());
@@ -708,7 +719,7 @@ mod tests {
         let a = lease();
         let mut b = lease();
         b.network_id = "other".into();
-        b.ip = "10.9.0.2".parse().unwrap();
+        b.v4.ip = "10.9.0.2".parse().unwrap();
         // a lost its interface half-way through its attach (dropped with its link); b, same
         // namespace, is healthy.
         let mut f = facts(Presence::Running, true, false, LinkState::Ours);

@@ -17,14 +17,13 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::ErrorKind;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow, bail};
 use nix::fcntl::Flock;
-use serde::{Deserialize, Serialize};
 
-use crate::endpoint::{EndpointOpts, Mac, Route, RouteArg};
+use crate::endpoint::Mac;
 
 mod disk;
 mod files;
@@ -40,131 +39,8 @@ pub type LeaseStore = DiskStore;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/docker-netattach";
 
-/// One attachment: the address it holds and everything needed to undo it later.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    pub container_id: String,
-    pub container_name: String,
-    pub network: String,
-    pub network_id: String,
-    pub bridge: String,
-    pub ip: Ipv4Addr,
-    pub prefix_len: u8,
-    pub gateway: Ipv4Addr,
-    /// The container interface's MAC: derived from the address (`02:42:` + its bytes) or
-    /// `--mac`. Given again on re-attach (see [`Lease::endpoint_opts`]).
-    pub mac: String,
-    pub host_ifname: String,
-    pub ifname: String,
-    pub netns_name: String,
-    /// Pid whose namespace was attached, and that namespace's identity (st_dev, st_ino of
-    /// /proc/<pid>/ns/net): a later command compares them so that it never acts on another
-    /// process's namespace after the Pid is reused.
-    pub pid: u32,
-    pub netns_dev: u64,
-    pub netns_ino: u64,
-    /// The path the netns link points at, for a namespace that is not a container's
-    /// (`--netns`); empty for containers, whose path is /proc/<pid>/ns/net.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub netns_path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip6: Option<Ipv6Addr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix_len6: Option<u8>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway6: Option<Ipv6Addr>,
-    /// Whether this attachment set the container's default route(s).
-    #[serde(default)]
-    pub default_route: bool,
-    /// Name servers written to /etc/netns/<netns_name>/resolv.conf (`--dns`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dns: Vec<IpAddr>,
-    /// `--mtu`, when it was given (otherwise the network's MTU applies). Absent in older leases.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mtu: Option<u32>,
-    /// `--route`s, each with the gateway it was resolved to. Absent in older leases.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub routes: Vec<Route>,
-    /// False from the moment the address is reserved until every step of the attach is done:
-    /// a lease left incomplete belongs to an attach that was killed, and is cleaned up by the
-    /// next attach of that container or by `gc`.
-    #[serde(default = "complete_by_default")]
-    pub complete: bool,
-    /// Reserved for a container that was not running when it was attached (no namespace yet:
-    /// `pid` and the namespace identity are 0). Its next start applies it (`watch`, or a plain
-    /// `attach` once it runs); the address stays taken meanwhile.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub pending: bool,
-}
-
-fn complete_by_default() -> bool {
-    true
-}
-
-impl Lease {
-    /// The namespace path this lease attached: /proc/<pid>/ns/net or the `--netns` path.
-    pub fn netns_source(&self) -> PathBuf {
-        if self.netns_path.is_empty() {
-            crate::netns::proc_path(self.pid)
-        } else {
-            PathBuf::from(&self.netns_path)
-        }
-    }
-
-    /// The endpoint options this lease was made with (`--mac`, `--mtu`, `--route`), as
-    /// [`crate::attach::AttachOpts::endpoint`] takes them: whoever re-attaches from a lease sets
-    /// `endpoint: lease.endpoint_opts()` and gets the same MAC, MTU and routes back. (A lease
-    /// of an older version gives its derived MAC, no MTU and no routes: what it had.)
-    pub fn endpoint_opts(&self) -> EndpointOpts {
-        EndpointOpts {
-            mac: self.mac.parse::<Mac>().ok(),
-            mtu: self.mtu,
-            routes: self.routes.iter().copied().map(RouteArg::from).collect(),
-        }
-    }
-
-    pub fn netns_id(&self) -> crate::netns::NsId {
-        crate::netns::NsId {
-            dev: self.netns_dev,
-            ino: self.netns_ino,
-        }
-    }
-}
-
-#[cfg(test)]
-impl Lease {
-    /// A plausible lease for unit tests; tests override the fields they care about.
-    pub(crate) fn sample(container_id: &str, name: &str, ip: &str) -> Lease {
-        let ip: Ipv4Addr = ip.parse().expect("test address");
-        Lease {
-            container_id: container_id.into(),
-            container_name: name.into(),
-            network: "bridge".into(),
-            network_id: "n".into(),
-            bridge: "docker0".into(),
-            ip,
-            prefix_len: 16,
-            gateway: Ipv4Addr::new(172, 17, 0, 1),
-            mac: crate::plan::format_mac(crate::plan::mac_for(ip)),
-            host_ifname: "vna01234567abcd".into(),
-            ifname: "eth0".into(),
-            netns_name: name.into(),
-            pid: 1,
-            netns_dev: 4,
-            netns_ino: 5,
-            netns_path: String::new(),
-            ip6: None,
-            prefix_len6: None,
-            gateway6: None,
-            default_route: true,
-            dns: vec![],
-            mtu: None,
-            routes: vec![],
-            complete: true,
-            pending: false,
-        }
-    }
-}
+/// One attachment's record (one JSON file per address): see src/attachment.rs.
+pub use crate::attachment::Attachment as Lease;
 
 /// Addresses taken on one network, per family (keys of `ipam::key`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -250,8 +126,8 @@ pub trait Store {
 /// Parses a lease record (outside input: a file anyone with root could have edited).
 pub fn parse_lease(text: String) -> Result<Lease> {
     let lease: Lease = serde_json::from_str(&text)?;
-    if lease.prefix_len > 32 {
-        bail!("prefix length {} is larger than 32", lease.prefix_len);
+    if lease.v4.prefix_len > 32 {
+        bail!("prefix length {} is larger than 32", lease.v4.prefix_len);
     }
     check_component(&lease.container_id, "container id")?;
     check_component(&lease.network_id, "network id")?;

@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod attach;
+pub mod attachment;
 pub mod cli;
 pub mod completion;
 pub mod detach;

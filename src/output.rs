@@ -2,11 +2,14 @@
 //! for people goes to stderr.
 
 use std::io::Write;
+use std::net::Ipv6Addr;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::attachment::{V4Part, V6Part, v6_keys};
 use crate::endpoint::Route;
+use crate::gc::Removal;
 use crate::lease::{CorruptLease, Lease};
 use crate::list::{Row, Status};
 use crate::plan::{AttachPlan, short_id};
@@ -18,19 +21,14 @@ pub struct Record<'a> {
     pub container_name: &'a str,
     pub network: &'a str,
     pub bridge: &'a str,
-    pub ip: String,
-    pub prefix_len: u8,
-    pub gateway: String,
-    pub mac: String,
+    #[serde(flatten)]
+    pub v4: V4Part,
+    pub mac: &'a str,
     pub host_ifname: &'a str,
     pub ifname: &'a str,
     pub netns_name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ip6: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prefix_len6: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gateway6: Option<String>,
+    #[serde(flatten, with = "v6_keys")]
+    pub v6: Option<V6Part>,
     /// `--mtu`, when it was given (otherwise the interface has the network's MTU).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
@@ -90,45 +88,21 @@ impl<'a> Record<'a> {
             container_name: &l.container_name,
             network: &l.network,
             bridge: &l.bridge,
-            ip: l.ip.to_string(),
-            prefix_len: l.prefix_len,
-            gateway: l.gateway.to_string(),
-            mac: l.mac.clone(),
+            v4: l.v4,
+            mac: &l.mac,
             host_ifname: &l.host_ifname,
             ifname: &l.ifname,
             netns_name: &l.netns_name,
-            ip6: l.ip6.map(|a| a.to_string()),
-            prefix_len6: l.prefix_len6,
-            gateway6: l.gateway6.map(|a| a.to_string()),
+            v6: l.v6,
             mtu: l.mtu,
             routes: &l.routes,
             status,
         }
     }
-}
 
-impl<'a> Record<'a> {
-    /// The record `attach --json` will print once the plan is carried out.
+    /// The record `attach --json` will print once the plan is carried out: its lease's.
     pub fn from_plan(p: &'a AttachPlan) -> Self {
-        Record {
-            container_id: &p.container_id,
-            container_name: &p.container_name,
-            network: &p.network,
-            bridge: &p.bridge,
-            ip: p.ip.to_string(),
-            prefix_len: p.prefix_len,
-            gateway: p.gateway.to_string(),
-            mac: p.mac.to_string(),
-            host_ifname: &p.host_ifname,
-            ifname: &p.ifname,
-            netns_name: &p.netns_name,
-            ip6: p.ip6.map(|a| a.to_string()),
-            prefix_len6: p.prefix_len6,
-            gateway6: p.gateway6.map(|a| a.to_string()),
-            mtu: p.mtu_fixed.then_some(p.mtu),
-            routes: &p.routes,
-            status: None,
-        }
+        Record::new(&p.lease, None)
     }
 }
 
@@ -162,9 +136,11 @@ fn extra_fields<T: Serialize>(
     let (Ok(serde_json::Value::Object(mut full)), Ok(serde_json::Value::Object(rec))) = (
         serde_json::to_value(full),
         serde_json::to_value(Record {
-            ip6: Some(String::new()),
-            prefix_len6: Some(0),
-            gateway6: Some(String::new()),
+            v6: Some(V6Part {
+                ip: Ipv6Addr::UNSPECIFIED,
+                prefix_len: 0,
+                gateway: Some(Ipv6Addr::UNSPECIFIED),
+            }),
             ..record.clone()
         }),
     ) else {
@@ -206,6 +182,25 @@ impl<'a> AttachmentRecord<'a> {
     }
 }
 
+/// `gc`'s report, one line per removal: "removed KIND OBJECT of WHO: REASON" ("would remove"
+/// with `--dry-run`).
+pub fn removals(removed: &[Removal], dry_run: bool) -> String {
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let mut out = String::new();
+    for r in removed {
+        let who = if r.container_name.is_empty() {
+            short_id(&r.container_id).to_string()
+        } else {
+            format!("{} ({})", r.container_name, short_id(&r.container_id))
+        };
+        out.push_str(&format!(
+            "{verb} {} {} of {who}: {}\n",
+            r.kind, r.object, r.reason
+        ));
+    }
+    out
+}
+
 /// Writes `text` to stdout and flushes. A reader that went away (`list | head -0`: EPIPE) is
 /// not an error: the rest of the output is dropped silently and the command exits with its own
 /// code, as ripgrep does. (`println!` would panic there; clippy.toml forbids it.) Any other
@@ -238,7 +233,7 @@ pub fn to_json<T: Serialize>(value: &T) -> String {
 /// With names of up to 20 characters a row fits in 120 columns.
 pub fn table(rows: &[Row]) -> String {
     let v6 = rows.iter().any(|r| match r {
-        Row::Lease(l, _) => l.ip6.is_some(),
+        Row::Lease(l, _) => l.ip6().is_some(),
         Row::Corrupt(c) => c.ip6.is_some(),
     });
     let mut header = vec!["CONTAINER", "ID", "NETWORK", "IFACE", "IP"];
@@ -256,7 +251,7 @@ pub fn table(rows: &[Row]) -> String {
                     short_id(&l.container_id).to_string(),
                     l.network.clone(),
                     l.ifname.clone(),
-                    l.ip.to_string(),
+                    l.v4.ip.to_string(),
                 ],
                 Row::Corrupt(c) => vec![
                     "-".into(),
@@ -268,7 +263,7 @@ pub fn table(rows: &[Row]) -> String {
             };
             if v6 {
                 cells.push(match row {
-                    Row::Lease(l, _) => six(l.ip6.map(|a| a.to_string())),
+                    Row::Lease(l, _) => six(l.ip6().map(|a| a.to_string())),
                     Row::Corrupt(c) => six(c.ip6.map(|a| a.to_string())),
                 });
             }
@@ -309,8 +304,7 @@ mod tests {
     fn lease(name: &str, network: &str, ip: &str, ip6: Option<&str>) -> Lease {
         let mut l = Lease::sample(&"4f1c2d3e5a6b".repeat(6)[..64], name, ip);
         l.network = network.into();
-        l.ip6 = ip6.map(|a| a.parse().unwrap());
-        l.prefix_len6 = ip6.map(|_| 64);
+        l.v6 = ip6.map(crate::attachment::V6Part::sample);
         l
     }
 
@@ -358,28 +352,9 @@ mod tests {
         let l = lease("web", "bridge", "172.17.0.9", None);
         let attach = serde_json::to_value(Record::new(&l, None)).unwrap();
         let plan = AttachPlan {
-            container_id: l.container_id.clone(),
-            container_name: l.container_name.clone(),
-            network: l.network.clone(),
-            network_id: l.network_id.clone(),
-            bridge: l.bridge.clone(),
-            ip: l.ip,
-            prefix_len: l.prefix_len,
-            gateway: l.gateway,
-            ip6: None,
-            prefix_len6: None,
-            gateway6: None,
-            mac: l.mac.parse().unwrap(),
+            lease: l.clone(),
             mtu: 1500,
-            mtu_fixed: false,
-            routes: vec![],
-            host_ifname: l.host_ifname.clone(),
-            ifname: l.ifname.clone(),
-            netns_name: l.netns_name.clone(),
             netns_source: "/proc/42/ns/net".into(),
-            pid: 42,
-            default_route: true,
-            dns: vec![],
             create_bridge: false,
         };
         let dry = serde_json::to_value(dry_run_record(&plan, true)).unwrap();
@@ -410,6 +385,26 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn gc_report_and_json_keep_their_shape() {
+        let l = lease("web", "bridge", "172.17.0.9", None);
+        let removed = crate::gc::decide_lease(&crate::gc::LeaseFacts {
+            lease: l,
+            container: crate::gc::Presence::Gone,
+            ns_alive: false,
+            veth: false,
+            link: crate::gc::LinkState::Absent,
+        });
+        assert_eq!(
+            removals(&removed, true),
+            "would remove lease 172.17.0.9 on bridge of web (4f1c2d3e5a6b): container is gone\n"
+        );
+        assert_eq!(
+            serde_json::to_string(&removed).unwrap(),
+            r#"[{"kind":"lease","object":"172.17.0.9 on bridge","container_id":"4f1c2d3e5a6b4f1c2d3e5a6b4f1c2d3e5a6b4f1c2d3e5a6b4f1c2d3e5a6b4f1c","container_name":"web","reason":"container is gone"}]"#
+        );
     }
 
     #[test]

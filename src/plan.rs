@@ -2,80 +2,118 @@
 //! `--dry-run` prints this plan; `attach` executes it.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::attachment::{V4Part, V6Part, v6_keys};
 use crate::endpoint::{Mac, Route};
 use crate::ipam::Subnet;
+use crate::lease::Lease;
 
 /// Every host-side interface we create starts with this, so `gc` and people can tell ours apart.
 pub const HOST_IFNAME_PREFIX: &str = "vna";
 pub use crate::names::IFNAMSIZ_MAX;
 
-/// Everything `attach` will do, decided up front.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Everything `attach` will do, decided up front: the record the lease will hold, and the
+/// decisions that only the attach itself needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachPlan {
-    pub container_id: String,
-    pub container_name: String,
-    pub network: String,
-    pub network_id: String,
-    pub bridge: String,
-    pub ip: Ipv4Addr,
-    pub prefix_len: u8,
-    pub gateway: Ipv4Addr,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ip6: Option<Ipv6Addr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prefix_len6: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gateway6: Option<Ipv6Addr>,
-    /// The container interface's MAC: `02:42:` + the IPv4 bytes, or `--mac`.
-    pub mac: Mac,
-    /// The veth's MTU: the network's, or `--mtu`.
+    /// The attachment as its lease records it (`complete: false` until every step is done).
+    pub lease: Lease,
+    /// The veth's MTU: the network's, or `--mtu` (which the lease records as `mtu`).
     pub mtu: u32,
-    /// `--mtu` set it (so the lease records it and a re-attach applies it again).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub mtu_fixed: bool,
-    /// `--route`s, added inside the container after the address (and default route).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub routes: Vec<Route>,
-    pub host_ifname: String,
-    pub ifname: String,
-    pub netns_name: String,
     /// What the netns link points at: /proc/<pid>/ns/net, or the `--netns` path.
     pub netns_source: PathBuf,
-    /// Pid of the container (0 for a `--netns` target).
-    pub pid: u32,
-    /// Whether the container gets default route(s) via the gateway(s).
-    pub default_route: bool,
-    /// Name servers for /etc/netns/<netns_name>/resolv.conf.
-    pub dns: Vec<IpAddr>,
     /// `--bridge` named a bridge that does not exist yet: create it with the gateway address.
     pub create_bridge: bool,
 }
 
+/// The JSON of a plan (`attach --dry-run --json` shows the keys the attach record lacks):
+/// these keys in this order, as in every version.
+#[derive(Serialize)]
+struct PlanJson<'a> {
+    container_id: &'a str,
+    container_name: &'a str,
+    network: &'a str,
+    network_id: &'a str,
+    bridge: &'a str,
+    #[serde(flatten)]
+    v4: V4Part,
+    #[serde(flatten, with = "v6_keys")]
+    v6: Option<V6Part>,
+    mac: &'a str,
+    mtu: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    mtu_fixed: bool,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    routes: &'a [Route],
+    host_ifname: &'a str,
+    ifname: &'a str,
+    netns_name: &'a str,
+    netns_source: &'a Path,
+    pid: u32,
+    default_route: bool,
+    dns: &'a [IpAddr],
+    create_bridge: bool,
+}
+
+impl Serialize for AttachPlan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let l = &self.lease;
+        PlanJson {
+            container_id: &l.container_id,
+            container_name: &l.container_name,
+            network: &l.network,
+            network_id: &l.network_id,
+            bridge: &l.bridge,
+            v4: l.v4,
+            v6: l.v6,
+            mac: &l.mac,
+            mtu: self.mtu,
+            mtu_fixed: l.mtu.is_some(),
+            routes: &l.routes,
+            host_ifname: &l.host_ifname,
+            ifname: &l.ifname,
+            netns_name: &l.netns_name,
+            netns_source: &self.netns_source,
+            pid: l.pid,
+            default_route: l.default_route,
+            dns: &l.dns,
+            create_bridge: self.create_bridge,
+        }
+        .serialize(s)
+    }
+}
+
 impl AttachPlan {
-    pub fn mac_bytes(&self) -> [u8; 6] {
-        self.mac.0
+    /// The container interface's MAC, as bytes.
+    pub fn mac_bytes(&self) -> anyhow::Result<[u8; 6]> {
+        let mac: Mac = self
+            .lease
+            .mac
+            .parse()
+            .map_err(|e| anyhow::anyhow!("mac: {e}"))?;
+        Ok(mac.0)
     }
 
     /// The same steps as `ip` commands (for `--dry-run --explain` and the docs).
     pub fn explain(&self) -> String {
-        let ns = &self.netns_name;
+        let l = &self.lease;
+        let ns = &l.netns_name;
         let mut out = Vec::new();
         if self.create_bridge {
             out.push(format!(
                 "ip link add {} address {} type bridge",
-                self.bridge,
-                format_mac(mac_for(self.gateway))
+                l.bridge,
+                format_mac(mac_for(l.v4.gateway))
             ));
             out.push(format!(
                 "ip addr add {}/{} dev {}",
-                self.gateway, self.prefix_len, self.bridge
+                l.v4.gateway, l.v4.prefix_len, l.bridge
             ));
-            out.push(format!("ip link set {} up", self.bridge));
+            out.push(format!("ip link set {} up", l.bridge));
         }
         out.push("mkdir -p /var/run/netns".to_string());
         out.push(format!(
@@ -84,64 +122,69 @@ impl AttachPlan {
         ));
         out.push(format!(
             "ip link add {} mtu {} master {} up type veth peer name {} mtu {} address {} netns {ns}",
-            self.host_ifname, self.mtu, self.bridge, self.ifname, self.mtu, self.mac
+            l.host_ifname, self.mtu, l.bridge, l.ifname, self.mtu, l.mac
         ));
         out.push(format!(
             "ip link set {} alias {}",
-            self.host_ifname, self.container_id
+            l.host_ifname, l.container_id
         ));
         let x = format!("ip netns exec {ns}");
         out.push(format!(
             "{x} sysctl -qw net.ipv4.conf.{}.arp_notify=1",
-            self.ifname
+            l.ifname
         ));
         out.push(format!(
             "{x} sysctl -qw net.ipv6.conf.{}.disable_ipv6={}",
-            self.ifname,
-            u8::from(self.ip6.is_none())
+            l.ifname,
+            u8::from(l.v6.is_none())
         ));
-        if self.ip6.is_some() {
+        if l.v6.is_some() {
             out.push(format!(
                 "{x} sysctl -qw net.ipv6.conf.{}.accept_dad=0",
-                self.ifname
+                l.ifname
             ));
         }
         out.push(format!(
             "ip -n {ns} addr add {}/{} dev {}",
-            self.ip, self.prefix_len, self.ifname
+            l.v4.ip, l.v4.prefix_len, l.ifname
         ));
-        if let (Some(ip6), Some(len)) = (self.ip6, self.prefix_len6) {
+        if let Some(V6Part {
+            ip: ip6,
+            prefix_len: len,
+            ..
+        }) = l.v6
+        {
             out.push(format!(
                 "ip -n {ns} addr add {ip6}/{len} dev {} nodad",
-                self.ifname
+                l.ifname
             ));
         }
         out.push(format!("ip -n {ns} link set lo up"));
         out.push(format!(
             "ip -n {ns} link set {} up    # arp_notify: the kernel announces {} now",
-            self.ifname, self.ip
+            l.ifname, l.v4.ip
         ));
-        if self.default_route {
+        if l.default_route {
             out.push(format!(
                 "ip -n {ns} route add default via {} dev {}",
-                self.gateway, self.ifname
+                l.v4.gateway, l.ifname
             ));
-            if let Some(gw6) = self.gateway6 {
+            if let Some(gw6) = l.v6.and_then(|v| v.gateway) {
                 out.push(format!(
                     "ip -n {ns} -6 route add default via {gw6} dev {}",
-                    self.ifname
+                    l.ifname
                 ));
             }
         }
-        for r in &self.routes {
+        for r in &l.routes {
             let family = if r.to.is_ipv6() { " -6" } else { "" };
             out.push(format!(
                 "ip -n {ns}{family} route add {} via {} dev {}",
-                r.to, r.via, self.ifname
+                r.to, r.via, l.ifname
             ));
         }
-        if !self.dns.is_empty() {
-            let lines: Vec<String> = self.dns.iter().map(|d| format!("nameserver {d}")).collect();
+        if !l.dns.is_empty() {
+            let lines: Vec<String> = l.dns.iter().map(|d| format!("nameserver {d}")).collect();
             out.push(format!(
                 "mkdir -p /etc/netns/{ns} && printf '{}\\n' > /etc/netns/{ns}/resolv.conf",
                 lines.join("\\n")
@@ -153,11 +196,12 @@ impl AttachPlan {
 
 impl fmt::Display for AttachPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let l = &self.lease;
         writeln!(
             f,
             "container   {} ({})",
-            self.container_name,
-            short_id(&self.container_id)
+            l.container_name,
+            short_id(&l.container_id)
         )?;
         let created = if self.create_bridge {
             ", to be created"
@@ -167,52 +211,54 @@ impl fmt::Display for AttachPlan {
         writeln!(
             f,
             "network     {} (bridge {}{created}, subnet {}, mtu {})",
-            self.network,
-            self.bridge,
-            Subnet::new(IpAddr::V4(self.ip), self.prefix_len)
+            l.network,
+            l.bridge,
+            Subnet::new(IpAddr::V4(l.v4.ip), l.v4.prefix_len)
                 .map(|s| s.to_string())
                 .unwrap_or_else(|e| e),
             self.mtu
         )?;
-        writeln!(f, "address     {}/{}", self.ip, self.prefix_len)?;
-        let route = if self.default_route {
+        writeln!(f, "address     {}/{}", l.v4.ip, l.v4.prefix_len)?;
+        let route = if l.default_route {
             "default route"
         } else {
             "no default route"
         };
-        writeln!(f, "gateway     {} ({route})", self.gateway)?;
-        if let (Some(ip6), Some(len)) = (self.ip6, self.prefix_len6) {
-            let gw6 = self
-                .gateway6
-                .map(|g| g.to_string())
-                .unwrap_or("none".into());
+        writeln!(f, "gateway     {} ({route})", l.v4.gateway)?;
+        if let Some(V6Part {
+            ip: ip6,
+            prefix_len: len,
+            gateway: gateway6,
+        }) = l.v6
+        {
+            let gw6 = gateway6.map(|g| g.to_string()).unwrap_or("none".into());
             writeln!(f, "address6    {ip6}/{len} (gateway {gw6})")?;
         }
-        writeln!(f, "mac         {}", self.mac)?;
-        if self.mtu_fixed {
+        writeln!(f, "mac         {}", l.mac)?;
+        if l.mtu.is_some() {
             writeln!(f, "mtu         {} (--mtu)", self.mtu)?;
         }
-        for r in &self.routes {
+        for r in &l.routes {
             writeln!(f, "route       {r}")?;
         }
         writeln!(
             f,
             "veth        {} (host, on {}) <-> {} (in the container)",
-            self.host_ifname, self.bridge, self.ifname
+            l.host_ifname, l.bridge, l.ifname
         )?;
-        if !self.dns.is_empty() {
-            let dns: Vec<String> = self.dns.iter().map(ToString::to_string).collect();
+        if !l.dns.is_empty() {
+            let dns: Vec<String> = l.dns.iter().map(ToString::to_string).collect();
             writeln!(
                 f,
                 "dns         {} in /etc/netns/{}/resolv.conf",
                 dns.join(", "),
-                self.netns_name
+                l.netns_name
             )?;
         }
         write!(
             f,
             "netns link  /var/run/netns/{} -> {}",
-            self.netns_name,
+            l.netns_name,
             self.netns_source.display()
         )
     }
@@ -286,31 +332,19 @@ mod tests {
     #[test]
     fn plan_prints_every_decision() {
         let p = AttachPlan {
-            container_id: "0123456789abcdef".into(),
-            container_name: "web".into(),
-            network: "bridge".into(),
-            network_id: "n".into(),
-            bridge: "docker0".into(),
-            ip: "172.17.255.254".parse().unwrap(),
-            prefix_len: 16,
-            gateway: "172.17.0.1".parse().unwrap(),
-            mac: Mac([0x02, 0x42, 0xac, 0x11, 0xff, 0xfe]),
+            lease: Lease {
+                container_id: "0123456789abcdef".into(),
+                host_ifname: "vna01234567abcd".into(),
+                mac: "02:42:ac:11:ff:fe".into(),
+                pid: 42,
+                routes: vec![Route {
+                    to: "10.9.0.0/16".parse().unwrap(),
+                    via: "172.17.0.1".parse().unwrap(),
+                }],
+                ..Lease::sample("0123456789abcdef", "web", "172.17.255.254")
+            },
             mtu: 1500,
-            mtu_fixed: false,
-            routes: vec![Route {
-                to: "10.9.0.0/16".parse().unwrap(),
-                via: "172.17.0.1".parse().unwrap(),
-            }],
-            host_ifname: "vna01234567abcd".into(),
-            ifname: "eth0".into(),
-            netns_name: "web".into(),
             netns_source: "/proc/42/ns/net".into(),
-            pid: 42,
-            default_route: true,
-            ip6: None,
-            prefix_len6: None,
-            gateway6: None,
-            dns: vec![],
             create_bridge: false,
         };
         let text = p.to_string();
@@ -334,6 +368,42 @@ mod tests {
         ] {
             assert!(ip.contains(want), "{want} missing from\n{ip}");
         }
+    }
+
+    /// The keys and their order of `AttachPlan`'s JSON before the record got its typed parts
+    /// (the flat struct's field order, with its skip rules).
+    #[test]
+    fn plan_json_keeps_its_keys_and_order() {
+        let mut p = AttachPlan {
+            lease: Lease {
+                pid: 42,
+                ..Lease::sample("0123456789abcdef", "web", "172.17.255.254")
+            },
+            mtu: 1500,
+            netns_source: "/proc/42/ns/net".into(),
+            create_bridge: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"container_id":"0123456789abcdef","container_name":"web","network":"bridge","network_id":"n","bridge":"docker0","ip":"172.17.255.254","prefix_len":16,"gateway":"172.17.0.1","mac":"02:42:ac:11:ff:fe","mtu":1500,"host_ifname":"vna01234567abcd","ifname":"eth0","netns_name":"web","netns_source":"/proc/42/ns/net","pid":42,"default_route":true,"dns":[],"create_bridge":false}"#
+        );
+        p.lease.v6 = Some(V6Part {
+            ip: "fd00::9".parse().unwrap(),
+            prefix_len: 64,
+            gateway: Some("fd00::1".parse().unwrap()),
+        });
+        p.lease.mtu = Some(1400);
+        p.mtu = 1400;
+        p.lease.routes = vec![Route {
+            to: "10.9.0.0/16".parse().unwrap(),
+            via: "172.17.0.1".parse().unwrap(),
+        }];
+        p.lease.dns = vec!["10.0.0.53".parse().unwrap()];
+        p.create_bridge = true;
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"container_id":"0123456789abcdef","container_name":"web","network":"bridge","network_id":"n","bridge":"docker0","ip":"172.17.255.254","prefix_len":16,"gateway":"172.17.0.1","ip6":"fd00::9","prefix_len6":64,"gateway6":"fd00::1","mac":"02:42:ac:11:ff:fe","mtu":1400,"mtu_fixed":true,"routes":[{"to":"10.9.0.0/16","via":"172.17.0.1"}],"host_ifname":"vna01234567abcd","ifname":"eth0","netns_name":"web","netns_source":"/proc/42/ns/net","pid":42,"default_route":true,"dns":["10.0.0.53"],"create_bridge":true}"#
+        );
     }
 
     #[test]

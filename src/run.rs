@@ -3,15 +3,15 @@
 use anyhow::{Result, anyhow};
 
 use crate::attach::{self, AttachOpts, Outcome};
-use crate::cli::{AttachArgs, Cli, Command, DetachArgs, DoctorArgs, InspectArgs, ListArgs};
+use crate::cli::{AttachArgs, Cli, Command, DetachArgs, DoctorArgs, GcArgs, InspectArgs, ListArgs};
 use crate::detach::{self, DetachOpts};
-use crate::doctor;
 use crate::endpoint::EndpointOpts;
 use crate::lease::Lease;
 use crate::list;
 use crate::output::{self, Record};
 use crate::select::{self, Docker};
 use crate::template::Format;
+use crate::{doctor, gc, hostns, privilege};
 
 pub fn run(cli: Cli) -> Result<i32> {
     tracing::debug!("start");
@@ -32,7 +32,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Inspect(i) => rt.block_on(run_inspect(i, &state_dir)),
         Command::Doctor(d) => rt.block_on(run_doctor(d, &state_dir)),
         Command::Watch(w) => crate::watch::run(w, &state_dir),
-        Command::Gc(g) => rt.block_on(crate::gc::run_cli(g, &state_dir)),
+        Command::Gc(g) => rt.block_on(run_gc(g, &state_dir)),
         Command::Completions(c) => crate::generate::completions(c.shell),
         Command::Man(m) => crate::generate::man(m.out_dir.as_deref()),
         Command::PluginMetadata => {
@@ -93,9 +93,9 @@ async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -
             } else {
                 eprintln!(
                     "{} is not running: {} on {} is reserved (pending) and applied when it starts",
-                    lease.container_name, lease.ip, lease.network
+                    lease.container_name, lease.v4.ip, lease.network
                 );
-                output::println(&lease.ip.to_string())?;
+                output::println(&lease.v4.ip.to_string())?;
             }
         }
         Outcome::Attached(lease) | Outcome::Existing(lease) if a.json => {
@@ -105,14 +105,14 @@ async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -
             if verbose {
                 describe("attached", &lease);
             }
-            output::println(&lease.ip.to_string())?;
+            output::println(&lease.v4.ip.to_string())?;
         }
         Outcome::Existing(lease) => {
             eprintln!(
                 "{} is already attached to {} as {} ({} in the container); nothing changed",
-                lease.container_name, lease.network, lease.ip, lease.ifname
+                lease.container_name, lease.network, lease.v4.ip, lease.ifname
             );
-            output::println(&lease.ip.to_string())?;
+            output::println(&lease.v4.ip.to_string())?;
         }
     }
     Ok(0)
@@ -124,9 +124,9 @@ fn describe(what: &str, l: &Lease) {
         l.container_name,
         l.network,
         l.bridge,
-        l.ip,
-        l.prefix_len,
-        l.gateway,
+        l.v4.ip,
+        l.v4.prefix_len,
+        l.v4.gateway,
         l.mac,
         l.host_ifname,
         l.ifname,
@@ -254,4 +254,19 @@ async fn run_doctor(d: DoctorArgs, state_dir: &std::path::Path) -> Result<i32> {
     }
     let failed = checks.iter().any(|c| c.status == doctor::Status::Fail);
     Ok(i32::from(failed))
+}
+
+/// `docker-netattach gc [--dry-run] [--json]`.
+async fn run_gc(args: GcArgs, state_dir: &std::path::Path) -> Result<i32> {
+    privilege::require("gc")?;
+    hostns::enter()?;
+    let removed = gc::gc(state_dir, args.dry_run).await?;
+    if args.json {
+        output::println(&output::to_json(&removed))?;
+    } else if removed.is_empty() {
+        eprintln!("nothing to collect");
+    } else {
+        output::print(&output::removals(&removed, args.dry_run))?;
+    }
+    Ok(0)
 }

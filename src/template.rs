@@ -7,10 +7,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use gtmpl::{Context, FuncError, Template, Value};
 use serde_json::Value as Json;
 
+use crate::attachment::{V4Part, V6Part};
 use crate::list::Status;
 use crate::output::{CorruptRecord, ListRecord, Record};
 use crate::plan::short_id;
@@ -163,16 +165,20 @@ fn sample() -> ListRecord<'static> {
         container_name: "web",
         network: "bridge",
         bridge: "docker0",
-        ip: "172.17.0.2".into(),
-        prefix_len: 16,
-        gateway: "172.17.0.1".into(),
-        mac: "02:42:ac:11:00:02".into(),
+        v4: V4Part {
+            ip: Ipv4Addr::new(172, 17, 0, 2),
+            prefix_len: 16,
+            gateway: Ipv4Addr::new(172, 17, 0, 1),
+        },
+        mac: "02:42:ac:11:00:02",
         host_ifname: "vna01234567abcd",
         ifname: "eth0",
         netns_name: "web",
-        ip6: Some("fd00::2".into()),
-        prefix_len6: Some(64),
-        gateway6: Some("fd00::1".into()),
+        v6: Some(V6Part {
+            ip: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+            prefix_len: 64,
+            gateway: Some(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)),
+        }),
         mtu: Some(1500),
         routes: &[],
         status: Some(Status::Attached),
@@ -407,7 +413,7 @@ mod tests {
     #[test]
     fn absent_fields_are_empty_not_errors() {
         let mut lease = crate::lease::Lease::sample("abc", "web", "172.17.0.9");
-        lease.ip6 = None;
+        lease.v6 = None;
         let rec = [ListRecord::Lease(Record::new(&lease, Some(Status::Stale)))];
         assert_eq!(render("[{{.IPv6}}][{{.ip6}}][{{.path}}]", &rec), "[][][]\n");
         let c = [sample_corrupt()];

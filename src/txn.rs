@@ -11,7 +11,6 @@ use crate::lease::{InsertError, Lease, LeaseStore, StoreLock};
 use crate::link::{Announce, InterfaceConfig, Made, Rtnl, VethSpec};
 use crate::netns::{self, LinkOutcome, Netns, NsId};
 use crate::plan::{self, AttachPlan};
-use crate::target::Target;
 
 /// Test-only fault injection: make attach fail right after the named step
 /// (`lease`, `bridge`, `netns-link`, `veth`, `configure`, `dns`). Only a build with the
@@ -66,40 +65,6 @@ impl Hooks {
     }
 }
 
-pub fn lease_of(p: &AttachPlan, target: &Target) -> Lease {
-    Lease {
-        container_id: p.container_id.clone(),
-        container_name: p.container_name.clone(),
-        network: p.network.clone(),
-        network_id: p.network_id.clone(),
-        bridge: p.bridge.clone(),
-        ip: p.ip,
-        prefix_len: p.prefix_len,
-        gateway: p.gateway,
-        mac: p.mac.to_string(),
-        host_ifname: p.host_ifname.clone(),
-        ifname: p.ifname.clone(),
-        netns_name: p.netns_name.clone(),
-        pid: p.pid,
-        netns_dev: target.ns.id.dev,
-        netns_ino: target.ns.id.ino,
-        netns_path: if target.is_container {
-            String::new()
-        } else {
-            target.ns.source.display().to_string()
-        },
-        ip6: p.ip6,
-        prefix_len6: p.prefix_len6,
-        gateway6: p.gateway6,
-        default_route: p.default_route,
-        dns: p.dns.clone(),
-        mtu: p.mtu_fixed.then_some(p.mtu),
-        routes: p.routes.clone(),
-        complete: false,
-        pending: false,
-    }
-}
-
 /// Clears what a restarted container's old attachment left (its veth died with its old
 /// namespace; the link dangles or, its Pid reused, leads elsewhere) before it is attached again
 /// with the same addresses. The old lease stays: [`run`] writes the new one over it, and writes
@@ -124,7 +89,6 @@ pub async fn run(
     store: &LeaseStore,
     lock: &StoreLock,
     plan: &AttachPlan,
-    lease: &Lease,
     found: Found<'_>,
 ) -> Result<()> {
     let Found {
@@ -140,7 +104,7 @@ pub async fn run(
         step: "start",
         hooks: Hooks::from_env(),
     };
-    match txn.steps(plan, lease, ns, bridge_index, replacing).await {
+    match txn.steps(plan, ns, bridge_index, replacing).await {
         Ok(()) => Ok(()),
         Err(cause) => Err(txn.rollback(cause).await),
     }
@@ -161,8 +125,8 @@ enum Undo {
 impl Undo {
     fn what(&self) -> String {
         match self {
-            Undo::Lease(l) => format!("lease {}", l.ip),
-            Undo::Restore(l) => format!("old lease {}", l.ip),
+            Undo::Lease(l) => format!("lease {}", l.v4.ip),
+            Undo::Restore(l) => format!("old lease {}", l.v4.ip),
             Undo::Bridge(b, _) => format!("bridge {b}"),
             Undo::NetnsLink(n, _) => format!("netns link {}", netns::link_path(n).display()),
             Undo::Veth(v) => format!("veth {v}"),
@@ -190,15 +154,15 @@ impl Txn<'_> {
     async fn steps(
         &mut self,
         p: &AttachPlan,
-        lease: &Lease,
         ns: &Netns,
         bridge_index: Option<u32>,
         replacing: Option<&Lease>,
     ) -> Result<()> {
+        let lease = &p.lease;
         self.step = "lease";
         match replacing {
             // Same container, network and addresses: the new record replaces the old one.
-            Some(old) if old.ip == lease.ip && old.ip6 == lease.ip6 => {
+            Some(old) if old.v4.ip == lease.v4.ip && old.ip6() == lease.ip6() => {
                 self.store.rewrite(self.lock, lease)?;
                 self.done.push(Undo::Restore(Box::new(old.clone())));
             }
@@ -223,19 +187,23 @@ impl Txn<'_> {
         let bridge_index = match bridge_index {
             Some(i) => i,
             None => {
-                let mac = plan::mac_for(p.gateway);
-                match self.rtnl.create_bridge(&p.bridge, mac).await? {
+                let mac = plan::mac_for(lease.v4.gateway);
+                match self.rtnl.create_bridge(&lease.bridge, mac).await? {
                     Made::Created(br) => {
-                        self.done.push(Undo::Bridge(p.bridge.clone(), br.index));
+                        self.done.push(Undo::Bridge(lease.bridge.clone(), br.index));
                         self.rtnl
-                            .add_address(br.index, IpAddr::V4(p.gateway), p.prefix_len)
+                            .add_address(
+                                br.index,
+                                IpAddr::V4(lease.v4.gateway),
+                                lease.v4.prefix_len,
+                            )
                             .await?;
-                        self.store.mark_bridge(self.lock, &p.bridge)?;
+                        self.store.mark_bridge(self.lock, &lease.bridge)?;
                         br.index
                     }
                     // Made meanwhile by someone outside our lock: used, never undone.
                     Made::Existing(br) => {
-                        tracing::debug!(bridge = %p.bridge, "bridge exists already; using it");
+                        tracing::debug!(bridge = %lease.bridge, "bridge exists already; using it");
                         br.index
                     }
                 }
@@ -245,34 +213,35 @@ impl Txn<'_> {
 
         self.step = "netns-link";
         let ours = replacing
-            .filter(|old| old.netns_name == p.netns_name)
+            .filter(|old| old.netns_name == lease.netns_name)
             .map(Lease::netns_source);
-        if netns::ensure_link(&p.netns_name, ns, ours.as_deref())? == LinkOutcome::Created {
-            self.done.push(Undo::NetnsLink(p.netns_name.clone(), ns.id));
+        if netns::ensure_link(&lease.netns_name, ns, ours.as_deref())? == LinkOutcome::Created {
+            self.done
+                .push(Undo::NetnsLink(lease.netns_name.clone(), ns.id));
         }
         self.finished("netns-link")?;
 
         self.step = "veth";
         let spec = VethSpec {
-            host_name: &p.host_ifname,
-            host_alias: &p.container_id,
+            host_name: &lease.host_ifname,
+            host_alias: &lease.container_id,
             bridge_index,
-            peer_name: &p.ifname,
-            peer_mac: p.mac_bytes(),
+            peer_name: &lease.ifname,
+            peer_mac: p.mac_bytes()?,
             mtu: p.mtu,
         };
         let created = self.rtnl.create_veth(&spec, ns.fd()).await;
-        let ours = |i: crate::link::Iface| i.belongs_to(&p.container_id, true);
+        let ours = |i: crate::link::Iface| i.belongs_to(&lease.container_id, true);
         if created.is_ok()
             || self
                 .rtnl
-                .link_by_name(&p.host_ifname)
+                .link_by_name(&lease.host_ifname)
                 .await
                 .ok()
                 .flatten()
                 .is_some_and(ours)
         {
-            self.done.push(Undo::Veth(p.host_ifname.clone()));
+            self.done.push(Undo::Veth(lease.host_ifname.clone()));
         }
         created?;
         self.finished("veth")?;
@@ -285,9 +254,9 @@ impl Txn<'_> {
         self.finished("configure")?;
 
         self.step = "dns";
-        if !p.dns.is_empty() {
-            netns::write_resolv_conf(&p.netns_name, &p.dns)?;
-            self.done.push(Undo::Dns(p.netns_name.clone()));
+        if !lease.dns.is_empty() {
+            netns::write_resolv_conf(&lease.netns_name, &lease.dns)?;
+            self.done.push(Undo::Dns(lease.netns_name.clone()));
         }
         self.finished("dns")?;
 
@@ -298,7 +267,7 @@ impl Txn<'_> {
         if netns::id_of(&ns.source) != Some(ns.id) {
             bail!(
                 "'{}' exited during the attach ({} no longer leads to the namespace that was configured); start it and attach again",
-                p.container_name,
+                lease.container_name,
                 ns.source.display()
             );
         }
@@ -353,23 +322,24 @@ impl Txn<'_> {
 /// Configures the container's interface: runs inside its namespace (through `worker::run`), with
 /// a netlink socket opened there.
 async fn configure_container(p: &AttachPlan) -> Result<()> {
+    let p = &p.lease;
     let rtnl = Rtnl::connect()?;
     let iface = rtnl
         .link_by_name(&p.ifname)
         .await?
         .ok_or_else(|| anyhow!("interface {} vanished from the container", p.ifname))?;
-    let gateway4: Option<Ipv4Addr> = p.default_route.then_some(p.gateway);
+    let gateway4: Option<Ipv4Addr> = p.default_route.then_some(p.v4.gateway);
     rtnl.configure_interface(&InterfaceConfig {
         ifname: &p.ifname,
         ifindex: iface.index,
-        v4: (p.ip, p.prefix_len),
-        v6: p.ip6.zip(p.prefix_len6),
+        v4: (p.v4.ip, p.v4.prefix_len),
+        v6: p.v6.map(|v| (v.ip, v.prefix_len)),
         gateway4,
-        gateway6: p.gateway6.filter(|_| p.default_route),
+        gateway6: p.v6.and_then(|v| v.gateway).filter(|_| p.default_route),
         routes: &p.routes,
         announce: Some(Announce {
             ifindex: iface.index,
-            gateway: p.gateway,
+            gateway: p.v4.gateway,
             host_port: &p.host_ifname,
         }),
     })

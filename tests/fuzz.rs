@@ -67,7 +67,7 @@ proptest! {
             "netns_dev": 1, "netns_ino": 1,
         });
         if let Ok(lease) = parse_lease(json.to_string()) {
-            prop_assert!(lease.prefix_len <= 32);
+            prop_assert!(lease.v4.prefix_len <= 32);
             prop_assert!(!lease.netns_name.contains('/'));
         }
     }

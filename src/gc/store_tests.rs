@@ -50,7 +50,7 @@ fn run(
             store.remove(&lock, l).unwrap();
         }
     }
-    let mut kinds: Vec<&'static str> = plan.iter().map(|r| r.kind).collect();
+    let mut kinds: Vec<&'static str> = plan.iter().map(|r| r.kind.as_str()).collect();
     kinds.sort_unstable();
     (kinds, store.all().unwrap())
 }

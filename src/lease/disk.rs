@@ -233,7 +233,7 @@ impl DiskStore {
         let dir = self.network_dir(&lease.network_id)?;
         ensure_private_dir(&dir)?;
         let quarantined = addresses_named_in(&self.quarantine_dir().join(&lease.network_id))?;
-        let wanted = std::iter::once(IpAddr::V4(lease.ip)).chain(lease.ip6.map(IpAddr::V6));
+        let wanted = std::iter::once(IpAddr::V4(lease.v4.ip)).chain(lease.ip6().map(IpAddr::V6));
         for ip in wanted {
             if quarantined.contains(&ip) {
                 return Err(InsertError::Taken(ip));
@@ -242,7 +242,7 @@ impl DiskStore {
         // The index first, the lease second (and `remove` the other way round): a command
         // killed in between leaves an index entry without a lease (ignored, swept by gc), never a
         // lease its container cannot find (which would make it take a second address).
-        self.write_index(&lease.container_id, &lease.network_id, lease.ip)?;
+        self.write_index(&lease.container_id, &lease.network_id, lease.v4.ip)?;
         let written = self.write_new(&dir, lease);
         if written.is_err() {
             let _ = fs::remove_file(self.index_path(&lease.container_id, &lease.network_id)?);
@@ -270,12 +270,12 @@ impl DiskStore {
     /// then the IPv6 name (only while it still holds this lease's record).
     pub fn remove(&self, _lock: &StoreLock, lease: &Lease) -> Result<()> {
         let dir = self.network_dir(&lease.network_id)?;
-        let path = dir.join(lease.ip.to_string());
+        let path = dir.join(lease.v4.ip.to_string());
         if read_lease(&path)?.is_some_and(|l| l.container_id == lease.container_id) {
             remove_names(&path, lease)?;
         }
         let index = self.index_path(&lease.container_id, &lease.network_id)?;
-        if fs::read_link(&index).is_ok_and(|t| t.as_os_str() == lease.ip.to_string().as_str()) {
+        if fs::read_link(&index).is_ok_and(|t| t.as_os_str() == lease.v4.ip.to_string().as_str()) {
             remove_if_present(&index)?;
             fsync_dir(&self.by_container())?;
         }
@@ -295,9 +295,9 @@ impl DiskStore {
     /// one, and its rollback writes the old one back.
     pub fn rewrite(&self, _lock: &StoreLock, lease: &Lease) -> Result<()> {
         let dir = self.network_dir(&lease.network_id)?;
-        let path = dir.join(lease.ip.to_string());
+        let path = dir.join(lease.v4.ip.to_string());
         let tmp = write_temporary(&dir, lease)?;
-        if let Some(ip6) = lease.ip6 {
+        if let Some(ip6) = lease.ip6() {
             let tmp6 = dir.join(format!(".tmp.{ip6}.{}", std::process::id()));
             let _ = fs::remove_file(&tmp6);
             let path6 = dir.join(ip6.to_string());
@@ -415,12 +415,12 @@ pub(super) mod tests {
         let (_d, store) = tmp_store();
         let lock = store.lock().unwrap();
         let mut a = lease("aaa", "10.0.0.5");
-        a.ip6 = Some("fd00::5".parse().unwrap());
+        a.v6 = Some(crate::attachment::V6Part::sample("fd00::5"));
         // `a` lost its IPv6 name (an older version killed in mark_complete), and `b` got it.
         store.insert(&lock, &a).unwrap();
         fs::remove_file(store.root().join("leases/netid/fd00::5")).unwrap();
         let mut b = lease("bbb", "10.0.0.6");
-        b.ip6 = a.ip6;
+        b.v6 = a.v6;
         store.insert(&lock, &b).unwrap();
         store.remove(&lock, &a).unwrap();
         assert!(store.root().join("leases/netid/fd00::5").exists());

@@ -20,8 +20,8 @@ pub(super) fn link_new(
     dir: &Path,
     lease: &Lease,
 ) -> Result<(), (IpAddr, PathBuf, std::io::Error)> {
-    let path = dir.join(lease.ip.to_string());
-    let path6 = lease.ip6.map(|ip6| (ip6, dir.join(ip6.to_string())));
+    let path = dir.join(lease.v4.ip.to_string());
+    let path6 = lease.ip6().map(|ip6| (ip6, dir.join(ip6.to_string())));
     if let Some((ip6, p6)) = &path6 {
         fs::hard_link(tmp, p6).map_err(|e| (IpAddr::V6(*ip6), p6.clone(), e))?;
     }
@@ -31,7 +31,7 @@ pub(super) fn link_new(
                 let _ = fs::remove_file(p6);
             }
         }
-        (IpAddr::V4(lease.ip), path.clone(), e)
+        (IpAddr::V4(lease.v4.ip), path.clone(), e)
     })
 }
 
@@ -39,12 +39,14 @@ pub(super) fn link_new(
 /// record (never another lease's name), then syncs the directory.
 pub(super) fn remove_names(path: &Path, lease: &Lease) -> Result<()> {
     let path6 = lease
-        .ip6
+        .ip6()
         .map(|ip6| (ip6, path.with_file_name(ip6.to_string())));
     let ours6 = path6.as_ref().is_some_and(|(ip6, p6)| {
         same_file(path, p6)
             || read_record(p6).is_ok_and(|r| {
-                r.container_id == lease.container_id && r.ip == lease.ip && r.ip6 == Some(*ip6)
+                r.container_id == lease.container_id
+                    && r.v4.ip == lease.v4.ip
+                    && r.ip6() == Some(*ip6)
             })
     });
     remove_if_present(path)?;
@@ -113,7 +115,7 @@ pub(super) fn record_error(path: &Path) -> String {
 /// Writes a lease record to `.tmp.<ip>.<pid>` in `dir` (0600, never through a link, fsynced),
 /// ready to be linked or renamed into place.
 pub(super) fn write_temporary(dir: &Path, lease: &Lease) -> Result<PathBuf> {
-    let tmp = dir.join(format!(".tmp.{}.{}", lease.ip, std::process::id()));
+    let tmp = dir.join(format!(".tmp.{}.{}", lease.v4.ip, std::process::id()));
     let mut body = serde_json::to_vec_pretty(lease).context("cannot encode lease")?;
     body.push(b'\n');
     write_file(&tmp, &body)?;
@@ -158,11 +160,11 @@ pub(super) fn read_lease(path: &Path) -> Result<Option<Lease>> {
         }
     };
     let expected = file_name(path).unwrap_or_default();
-    if lease.ip.to_string() != expected {
+    if lease.v4.ip.to_string() != expected {
         bail!(
             "lease file {} is corrupt: it records address {} instead of {expected}{CORRUPT_HINT}",
             path.display(),
-            lease.ip
+            lease.v4.ip
         );
     }
     Ok(Some(lease))

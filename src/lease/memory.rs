@@ -25,7 +25,7 @@ impl MemStore {
         let store = MemStore::new();
         if let Ok(lock) = store.lock() {
             for l in leases {
-                assert!(store.insert(&lock, l).is_ok(), "{} is taken", l.ip);
+                assert!(store.insert(&lock, l).is_ok(), "{} is taken", l.v4.ip);
             }
         }
         store
@@ -34,7 +34,7 @@ impl MemStore {
     fn holder(&self, network_id: &str, ip: IpAddr) -> bool {
         self.leases.borrow().values().any(|l| {
             l.network_id == network_id
-                && (IpAddr::V4(l.ip) == ip || l.ip6.map(IpAddr::V6) == Some(ip))
+                && (IpAddr::V4(l.v4.ip) == ip || l.ip6().map(IpAddr::V6) == Some(ip))
         })
     }
 }
@@ -50,8 +50,8 @@ impl Store for MemStore {
         let mut taken = Taken::default();
         for l in self.leases.borrow().values() {
             if l.network_id == network_id {
-                taken.v4.insert(crate::ipam::key(IpAddr::V4(l.ip)));
-                if let Some(ip6) = l.ip6 {
+                taken.v4.insert(crate::ipam::key(IpAddr::V4(l.v4.ip)));
+                if let Some(ip6) = l.ip6() {
                     taken.v6.insert(crate::ipam::key(IpAddr::V6(ip6)));
                 }
             }
@@ -80,17 +80,17 @@ impl Store for MemStore {
 
     fn all(&self) -> Result<Vec<Lease>> {
         let mut all: Vec<Lease> = self.leases.borrow().values().cloned().collect();
-        all.sort_by_key(|l| (l.network.clone(), u32::from(l.ip)));
+        all.sort_by_key(|l| (l.network.clone(), u32::from(l.v4.ip)));
         Ok(all)
     }
 
     /// Like the disk store: the IPv6 address is claimed first, so its refusal is reported first.
     fn insert(&self, _lock: &StoreLock, lease: &Lease) -> Result<(), InsertError> {
         let wanted = lease
-            .ip6
+            .ip6()
             .map(IpAddr::V6)
             .into_iter()
-            .chain([IpAddr::V4(lease.ip)]);
+            .chain([IpAddr::V4(lease.v4.ip)]);
         for ip in wanted {
             if self.holder(&lease.network_id, ip) {
                 return Err(InsertError::Taken(ip));
@@ -98,7 +98,7 @@ impl Store for MemStore {
         }
         self.leases
             .borrow_mut()
-            .insert((lease.network_id.clone(), lease.ip), lease.clone());
+            .insert((lease.network_id.clone(), lease.v4.ip), lease.clone());
         Ok(())
     }
 
@@ -107,12 +107,12 @@ impl Store for MemStore {
         done.complete = true;
         self.leases
             .borrow_mut()
-            .insert((lease.network_id.clone(), lease.ip), done);
+            .insert((lease.network_id.clone(), lease.v4.ip), done);
         Ok(())
     }
 
     fn remove(&self, _lock: &StoreLock, lease: &Lease) -> Result<()> {
-        let key = (lease.network_id.clone(), lease.ip);
+        let key = (lease.network_id.clone(), lease.v4.ip);
         let mut leases = self.leases.borrow_mut();
         if leases
             .get(&key)
@@ -166,14 +166,14 @@ mod tests {
 
         // Dual stack: both addresses are taken; a loser leaves nothing.
         let mut a = lease("aaa", "10.0.0.5");
-        a.ip6 = Some("fd00::5".parse().unwrap());
+        a.v6 = Some(crate::attachment::V6Part::sample("fd00::5"));
         s.insert(&lock, &a).unwrap();
         let taken = s.taken("netid").unwrap();
         assert_eq!((taken.v4.len(), taken.v6.len()), (1, 1));
         assert!(taken.v6.contains(&k("fd00::5")));
         assert_eq!(s.all().unwrap(), vec![a.clone()]);
         let mut b = lease("bbb", "10.0.0.6");
-        b.ip6 = a.ip6;
+        b.v6 = a.v6;
         assert!(matches!(
             s.insert(&lock, &b),
             Err(InsertError::Taken(IpAddr::V6(_)))
@@ -261,14 +261,14 @@ mod tests {
 
         // An explicit taken address is refused and its holder named; a freed one is given.
         let holder = store.find("c0", "netid").unwrap().unwrap();
-        let want = Some(holder.ip);
+        let want = Some(holder.v4.ip);
         let err =
             crate::attach::pick_addresses(Some(&store), &n, &gw, &[], (want, None)).unwrap_err();
         assert!(format!("{err:#}").contains("name-c0"), "{err:#}");
         store.remove(&lock, &holder).unwrap();
         let (taken, v4, _) =
             crate::attach::pick_addresses(Some(&store), &n, &gw, &[], (None, None)).unwrap();
-        assert_eq!((v4.ip, taken.v4.len()), (holder.ip, 3));
+        assert_eq!((v4.ip, taken.v4.len()), (holder.v4.ip, 3));
         // The gateway is never given, even when asked for.
         let gw_ip = Some(Ipv4Addr::new(10, 9, 0, 1));
         assert!(crate::attach::pick_addresses(Some(&store), &n, &gw, &[], (gw_ip, None)).is_err());

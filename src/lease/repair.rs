@@ -98,7 +98,7 @@ impl DiskStore {
                 let (cid, nid) = (&lease.container_id, &lease.network_id);
                 let indexed = match self.index_entry(cid, nid) {
                     Ok(IndexEntry::Corrupt(_)) => {
-                        self.write_index(cid, nid, lease.ip)?;
+                        self.write_index(cid, nid, lease.v4.ip)?;
                         removed += 1;
                         true
                     }
@@ -106,7 +106,7 @@ impl DiskStore {
                         .find(cid, nid)
                         .ok()
                         .flatten()
-                        .is_some_and(|l| l.ip == lease.ip),
+                        .is_some_and(|l| l.v4.ip == lease.v4.ip),
                 };
                 if !indexed {
                     remove_names(&file, &lease)?;
@@ -121,20 +121,20 @@ impl DiskStore {
                 let Ok(record) = read_record(&file) else {
                     continue; // corrupt: reported by scan, kept (its address stays taken)
                 };
-                let owner = net.join(record.ip.to_string());
+                let owner = net.join(record.v4.ip.to_string());
                 let quarantined = net
                     .file_name()
                     .map(|n| self.quarantine_dir().join(n))
                     .and_then(|q| addresses_named_in(&q).ok())
-                    .is_some_and(|q| q.contains(&IpAddr::V4(record.ip)));
+                    .is_some_and(|q| q.contains(&IpAddr::V4(record.v4.ip)));
                 let orphan = match read_lease(&owner) {
                     // Its lease was set aside as corrupt: nobody can tell whether the address
                     // is used, so it stays taken.
                     Ok(None) => !quarantined,
-                    Ok(Some(l)) => l.container_id != record.container_id || l.ip6 != Some(ip6),
+                    Ok(Some(l)) => l.container_id != record.container_id || l.ip6() != Some(ip6),
                     Err(_) => false,
                 };
-                if orphan && record.ip6 == Some(ip6) {
+                if orphan && record.ip6() == Some(ip6) {
                     remove_if_present(&file)?;
                     fsync_dir(&net)?;
                     removed += 1;
@@ -180,7 +180,7 @@ mod tests {
         let (_d, store) = tmp_store();
         let lock = store.lock().unwrap();
         let mut a = lease("aaa", "10.0.0.5");
-        a.ip6 = Some("fd00::5".parse().unwrap());
+        a.v6 = Some(crate::attachment::V6Part::sample("fd00::5"));
         a.complete = false;
         store.insert(&lock, &a).unwrap();
         assert!(!store.find("aaa", "netid").unwrap().unwrap().complete);
@@ -261,9 +261,9 @@ mod tests {
         let lock = store.lock().unwrap();
         let dir = store.root().join("leases/netid");
         let mut a = lease("aaa", "10.0.0.5");
-        a.ip6 = Some("fd00::5".parse().unwrap());
+        a.v6 = Some(crate::attachment::V6Part::sample("fd00::5"));
         let mut b = lease("bbb", "10.0.0.6");
-        b.ip6 = Some("fd00::6".parse().unwrap());
+        b.v6 = Some(crate::attachment::V6Part::sample("fd00::6"));
         store.insert(&lock, &a).unwrap();
         store.insert(&lock, &b).unwrap();
         // `a` lost its IPv4 name (a remove killed between its unlinks); `b`'s IPv4 record was

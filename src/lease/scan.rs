@@ -100,7 +100,7 @@ impl DiskStore {
             self.scan_dir(&net, &network_id, true, &mut scan)?;
         }
         scan.leases
-            .sort_by_key(|l| (l.network.clone(), u32::from(l.ip)));
+            .sort_by_key(|l| (l.network.clone(), u32::from(l.v4.ip)));
         Ok(scan)
     }
 

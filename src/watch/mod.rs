@@ -475,7 +475,7 @@ async fn run_job(shared: &Arc<Shared>, job: Job) {
                 Ok(leases) if leases.is_empty() => {}
                 Ok(leases) => {
                     for l in &leases {
-                        tracing::info!(container = %name, ip = %l.ip, network = %l.network, "removed; lease released");
+                        tracing::info!(container = %name, ip = %l.v4.ip, network = %l.network, "removed; lease released");
                     }
                     shared.metrics.detach(true);
                 }
@@ -509,7 +509,7 @@ async fn attach_job(
             }
             tracing::info!(
                 container = %name,
-                ip = %lease.ip,
+                ip = %lease.v4.ip,
                 network = %lease.network,
                 latency_ms = latency.map(|d| d.as_secs_f64() * 1e3),
                 "attached"
@@ -522,12 +522,12 @@ async fn attach_job(
             }
         }
         Ok((Outcome::Existing(lease), _)) => {
-            tracing::debug!(container = %name, ip = %lease.ip, "already attached");
+            tracing::debug!(container = %name, ip = %lease.v4.ip, "already attached");
             shared.metrics.attach("existing");
         }
         Ok((Outcome::Planned(_), _)) => {}
         Ok((Outcome::Pending(lease), _)) => {
-            tracing::info!(container = %name, ip = %lease.ip, "stopped before it could be attached; the address stays reserved");
+            tracing::info!(container = %name, ip = %lease.v4.ip, "stopped before it could be attached; the address stays reserved");
             shared.metrics.attach("skipped");
         }
         Err(e) => {

@@ -24,13 +24,13 @@ pub fn opts_of(l: &Lease) -> AttachOpts {
         network: l.network_id.clone(),
         bridge: plain.then(|| l.bridge.clone()),
         subnet: if plain {
-            Subnet::new(IpAddr::V4(l.ip), l.prefix_len).ok()
+            Subnet::new(IpAddr::V4(l.v4.ip), l.v4.prefix_len).ok()
         } else {
             None
         },
-        gateway: plain.then_some(l.gateway),
-        ip: Some(l.ip),
-        ip6: l.ip6,
+        gateway: plain.then_some(l.v4.gateway),
+        ip: Some(l.v4.ip),
+        ip6: l.ip6(),
         ifname: Some(l.ifname.clone()),
         netns_name: Some(l.netns_name.clone()),
         default_route: Some(l.default_route),
@@ -98,7 +98,7 @@ pub async fn restore(
                 }
                 tracing::info!(
                     container = %name,
-                    ip = %l.ip,
+                    ip = %l.v4.ip,
                     network = %l.network,
                     latency_ms = latency.map(|d| d.as_secs_f64() * 1e3),
                     "lease re-applied"
@@ -107,7 +107,7 @@ pub async fn restore(
             }
             Ok((Outcome::Existing(_), _)) => shared.metrics.attach("existing"),
             Ok((Outcome::Pending(_) | Outcome::Planned(_), _)) => {
-                tracing::info!(container = %name, ip = %lease.ip, "stopped before its lease could be applied");
+                tracing::info!(container = %name, ip = %lease.v4.ip, "stopped before its lease could be applied");
                 shared.metrics.attach("skipped");
             }
             Err(e) => {
@@ -119,7 +119,7 @@ pub async fn restore(
                     tracing::info!(container = %name, "stopped before its lease could be applied");
                     shared.metrics.attach("skipped");
                 } else {
-                    tracing::error!(container = %name, ip = %lease.ip, network = %lease.network, "re-applying the lease failed: {e:#}");
+                    tracing::error!(container = %name, ip = %lease.v4.ip, network = %lease.network, "re-applying the lease failed: {e:#}");
                     shared.metrics.attach("error");
                 }
             }
@@ -138,11 +138,11 @@ mod tests {
         l.netns_name = "web-ns".into();
         l.default_route = false;
         l.dns = vec!["10.0.0.53".parse().unwrap()];
-        l.ip6 = Some("fd00::9".parse().unwrap());
+        l.v6 = Some(crate::attachment::V6Part::sample("fd00::9"));
         let o = opts_of(&l);
         assert_eq!(o.container, "abc");
         assert_eq!(o.network, "n");
-        assert_eq!((o.ip, o.ip6), (Some(l.ip), l.ip6));
+        assert_eq!((o.ip, o.ip6), (Some(l.v4.ip), l.ip6()));
         assert_eq!(o.ifname.as_deref(), Some("eth3"));
         assert_eq!(o.netns_name.as_deref(), Some("web-ns"));
         assert_eq!(o.default_route, Some(false));
@@ -151,12 +151,12 @@ mod tests {
         // a plain bridge of `attach --bridge` comes back with its subnet and gateway
         l.network_id = "bridge-nabr0".into();
         l.bridge = "nabr0".into();
-        l.prefix_len = 24;
-        l.gateway = "172.17.240.1".parse().unwrap();
+        l.v4.prefix_len = 24;
+        l.v4.gateway = "172.17.240.1".parse().unwrap();
         let o = opts_of(&l);
         assert_eq!(o.bridge.as_deref(), Some("nabr0"));
         assert_eq!(o.subnet.unwrap().to_string(), "172.17.240.0/24");
-        assert_eq!(o.gateway, Some(l.gateway));
+        assert_eq!(o.gateway, Some(l.v4.gateway));
     }
 
     #[test]
