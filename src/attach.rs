@@ -10,10 +10,11 @@ use crate::address::{self, Choice};
 use crate::attachment::{V4Part, V6Part};
 use crate::docker::{ContainerInfo, DockerClient, NetworkInfo, SubnetConfig};
 use crate::endpoint::{self, EndpointOpts, Family, Mac};
+use crate::error::AttachError;
 use crate::ipam::Subnet;
 use crate::lease::{InsertError, Lease, LeaseStore, Store, Taken};
 use crate::link::{Iface, Rtnl};
-use crate::netns::NsId;
+use crate::netns::{self, NsId};
 use crate::plan::{self, AttachPlan};
 use crate::target::Target;
 use crate::{names, privilege, txn};
@@ -63,7 +64,19 @@ pub enum Outcome {
 /// Hints for people (stderr); kept apart from the result so the caller decides where they go.
 pub type Hints = Vec<String>;
 
+/// Attaches with a Docker client of its own (made only if Docker is asked).
 pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hints)> {
+    attach_using(opts, state_dir, None).await
+}
+
+/// Attaches, asking Docker through `docker` when given (the daemon's client). A failure caused
+/// by the container going away is an [`AttachError`]: `NoSuchContainer` when Docker does not
+/// know it, `Exited` when its process ended during the attach.
+pub async fn attach_using(
+    opts: &AttachOpts,
+    state_dir: &Path,
+    docker: Option<&DockerClient>,
+) -> Result<(Outcome, Hints)> {
     if let Some(ifname) = &opts.ifname {
         names::validate_ifname(ifname)?;
     }
@@ -74,10 +87,44 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         privilege::require("attach")?;
     }
     let rtnl = Rtnl::connect()?;
-    let (target, mut network) = match facts(opts).await? {
+    let (target, network) = match facts(opts, docker).await? {
         (Subject::Running(t), n) => (t, n),
         (Subject::Stopped(c), n) => return reserve(opts, &c, n, state_dir).await,
     };
+    // The container's process and namespace, to tell "it exited meanwhile" from other failures.
+    let process = target
+        .is_container
+        .then(|| (target.name.clone(), target.pid, target.ns.id));
+    attach_target(opts, state_dir, &rtnl, target, network)
+        .await
+        .map_err(|e| match process {
+            Some((container, pid, ns)) if exited(pid, Some(ns)) => {
+                anyhow::Error::new(AttachError::Exited {
+                    container,
+                    cause: e,
+                })
+            }
+            _ => e,
+        })
+}
+
+/// Whether the process `pid` is gone or no longer in the namespace `ns`.
+fn exited(pid: u32, ns: Option<NsId>) -> bool {
+    let now = netns::id_of(&crate::procroot::host_view(&netns::proc_path(pid)));
+    match ns {
+        Some(ns) => now != Some(ns),
+        None => now.is_none(),
+    }
+}
+
+/// Attaches a running target (the part after the facts).
+async fn attach_target(
+    opts: &AttachOpts,
+    state_dir: &Path,
+    rtnl: &Rtnl,
+    target: Target,
+    mut network: NetworkInfo,
+) -> Result<(Outcome, Hints)> {
     tracing::debug!(target = %target.name, network = %network.name, "docker facts");
 
     let mut hints = Vec::new();
@@ -97,7 +144,7 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
         create_bridge,
         gw4,
         gw6,
-    } = bridge_facts(&rtnl, &mut network, opts).await?;
+    } = bridge_facts(rtnl, &mut network, opts).await?;
     let network_mtu = network
         .mtu
         .or(bridge.as_ref().map(|b: &Iface| b.mtu))
@@ -268,11 +315,11 @@ pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hin
     };
     if let Some(stale) = &existing {
         // Restarted container: its old namespace (and with it the old veth) is gone.
-        txn::replace_stale(&rtnl, stale).await?;
+        txn::replace_stale(rtnl, stale).await?;
     }
     let bridge_index = bridge.map(|b| b.index);
     txn::run(
-        &rtnl,
+        rtnl,
         &store,
         &lock,
         &plan,
@@ -597,36 +644,52 @@ enum Subject {
 }
 
 /// The target and the network, from Docker (both requests at once) or from the options.
-async fn facts(opts: &AttachOpts) -> Result<(Subject, NetworkInfo)> {
+async fn facts(opts: &AttachOpts, docker: Option<&DockerClient>) -> Result<(Subject, NetworkInfo)> {
     let plain = match (&opts.bridge, opts.subnet) {
         (Some(b), Some(subnet)) => Some(plain_bridge(b, subnet, opts.gateway)?),
         (Some(b), None) => bail!("--bridge {b} needs --subnet CIDR"),
         (None, _) => None,
     };
-    match (&opts.netns, plain) {
-        (Some(ns), Some(net)) => Ok((Subject::Running(Target::netns(ns)?), net)),
-        (Some(ns), None) => {
-            let docker = DockerClient::connect()?;
-            let net = docker.network(&opts.network).await?;
-            Ok((Subject::Running(Target::netns(ns)?), net))
+    // A namespace on a plain bridge asks Docker nothing.
+    let (netns, plain) = match (&opts.netns, plain) {
+        (Some(ns), Some(net)) => return Ok((Subject::Running(Target::netns(ns)?), net)),
+        other => other,
+    };
+    let own;
+    let docker = match docker {
+        Some(d) => d,
+        None => {
+            own = DockerClient::connect()?;
+            &own
         }
-        (None, plain) => {
-            let docker = DockerClient::connect()?;
-            let (c, n) = match plain {
-                Some(net) => (docker.container(&opts.container).await, Ok(net)),
-                None => futures::join!(
-                    docker.container(&opts.container),
-                    docker.network(&opts.network)
-                ),
-            };
-            let c = c?;
-            if !c.running {
-                return Ok((Subject::Stopped(c), n?));
-            }
-            let target = Target::container(c, opts.ifname.is_some())?;
-            Ok((Subject::Running(target), n?))
-        }
+    };
+    if let Some(ns) = netns {
+        let net = docker.network(&opts.network).await?;
+        return Ok((Subject::Running(Target::netns(ns)?), net));
     }
+    let (c, n) = match plain {
+        Some(net) => (docker.container(&opts.container).await, Ok(net)),
+        None => futures::join!(
+            docker.container(&opts.container),
+            docker.network(&opts.network)
+        ),
+    };
+    let c = c?;
+    if !c.running {
+        return Ok((Subject::Stopped(c), n?));
+    }
+    let (name, pid) = (c.name.clone(), c.pid);
+    let target = Target::container(c, opts.ifname.is_some()).map_err(|e| {
+        if exited(pid, None) {
+            anyhow::Error::new(AttachError::Exited {
+                container: name,
+                cause: e,
+            })
+        } else {
+            e
+        }
+    })?;
+    Ok((Subject::Running(target), n?))
 }
 
 /// A Linux bridge outside Docker, described like a Docker network.
@@ -680,6 +743,20 @@ mod tests {
         assert_eq!(next_ifname(1, &[]), "eth1");
         l.ifname = "eth1".into();
         assert_eq!(next_ifname(0, &[l]), "eth0");
+    }
+
+    #[test]
+    fn a_process_that_ended_has_exited_and_a_live_one_has_not() {
+        let own = std::process::id();
+        let ns = netns::id_of(&crate::procroot::host_view(&netns::proc_path(own)));
+        assert!(ns.is_some());
+        assert!(!exited(own, ns));
+        assert!(!exited(own, None));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(exited(pid, None));
+        assert!(exited(pid, ns));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::path::Path;
 use anyhow::{Result, anyhow, bail};
 
 use crate::docker::{DockerClient, Lookup};
+use crate::error::Errors;
 use crate::lease::{Lease, LeaseStore};
 use crate::link::Rtnl;
 use crate::{hostns, netns, owner, privilege};
@@ -37,32 +38,42 @@ pub enum Answer {
 /// Detaches and returns the leases that were released (empty: a known container or namespace
 /// that is not attached, or not on `opts.network`).
 pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
+    detach_using(opts, state_dir, None).await
+}
+
+/// [`detach`], asking Docker through `docker` when given (the daemon's client).
+pub async fn detach_using(
+    opts: &DetachOpts,
+    state_dir: &Path,
+    docker: Option<&DockerClient>,
+) -> Result<Vec<Lease>> {
     privilege::require("detach")?;
     let store = LeaseStore::open_existing(state_dir)?;
     let all = match &store {
         Some(s) => s.all()?,
         None => vec![],
     };
-    let docker = DockerClient::connect();
-    let ids = resolve(
-        &all,
-        &opts.container,
-        docker.as_ref().map_err(|e| format!("{e:#}")),
-    )
-    .await?;
+    let own = docker.is_none().then(DockerClient::connect);
+    let docker = match (docker, &own) {
+        (Some(d), _) => Ok(d),
+        (None, Some(Ok(d))) => Ok(d),
+        (None, Some(Err(e))) => Err(format!("{e:#}")),
+        (None, None) => Err("no Docker client".to_string()),
+    };
+    let ids = resolve(&all, &opts.container, docker.clone()).await?;
     let docker = docker.ok();
     let mut chosen: Vec<&Lease> = all
         .iter()
         .filter(|l| ids.contains(&l.container_id))
         .collect();
     if let Some(net) = &opts.network {
-        chosen = on_network(chosen, &all, net, docker.as_ref(), &opts.container).await?;
+        chosen = on_network(chosen, &all, net, docker, &opts.container).await?;
     }
     let (Some(store), false) = (&store, chosen.is_empty()) else {
         return Ok(vec![]);
     };
     let rtnl = Rtnl::connect()?;
-    hostns::confirm(&rtnl, docker.as_ref(), &chosen, "detach").await?;
+    hostns::confirm(&rtnl, docker, &chosen, "detach").await?;
     let keys: BTreeSet<(String, String)> = chosen
         .iter()
         .map(|l| (l.container_id.clone(), l.network_id.clone()))
@@ -75,7 +86,7 @@ pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
         .iter()
         .filter(|l| keys.contains(&(l.container_id.clone(), l.network_id.clone())))
         .collect();
-    let mut errors = Vec::new();
+    let mut errors = Errors::new();
     let mut released = Vec::new();
     for lease in &chosen {
         // Another attachment of the same namespace keeps the netns link (and resolv.conf).
@@ -106,13 +117,10 @@ pub async fn detach(opts: &DetachOpts, state_dir: &Path) -> Result<Vec<Lease>> {
             errors.push(format!("bridge {}: {e:#}", lease.bridge));
         }
     }
-    if !errors.is_empty() {
-        bail!(
-            "detach of '{}' left something behind: {}",
-            opts.container,
-            errors.join("; ")
-        );
-    }
+    errors.into_result(&format!(
+        "detach of '{}' left something behind: ",
+        opts.container
+    ))?;
     Ok(released)
 }
 
@@ -277,13 +285,11 @@ fn distinct<'a>(leases: impl Iterator<Item = &'a Lease>) -> Vec<String> {
 /// Removes the host veth (its peer goes with it) and, unless `shared` with another attachment,
 /// the netns link and resolv.conf of one lease.
 pub async fn teardown(rtnl: &Rtnl, lease: &Lease, shared: bool) -> Result<()> {
-    let mut errors = Vec::new();
+    let mut errors = Errors::new();
     let name = owner::host_ifname(lease);
     match rtnl.link_by_name(&name).await {
         Ok(Some(iface)) if owner::owns(&iface, lease) => {
-            if let Err(e) = rtnl.delete(iface.index).await {
-                errors.push(format!("{e:#}"));
-            }
+            errors.note("", rtnl.delete(iface.index).await);
         }
         Ok(Some(_)) => tracing::warn!(
             ifname = %name,
@@ -293,20 +299,12 @@ pub async fn teardown(rtnl: &Rtnl, lease: &Lease, shared: bool) -> Result<()> {
         Err(e) => errors.push(format!("{e:#}")),
     }
     if !shared {
-        if let Err(e) = netns::remove_link(&lease.netns_name, lease.netns_id()) {
-            errors.push(format!("{e:#}"));
-        }
+        errors.note("", netns::remove_link(&lease.netns_name, lease.netns_id()));
     }
     if !shared && !lease.dns.is_empty() {
-        if let Err(e) = netns::remove_resolv_conf(&lease.netns_name) {
-            errors.push(format!("{e:#}"));
-        }
+        errors.note("", netns::remove_resolv_conf(&lease.netns_name));
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        bail!("{}", errors.join("; "))
-    }
+    errors.into_result("")
 }
 
 #[cfg(test)]

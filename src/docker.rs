@@ -1,19 +1,28 @@
-//! Docker Engine API adapter (bollard). Side effects: HTTP requests to the engine, read-only.
+//! Docker Engine API adapter (bollard), the only module that names bollard: the one-shot
+//! commands' inspects and the daemon's event stream, ping, version and container lists. Side
+//! effects: HTTP requests to the engine, read-only.
 //!
 //! No version round trip on the normal path: the client is pinned to API 1.41 (Docker 20.10),
 //! and bollard 0.21 in fact sends unversioned paths, which every engine serves at its own
 //! current version (Docker 20.10 through 29). Should an engine refuse the version (Docker 29
-//! refuses versions below 1.44 with a 400 "too old"), we ask it for its version (`GET
-//! /version`) and retry once. The fields we read exist in every API version since 1.41.
+//! refuses versions below 1.44 with a 400 "too old"), the version its refusal names (else the
+//! one `GET /version` reports) is used from then on: negotiated once per client, and the
+//! refused request is sent once more. The fields we read exist in every API version since 1.41.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerInspectResponse, NetworkInspect};
+use bollard::models::{ContainerInspectResponse, EventMessage, NetworkInspect};
+use bollard::query_parameters::{EventsOptions, ListContainersOptions};
 use bollard::{ClientVersion, Docker};
+use futures::Stream;
+use tokio::sync::OnceCell;
 
+use crate::error::AttachError;
 use crate::ipam::Subnet;
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -96,49 +105,109 @@ pub fn docker_host() -> String {
         .unwrap_or_else(|| DEFAULT_HOST.to_string())
 }
 
+/// The one Docker client of the process: the one-shot commands make one, the daemon makes one
+/// per connection and its jobs share it. The API version is negotiated at most once per client.
 pub struct DockerClient {
-    docker: Docker,
+    /// Pinned to API 1.41: no version round trip on the normal path.
+    pinned: Docker,
+    /// The client at the version the engine named, once it refused the pinned one.
+    negotiated: OnceCell<Docker>,
     host: String,
     timeout: u64,
+    /// The daemon's runtime: requests run there, so the pooled connections live on a runtime
+    /// that outlasts the job threads' own (a connection made on a job's runtime would die with
+    /// it while another job holds it).
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+/// A running container, from the container list.
+#[derive(Debug, Clone)]
+pub struct Labelled {
+    pub id: String,
+    pub name: String,
+    pub labels: HashMap<String, String>,
+}
+
+/// The one place a bollard client is built.
+fn client(host: &str, timeout: u64, api: &ClientVersion) -> Result<Docker> {
+    let docker = if let Some(path) = host.strip_prefix("unix://") {
+        Docker::connect_with_unix(path, timeout, api)
+    } else if host.starts_with("tcp://") || host.starts_with("http://") {
+        Docker::connect_with_http(host, timeout, api)
+    } else {
+        bail!(
+            "DOCKER_HOST '{host}' is not supported; use unix:///path/to/docker.sock or tcp://host:port"
+        );
+    };
+    docker.map_err(|e| unreachable_err(host, e))
 }
 
 impl DockerClient {
-    /// Connects to `DOCKER_HOST` (unix socket by default), like the docker CLI.
+    /// Connects to `--host`, `DOCKER_HOST` or the unix socket, like the docker CLI.
     pub fn connect() -> Result<Self> {
-        let host = docker_host();
         let timeout = std::env::var("DOCKER_NETATTACH_DOCKER_TIMEOUT")
             .ok()
             .and_then(|t| t.parse().ok())
             .unwrap_or(DEFAULT_TIMEOUT_SECS);
-        let docker = if let Some(path) = host.strip_prefix("unix://") {
-            Docker::connect_with_unix(path, timeout, &PINNED_VERSION)
-        } else if host.starts_with("tcp://") || host.starts_with("http://") {
-            Docker::connect_with_http(&host, timeout, &PINNED_VERSION)
-        } else {
-            bail!(
-                "DOCKER_HOST '{host}' is not supported; use unix:///path/to/docker.sock or tcp://host:port"
-            );
-        }
-        .map_err(|e| unreachable_err(&host, &e))?;
+        Self::connect_to(&docker_host(), timeout)
+    }
+
+    fn connect_to(host: &str, timeout: u64) -> Result<Self> {
         Ok(DockerClient {
-            docker,
-            host,
+            pinned: client(host, timeout, &PINNED_VERSION)?,
+            negotiated: OnceCell::new(),
+            host: host.to_string(),
             timeout,
+            runtime: None,
         })
+    }
+
+    /// Runs every request on `runtime` (the daemon's), from whichever runtime asks.
+    pub fn on_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
     }
 
     pub fn host(&self) -> &str {
         &self.host
     }
 
-    /// Re-negotiates the API version when the engine refused our pinned one (Docker 29+).
-    async fn renegotiate(&self) -> Result<Docker> {
-        let current = self.docker.client_version();
-        let version = self
-            .docker
-            .version()
+    /// The client in use: the negotiated one once there is one, else the pinned one.
+    fn api(&self) -> &Docker {
+        self.negotiated.get().unwrap_or(&self.pinned)
+    }
+
+    /// The API version in use ("1.41" unless the engine refused it).
+    pub fn api_version(&self) -> String {
+        let v = self.api().client_version();
+        format!("{}.{}", v.major_version, v.minor_version)
+    }
+
+    /// After the engine refused the pinned version: the version its refusal names, else the
+    /// one `GET /version` reports. Once per client; concurrent refusals share the one answer.
+    async fn negotiate(&self, refusal: &str) -> Result<&Docker> {
+        self.negotiated
+            .get_or_try_init(|| async {
+                let server = match suggested_version(refusal) {
+                    Some(v) => v,
+                    None => self.version_of_engine().await?,
+                };
+                tracing::debug!(
+                    api = %format!("{}.{}", server.major_version, server.minor_version),
+                    "engine refused API {}.{}; retrying",
+                    PINNED_VERSION.major_version,
+                    PINNED_VERSION.minor_version
+                );
+                client(&self.host, self.timeout, &server)
+            })
             .await
-            .map_err(|e| self.request_err(&e, "engine version"))?;
+    }
+
+    async fn version_of_engine(&self) -> Result<ClientVersion> {
+        let version = self
+            .call(&self.pinned, |d| async move { d.version().await })
+            .await
+            .map_err(|e| self.request_err(e, "engine version"))?;
         let api = version
             .api_version
             .ok_or_else(|| anyhow!("Docker at {} did not say its API version", self.host))?;
@@ -146,41 +215,90 @@ impl DockerClient {
             .split_once('.')
             .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
             .ok_or_else(|| anyhow!("Docker at {} reports API version '{api}'", self.host))?;
-        let server = ClientVersion {
+        Ok(ClientVersion {
             major_version: major,
             minor_version: minor,
-        };
-        tracing::debug!(%api, "engine refused API {}.{}; retrying", current.major_version, current.minor_version);
-        let timeout = self.timeout;
-        let docker = if let Some(path) = self.host.strip_prefix("unix://") {
-            Docker::connect_with_unix(path, timeout, &server)
-        } else {
-            Docker::connect_with_http(&self.host, timeout, &server)
-        };
-        docker.map_err(|e| unreachable_err(&self.host, &e))
+        })
+    }
+
+    /// One request on `docker`, on the daemon's runtime when there is one.
+    async fn call<T, F, Fut>(&self, docker: &Docker, f: F) -> Result<T, BollardError>
+    where
+        F: FnOnce(Docker) -> Fut,
+        Fut: Future<Output = Result<T, BollardError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let fut = f(docker.clone());
+        match &self.runtime {
+            None => fut.await,
+            Some(rt) => rt.spawn(fut).await.unwrap_or_else(|e| {
+                Err(BollardError::IOError {
+                    err: std::io::Error::other(format!("the Docker request was dropped: {e}")),
+                })
+            }),
+        }
+    }
+
+    /// One request; when the engine refuses our API version, the version is negotiated (once
+    /// per client) and the request is sent once more. The outer error: the negotiation failed.
+    async fn request<T, F, Fut>(&self, f: F) -> Result<Result<T, BollardError>>
+    where
+        F: Fn(Docker) -> Fut,
+        Fut: Future<Output = Result<T, BollardError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let docker = self.api();
+        let pinned = std::ptr::eq(docker, &self.pinned);
+        let resp = self.call(docker, &f).await;
+        match resp {
+            // Refused at the pinned version (also when another request negotiated meanwhile).
+            Err(BollardError::DockerResponseServerError {
+                status_code: 400,
+                ref message,
+            }) if pinned && is_refused_version(message) => {
+                let docker = self.negotiate(message).await?;
+                Ok(self.call(docker, &f).await)
+            }
+            resp => Ok(resp),
+        }
     }
 
     /// Inspects a container by name, full ID or unique ID prefix.
     pub async fn container(&self, name: &str) -> Result<ContainerInfo> {
-        let mut resp = self.docker.inspect_container(name, None).await;
-        if is_too_old(&resp) {
-            resp = self
-                .renegotiate()
-                .await?
-                .inspect_container(name, None)
-                .await;
-        }
-        match resp {
+        match self.inspect_container(name).await? {
             Ok(c) => container_info(c, name),
-            Err(e) => Err(self.container_err(name, &e)),
+            Err(e) => Err(self.container_err(name, e)),
         }
+    }
+
+    async fn inspect_container(
+        &self,
+        name: &str,
+    ) -> Result<Result<ContainerInspectResponse, BollardError>> {
+        let name = name.to_string();
+        self.request(move |d| {
+            let name = name.clone();
+            async move { d.inspect_container(&name, None).await }
+        })
+        .await
+    }
+
+    async fn inspect_network(&self, name: &str) -> Result<Result<NetworkInspect, BollardError>> {
+        let name = name.to_string();
+        self.request(move |d| {
+            let name = name.clone();
+            async move { d.inspect_network(&name, None).await }
+        })
+        .await
     }
 
     /// Inspects a container, `Ok(None)` when Docker does not know it.
     pub async fn container_opt(&self, name: &str) -> Result<Option<ContainerInfo>> {
         match self.container(name).await {
             Ok(c) => Ok(Some(c)),
-            Err(e) if e.downcast_ref::<NotFound>().is_some() => Ok(None),
+            Err(e) if matches!(AttachError::of(&e), Some(AttachError::NoSuchContainer(_))) => {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
@@ -189,18 +307,15 @@ impl DockerClient {
     /// (404) and "Docker cannot be asked" (no connection, timeout) apart from other errors
     /// (which are returned, e.g. an ambiguous ID prefix).
     pub async fn container_lookup(&self, name: &str) -> Result<Lookup> {
-        let mut resp = self.docker.inspect_container(name, None).await;
-        if is_too_old(&resp) {
-            match self.renegotiate().await {
-                Ok(d) => resp = d.inspect_container(name, None).await,
-                Err(e) => return Ok(Lookup::Unreachable(format!("{e:#}"))),
-            }
-        }
+        let resp = match self.inspect_container(name).await {
+            Ok(resp) => resp,
+            Err(e) => return Ok(Lookup::Unreachable(format!("{e:#}"))),
+        };
         match resp {
             Ok(c) => container_info(c, name).map(Lookup::Found),
             Err(e @ BollardError::DockerResponseServerError { .. }) => {
-                let err = self.container_err(name, &e);
-                if err.downcast_ref::<NotFound>().is_some() {
+                let err = self.container_err(name, e);
+                if matches!(AttachError::of(&err), Some(AttachError::NoSuchContainer(_))) {
                     Ok(Lookup::NotFound)
                 } else {
                     Err(err)
@@ -208,50 +323,162 @@ impl DockerClient {
             }
             Err(e) => Ok(Lookup::Unreachable(format!(
                 "{:#}",
-                self.request_err(&e, &format!("container '{name}'"))
+                self.request_err(e, &format!("container '{name}'"))
             ))),
         }
     }
 
     /// The full ID of a network Docker knows by this name or ID (any driver); `None` on 404.
     pub async fn network_id(&self, name: &str) -> Result<Option<String>> {
-        let mut resp = self.docker.inspect_network(name, None).await;
-        if is_too_old(&resp) {
-            resp = self.renegotiate().await?.inspect_network(name, None).await;
-        }
-        match resp {
+        match self.inspect_network(name).await? {
             Ok(n) => Ok(Some(n.id.unwrap_or_else(|| name.to_string()))),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(None),
-            Err(e) => Err(self.request_err(&e, &format!("network '{name}'"))),
+            Err(e) => Err(self.request_err(e, &format!("network '{name}'"))),
         }
     }
 
     /// Inspects a network by name or ID.
     pub async fn network(&self, name: &str) -> Result<NetworkInfo> {
-        let mut resp = self.docker.inspect_network(name, None).await;
-        if is_too_old(&resp) {
-            resp = self.renegotiate().await?.inspect_network(name, None).await;
-        }
-        match resp {
+        match self.inspect_network(name).await? {
             Ok(n) => network_info(n, name),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Err(anyhow!(
                 "no such Docker network '{name}'; list them with `docker network ls`"
             )),
-            Err(e) => Err(self.request_err(&e, &format!("network '{name}'"))),
+            Err(e) => Err(self.request_err(e, &format!("network '{name}'"))),
         }
     }
 
-    fn container_err(&self, name: &str, e: &BollardError) -> anyhow::Error {
+    /// The daemon's hello: `GET /version` (negotiating the API version if the engine refuses
+    /// ours); returns the engine's version.
+    pub async fn engine_version(&self) -> Result<String> {
+        match self.request(|d| async move { d.version().await }).await {
+            Ok(Ok(v)) => Ok(v.version.unwrap_or_default()),
+            Ok(Err(BollardError::DockerResponseServerError {
+                status_code: 400,
+                message,
+            })) if is_refused_version(&message) => bail!(
+                "Docker at {} accepts none of the API versions tried (last {}): {message}",
+                self.host,
+                self.api_version()
+            ),
+            Ok(Err(e)) => bail!("cannot reach Docker at {}: {}", self.host, text(e)),
+            Err(e) => bail!("cannot reach Docker at {}: {e:#}", self.host),
+        }
+    }
+
+    /// `GET /_ping`, bounded by `limit`.
+    pub async fn ping(&self, limit: Duration) -> Result<()> {
+        let ping = self.call(self.api(), |d| async move { d.ping().await });
+        match tokio::time::timeout(limit, ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(anyhow!(
+                "Docker at {} does not answer: {}",
+                self.host,
+                text(e)
+            )),
+            Err(_) => Err(anyhow!(
+                "Docker at {} did not answer a ping within {} ms",
+                self.host,
+                limit.as_millis()
+            )),
+        }
+    }
+
+    /// Container `start`, `die` and `destroy` events from `since` (Unix seconds) on. Read on
+    /// the caller's runtime (the daemon's).
+    pub fn events(
+        &self,
+        since: i64,
+    ) -> impl Stream<Item = Result<EventMessage, BollardError>> + use<> {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "event".to_string(),
+                vec!["start".into(), "die".into(), "destroy".into()],
+            ),
+        ]);
+        self.api().events(Some(EventsOptions {
+            since: Some(since.to_string()),
+            until: None,
+            filters: Some(filters),
+        }))
+    }
+
+    /// Running containers carrying `<prefix>.network`.
+    pub async fn labelled(&self, prefix: &str) -> Result<Vec<Labelled>> {
+        let filters = HashMap::from([
+            ("label".to_string(), vec![format!("{prefix}.network")]),
+            ("status".to_string(), vec!["running".to_string()]),
+        ]);
+        self.list(filters).await
+    }
+
+    /// Every running container (labelled or not; for the leases attached by hand).
+    pub async fn all_running(&self) -> Result<Vec<Labelled>> {
+        let filters = HashMap::from([("status".to_string(), vec!["running".to_string()])]);
+        self.list(filters).await
+    }
+
+    async fn list(&self, filters: HashMap<String, Vec<String>>) -> Result<Vec<Labelled>> {
+        let list = self
+            .call(self.api(), |d| async move {
+                d.list_containers(Some(ListContainersOptions {
+                    all: false,
+                    filters: Some(filters),
+                    ..Default::default()
+                }))
+                .await
+            })
+            .await
+            .map_err(|e| anyhow!("cannot list containers at {}: {}", self.host, text(e)))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let id = c.id?;
+                let name = c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_else(|| crate::plan::short_id(&id).to_string());
+                Some(Labelled {
+                    id,
+                    name,
+                    labels: c.labels.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    /// Bridge interface of Docker's default network (`docker0` unless configured otherwise).
+    pub async fn default_bridge(&self) -> Result<Option<String>> {
+        match self
+            .call(self.api(), |d| async move {
+                d.inspect_network("bridge", None).await
+            })
+            .await
+        {
+            Ok(n) => Ok(n
+                .options
+                .and_then(|o| o.get("com.docker.network.bridge.name").cloned())
+                .filter(|b| !b.is_empty())),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(anyhow!("cannot inspect network bridge: {}", text(e))),
+        }
+    }
+
+    fn container_err(&self, name: &str, e: BollardError) -> anyhow::Error {
         match e {
             BollardError::DockerResponseServerError {
                 status_code: 404, ..
-            } => anyhow!(NotFound(name.to_string())),
+            } => anyhow!(AttachError::NoSuchContainer(name.to_string())),
             // 400 on current engines, 500 on Docker 20.10.
-            BollardError::DockerResponseServerError { message, .. }
+            BollardError::DockerResponseServerError { ref message, .. }
                 if message.to_ascii_lowercase().contains("multiple ids") =>
             {
                 anyhow!(
@@ -262,7 +489,7 @@ impl DockerClient {
         }
     }
 
-    fn request_err(&self, e: &BollardError, what: &str) -> anyhow::Error {
+    fn request_err(&self, e: BollardError, what: &str) -> anyhow::Error {
         match e {
             BollardError::DockerResponseServerError {
                 status_code,
@@ -287,18 +514,37 @@ pub enum Lookup {
     Unreachable(String),
 }
 
-/// Docker does not know the container (HTTP 404).
-#[derive(Debug, thiserror::Error)]
-#[error("no such container '{0}'; check the name with `docker ps -a`")]
-pub struct NotFound(pub String);
-
-fn is_too_old<T>(resp: &Result<T, BollardError>) -> bool {
-    matches!(resp, Err(BollardError::DockerResponseServerError { status_code: 400, message })
-        if message.contains("too old") || message.contains("minimum supported API version"))
+/// Pure: whether a 400's message is the engine refusing our API version ("client version 1.41
+/// is too old. Minimum supported API version is 1.44 ...").
+fn is_refused_version(message: &str) -> bool {
+    message.contains("too old")
+        || message.contains("minimum supported API version")
+        || suggested_version(message).is_some()
 }
 
-fn unreachable_err(host: &str, e: &BollardError) -> anyhow::Error {
-    let text = error_chain(e);
+/// Pure: the API version an engine's "too old"/"too new" error names
+/// ("... Minimum supported API version is 1.44 ...", "... Maximum supported API version is 1.41").
+pub fn suggested_version(message: &str) -> Option<ClientVersion> {
+    let lower = message.to_ascii_lowercase();
+    let at = lower.find("api version is ")? + "api version is ".len();
+    let word: String = lower[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let (major, minor) = word.trim_end_matches('.').split_once('.')?;
+    Some(ClientVersion {
+        major_version: major.parse().ok()?,
+        minor_version: minor.parse().ok()?,
+    })
+}
+
+/// An error and its sources on one line (anyhow's `{:#}`).
+fn text(e: BollardError) -> String {
+    format!("{:#}", anyhow::Error::new(e))
+}
+
+fn unreachable_err(host: &str, e: BollardError) -> anyhow::Error {
+    let text = text(e);
     if text.contains("ermission denied") {
         anyhow!(
             "permission denied on the Docker socket {host}; run as root or as a member of the docker group"
@@ -308,18 +554,6 @@ fn unreachable_err(host: &str, e: &BollardError) -> anyhow::Error {
             "cannot reach Docker at {host}: {text}; is the daemon running (`docker info`)? DOCKER_HOST selects another engine"
         )
     }
-}
-
-/// An error and its sources on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Pure: the parts of `GET /containers/{id}/json` we use.
@@ -464,16 +698,26 @@ mod tests {
 
     #[test]
     fn too_old_is_recognised() {
-        let refused: Result<(), BollardError> = Err(BollardError::DockerResponseServerError {
-            status_code: 400,
-            message: "client version 1.41 is too old. Minimum supported API version is 1.44, please upgrade your client to a newer version".into(),
-        });
-        assert!(is_too_old(&refused));
-        let other: Result<(), BollardError> = Err(BollardError::DockerResponseServerError {
-            status_code: 400,
-            message: "bad parameter".into(),
-        });
-        assert!(!is_too_old(&other));
+        assert!(is_refused_version(
+            "client version 1.41 is too old. Minimum supported API version is 1.44, please upgrade your client to a newer version"
+        ));
+        assert!(is_refused_version(
+            "client version 1.53 is too new. Maximum supported API version is 1.41"
+        ));
+        assert!(!is_refused_version("bad parameter"));
+    }
+
+    #[test]
+    fn versions_named_by_engine_errors() {
+        let v = suggested_version("client version 1.41 is too old. Minimum supported API version is 1.44, please upgrade your client to a newer version").unwrap();
+        assert_eq!((v.major_version, v.minor_version), (1, 44));
+        let v = suggested_version(
+            "client version 1.53 is too new. Maximum supported API version is 1.41",
+        )
+        .unwrap();
+        assert_eq!((v.major_version, v.minor_version), (1, 41));
+        assert!(suggested_version("page not found").is_none());
+        assert!(suggested_version("Minimum supported API version is x").is_none());
     }
 
     const DEFAULT_BRIDGE_2010: &str = r#"{

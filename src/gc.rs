@@ -27,10 +27,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use serde::Serialize;
 
 use crate::docker::DockerClient;
+use crate::error::Errors;
 use crate::lease::{Lease, LeaseStore, StoreLock};
 use crate::link::{Iface, Rtnl};
 use crate::netns::{self, NsId};
@@ -266,12 +267,28 @@ pub fn decide_veth(iface: &Iface, owner: &str, presence: Presence) -> Option<Rem
 /// and interfaces are read again and decided with those answers; a lease or interface that
 /// appeared meanwhile (its container not asked about) is left for the next run.
 pub async fn gc(state_dir: &Path, dry_run: bool) -> Result<Vec<Removal>> {
+    gc_using(state_dir, dry_run, None).await
+}
+
+/// [`gc`], asking Docker through `docker` when given (the daemon's client).
+pub async fn gc_using(
+    state_dir: &Path,
+    dry_run: bool,
+    docker: Option<&DockerClient>,
+) -> Result<Vec<Removal>> {
     let store = LeaseStore::open_existing(state_dir)?;
     let leases = match &store {
         Some(s) => s.all()?,
         None => vec![],
     };
-    let docker = DockerClient::connect().map_err(needs_docker)?;
+    let own;
+    let docker = match docker {
+        Some(d) => d,
+        None => {
+            own = DockerClient::connect().map_err(needs_docker)?;
+            &own
+        }
+    };
     let rtnl = Rtnl::connect()?;
     let ifaces = rtnl.links().await?;
     let ids: BTreeSet<String> = leases
@@ -280,9 +297,9 @@ pub async fn gc(state_dir: &Path, dry_run: bool) -> Result<Vec<Removal>> {
         .map(|l| l.container_id.clone())
         .chain(orphans(&leases, &ifaces).map(|(_, o)| o.to_string()))
         .collect();
-    let presence = presences(&docker, ids).await?;
+    let presence = presences(docker, ids).await?;
     let refs: Vec<&Lease> = leases.iter().collect();
-    hostns::confirm(&rtnl, Some(&docker), &refs, "gc").await?;
+    hostns::confirm(&rtnl, Some(docker), &refs, "gc").await?;
     let asked: BTreeSet<(String, String)> = leases.iter().map(key).collect();
     if dry_run {
         let marked = match &store {
@@ -514,7 +531,7 @@ async fn apply(
     store: Option<(&LeaseStore, &StoreLock)>,
     plan: &[Removal],
 ) -> Result<()> {
-    let mut errors = Vec::new();
+    let mut errors = Errors::new();
     let mut ordered: Vec<&Removal> = plan.iter().collect();
     ordered.sort_by_key(|r| match r.action {
         Action::Veth { .. } => 0,
@@ -555,14 +572,9 @@ async fn apply(
                 None => Ok(()),
             },
         };
-        if let Err(e) = res {
-            errors.push(format!("{} {}: {e:#}", r.kind, r.object));
-        }
+        errors.note(&format!("{} {}", r.kind, r.object), res);
     }
-    if !errors.is_empty() {
-        bail!("gc could not remove everything: {}", errors.join("; "));
-    }
-    Ok(())
+    errors.into_result("gc could not remove everything: ")
 }
 
 #[cfg(test)]

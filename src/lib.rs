@@ -11,6 +11,7 @@ pub mod detach;
 pub mod docker;
 pub mod doctor;
 pub mod endpoint;
+pub mod error;
 pub mod fsutil;
 pub mod gc;
 pub mod generate;

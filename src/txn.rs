@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::{Result, anyhow, bail};
 
+use crate::error::Errors;
 use crate::lease::{InsertError, Lease, LeaseStore, StoreLock};
 use crate::link::{Announce, InterfaceConfig, Made, Rtnl, VethSpec};
 use crate::netns::{self, LinkOutcome, Netns, NsId};
@@ -276,7 +277,7 @@ impl Txn<'_> {
 
     async fn rollback(self, cause: anyhow::Error) -> anyhow::Error {
         let mut undone = Vec::new();
-        let mut failed = Vec::new();
+        let mut failed = Errors::new();
         for undo in self.done.iter().rev() {
             let res = match undo {
                 Undo::Veth(name) => match self.rtnl.link_by_name(name).await {
@@ -309,7 +310,7 @@ impl Txn<'_> {
         } else {
             format!(
                 "CLEANUP FAILED for {}; run `docker-netattach gc` or remove them by hand",
-                failed.join("; ")
+                failed
             )
         };
         anyhow!(

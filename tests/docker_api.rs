@@ -257,3 +257,51 @@ fn an_engine_answering_errors_is_reported_and_nothing_is_done() {
     assert_eq!(tool.lease_count(), 0);
     assert!(!netns_link_exists("fake"));
 }
+
+/// An engine that refuses every path the first time it is asked, with a refusal that names no
+/// version (so the client must ask `GET /version`), and serves it afterwards.
+fn refuses_each_path_once(req: &str) -> Option<(u16, String)> {
+    static ASKED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    if req.contains("/version") {
+        let v = r#"{"Version": "29.0.0", "ApiVersion": "1.52", "MinAPIVersion": "1.44"}"#;
+        return Some((200, v.into()));
+    }
+    let path = req.split('?').next().unwrap_or(req).to_string();
+    let first = {
+        let mut asked = ASKED.lock().unwrap();
+        let first = !asked.contains(&path);
+        asked.push(path);
+        first
+    };
+    if first {
+        return Some((
+            400,
+            r#"{"message": "client version 1.41 is too old"}"#.into(),
+        ));
+    }
+    docker29(&req.replace("/v1.41/", "/"))
+}
+
+#[test]
+fn a_refused_api_version_is_negotiated_once_for_both_requests() {
+    if !need_root() || !iface_exists("docker0") && !need_docker() {
+        return;
+    }
+    let _ns = NetnsChild::start();
+    let engine = FakeEngine::start(refuses_each_path_once);
+    let tool = Tool::new();
+    let o = tool.run_env(&["fake", "--dry-run"], &[("DOCKER_HOST", &engine.host())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("container   fake (fa4e00000000)"),
+        "{}",
+        stdout(&o)
+    );
+    // The container and the network were each refused once and asked again; the version
+    // was asked once, by whichever refusal came first, and shared by the other.
+    let seen = engine.seen.lock().unwrap().clone();
+    let count = |what: &str| seen.iter().filter(|r| r.contains(what)).count();
+    assert_eq!(count("/version"), 1, "{seen:?}");
+    assert_eq!(count("/containers/fake/json"), 2, "{seen:?}");
+    assert_eq!(count("/networks/bridge"), 2, "{seen:?}");
+}

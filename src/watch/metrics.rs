@@ -7,8 +7,43 @@ use std::time::Duration;
 
 use crate::list::Row;
 
-/// Results an attach job can have (label values of `netattach_attaches_total`).
-pub const ATTACH_RESULTS: [&str; 4] = ["attached", "existing", "skipped", "error"];
+/// Results an attach job can have (the `result` label of `netattach_attaches_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachResult {
+    Attached,
+    /// Attached already; nothing changed.
+    Existing,
+    /// The container stopped (or went away) first.
+    Skipped,
+    Error,
+}
+
+impl AttachResult {
+    /// Every result, in the order they are rendered.
+    pub const ALL: [AttachResult; 4] = [
+        AttachResult::Attached,
+        AttachResult::Existing,
+        AttachResult::Skipped,
+        AttachResult::Error,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            AttachResult::Attached => "attached",
+            AttachResult::Existing => "existing",
+            AttachResult::Skipped => "skipped",
+            AttachResult::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for AttachResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 /// Results of a detach (release of the leases of a removed container).
 pub const DETACH_RESULTS: [&str; 2] = ["ok", "error"];
 /// Upper bounds (seconds) of the attach latency histogram.
@@ -56,11 +91,9 @@ fn get(c: &AtomicU64) -> u64 {
 }
 
 impl Metrics {
-    /// Counts an attach job by result (one of [`ATTACH_RESULTS`]).
-    pub fn attach(&self, result: &str) {
-        if let Some(i) = ATTACH_RESULTS.iter().position(|r| *r == result) {
-            add(&self.attaches[i]);
-        }
+    /// Counts an attach job by result.
+    pub fn attach(&self, result: AttachResult) {
+        add(&self.attaches[result as usize]);
     }
 
     pub fn detach(&self, ok: bool) {
@@ -137,7 +170,7 @@ impl Metrics {
             "counter",
             "Attach jobs by result (existing: already attached; skipped: the container stopped first).",
         );
-        for (i, r) in ATTACH_RESULTS.iter().enumerate() {
+        for (i, r) in AttachResult::ALL.iter().enumerate() {
             lines.push((
                 n.clone(),
                 format!("{{result=\"{r}\"}}"),
@@ -311,12 +344,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn attach_results_index_their_counters() {
+        for (i, r) in AttachResult::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
+
+    #[test]
     fn renders_every_family_with_values() {
         let m = Metrics::default();
-        m.attach("attached");
-        m.attach("attached");
-        m.attach("error");
-        m.attach("bogus");
+        m.attach(AttachResult::Attached);
+        m.attach(AttachResult::Attached);
+        m.attach(AttachResult::Error);
         m.detach(true);
         m.reconcile(true);
         m.reconnect();

@@ -17,7 +17,6 @@
 //! while the container has work; different containers proceed in parallel, and one failing
 //! container never stops the others.
 
-pub mod engine;
 pub mod http;
 pub mod labels;
 pub mod listen;
@@ -37,13 +36,14 @@ use futures::StreamExt;
 
 use crate::attach::{self, Outcome};
 use crate::cli::WatchArgs;
+use crate::docker::{self, DockerClient};
+use crate::error::AttachError;
 use crate::hostns::{self, Placement};
 use crate::link::Rtnl;
 use crate::privilege;
-use engine::Engine;
 use labels::Job;
 use listen::{HostPolicy, Listen};
-use metrics::Metrics;
+use metrics::{AttachResult, Metrics};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -71,6 +71,37 @@ pub struct Shared {
     hint_shown: AtomicBool,
 }
 
+/// A connection to Docker and what the engine said about itself. Derefs to its client, which
+/// the jobs share (its requests run on the daemon's runtime).
+pub struct Engine {
+    pub client: Arc<DockerClient>,
+    pub host: String,
+    pub engine_version: String,
+    pub api_version: String,
+}
+
+impl std::ops::Deref for Engine {
+    type Target = DockerClient;
+    fn deref(&self) -> &DockerClient {
+        &self.client
+    }
+}
+
+impl Engine {
+    /// Connects to the engine `--host`/`DOCKER_HOST` names and asks its version (negotiating
+    /// the API version when the engine refuses 1.41).
+    async fn connect() -> Result<Engine> {
+        let client = DockerClient::connect()?.on_runtime(tokio::runtime::Handle::current());
+        let engine_version = client.engine_version().await?;
+        Ok(Engine {
+            host: client.host().to_string(),
+            api_version: client.api_version(),
+            engine_version,
+            client: Arc::new(client),
+        })
+    }
+}
+
 /// What the daemon knows about its Docker connection.
 #[derive(Clone, Default)]
 pub struct DockerState {
@@ -88,6 +119,14 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub fn docker(&self) -> DockerState {
         locked(&self.docker).clone()
+    }
+
+    /// The daemon's Docker client while it is connected, for a job to share.
+    pub(crate) fn docker_client(&self) -> Option<Arc<DockerClient>> {
+        locked(&self.docker)
+            .engine
+            .as_ref()
+            .map(|e| e.client.clone())
     }
 
     fn docker_up(&self, engine: Arc<Engine>) {
@@ -165,7 +204,7 @@ async fn daemon(
     let shared = Arc::new(Shared {
         state_dir,
         label_prefix: args.label_prefix.clone(),
-        docker_host: engine::docker_host(),
+        docker_host: docker::docker_host(),
         metrics: Metrics::default(),
         rtnl: Rtnl::connect()?,
         docker: Mutex::new(DockerState {
@@ -216,7 +255,7 @@ async fn daemon(
     let mut logged_down = false;
     loop {
         let connected = tokio::select! {
-            r = Engine::connect(&shared.docker_host) => r,
+            r = Engine::connect() => r,
             _ = &mut shutdown => return Ok(0),
         };
         let engine = match connected {
@@ -272,7 +311,7 @@ async fn daemon(
             tokio::select! {
                 ev = events.next() => match ev {
                     Some(Ok(ev)) => handle_event(&shared, &dispatcher, ev),
-                    Some(Err(e)) => break format!("Docker's event stream failed: {}", engine::chain(&e)),
+                    Some(Err(e)) => break format!("Docker's event stream failed: {:#}", anyhow::Error::new(e)),
                     None => break "Docker closed the event stream".to_string(),
                 },
                 _ = resync_tick.tick(), if args.resync > 0 => {
@@ -449,7 +488,7 @@ async fn run_job(shared: &Arc<Shared>, job: Job) {
         }
         Job::BadLabels { name, error, .. } => {
             tracing::error!(container = %name, "not attached: {error}");
-            shared.metrics.attach("error");
+            shared.metrics.attach(AttachResult::Error);
         }
         Job::Died { id, name } => {
             let dir = shared.state_dir.clone();
@@ -467,8 +506,9 @@ async fn run_job(shared: &Arc<Shared>, job: Job) {
         }
         Job::Destroyed { id, name } => {
             let dir = shared.state_dir.clone();
+            let docker = shared.docker_client();
             let released = on_thread("netattach-rm", move || async move {
-                reconcile::release(&dir, &id).await
+                reconcile::release(&dir, &id, docker.as_deref()).await
             })
             .await;
             match released {
@@ -497,8 +537,9 @@ async fn attach_job(
 ) {
     let opts = wanted.opts(&id);
     let dir = shared.state_dir.clone();
+    let docker = shared.docker_client();
     let res = on_thread("netattach-attach", move || async move {
-        attach::attach(&opts, &dir).await
+        attach::attach_using(&opts, &dir, docker.as_deref()).await
     })
     .await;
     match res {
@@ -514,7 +555,7 @@ async fn attach_job(
                 latency_ms = latency.map(|d| d.as_secs_f64() * 1e3),
                 "attached"
             );
-            shared.metrics.attach("attached");
+            shared.metrics.attach(AttachResult::Attached);
             if !hints.is_empty() && !shared.hint_shown.swap(true, Ordering::Relaxed) {
                 for h in hints {
                     tracing::warn!("{h}");
@@ -523,26 +564,21 @@ async fn attach_job(
         }
         Ok((Outcome::Existing(lease), _)) => {
             tracing::debug!(container = %name, ip = %lease.v4.ip, "already attached");
-            shared.metrics.attach("existing");
+            shared.metrics.attach(AttachResult::Existing);
         }
         Ok((Outcome::Planned(_), _)) => {}
         Ok((Outcome::Pending(lease), _)) => {
             tracing::info!(container = %name, ip = %lease.v4.ip, "stopped before it could be attached; the address stays reserved");
-            shared.metrics.attach("skipped");
+            shared.metrics.attach(AttachResult::Skipped);
         }
         Err(e) => {
             // A container that stopped (or was removed) before we got to it is not an error.
-            let engine = shared.docker().engine;
-            let running = match engine {
-                Some(engine) => engine.running(&id).await.ok(),
-                None => None,
-            };
-            if matches!(running, Some(None) | Some(Some(false))) {
+            if AttachError::container_went_away(&e) {
                 tracing::info!(container = %name, "stopped before it could be attached");
-                shared.metrics.attach("skipped");
+                shared.metrics.attach(AttachResult::Skipped);
             } else {
                 tracing::error!(container = %name, "attach failed: {e:#}");
-                shared.metrics.attach("error");
+                shared.metrics.attach(AttachResult::Error);
             }
         }
     }

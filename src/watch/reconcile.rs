@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
-use super::engine::Engine;
 use super::labels::{self, Job};
-use super::{Dispatcher, Shared, on_thread};
+use super::{Dispatcher, Engine, Shared, on_thread};
 use crate::detach::{self, DetachOpts};
+use crate::docker::DockerClient;
 use crate::gc;
 use crate::lease::{Lease, LeaseStore};
 use crate::netns;
@@ -29,10 +29,10 @@ pub async fn reconcile(
         bail!("{problem}");
     }
     let dir = shared.state_dir.clone();
-    let collected = on_thread(
-        "netattach-gc",
-        move || async move { gc::gc(&dir, false).await },
-    )
+    let docker = engine.client.clone();
+    let collected = on_thread("netattach-gc", move || async move {
+        gc::gc_using(&dir, false, Some(&docker)).await
+    })
     .await;
     match &collected {
         Ok(removed) => {
@@ -140,7 +140,11 @@ pub fn forget_netns(state_dir: &Path, container_id: &str) -> Result<usize> {
 /// After `destroy`: releases every lease of the container (`detach` by its ID: interfaces,
 /// netns link, resolv.conf, a bridge `attach --bridge` made and left empty). Does nothing, and
 /// asks Docker nothing, for a container without a lease.
-pub async fn release(state_dir: &Path, container_id: &str) -> Result<Vec<Lease>> {
+pub async fn release(
+    state_dir: &Path,
+    container_id: &str,
+    docker: Option<&DockerClient>,
+) -> Result<Vec<Lease>> {
     let Some(store) = LeaseStore::open_existing(state_dir)? else {
         return Ok(vec![]);
     };
@@ -151,5 +155,5 @@ pub async fn release(state_dir: &Path, container_id: &str) -> Result<Vec<Lease>>
         container: container_id.to_string(),
         network: None,
     };
-    detach::detach(&opts, state_dir).await
+    detach::detach_using(&opts, state_dir, docker).await
 }

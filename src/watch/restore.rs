@@ -5,8 +5,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::metrics::AttachResult;
 use super::{Shared, on_thread, since_event};
 use crate::attach::{self, AttachOpts, Outcome};
+use crate::error::AttachError;
 use crate::ipam::Subnet;
 use crate::lease::{Lease, LeaseStore};
 use crate::list;
@@ -79,15 +81,16 @@ pub async fn restore(
         Ok(l) => l,
         Err(e) => {
             tracing::error!(container = %name, "cannot read its leases: {e:#}");
-            shared.metrics.attach("error");
+            shared.metrics.attach(AttachResult::Error);
             return;
         }
     };
     for lease in leases {
         let opts = opts_of(&lease);
         let dir = shared.state_dir.clone();
+        let docker = shared.docker_client();
         let res = on_thread("netattach-attach", move || async move {
-            attach::attach(&opts, &dir).await
+            attach::attach_using(&opts, &dir, docker.as_deref()).await
         })
         .await;
         match res {
@@ -103,24 +106,20 @@ pub async fn restore(
                     latency_ms = latency.map(|d| d.as_secs_f64() * 1e3),
                     "lease re-applied"
                 );
-                shared.metrics.attach("attached");
+                shared.metrics.attach(AttachResult::Attached);
             }
-            Ok((Outcome::Existing(_), _)) => shared.metrics.attach("existing"),
+            Ok((Outcome::Existing(_), _)) => shared.metrics.attach(AttachResult::Existing),
             Ok((Outcome::Pending(_) | Outcome::Planned(_), _)) => {
                 tracing::info!(container = %name, ip = %lease.v4.ip, "stopped before its lease could be applied");
-                shared.metrics.attach("skipped");
+                shared.metrics.attach(AttachResult::Skipped);
             }
             Err(e) => {
-                let running = match shared.docker().engine {
-                    Some(engine) => engine.running(&id).await.ok(),
-                    None => None,
-                };
-                if matches!(running, Some(None) | Some(Some(false))) {
+                if AttachError::container_went_away(&e) {
                     tracing::info!(container = %name, "stopped before its lease could be applied");
-                    shared.metrics.attach("skipped");
+                    shared.metrics.attach(AttachResult::Skipped);
                 } else {
                     tracing::error!(container = %name, ip = %lease.v4.ip, network = %lease.network, "re-applying the lease failed: {e:#}");
-                    shared.metrics.attach("error");
+                    shared.metrics.attach(AttachResult::Error);
                 }
             }
         }
