@@ -1,25 +1,20 @@
 //! rtnetlink adapter. Side effects: creates, configures and deletes interfaces, addresses and
 //! routes in the namespace of the thread that opened the connection.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use crate::endpoint::Route;
 use anyhow::{Result, anyhow};
 use futures::TryStreamExt;
-use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{
-    AfSpecInet, AfSpecUnspec, InetDevConf, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags,
-    LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
-use rtnetlink::packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
-};
-use rtnetlink::packet_route::route::RouteMessage;
-use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
-};
+
+mod inside;
+pub use inside::{Announce, InterfaceConfig};
+
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
 /// The facts about an interface that we use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,248 +155,6 @@ impl Rtnl {
         }
     }
 
-    /// Container side, in this order: the interface's sysctls (`arp_notify`; IPv6 off as
-    /// Docker does when there is no IPv6 address), its addresses (IPv6 with `nodad`: usable at
-    /// once) and `lo` up (concurrently), then the interface up — with `arp_notify` set the
-    /// kernel itself broadcasts the gratuitous ARP as the link comes up — and last the default
-    /// routes, when asked for and the container has none yet, and the `--route`s. Last the
-    /// announcement, which carries the interface's MAC (derived or `--mac`) to the gateway and
-    /// the neighbours. Must run on a thread inside the container's namespace.
-    pub async fn configure_interface(&self, cfg: &InterfaceConfig<'_>) -> Result<()> {
-        let InterfaceConfig {
-            ifname, ifindex, ..
-        } = *cfg;
-        self.set_arp_notify(ifindex, ifname).await?;
-        let v6_off = if cfg.v6.is_some() { "0" } else { "1" };
-        if let Err(e) = sysctl(&format!("ipv6/conf/{ifname}/disable_ipv6"), v6_off) {
-            if cfg.v6.is_some() {
-                return Err(e);
-            }
-            tracing::debug!("IPv6 left as is: {e:#}");
-        }
-        if cfg.v6.is_some() {
-            // No duplicate address detection on the link-local address either.
-            sysctl(&format!("ipv6/conf/{ifname}/accept_dad"), "0")?;
-        }
-        let lo = LinkUnspec::new_with_index(LOOPBACK_INDEX).up().build();
-        let (ip, len) = cfg.v4;
-        let add_v4 = self
-            .handle
-            .address()
-            .add(ifindex, IpAddr::V4(ip), len)
-            .execute();
-        let add_v6 = async {
-            let Some((ip6, len6)) = cfg.v6 else {
-                return Ok(());
-            };
-            let mut req = self.handle.address().add(ifindex, IpAddr::V6(ip6), len6);
-            let msg = req.message_mut();
-            msg.attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
-            req.execute().await
-        };
-        let (lo_res, v4_res, v6_res) =
-            futures::join!(self.handle.link().set(lo).execute(), add_v4, add_v6);
-        v4_res.map_err(|e| addr_err(&e, IpAddr::V4(ip), len))?;
-        if let Some((ip6, len6)) = cfg.v6 {
-            v6_res.map_err(|e| addr_err(&e, IpAddr::V6(ip6), len6))?;
-        }
-        lo_res.map_err(|e| nl_err(&e, "bring lo up"))?;
-        let up = LinkUnspec::new_with_index(ifindex).up().build();
-        self.handle
-            .link()
-            .set(up)
-            .execute()
-            .await
-            .map_err(|e| nl_err(&e, &format!("bring {ifname} up")))?;
-        if let Some(gw) = cfg.gateway4 {
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(gw)
-                .output_interface(ifindex)
-                .build();
-            self.add_default(route, &gw.to_string()).await?;
-        }
-        if let Some(gw6) = cfg.gateway6 {
-            let route = RouteMessageBuilder::<Ipv6Addr>::new()
-                .gateway(gw6)
-                .output_interface(ifindex)
-                .build();
-            self.add_default(route, &gw6.to_string()).await?;
-        }
-        for r in cfg.routes {
-            self.add_route(ifindex, r).await?;
-        }
-        if let Some(announce) = cfg.announce {
-            self.announce(announce).await?;
-        }
-        Ok(())
-    }
-
-    /// `arp_notify=1` on an interface through netlink (IFLA_AF_SPEC/AF_INET/IFLA_INET_CONF, only
-    /// that one value is sent). Unlike writing /proc/sys/net/ipv4/conf/*/arp_notify it also works
-    /// where /proc/sys is mounted read-only, as in a container (the tool run from its image).
-    async fn set_arp_notify(&self, ifindex: u32, ifname: &str) -> Result<()> {
-        let mut conf = InetDevConf::default();
-        conf.arp_notify = 1;
-        let mut msg = LinkMessage::default();
-        msg.header.index = ifindex;
-        msg.attributes
-            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
-                AfSpecInet::DevConfRequest(conf),
-            ])]));
-        self.handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(|e| nl_err(&e, &format!("set arp_notify on {ifname}")))
-    }
-
-    /// Makes the neighbours learn our MAC now. The gratuitous ARP that `arp_notify` sends as the
-    /// link comes up is usually lost: the host end only becomes a forwarding bridge port a moment
-    /// later (the carrier change goes through the kernel's linkwatch). So wait for the port to
-    /// forward, then have the kernel resolve the gateway (NTF_USE): its ARP request carries our
-    /// address and MAC, which the gateway and every bridge neighbour holding a stale entry take
-    /// over, and the kernel retries it if it is lost. No packet socket: closing one costs an RCU
-    /// grace period (8–16 ms measured here).
-    async fn announce(&self, a: Announce<'_>) -> Result<()> {
-        let state = format!("/sys/class/net/{}/brport/state", a.host_port);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-        while std::fs::read_to_string(&state).is_ok_and(|s| s.trim() != "3")
-            && std::time::Instant::now() < deadline
-        {
-            // A dedicated thread (see crate::worker): blocking it blocks nothing else.
-            std::thread::sleep(std::time::Duration::from_micros(200));
-        }
-        // The reply to this first request is sometimes dropped on its way back through the
-        // fresh bridge port, and the kernel would retry only after a second (measured: 1 start
-        // in 4 answered after ~1 s). So watch the entry and, while it stays unresolved, ask
-        // again at once, a few times.
-        let started = std::time::Instant::now();
-        tracing::debug!(
-            waited_us = started.elapsed().as_micros() as u64,
-            "bridge port forwarding"
-        );
-        for attempt in 1..=ANNOUNCE_TRIES {
-            let mut req = self
-                .handle
-                .neighbours()
-                .add(a.ifindex, IpAddr::V4(a.gateway));
-            req.message_mut().header.state = NeighbourState::None;
-            match req.flags(NeighbourFlags::Use).execute().await {
-                Ok(()) => {}
-                // The container resolved the gateway already (it answered someone).
-                Err(e) if errno(&e) == Some(libc::EEXIST) => {}
-                Err(e) => return Err(nl_err(&e, &format!("resolve the gateway {}", a.gateway))),
-            }
-            let until = std::time::Instant::now() + ANNOUNCE_WAIT;
-            loop {
-                match self.neighbour_state(a.ifindex, a.gateway).await? {
-                    Some(NeighbourState::Incomplete) | Some(NeighbourState::None) | None => {}
-                    Some(_) => {
-                        tracing::debug!(
-                            attempt,
-                            us = started.elapsed().as_micros() as u64,
-                            "gateway resolved"
-                        );
-                        return Ok(());
-                    }
-                }
-                if std::time::Instant::now() >= until {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_micros(200));
-            }
-            // After the last try the entry stays: the kernel goes on asking once a second.
-            if attempt < ANNOUNCE_TRIES {
-                self.forget_neighbour(a.ifindex, a.gateway).await;
-            }
-        }
-        tracing::debug!(gateway = %a.gateway, "the gateway did not answer our announcement yet");
-        Ok(())
-    }
-
-    /// State of the neighbour entry for `ip` on interface `index` (None: no entry).
-    async fn neighbour_state(&self, index: u32, ip: Ipv4Addr) -> Result<Option<NeighbourState>> {
-        let mut stream = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Inet)
-            .execute();
-        while let Some(msg) = stream
-            .try_next()
-            .await
-            .map_err(|e| nl_err(&e, "list neighbours"))?
-        {
-            let dst = msg.attributes.iter().any(|a| {
-                matches!(a, NeighbourAttribute::Destination(NeighbourAddress::Inet(d)) if *d == ip)
-            });
-            if msg.header.ifindex == index && dst {
-                return Ok(Some(msg.header.state));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Deletes an unresolved neighbour entry so that the next NTF_USE asks at once.
-    async fn forget_neighbour(&self, index: u32, ip: Ipv4Addr) {
-        let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Inet;
-        msg.header.ifindex = index;
-        msg.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
-        let _ = self.handle.neighbours().del(msg).execute().await;
-    }
-
-    /// Adds one `--route` on interface `ifindex`.
-    async fn add_route(&self, ifindex: u32, r: &Route) -> Result<()> {
-        let len = r.to.prefix_len();
-        let msg = match (r.to.network(), r.via) {
-            (IpAddr::V4(to), IpAddr::V4(via)) => RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(to, len)
-                .gateway(via)
-                .output_interface(ifindex)
-                .build(),
-            (IpAddr::V6(to), IpAddr::V6(via)) => RouteMessageBuilder::<Ipv6Addr>::new()
-                .destination_prefix(to, len)
-                .gateway(via)
-                .output_interface(ifindex)
-                .build(),
-            _ => {
-                return Err(anyhow!(
-                    "route {r}: the gateway is of another address family"
-                ));
-            }
-        };
-        self.handle
-            .route()
-            .add(msg)
-            .execute()
-            .await
-            .map_err(|e| match errno(&e) {
-                Some(libc::EEXIST) => anyhow!(
-                    "the container already has a route to {}; remove it (ip route del {}) or leave out --route {}",
-                    r.to,
-                    r.to,
-                    r.to
-                ),
-                _ => nl_err(&e, &format!("add route {r}")),
-            })
-    }
-
-    async fn add_default(&self, route: RouteMessage, gw: &str) -> Result<()> {
-        match self.handle.route().add(route).execute().await {
-            Ok(()) => Ok(()),
-            // Never replace a default route the container already has.
-            Err(e) if errno(&e) == Some(libc::EEXIST) => {
-                tracing::info!("the container already has a default route; kept it");
-                Ok(())
-            }
-            Err(e) => Err(nl_err(&e, &format!("add default route via {gw}"))),
-        }
-    }
-
     /// Every address on an interface, with its prefix length.
     pub async fn addresses(&self, index: u32) -> Result<Vec<(IpAddr, u8)>> {
         let mut stream = self
@@ -478,54 +231,12 @@ pub enum Made {
     Existing(Iface),
 }
 
-/// What `configure_interface` sets up.
-#[derive(Debug, Clone, Copy)]
-pub struct InterfaceConfig<'a> {
-    pub ifname: &'a str,
-    pub ifindex: u32,
-    pub v4: (Ipv4Addr, u8),
-    pub v6: Option<(Ipv6Addr, u8)>,
-    /// Default routes to add (None: leave the routes alone).
-    pub gateway4: Option<Ipv4Addr>,
-    pub gateway6: Option<Ipv6Addr>,
-    /// Further routes (`--route`), each via a gateway in the interface's subnet.
-    pub routes: &'a [Route],
-    /// Announce the address to the bridge's neighbours once the host end forwards.
-    pub announce: Option<Announce<'a>>,
-}
-
-/// How to announce: through the gateway of the subnet, once `host_port` forwards.
-#[derive(Debug, Clone, Copy)]
-pub struct Announce<'a> {
-    pub ifindex: u32,
-    pub gateway: Ipv4Addr,
-    /// The host end of the veth (read from the host's /sys, which this thread still sees).
-    pub host_port: &'a str,
-}
-
 fn addr_err(e: &rtnetlink::Error, ip: IpAddr, len: u8) -> anyhow::Error {
     match errno(e) {
         Some(libc::EEXIST) => anyhow!("address {ip} is already set in the container"),
         _ => nl_err(e, &format!("add address {ip}/{len}")),
     }
 }
-
-/// Writes /proc/sys/net/<key>. The file belongs to the network namespace of the thread that
-/// opens it, so called from a thread inside a namespace it configures that namespace.
-fn sysctl(key: &str, value: &str) -> Result<()> {
-    let path = format!("/proc/sys/net/{key}");
-    std::fs::write(&path, value).map_err(|e| anyhow!("cannot write {value} to {path}: {e}"))
-}
-
-/// Announcement requests before giving up (the kernel keeps retrying once a second).
-const ANNOUNCE_TRIES: usize = 5;
-/// How long one announcement request may go unanswered before it is sent again. An answer
-/// takes 50-100 us here; about 1 request in 6 goes unanswered (measured over 12 attaches), so
-/// waiting 10 ms for it cost those attaches 10 ms: 2 ms is ample and costs less.
-const ANNOUNCE_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// The loopback device is always the first device registered in a network namespace.
-const LOOPBACK_INDEX: u32 = 1;
 
 fn iface(msg: LinkMessage) -> Iface {
     let mut out = Iface {

@@ -17,33 +17,33 @@
 //! while the container has work; different containers proceed in parallel, and one failing
 //! container never stops the others.
 
+mod dispatch;
 pub mod http;
+mod jobs;
 pub mod labels;
 pub mod listen;
 pub mod metrics;
 pub mod reconcile;
+mod request;
 pub mod restore;
 
-use std::collections::{HashMap, VecDeque};
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
 use futures::StreamExt;
 
-use crate::attach::{self, Outcome};
 use crate::cli::WatchArgs;
 use crate::docker::{self, DockerClient};
-use crate::error::AttachError;
 use crate::hostns::{self, Placement};
 use crate::link::Rtnl;
 use crate::privilege;
-use labels::Job;
+pub use dispatch::{Dispatcher, MAX_JOB_THREADS, job_threads_busy, on_thread};
+use jobs::since_event;
 use listen::{HostPolicy, Listen};
-use metrics::{AttachResult, Metrics};
+use metrics::Metrics;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -400,231 +400,11 @@ fn spawn_reconcile(
     });
 }
 
-/// One ordered queue (and worker task) per container with work pending. A queue exists while
-/// its container has a job queued or running and is dropped as soon as it is idle (not only on
-/// `destroy`), so the map holds busy containers only.
-#[derive(Default)]
-pub struct Dispatcher {
-    queues: Arc<Mutex<HashMap<String, VecDeque<Job>>>>,
-}
-
-impl Dispatcher {
-    pub fn dispatch(&self, shared: &Arc<Shared>, job: Job) {
-        let id = job.container_id().to_string();
-        let mut queues = locked(&self.queues);
-        if let Some(queue) = queues.get_mut(&id) {
-            queue.push_back(job);
-            return;
-        }
-        queues.insert(id.clone(), VecDeque::from([job]));
-        shared.metrics.set_queues(queues.len());
-        drop(queues);
-        let mut worker = Worker {
-            queues: self.queues.clone(),
-            id,
-            shared: shared.clone(),
-            done: false,
-        };
-        tokio::spawn(async move {
-            while let Some(job) = worker.next() {
-                run_job(&worker.shared, job).await;
-            }
-        });
-    }
-}
-
-/// The worker of one container's queue; dropping it (also when a job panics) drops the queue.
-struct Worker {
-    queues: Arc<Mutex<HashMap<String, VecDeque<Job>>>>,
-    id: String,
-    shared: Arc<Shared>,
-    done: bool,
-}
-
-impl Worker {
-    /// The next job, or `None` once the queue is empty, which is then removed under the same
-    /// lock that `dispatch` takes, so no job is ever left in a queue without a worker.
-    fn next(&mut self) -> Option<Job> {
-        let mut queues = locked(&self.queues);
-        let job = queues.get_mut(&self.id).and_then(VecDeque::pop_front);
-        if job.is_none() {
-            queues.remove(&self.id);
-            self.shared.metrics.set_queues(queues.len());
-            self.done = true;
-        }
-        job
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if !self.done {
-            let mut queues = locked(&self.queues);
-            queues.remove(&self.id);
-            self.shared.metrics.set_queues(queues.len());
-        }
-    }
-}
-
-async fn run_job(shared: &Arc<Shared>, job: Job) {
-    if let Some(problem) = shared.host_problem() {
-        tracing::debug!(container = job.container_id(), "ignored: {problem}");
-        return;
-    }
-    match job {
-        Job::Attach {
-            id,
-            name,
-            wanted,
-            event_ns,
-        } => {
-            let network = wanted.network.clone();
-            attach_job(shared, id.clone(), name.clone(), wanted, event_ns).await;
-            // Leases on other networks (attached by hand) come back with it.
-            restore::restore(shared, id, name, None, Some(network)).await;
-        }
-        Job::Restore { id, name, event_ns } => {
-            restore::restore(shared, id, name, event_ns, None).await
-        }
-        Job::BadLabels { name, error, .. } => {
-            tracing::error!(container = %name, "not attached: {error}");
-            shared.metrics.attach(AttachResult::Error);
-        }
-        Job::Died { id, name } => {
-            let dir = shared.state_dir.clone();
-            let forgot = on_thread("netattach-die", move || async move {
-                reconcile::forget_netns(&dir, &id)
-            });
-            match forgot.await {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(container = %name, "stopped; removed {n} dead netns link(s)");
-                    shared.metrics.link_cleanups(n as u64);
-                }
-                Err(e) => tracing::error!(container = %name, "cleanup after stop failed: {e:#}"),
-            }
-        }
-        Job::Destroyed { id, name } => {
-            let dir = shared.state_dir.clone();
-            let docker = shared.docker_client();
-            let released = on_thread("netattach-rm", move || async move {
-                reconcile::release(&dir, &id, docker.as_deref()).await
-            })
-            .await;
-            match released {
-                Ok(leases) if leases.is_empty() => {}
-                Ok(leases) => {
-                    for l in &leases {
-                        tracing::info!(container = %name, ip = %l.v4.ip, network = %l.network, "removed; lease released");
-                    }
-                    shared.metrics.detach(true);
-                }
-                Err(e) => {
-                    tracing::error!(container = %name, "releasing the lease failed: {e:#}");
-                    shared.metrics.detach(false);
-                }
-            }
-        }
-    }
-}
-
-async fn attach_job(
-    shared: &Arc<Shared>,
-    id: String,
-    name: String,
-    wanted: labels::Wanted,
-    event_ns: Option<i64>,
-) {
-    let opts = wanted.opts(&id);
-    let dir = shared.state_dir.clone();
-    let docker = shared.docker_client();
-    let res = on_thread("netattach-attach", move || async move {
-        attach::attach_using(&opts, &dir, docker.as_deref()).await
-    })
-    .await;
-    match res {
-        Ok((Outcome::Attached(lease), hints)) => {
-            let latency = event_ns.and_then(since_event);
-            if let Some(d) = latency {
-                shared.metrics.observe_latency(d);
-            }
-            tracing::info!(
-                container = %name,
-                ip = %lease.v4.ip,
-                network = %lease.network,
-                latency_ms = latency.map(|d| d.as_secs_f64() * 1e3),
-                "attached"
-            );
-            shared.metrics.attach(AttachResult::Attached);
-            if !hints.is_empty() && !shared.hint_shown.swap(true, Ordering::Relaxed) {
-                for h in hints {
-                    tracing::warn!("{h}");
-                }
-            }
-        }
-        Ok((Outcome::Existing(lease), _)) => {
-            tracing::debug!(container = %name, ip = %lease.v4.ip, "already attached");
-            shared.metrics.attach(AttachResult::Existing);
-        }
-        Ok((Outcome::Planned(_), _)) => {}
-        Ok((Outcome::Pending(lease), _)) => {
-            tracing::info!(container = %name, ip = %lease.v4.ip, "stopped before it could be attached; the address stays reserved");
-            shared.metrics.attach(AttachResult::Skipped);
-        }
-        Err(e) => {
-            // A container that stopped (or was removed) before we got to it is not an error.
-            if AttachError::container_went_away(&e) {
-                tracing::info!(container = %name, "stopped before it could be attached");
-                shared.metrics.attach(AttachResult::Skipped);
-            } else {
-                tracing::error!(container = %name, "attach failed: {e:#}");
-                shared.metrics.attach(AttachResult::Error);
-            }
-        }
-    }
-}
-
-/// Time elapsed since a Docker event (nanoseconds since the Unix epoch).
-fn since_event(event_ns: i64) -> Option<Duration> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-    now.checked_sub(Duration::from_nanos(u64::try_from(event_ns).ok()?))
-}
-
 fn unix_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// Job threads (attach, cleanup, gc) running at once; further jobs wait (as tasks) for one.
-pub const MAX_JOB_THREADS: usize = 16;
-static JOB_THREADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_JOB_THREADS);
-
-/// Job threads running now.
-pub fn job_threads_busy() -> usize {
-    MAX_JOB_THREADS.saturating_sub(JOB_THREADS.available_permits())
-}
-
-/// Runs `work` through [`crate::worker::spawn`] (a thread of its own, in the daemon's namespace,
-/// with a runtime of its own) and awaits it without blocking the event loop. At most
-/// [`MAX_JOB_THREADS`] run at once: the call waits for a free slot first.
-pub async fn on_thread<T, F, Fut>(name: &str, work: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T>>,
-{
-    let permit = JOB_THREADS
-        .acquire()
-        .await
-        .map_err(|_| anyhow!("the job thread bound was closed"))?;
-    crate::worker::spawn(name, None, move || async move {
-        // The slot is the thread's: freed when its work ends, whoever awaits it.
-        let _permit = permit;
-        work().await
-    })
-    .await
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,230 @@
+//! Unit tests of the command line: what parses, what is refused, and the help text.
+
+use super::*;
+use clap::CommandFactory;
+
+#[test]
+fn cli_is_consistent() {
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn short_form_means_attach() {
+    for args in [
+        vec!["docker-netattach", "web", "--ip", "172.17.0.9"],
+        vec!["docker-netattach", "--ip", "172.17.0.9", "web"],
+        vec!["docker-netattach", "-v", "web", "--ip", "172.17.0.9"],
+        vec!["docker-netattach", "-vv", "--ip", "172.17.0.9", "web"],
+        vec![
+            "docker-netattach",
+            "--state-dir",
+            "/tmp/x",
+            "web",
+            "--ip",
+            "172.17.0.9",
+        ],
+        vec![
+            "docker-netattach",
+            "--state-dir=/x",
+            "--ip=172.17.0.9",
+            "web",
+        ],
+        vec!["docker-netattach", "netattach", "web", "--ip", "172.17.0.9"],
+    ] {
+        let cli = Cli::parse_args(&args).unwrap();
+        let Command::Attach(a) = cli.command else {
+            panic!("{args:?} is not attach")
+        };
+        assert_eq!(a.container.as_deref(), Some("web"));
+        assert_eq!(a.ip, Some(Ipv4Addr::new(172, 17, 0, 9)));
+    }
+}
+
+#[test]
+fn subcommand_words_are_never_containers() {
+    for args in [
+        // (`list --network NAME` is list's own filter: it parses, and lists.)
+        vec!["docker-netattach", "list", "--ip", "172.17.0.9"],
+        vec!["docker-netattach", "ls", "--ip", "172.17.0.9"],
+        vec!["docker-netattach", "gc", "--network", "x"],
+        vec!["docker-netattach", "-v", "watch", "--ip", "172.17.0.9"],
+        vec![
+            "docker-netattach",
+            "--state-dir",
+            "/tmp/x",
+            "doctor",
+            "--ip",
+            "1.2.3.4",
+        ],
+        vec![
+            "docker-netattach",
+            "netattach",
+            "list",
+            "--ip",
+            "172.17.0.9",
+        ],
+    ] {
+        let err = Cli::parse_args(&args).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{args:?}");
+        assert_eq!(err.kind(), ErrorKind::UnknownArgument, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn near_misses_are_usage_errors_that_name_the_fix() {
+    for (args, word, meant, bin) in [
+        (
+            vec!["docker-netattach", "lsit"],
+            "lsit",
+            "list",
+            "docker-netattach",
+        ),
+        (
+            vec!["/usr/bin/docker-netattach", "-v", "detahc", "web"],
+            "detahc",
+            "detach",
+            "docker-netattach",
+        ),
+        (
+            vec!["docker-netattach", "--state-dir", "/s", "gcc", "--dry-run"],
+            "gcc",
+            "gc",
+            "docker-netattach",
+        ),
+        (
+            vec!["docker-netattach", "netattach", "lsit"],
+            "lsit",
+            "list",
+            "docker netattach",
+        ),
+    ] {
+        let err = Cli::parse_args(&args).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{args:?}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "error: unrecognized subcommand '{word}' — did you mean '{meant}'?\n"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!("`{bin} attach {word}`")), "{text}");
+    }
+    // The long form still reaches a container of that name.
+    let cli = Cli::parse_args(["docker-netattach", "attach", "lsit"]).unwrap();
+    assert!(matches!(cli.command, Command::Attach(a) if a.container.as_deref() == Some("lsit")));
+}
+
+#[test]
+fn subcommands_and_aliases() {
+    let cli = Cli::parse_args(["docker-netattach", "ls", "--json"]).unwrap();
+    assert!(matches!(
+        cli.command,
+        Command::List(ListArgs { json: true, .. })
+    ));
+    let cli = Cli::parse_args(["docker-netattach", "detach", "web", "--network", "n"]).unwrap();
+    assert!(matches!(cli.command, Command::Detach(_)));
+    let cli =
+        Cli::parse_args(["docker-netattach", "--state-dir", "/tmp/x", "attach", "web"]).unwrap();
+    assert_eq!(cli.global.state_dir, PathBuf::from("/tmp/x"));
+}
+
+#[test]
+fn netns_and_bridge_forms() {
+    let cli = Cli::parse_args([
+        "docker-netattach",
+        "attach",
+        "--netns",
+        "blue",
+        "--bridge",
+        "nabr0",
+        "--subnet",
+        "10.77.0.0/24",
+        "--dns",
+        "10.77.0.1",
+    ])
+    .unwrap();
+    let Command::Attach(a) = cli.command else {
+        panic!()
+    };
+    assert_eq!(a.netns.as_deref(), Some("blue"));
+    assert_eq!(a.subnet.unwrap().to_string(), "10.77.0.0/24");
+    assert_eq!(a.dns.len(), 1);
+    for bad in [
+        vec!["docker-netattach", "attach", "web", "--netns", "blue"],
+        vec!["docker-netattach", "attach", "web", "--bridge", "b"],
+        vec![
+            "docker-netattach",
+            "attach",
+            "web",
+            "--subnet",
+            "10.0.0.0/24",
+        ],
+        vec!["docker-netattach", "attach", "web", "--explain"],
+        vec![
+            "docker-netattach",
+            "attach",
+            "web",
+            "--default-route",
+            "--no-default-route",
+        ],
+        vec![
+            "docker-netattach",
+            "attach",
+            "web",
+            "--network",
+            "n",
+            "--bridge",
+            "b",
+            "--subnet",
+            "10.0.0.0/24",
+        ],
+    ] {
+        assert_eq!(Cli::parse_args(&bad).unwrap_err().exit_code(), 2, "{bad:?}");
+    }
+}
+
+#[test]
+fn usage_errors() {
+    for args in [
+        vec!["docker-netattach"],
+        vec!["docker-netattach", "web", "--ip", "300.1.1.1"],
+        vec!["docker-netattach", "attach"],
+        vec!["docker-netattach", "detach"],
+    ] {
+        let err = Cli::parse_args(&args).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{args:?}");
+    }
+}
+
+#[test]
+fn watch_gc_and_generators() {
+    let cli = Cli::parse_args(["docker-netattach", "watch"]).unwrap();
+    let Command::Watch(w) = cli.command else {
+        panic!("not watch")
+    };
+    assert_eq!(w.listen.to_string(), "127.0.0.1:9180");
+    assert_eq!(w.label_prefix, "netattach");
+    let cli = Cli::parse_args(["docker-netattach", "gc", "--dry-run", "--json"]).unwrap();
+    assert!(matches!(
+        cli.command,
+        Command::Gc(GcArgs {
+            dry_run: true,
+            json: true
+        })
+    ));
+    let cli = Cli::parse_args(["docker-netattach", "completions", "bash"]).unwrap();
+    assert!(matches!(cli.command, Command::Completions(_)));
+    assert!(Cli::parse_args(["docker-netattach", "completions", "nosh"]).is_err());
+    let cli = Cli::parse_args(["docker-netattach", "docker-cli-plugin-metadata"]).unwrap();
+    assert!(matches!(cli.command, Command::PluginMetadata));
+}
+
+#[test]
+fn invoked_as_a_docker_cli_plugin() {
+    let cli = Cli::parse_args(["docker-netattach", "netattach", "web"]).unwrap();
+    assert!(matches!(cli.command, Command::Attach(a) if a.container.as_deref() == Some("web")));
+    let cli = Cli::parse_args(["docker-netattach", "netattach", "detach", "web"]).unwrap();
+    assert!(matches!(cli.command, Command::Detach(d) if d.container == "web"));
+    let err = Cli::parse_args(["docker-netattach", "netattach", "--help"]).unwrap_err();
+    assert!(err.to_string().contains("docker netattach"), "{err}");
+}

@@ -1,0 +1,137 @@
+//! What the daemon does for each job: attach a labelled container, restore its leases, clean up
+//! after a stop, release the lease on removal; each logs its outcome and counts it in the metrics.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::attach::{self, Outcome};
+use crate::error::AttachError;
+
+use super::labels::{self, Job};
+use super::metrics::AttachResult;
+use super::{Shared, on_thread, reconcile, restore};
+
+pub(super) async fn run_job(shared: &Arc<Shared>, job: Job) {
+    if let Some(problem) = shared.host_problem() {
+        tracing::debug!(container = job.container_id(), "ignored: {problem}");
+        return;
+    }
+    match job {
+        Job::Attach {
+            id,
+            name,
+            wanted,
+            event_ns,
+        } => {
+            let network = wanted.network.clone();
+            attach_job(shared, id.clone(), name.clone(), wanted, event_ns).await;
+            // Leases on other networks (attached by hand) come back with it.
+            restore::restore(shared, id, name, None, Some(network)).await;
+        }
+        Job::Restore { id, name, event_ns } => {
+            restore::restore(shared, id, name, event_ns, None).await
+        }
+        Job::BadLabels { name, error, .. } => {
+            tracing::error!(container = %name, "not attached: {error}");
+            shared.metrics.attach(AttachResult::Error);
+        }
+        Job::Died { id, name } => {
+            let dir = shared.state_dir.clone();
+            let forgot = on_thread("netattach-die", move || async move {
+                reconcile::forget_netns(&dir, &id)
+            });
+            match forgot.await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(container = %name, "stopped; removed {n} dead netns link(s)");
+                    shared.metrics.link_cleanups(n as u64);
+                }
+                Err(e) => tracing::error!(container = %name, "cleanup after stop failed: {e:#}"),
+            }
+        }
+        Job::Destroyed { id, name } => {
+            let dir = shared.state_dir.clone();
+            let docker = shared.docker_client();
+            let released = on_thread("netattach-rm", move || async move {
+                reconcile::release(&dir, &id, docker.as_deref()).await
+            })
+            .await;
+            match released {
+                Ok(leases) if leases.is_empty() => {}
+                Ok(leases) => {
+                    for l in &leases {
+                        tracing::info!(container = %name, ip = %l.v4.ip, network = %l.network, "removed; lease released");
+                    }
+                    shared.metrics.detach(true);
+                }
+                Err(e) => {
+                    tracing::error!(container = %name, "releasing the lease failed: {e:#}");
+                    shared.metrics.detach(false);
+                }
+            }
+        }
+    }
+}
+
+async fn attach_job(
+    shared: &Arc<Shared>,
+    id: String,
+    name: String,
+    wanted: labels::Wanted,
+    event_ns: Option<i64>,
+) {
+    let opts = wanted.opts(&id);
+    let dir = shared.state_dir.clone();
+    let docker = shared.docker_client();
+    let res = on_thread("netattach-attach", move || async move {
+        attach::attach_using(&opts, &dir, docker.as_deref()).await
+    })
+    .await;
+    match res {
+        Ok((Outcome::Attached(lease), hints)) => {
+            let latency = event_ns.and_then(since_event);
+            if let Some(d) = latency {
+                shared.metrics.observe_latency(d);
+            }
+            tracing::info!(
+                container = %name,
+                ip = %lease.v4.ip,
+                network = %lease.network,
+                latency_ms = latency.map(|d| d.as_secs_f64() * 1e3),
+                "attached"
+            );
+            shared.metrics.attach(AttachResult::Attached);
+            if !hints.is_empty() && !shared.hint_shown.swap(true, Ordering::Relaxed) {
+                for h in hints {
+                    tracing::warn!("{h}");
+                }
+            }
+        }
+        Ok((Outcome::Existing(lease), _)) => {
+            tracing::debug!(container = %name, ip = %lease.v4.ip, "already attached");
+            shared.metrics.attach(AttachResult::Existing);
+        }
+        Ok((Outcome::Planned(_), _)) => {}
+        Ok((Outcome::Pending(lease), _)) => {
+            tracing::info!(container = %name, ip = %lease.v4.ip, "stopped before it could be attached; the address stays reserved");
+            shared.metrics.attach(AttachResult::Skipped);
+        }
+        Err(e) => {
+            // A container that stopped (or was removed) before we got to it is not an error.
+            if AttachError::container_went_away(&e) {
+                tracing::info!(container = %name, "stopped before it could be attached");
+                shared.metrics.attach(AttachResult::Skipped);
+            } else {
+                tracing::error!(container = %name, "attach failed: {e:#}");
+                shared.metrics.attach(AttachResult::Error);
+            }
+        }
+    }
+}
+
+/// Time elapsed since a Docker event (nanoseconds since the Unix epoch).
+pub(super) fn since_event(event_ns: i64) -> Option<Duration> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    now.checked_sub(Duration::from_nanos(u64::try_from(event_ns).ok()?))
+}
