@@ -3,13 +3,11 @@
 //! stdout goes away (`list | head -0`). The subcommand test needs root and Docker; the rest none.
 
 mod common;
-mod support;
 
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use support::test_ip;
 
 /// A container with an exact (not unique) name such as `list`, removed on drop. Another test
 /// run may hold the name for a moment, so creating it waits up to a minute.
@@ -35,16 +33,6 @@ fn named_none(name: &str) -> Container {
     }
 }
 
-fn veths_of(c: &Container) -> Vec<String> {
-    let prefix = format!("vna{}", &c.id[..8]);
-    std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&prefix))
-        .collect()
-}
-
 #[test]
 fn a_subcommand_word_is_never_attached() {
     if !need_docker() {
@@ -66,7 +54,7 @@ fn a_subcommand_word_is_never_attached() {
         "not list's usage: {err}"
     );
     assert_eq!(tool.lease_count(), 0, "a lease was taken for 'list'");
-    assert!(veths_of(&c).is_empty(), "'list' got a veth");
+    assert!(veths_of(&c.id).is_empty(), "'list' got a veth");
     assert!(!netns_link_exists("list"), "'list' got a netns link");
     let inside = ok("docker", &["exec", "list", "ip", "-o", "link"]);
     assert!(!inside.contains("eth0"), "'list' got an eth0: {inside}");
@@ -156,8 +144,8 @@ fn a_failing_command_still_reports_its_error_with_stdout_closed() {
 }
 
 /// A directory to use as the whole PATH: `bash`, plus stub scripts (name, body).
-fn bare_path(stubs: &[(String, String)]) -> StateDir {
-    let dir = StateDir::new();
+fn bare_path(stubs: &[(String, String)]) -> tempfile::TempDir {
+    let dir = temp_dir();
     std::os::unix::fs::symlink("/bin/bash", dir.path().join("bash")).unwrap();
     for (name, body) in stubs {
         let p = dir.path().join(name);
@@ -174,7 +162,7 @@ fn real(cmd: &str) -> (String, String) {
     (cmd.to_string(), format!("exec {found} \"$@\""))
 }
 
-fn install_deps(path: &StateDir, args: &[&str]) -> Output {
+fn install_deps(path: &tempfile::TempDir, args: &[&str]) -> Output {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-deps.sh");
     std::process::Command::new("/bin/bash")
         .arg(script)
@@ -219,7 +207,7 @@ fn install_deps_installs_only_the_missing_packages() {
     }
     // apt-get is a stub that records what it is asked; the other commands are this host's,
     // except those left off the PATH.
-    let log = StateDir::new();
+    let log = temp_dir();
     let apt_log = log.path().join("apt.log");
     let apt = (
         "apt-get".to_string(),

@@ -6,33 +6,21 @@
 //! Needs root (the daemon test needs Docker as well).
 
 mod common;
-mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use support::{Daemon, json_of, wait_until};
 
-/// A bridge removed on drop (if still there).
-struct Bridge(String);
-
-impl Bridge {
-    fn new() -> Self {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        Bridge(format!(
-            "nacr{}x{}",
-            std::process::id() % 100_000,
-            N.fetch_add(1, Ordering::Relaxed)
-        ))
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = run("ip", &["link", "del", &self.0]);
-    }
+/// A unique bridge name, the bridge removed on drop (if it was made).
+fn new_bridge() -> DelLink {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    DelLink(format!(
+        "nacr{}x{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 /// A private /29: 10.2xx.yy.zz/29 (five usable addresses besides the gateway).
@@ -51,7 +39,7 @@ fn tiny_subnet() -> String {
 
 struct Lab {
     tool: Tool,
-    br: Bridge,
+    br: DelLink,
     subnet: String,
     spaces: Vec<NamedNs>,
 }
@@ -60,7 +48,7 @@ impl Lab {
     fn new() -> Self {
         Lab {
             tool: Tool::new(),
-            br: Bridge::new(),
+            br: new_bridge(),
             subnet: tiny_subnet(),
             spaces: Vec::new(),
         }
@@ -97,16 +85,6 @@ impl Lab {
     }
 }
 
-/// The lease file of `ip` (under leases/<network-id>/).
-fn lease_file(tool: &Tool, ip: &str) -> PathBuf {
-    std::fs::read_dir(tool.state.path().join("leases"))
-        .unwrap()
-        .flatten()
-        .map(|n| n.path().join(ip))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("no lease file for {ip}"))
-}
-
 fn row_of<'a>(list: &'a str, ip: &str) -> Option<&'a str> {
     list.lines().find(|l| {
         l.split_whitespace()
@@ -122,7 +100,7 @@ fn one_corrupt_lease_blocks_no_one_and_keeps_its_address() {
     let mut lab = Lab::new();
     let (_a, ip_a) = lab.attach_ok();
     let (b, ip_b) = lab.attach_ok();
-    let file = lease_file(&lab.tool, &ip_a);
+    let file = lab.tool.lease_file(&ip_a);
     std::fs::write(&file, "{ truncated").unwrap();
     let tool = &lab.tool;
 
@@ -246,7 +224,7 @@ fn the_daemon_serves_counts_and_cleans_up_around_a_corrupt_lease() {
     let mut lab = Lab::new();
     let (_a, ip_a) = lab.attach_ok();
     let (_b, ip_b) = lab.attach_ok();
-    let file = lease_file(&lab.tool, &ip_a);
+    let file = lab.tool.lease_file(&ip_a);
     std::fs::write(&file, "garbage").unwrap();
     let d = Daemon::start(&lab.tool, &[]);
     assert!(

@@ -6,14 +6,15 @@
 //! state directory and listen port, so it never acts on another test's containers.
 
 mod common;
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{Container, Tool, first_answer, need_docker, need_root, ok, stderr, stdout, unique};
-use support::{docker, free_port, http, leases, test_ip, tool_image_id, wait_until};
+use common::{
+    Container, Tool, docker, first_answer, free_port, http, leases, need_docker, need_root, ok,
+    stderr, stdout, test_ip, tool_image_id, unique, wait_until,
+};
 
 fn deploy_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -550,7 +551,7 @@ fn systemd_unit_verifies_and_keeps_to_its_directories_and_capabilities() {
         ["/usr/local/bin/docker-netattach", "watch"]
     );
 
-    let dir = common::StateDir::new();
+    let dir = common::temp_dir();
     let copy = dir.path().join("docker-netattach.service");
     std::fs::write(
         &copy,

@@ -52,7 +52,7 @@ fn every_sh_block_of_how_it_works_runs() {
         "expected the walkthrough blocks, found {}",
         scripts.len()
     );
-    let state = StateDir::new();
+    let state = temp_dir();
     let bin = bin_dir();
     let n = std::process::id() % 200 + 20;
     let vars = [

@@ -9,47 +9,12 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
 
-fn tool() -> &'static Tool {
-    static TOOL: OnceLock<Tool> = OnceLock::new();
-    TOOL.get_or_init(Tool::new)
-}
-
-/// What a container's attachment could have left behind: host veth, netns link, lease.
-fn leftovers(c: &Container) -> Vec<String> {
-    let mut found = Vec::new();
-    let prefix = format!("vna{}", &c.id[..8]);
-    for e in std::fs::read_dir("/sys/class/net").unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&prefix) {
-            found.push(format!("veth {name}"));
-        }
-    }
-    if netns_link_exists(&c.name) {
-        found.push(format!("netns link {}", c.name));
-    }
-    let leases = tool().state.path().join("leases");
-    for net in std::fs::read_dir(&leases).into_iter().flatten().flatten() {
-        for f in std::fs::read_dir(net.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let text = std::fs::read_to_string(f.path()).unwrap_or_default();
-            if text.contains(&c.id) {
-                found.push(format!("lease {}", f.path().display()));
-            }
-        }
-    }
-    found
-}
-
 fn assert_clean(c: &Container) {
-    let left = leftovers(c);
+    let left = leftovers(c, Tool::shared());
     assert!(left.is_empty(), "{} left behind: {left:?}", c.name);
 }
 
@@ -62,7 +27,7 @@ fn nginx_curl_script() {
     let o = std::process::Command::new("bash")
         .arg(script)
         .env("BIN", BIN)
-        .env("DOCKER_NETATTACH_STATE_DIR", tool().state.path())
+        .env("DOCKER_NETATTACH_STATE_DIR", Tool::shared().state.path())
         .output()
         .unwrap();
     assert!(
@@ -80,12 +45,12 @@ fn attach_is_idempotent_json_is_complete_and_detach_cleans_up() {
         return;
     }
     let web = Container::none("na-e2e-idem");
-    let dry = tool().ok(&["attach", &web.name, "--dry-run"]);
+    let dry = Tool::shared().ok(&["attach", &web.name, "--dry-run"]);
     assert!(dry.contains("veth"), "{dry}");
     assert_clean(&web);
 
     let json: serde_json::Value =
-        serde_json::from_str(&tool().ok(&["attach", &web.name, "--json"])).unwrap();
+        serde_json::from_str(&Tool::shared().ok(&["attach", &web.name, "--json"])).unwrap();
     for field in [
         "container_id",
         "container_name",
@@ -118,7 +83,7 @@ fn attach_is_idempotent_json_is_complete_and_detach_cleans_up() {
     assert_eq!(mtu, bridge_mtu.trim());
 
     // Again: same address, reported, nothing changed. By ID prefix too.
-    let again = tool().run(&[&web.name]);
+    let again = Tool::shared().run(&[&web.name]);
     assert!(again.status.success());
     assert_eq!(stdout(&again), ip);
     assert!(
@@ -126,7 +91,7 @@ fn attach_is_idempotent_json_is_complete_and_detach_cleans_up() {
         "{}",
         stderr(&again)
     );
-    assert_eq!(tool().ok(&[&web.id[..12]]), ip);
+    assert_eq!(Tool::shared().ok(&[&web.id[..12]]), ip);
     assert_eq!(
         bridge_ports("docker0")
             .iter()
@@ -135,7 +100,8 @@ fn attach_is_idempotent_json_is_complete_and_detach_cleans_up() {
         1
     );
 
-    let list: serde_json::Value = serde_json::from_str(&tool().ok(&["list", "--json"])).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&Tool::shared().ok(&["list", "--json"])).unwrap();
     let mine: Vec<_> = list
         .as_array()
         .unwrap()
@@ -145,11 +111,11 @@ fn attach_is_idempotent_json_is_complete_and_detach_cleans_up() {
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0]["status"], "attached");
 
-    tool().ok(&["detach", &web.name]);
+    Tool::shared().ok(&["detach", &web.name]);
     assert!(curl(&ip, Duration::from_millis(700)).is_none());
     assert_clean(&web);
     // Detaching again succeeds.
-    tool().ok(&["detach", &web.name]);
+    Tool::shared().ok(&["detach", &web.name]);
 }
 
 #[test]
@@ -158,21 +124,25 @@ fn restart_keeps_the_address_and_detach_after_rm_releases_everything() {
         return;
     }
     let web = Container::none("na-e2e-rst");
-    let ip = tool().ok(&[&web.name]);
+    let ip = Tool::shared().ok(&[&web.name]);
     ok("docker", &["restart", "-t", "0", &web.name]);
     // The old namespace died with the old process: the lease is stale now.
-    let list = tool().ok(&["ls"]);
+    let list = Tool::shared().ok(&["ls"]);
     let line = list
         .lines()
         .find(|l| l.contains(&web.name))
         .unwrap()
         .to_string();
     assert!(line.contains("stale"), "{line}");
-    assert_eq!(tool().ok(&[&web.name]), ip, "sticky address after restart");
+    assert_eq!(
+        Tool::shared().ok(&[&web.name]),
+        ip,
+        "sticky address after restart"
+    );
     assert!(first_answer(&ip, Duration::from_secs(5)).is_some());
 
     ok("docker", &["rm", "-f", &web.name]);
-    tool().ok(&["detach", &web.name]);
+    Tool::shared().ok(&["detach", &web.name]);
     assert_clean(&web);
 }
 
@@ -184,10 +154,10 @@ fn a_reused_address_answers_on_the_first_try_with_a_neighbour_on_the_bridge() {
     let _neighbour = Container::bridged("na-e2e-nb");
     let a = Container::none("na-e2e-ra");
     let b = Container::none("na-e2e-rb");
-    let ip = tool().ok(&[&a.name]);
+    let ip = Tool::shared().ok(&[&a.name]);
     assert!(first_answer(&ip, Duration::from_secs(5)).is_some());
-    tool().ok(&["detach", &a.name]);
-    assert_eq!(tool().ok(&[&b.name, "--ip", &ip]), ip);
+    Tool::shared().ok(&["detach", &a.name]);
+    assert_eq!(Tool::shared().ok(&[&b.name, "--ip", &ip]), ip);
     // A stale neighbour entry would stall this for ~25 s; allow 3 s.
     let t = first_answer(&ip, Duration::from_secs(3));
     assert!(
@@ -195,7 +165,7 @@ fn a_reused_address_answers_on_the_first_try_with_a_neighbour_on_the_bridge() {
         "{ip} did not answer within 3 s after re-attach"
     );
     eprintln!("reused address answered after {t:?}");
-    tool().ok(&["detach", &b.name]);
+    Tool::shared().ok(&["detach", &b.name]);
     assert_clean(&a);
     assert_clean(&b);
 }
@@ -210,7 +180,7 @@ fn twenty_parallel_attaches_get_distinct_answering_addresses() {
     let children: Vec<_> = containers
         .iter()
         .map(|c| {
-            tool()
+            Tool::shared()
                 .cmd()
                 .arg(&c.name)
                 .stdout(std::process::Stdio::piped())
@@ -241,7 +211,7 @@ fn twenty_parallel_attaches_get_distinct_answering_addresses() {
         ips[0]
     );
     for c in &containers {
-        tool().ok(&["detach", &c.name]);
+        Tool::shared().ok(&["detach", &c.name]);
         assert_clean(c);
     }
 }
@@ -258,7 +228,7 @@ fn a_failure_after_any_step_leaves_nothing_behind() {
     }
     let web = Container::none("na-e2e-fail");
     for step in ["lease", "netns-link", "veth", "configure"] {
-        let o = tool().run_env(
+        let o = Tool::shared().run_env(
             &["attach", &web.name],
             &[("DOCKER_NETATTACH_FAIL_AFTER", step)],
         );
@@ -278,8 +248,8 @@ fn a_failure_after_any_step_leaves_nothing_behind() {
         );
     }
     // And then it works.
-    tool().ok(&[&web.name]);
-    tool().ok(&["detach", &web.name]);
+    Tool::shared().ok(&[&web.name]);
+    Tool::shared().ok(&["detach", &web.name]);
     assert_clean(&web);
 }
 
@@ -289,7 +259,7 @@ fn container_errors_name_the_container_and_the_fix() {
         return;
     }
     let missing = unique("na-e2e-missing");
-    tool().fails(&[&missing], 1, &format!("no such container '{missing}'"));
+    Tool::shared().fails(&[&missing], 1, &format!("no such container '{missing}'"));
 
     let created = unique("na-e2e-created");
     let _c = CreatedOnly(ok(
@@ -297,17 +267,17 @@ fn container_errors_name_the_container_and_the_fix() {
         &["create", "--name", &created, "--network=none", &image()],
     ));
     // A created container is not an error (issue 10): its address is reserved, pending.
-    let o = tool().run(&[&created]);
+    let o = Tool::shared().run(&[&created]);
     let err = common::stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(
         err.contains("pending") && err.contains("only while"),
         "{err}"
     );
-    tool().ok(&["detach", &created]);
+    Tool::shared().ok(&["detach", &created]);
 
     let bridged = Container::bridged("na-e2e-br");
-    let err = tool().fails(
+    let err = Tool::shared().fails(
         &[&bridged.name],
         1,
         "uses network mode 'bridge', not 'none'",
@@ -315,9 +285,9 @@ fn container_errors_name_the_container_and_the_fix() {
     assert!(err.contains("--ifname"), "{err}");
     assert_clean(&bridged);
     // With --ifname it gets a second interface.
-    let ip = tool().ok(&[&bridged.name, "--ifname", "eth1"]);
+    let ip = Tool::shared().ok(&[&bridged.name, "--ifname", "eth1"]);
     assert!(ok("docker", &["exec", &bridged.name, "ip", "-o", "addr"]).contains(&ip));
-    tool().ok(&["detach", &bridged.name]);
+    Tool::shared().ok(&["detach", &bridged.name]);
     assert_clean(&bridged);
 
     // An ambiguous ID prefix: two containers sharing their first hex digit.
@@ -332,7 +302,7 @@ fn container_errors_name_the_container_and_the_fix() {
         made.push(CreatedOnly(id));
     };
     // The long form: a one-letter word such as `c` is a near miss of `gc` for the short form.
-    tool().fails(&["attach", &prefix], 1, "is ambiguous");
+    Tool::shared().fails(&["attach", &prefix], 1, "is ambiguous");
 }
 
 struct CreatedOnly(String);
@@ -348,12 +318,12 @@ fn network_errors() {
         return;
     }
     let web = Container::none("na-e2e-net");
-    tool().fails(
+    Tool::shared().fails(
         &[&web.name, "--network", "na-no-such-net"],
         1,
         "no such Docker network 'na-no-such-net'",
     );
-    tool().fails(
+    Tool::shared().fails(
         &[&web.name, "--network", "host"],
         1,
         "supports bridge networks only",
@@ -375,21 +345,21 @@ fn network_errors() {
     let net = network.0.clone();
     let containers: Vec<Container> = (0..6).map(|_| Container::none("na-e2e-x")).collect();
     for c in &containers[..5] {
-        tool().ok(&[&c.name, "--network", &net]);
+        Tool::shared().ok(&[&c.name, "--network", &net]);
     }
-    tool().fails(
+    Tool::shared().fails(
         &[&containers[5].name, "--network", &net],
         1,
         "no free address left",
     );
     assert_clean(&containers[5]);
     for c in &containers[..5] {
-        tool().ok(&["detach", &c.name]);
+        Tool::shared().ok(&["detach", &c.name]);
     }
 
     // The bridge interface vanished under Docker.
     ok("ip", &["link", "del", &br]);
-    let err = tool().fails(&[&web.name, "--network", &net], 1, "does not exist");
+    let err = Tool::shared().fails(&[&web.name, "--network", &net], 1, "does not exist");
     assert!(err.contains(&br), "{err}");
     assert_clean(&web);
 }
@@ -411,14 +381,14 @@ fn address_errors() {
         (docker_ip.as_str(), 1, "already in use"),
     ];
     for (ip, code, want) in cases {
-        tool().fails(&[&web.name, "--ip", ip], code, want);
+        Tool::shared().fails(&[&web.name, "--ip", ip], code, want);
         assert_clean(&web);
     }
     // Taken by another attachment of ours.
     let other = Container::none("na-e2e-ipo");
-    let ip = tool().ok(&[&other.name]);
-    tool().fails(&[&web.name, "--ip", &ip], 1, "already in use");
-    tool().ok(&["detach", &other.name]);
+    let ip = Tool::shared().ok(&[&other.name]);
+    Tool::shared().fails(&[&web.name, "--ip", &ip], 1, "already in use");
+    Tool::shared().ok(&["detach", &other.name]);
     assert_clean(&web);
 }
 
@@ -428,12 +398,12 @@ fn name_errors() {
         return;
     }
     let web = Container::none("na-e2e-nm");
-    tool().fails(
+    Tool::shared().fails(
         &[&web.name, "--ifname", "sixteen-bytes-xx"],
         1,
         "1 to 15 bytes",
     );
-    tool().fails(
+    Tool::shared().fails(
         &[&web.name, "--netns-name", "../etc"],
         1,
         "netns name '../etc' is not usable",
@@ -445,7 +415,7 @@ fn name_errors() {
     // Our own namespace: live, and not the container's.
     std::os::unix::fs::symlink(format!("/proc/{}/ns/net", std::process::id()), &path).unwrap();
     let _rm = RemoveOnDrop(path.clone());
-    tool().fails(
+    Tool::shared().fails(
         &[&web.name, "--netns-name", &taken],
         1,
         &format!("netns name '{taken}' is taken"),
@@ -463,7 +433,7 @@ fn docker_and_privilege_errors() {
         return;
     }
     let web = Container::none("na-e2e-prv");
-    let o = tool().run_env(
+    let o = Tool::shared().run_env(
         &[&web.name],
         &[("DOCKER_HOST", "unix:///tmp/na-no-such-docker.sock")],
     );
@@ -486,7 +456,7 @@ fn docker_and_privilege_errors() {
         a.extend_from_slice(args);
         std::process::Command::new("setpriv")
             .args(&a)
-            .env("DOCKER_NETATTACH_STATE_DIR", tool().state.path())
+            .env("DOCKER_NETATTACH_STATE_DIR", Tool::shared().state.path())
             .output()
             .unwrap()
     };
@@ -532,13 +502,7 @@ fn state_errors() {
     // shared one (top-down from .255.254) will not reach while the other tests run.
     let own = Tool::new();
     let ip = own.ok(&[&web.name, "--ip", "172.17.253.201"]);
-    let lease = std::fs::read_dir(own.state.path().join("leases"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path()
-        .join(&ip);
+    let lease = own.lease_file(&ip);
     std::fs::write(&lease, "{ truncated").unwrap();
     let o = own.run(&[&web.name]);
     assert_eq!(o.status.code(), Some(1));
@@ -589,7 +553,7 @@ fn a_foreign_mac_cached_for_the_address_is_corrected_at_once() {
     assert!(o.status.success(), "{}", stderr(&o));
     // Neighbours take over an address's new MAC only from entries older than locktime (1 s).
     std::thread::sleep(Duration::from_millis(1100));
-    tool().ok(&[&web.name, "--ip", ip]);
+    Tool::shared().ok(&[&web.name, "--ip", ip]);
     let host = ok("ip", &["neigh", "show", ip, "dev", "docker0"]);
     assert!(
         host.contains("02:42:ac:11:fe:63"),
@@ -601,6 +565,6 @@ fn a_foreign_mac_cached_for_the_address_is_corrected_at_once() {
         seen.contains("02:42:ac:11:fe:63"),
         "the neighbour still caches {seen}"
     );
-    tool().ok(&["detach", &web.name]);
+    Tool::shared().ok(&["detach", &web.name]);
     let _ = run("ip", &["neigh", "del", ip, "dev", "docker0"]);
 }

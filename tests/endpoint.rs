@@ -315,12 +315,7 @@ fn bad_endpoint_options_are_refused_before_anything_is_made() {
     }
     assert_eq!(tool.lease_count(), 0);
     assert!(!netns_link_exists(n));
-    let prefix = format!("vna{}", &web.id[..8]);
-    let veths: Vec<_> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .collect();
+    let veths = veths_of(&web.id);
     assert!(veths.is_empty(), "a refused attach left {veths:?}");
 }
 

@@ -10,31 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn mine(c: &Container) -> Vec<String> {
-    bridge_ports("docker0")
-        .into_iter()
-        .filter(|p| p.starts_with(&format!("vna{}", &c.id[..8])))
-        .collect()
-}
-
-fn lease_files(tool: &Tool) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for net in std::fs::read_dir(tool.state.path().join("leases"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        for f in std::fs::read_dir(net.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            out.push(f.path());
-        }
-    }
-    out
-}
-
 #[test]
 fn a_container_that_exits_mid_attach_is_rolled_back() {
     if !cfg!(feature = "test-hooks") {
@@ -67,7 +42,7 @@ fn a_container_that_exits_mid_attach_is_rolled_back() {
         );
         assert_eq!(tool.lease_count(), 0, "{step}: lease left");
         assert!(!netns_link_exists(&web.name), "{step}: link left");
-        assert!(mine(&web).is_empty(), "{step}: veth left");
+        assert!(veths_of(&web.id).is_empty(), "{step}: veth left");
     }
 }
 
@@ -83,7 +58,7 @@ fn a_restart_between_attach_and_detach() {
     tool.ok(&["detach", &web.name]);
     assert_eq!(tool.lease_count(), 0);
     assert!(!netns_link_exists(&web.name));
-    assert!(mine(&web).is_empty());
+    assert!(veths_of(&web.id).is_empty());
     // The new incarnation was never touched: it has only lo.
     assert!(!stdout(&web.exec(&["ip", "-o", "link"])).contains("eth0"));
 }
@@ -98,19 +73,16 @@ fn pid_reuse_never_reaches_another_namespace() {
     tool.ok(&[&web.name]);
     ok("docker", &["stop", "-t", "0", &web.name]);
     // Another process now holds "the Pid": the lease's Pid and the link lead to its namespace.
-    let mut other = std::process::Command::new("unshare")
-        .args(["--net", "sleep", "30"])
-        .spawn()
-        .unwrap();
+    let other = NetnsProcess::start(30);
     std::thread::sleep(Duration::from_millis(200));
-    let lease = lease_files(&tool).pop().unwrap();
+    let lease = tool.lease_files().pop().unwrap();
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&lease).unwrap()).unwrap();
-    json["pid"] = other.id().into();
+    json["pid"] = other.pid().into();
     std::fs::write(&lease, json.to_string()).unwrap();
     let link = Path::new("/var/run/netns").join(&web.name);
     let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(format!("/proc/{}/ns/net", other.id()), &link).unwrap();
+    std::os::unix::fs::symlink(format!("/proc/{}/ns/net", other.pid()), &link).unwrap();
     let _rm = RemoveOnDrop(link.clone());
     ok(
         "ip",
@@ -129,8 +101,7 @@ fn pid_reuse_never_reaches_another_namespace() {
     );
     assert!(ok("ip", &["-n", &web.name, "link"]).contains("probe0"));
     assert_eq!(tool.lease_count(), 0);
-    let _ = other.kill();
-    let _ = other.wait();
+    drop(other);
 }
 
 #[test]
@@ -172,7 +143,7 @@ fn a_read_only_state_directory_is_a_clear_error_with_nothing_done() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(mine(&web).is_empty());
+    assert!(veths_of(&web.id).is_empty());
     assert!(!netns_link_exists(&web.name));
 }
 
@@ -232,7 +203,7 @@ fn a_lease_outside_the_subnet_is_listed_and_harmless() {
     let tool = Tool::new();
     let web = Container::none("na-ft-out");
     tool.ok(&[&web.name]);
-    let lease = lease_files(&tool).pop().unwrap();
+    let lease = tool.lease_files().pop().unwrap();
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&lease).unwrap()).unwrap();
     json["ip"] = "10.99.99.99".into();
@@ -267,21 +238,10 @@ fn a_restart_after_pid_reuse_keeps_the_address_and_replaces_only_our_link() {
     let web = Container::none("na-ft-reuse");
     let ip = tool.ok(&[&web.name]);
     ok("docker", &["stop", "-t", "0", &web.name]);
-    let other = std::process::Command::new("unshare")
-        .args(["--net", "sleep", "60"])
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let other = Kill(other);
-    let other_pid = other.0.id();
+    let other = NetnsProcess::start(60);
+    let other_pid = other.pid();
     std::thread::sleep(Duration::from_millis(200));
-    let lease = lease_files(&tool).pop().unwrap();
+    let lease = tool.lease_files().pop().unwrap();
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&lease).unwrap()).unwrap();
     json["pid"] = other_pid.into();

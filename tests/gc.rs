@@ -3,16 +3,14 @@
 //! that is not ours).
 
 mod common;
-mod support;
 
 use std::collections::BTreeSet;
 use std::process::Command;
 
 use common::{
-    Container, NamedNs, RemoveOnDrop, Tool, iface_exists, need_docker, netns_link_exists, ok, run,
-    unique,
+    Container, NamedNs, RemoveOnDrop, Tool, iface_exists, json_of, leases, need_docker,
+    netns_link_exists, ok, run, test_ip, unique,
 };
-use support::{json_of, leases, test_ip};
 
 /// A veth pair made by the test: host end `name` (with an optional ifalias), peer inside a
 /// throwaway namespace `ns`. Removed on drop (deleting the namespace takes the pair with it).
@@ -293,7 +291,7 @@ fn gc_leaves_live_namespaces_alone_and_collects_dead_ones() {
 
     // My namespace goes away: its lease is collected; the other one is still left alone.
     ok("ip", &["netns", "del", &ns_mine.0]);
-    assert!(support::wait_until(
+    assert!(common::wait_until(
         std::time::Duration::from_secs(5),
         || !iface_exists(&veth_mine)
     ));

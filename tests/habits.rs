@@ -3,14 +3,12 @@
 //! said.
 
 mod common;
-mod support;
 
 use std::net::ToSocketAddrs;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{BIN, Tool, need_root, stdout, unique};
-use support::{free_port, http, wait_until};
+use common::{BIN, Tool, free_port, http, need_root, stdout, unique, wait_until};
 
 #[test]
 fn watch_listens_on_a_host_name() {
@@ -105,7 +103,7 @@ fn a_refused_ip_names_what_holds_it() {
     let web = common::Container::none("na-t-hip");
     let neighbour = common::Container::bridged("na-t-hipn");
     let other = common::Container::none("na-t-hipo");
-    let leased = support::test_ip();
+    let leased = common::test_ip();
     assert_eq!(tool.ok(&[&other.name, "--ip", &leased]), leased);
     let gateway = common::ok("ip", &["-4", "-o", "addr", "show", "docker0"])
         .split_whitespace()

@@ -3,15 +3,14 @@
 //! its default command serves the HTTP endpoints on port 80.
 
 mod common;
-mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    Container, Tool, first_answer, need_docker, netns_link_exists, ok, stderr, stdout, unique,
+    Container, Tool, docker, first_answer, http, leases, need_docker, netns_link_exists, ok,
+    stderr, stdout, test_ip, tool_image, unique, wait_until,
 };
-use support::{docker, http, leases, test_ip, tool_image, wait_until};
 
 /// A container of the tool's image, removed on drop.
 struct Named(String);
@@ -20,6 +19,25 @@ impl Drop for Named {
     fn drop(&mut self) {
         let _ = docker(&["rm", "-f", &self.0]);
     }
+}
+
+/// What the tool's container needs: the two capabilities, the host's PID and network
+/// namespaces, Docker's socket, /var/run/netns, and `state_mount` (`DIR:/var/lib/docker-netattach`).
+fn host_access(state_mount: &str) -> [&str; 12] {
+    [
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--pid=host",
+        "--network=host",
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        "-v",
+        "/var/run/netns:/var/run/netns",
+        "-v",
+        state_mount,
+    ]
 }
 
 fn tool_in_a_container(img: &str, state: &Path, args: &[&str]) -> std::process::Output {
@@ -38,22 +56,9 @@ fn tool_in_a_container_env(
     for e in env {
         a.extend_from_slice(&["-e", e]);
     }
-    a.extend_from_slice(&[
-        "--rm",
-        "--cap-add",
-        "NET_ADMIN",
-        "--cap-add",
-        "SYS_ADMIN",
-        "--pid=host",
-        "--network=host",
-        "-v",
-        "/var/run/docker.sock:/var/run/docker.sock",
-        "-v",
-        "/var/run/netns:/var/run/netns",
-        "-v",
-        &state_mount,
-        img,
-    ]);
+    a.push("--rm");
+    a.extend_from_slice(&host_access(&state_mount));
+    a.push(img);
     a.extend_from_slice(args);
     docker(&a)
 }
@@ -143,7 +148,7 @@ fn default_command_serves_the_endpoints_on_port_80() {
     let img = tool_image();
     let name = unique("na-t-imgd");
     let guard = Named(name.clone());
-    let published = format!("127.0.0.1:{}", support::free_port());
+    let published = format!("127.0.0.1:{}", common::free_port());
     ok(
         "docker",
         &[
@@ -209,35 +214,12 @@ fn watch_in_a_container_attaches_labelled_containers() {
     let name = unique("na-t-imgw");
     let guard = Named(name.clone());
     let state_mount = format!("{}:/var/lib/docker-netattach", tool.state.path().display());
-    let port = support::free_port().to_string();
+    let port = common::free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
-    ok(
-        "docker",
-        &[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--cap-add",
-            "NET_ADMIN",
-            "--cap-add",
-            "SYS_ADMIN",
-            "--pid=host",
-            "--network=host",
-            "-v",
-            "/var/run/docker.sock:/var/run/docker.sock",
-            "-v",
-            "/var/run/netns:/var/run/netns",
-            "-v",
-            &state_mount,
-            img,
-            "watch",
-            "--listen",
-            &listen,
-            "--label-prefix",
-            &prefix,
-        ],
-    );
+    let mut args = vec!["run", "-d", "--name", &name];
+    args.extend_from_slice(&host_access(&state_mount));
+    args.extend_from_slice(&[img, "watch", "--listen", &listen, "--label-prefix", &prefix]);
+    ok("docker", &args);
     assert!(
         wait_until(Duration::from_secs(10), || http(&listen, "GET", "/readyz")
             .0
@@ -247,17 +229,7 @@ fn watch_in_a_container_attaches_labelled_containers() {
         stderr(&docker(&["logs", &guard.0]))
     );
     let ip = test_ip();
-    let c = Container::run(
-        "na-t-imgl",
-        &[
-            "--network=none",
-            "--label",
-            &format!("{prefix}.network=bridge"),
-            "--label",
-            &format!("{prefix}.ip={ip}"),
-        ],
-        &[],
-    );
+    let c = Container::labelled("na-t-imgl", &prefix, &ip);
     assert!(
         first_answer(&ip, Duration::from_secs(10)).is_some(),
         "{ip} not attached by the daemon in a container:\n{}",

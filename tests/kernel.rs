@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 
 use anyhow::Result;
-use common::{NamedNs, RemoveOnDrop, need_root, ok, unique};
+use common::{NamedNs, NetnsProcess, RemoveOnDrop, need_root, ok, unique};
 use docker_netattach::link::{Announce, InterfaceConfig, Rtnl, VethSpec};
 use docker_netattach::netns::{self, Netns};
 use docker_netattach::worker;
@@ -245,24 +245,10 @@ fn netns_links_are_made_replaced_when_stale_and_never_stolen() {
         return;
     }
     // A process of our own with its own namespace stands in for a container.
-    let mut child = std::process::Command::new("unshare")
-        .args(["--net", "sleep", "30"])
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let pid = child.id();
+    let child = NetnsProcess::start(30);
+    let pid = child.pid();
     std::thread::sleep(std::time::Duration::from_millis(100));
     let ns = netns::Netns::of_pid(pid, "unshare").unwrap();
-    let _guard = Kill(std::mem::replace(
-        &mut child,
-        std::process::Command::new("true").spawn().unwrap(),
-    ));
     let name = unique("nak-l");
     let path = netns::link_path(&name);
     let _rm = RemoveOnDrop(path.clone());

@@ -17,6 +17,16 @@ use common::*;
 /// A small deterministic generator, so a failing run can be replayed (NETATTACH_KILL_SEED).
 struct Lcg(u64);
 impl Lcg {
+    /// Seeded from NETATTACH_KILL_SEED, else from `base` and the Pid; prints the seed.
+    fn seeded(base: u64) -> Lcg {
+        let seed = std::env::var("NETATTACH_KILL_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(base ^ u64::from(std::process::id()));
+        eprintln!("seed {seed} (NETATTACH_KILL_SEED replays it)");
+        Lcg(seed)
+    }
+
     fn next(&mut self, n: u64) -> u64 {
         self.0 = self
             .0
@@ -31,12 +41,7 @@ fn sigkill_during_100_cycles_then_gc_leaves_a_consistent_host() {
     if !need_docker() {
         return;
     }
-    let seed = std::env::var("NETATTACH_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_u64 ^ u64::from(std::process::id()));
-    eprintln!("seed {seed} (NETATTACH_KILL_SEED replays it)");
-    let mut rng = Lcg(seed);
+    let mut rng = Lcg::seeded(0x5eed);
     let tool = Tool::new();
     let _neighbour = Container::bridged("na-kill-nb");
     let cs: Vec<Container> = (0..10)
@@ -144,13 +149,7 @@ fn sigkill_during_100_cycles_then_gc_leaves_a_consistent_host() {
             );
         }
     }
-    let temporaries = walk(tool.state.path())
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"))
-        })
-        .count();
+    let temporaries = temporaries(&tool);
     assert_eq!(temporaries, 0, "temporary lease files left");
     eprintln!(
         "after gc: {} leases, all attached and answering; 0 orphan veths, 0 dangling links, 0 temporaries",
@@ -162,19 +161,6 @@ fn sigkill_during_100_cycles_then_gc_leaves_a_consistent_host() {
     }
     assert_eq!(tool.lease_count(), 0);
     assert!(cs.iter().all(|c| !netns_link_exists(&c.name)));
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() && !p.is_symlink() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// The binary under test; `NETATTACH_TEST_BIN` runs another build (an older one, to show that
@@ -204,11 +190,22 @@ fn dual_stack() -> (Network, Container) {
     (net, peer)
 }
 
+/// How many temporaries (`.tmp*`) are anywhere under the tool's state directory.
+fn temporaries(tool: &Tool) -> usize {
+    files_under(tool.state.path())
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"))
+        })
+        .count()
+}
+
 /// Every lease (an IPv4-named file) that records an IPv6 address still has that address's
 /// name beside it: the address is taken for as long as the lease exists.
 fn ipv6_names_missing(state: &Path) -> Vec<String> {
     let mut missing = Vec::new();
-    for file in walk(&state.join("leases")) {
+    for file in files_under(&state.join("leases")) {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         if name.starts_with('.') || name.parse::<std::net::Ipv4Addr>().is_err() {
             continue;
@@ -302,12 +299,7 @@ fn sigkill_during_dual_stack_cycles_then_gc_leaves_every_lease_whole() {
     if !need_docker() {
         return;
     }
-    let seed = std::env::var("NETATTACH_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x6eed_u64 ^ u64::from(std::process::id()));
-    eprintln!("seed {seed} (NETATTACH_KILL_SEED replays it)");
-    let mut rng = Lcg(seed);
+    let mut rng = Lcg::seeded(0x6eed);
     let (net, _peer) = dual_stack();
     let tool = Tool::new();
     let cs: Vec<Container> = (0..5).map(|_| Container::none("na-kill6")).collect();
@@ -343,13 +335,7 @@ fn sigkill_during_dual_stack_cycles_then_gc_leaves_every_lease_whole() {
         assert!(l["ip6"].is_string(), "{l}");
     }
     assert!(ipv6_names_missing(tool.state.path()).is_empty());
-    let temporaries = walk(tool.state.path())
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"))
-        })
-        .count();
+    let temporaries = temporaries(&tool);
     assert_eq!(temporaries, 0, "temporary files left");
     for c in &cs {
         tool.ok(&["detach", &c.name]);

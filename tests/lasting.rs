@@ -2,42 +2,20 @@
 //! container attached by hand comes back on its address after `docker restart`, stop/start and
 //! a host reboot; a created container attached before its first start gets its attachment at
 //! that start; `gc` removes an empty bridge `attach --bridge` made. Addresses come from
-//! `support::test_ip()` or a private bridge, so parallel runs do not clash.
+//! `common::test_ip()` or a private bridge, so parallel runs do not clash.
 
 mod common;
-mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
-    Container, Tool, first_answer, iface_exists, need_docker, netns_link_exists, ok, stderr,
-    stdout, unique,
+    Container, Daemon, DelLink, Tool, attached, first_answer, iface_exists, ifaces_inside,
+    need_docker, netns_link_exists, ok, status_of, stderr, stdout, test_ip, veths_of, wait_until,
 };
-use support::{Daemon, ifaces_inside, leases, test_ip, veths_of, wait_until};
 
 const SHORT: Duration = Duration::from_secs(10);
-
-/// A bridge removed on drop (if still there).
-struct Bridge(String);
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = common::run("ip", &["link", "del", &self.0]);
-    }
-}
-
-fn status_of(tool: &Tool, name: &str) -> Option<(String, String)> {
-    leases(tool)
-        .into_iter()
-        .find(|(n, _, _)| n == name)
-        .map(|(_, ip, status)| (ip, status))
-}
-
-fn attached(tool: &Tool, name: &str) -> bool {
-    status_of(tool, name).is_some_and(|(_, s)| s == "attached")
-}
 
 /// nginx's page came back from `addr` (5 ms connect attempts, as in watch_latency.rs).
 fn answered(addr: SocketAddr) -> bool {
@@ -77,27 +55,15 @@ fn start_to_answer(c: &Container, args: &[&str], ip: &str) -> Duration {
     }
     let answer = answer.unwrap_or_else(|| panic!("{ip} does not answer after docker {args:?}"));
     let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let events = ok(
-        "docker",
-        &[
-            "events",
-            "--since",
-            &(secs(before) - 1).to_string(),
-            "--until",
-            &(secs(answer) + 1).to_string(),
-            "--filter",
-            &format!("container={}", c.id),
-            "--filter",
-            "event=start",
-            "--format",
-            "{{.TimeNano}}",
-        ],
+    let events = c.start_events_ns(
+        &(secs(before) - 1).to_string(),
+        &(secs(answer) + 1).to_string(),
     );
-    let event_ns: u128 = events
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
+    let event_ns = events
+        .iter()
+        .copied()
         .max()
-        .unwrap_or_else(|| panic!("no start event in {events:?}"));
+        .unwrap_or_else(|| panic!("no start event in {events:?}")) as u128;
     let answer_ns = answer.duration_since(UNIX_EPOCH).unwrap().as_nanos();
     Duration::from_nanos(answer_ns.saturating_sub(event_ns) as u64)
 }
@@ -159,18 +125,7 @@ fn created_container_attached_before_its_first_start_answers_after_start() {
     let d = Daemon::start(&tool, &[]);
     assert!(d.wait_ready(SHORT), "{}", d.log());
     let ip = test_ip();
-    let name = unique("na-l-new");
-    let id = ok(
-        "docker",
-        &[
-            "create",
-            "--name",
-            &name,
-            "--network=none",
-            &common::image(),
-        ],
-    );
-    let c = Container { name, id };
+    let c = Container::created("na-l-new");
     let o = tool.run(&["attach", &c.name, "--ip", &ip]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), ip);
@@ -204,18 +159,7 @@ fn without_a_daemon_attach_of_a_created_container_says_so_and_a_later_attach_app
     }
     let tool = Tool::new();
     let ip = test_ip();
-    let name = unique("na-l-nod");
-    let id = ok(
-        "docker",
-        &[
-            "create",
-            "--name",
-            &name,
-            "--network=none",
-            &common::image(),
-        ],
-    );
-    let c = Container { name, id };
+    let c = Container::created("na-l-nod");
     let o = tool.run(&["attach", &c.name, "--ip", &ip, "--dns", "10.0.0.53"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), ip);
@@ -301,7 +245,7 @@ fn gc_removes_an_empty_bridge_that_attach_created() {
     }
     let tool = Tool::new();
     let bridge = format!("nal{}", std::process::id() % 100000);
-    let _cleanup = Bridge(bridge.clone());
+    let _cleanup = DelLink(bridge.clone());
     let subnet = format!("10.231.{}.0/24", std::process::id() % 250);
     let c = Container::none("na-l-br");
     tool.ok(&["attach", &c.name, "--bridge", &bridge, "--subnet", &subnet]);

@@ -5,15 +5,9 @@
 mod common;
 
 use std::path::Path;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
-
-fn tool() -> &'static Tool {
-    static TOOL: OnceLock<Tool> = OnceLock::new();
-    TOOL.get_or_init(Tool::new)
-}
 
 /// A private /24 (or /64) unlikely to clash with anything on the machine or another test.
 fn octets() -> (u32, u32) {
@@ -41,9 +35,14 @@ fn user_defined_network_reachable_inside_isolated_outside() {
         ],
     );
     let web = Container::none("na-nw-web");
-    let json: serde_json::Value =
-        serde_json::from_str(&tool().ok(&["attach", &web.name, "--network", &net.0, "--json"]))
-            .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&Tool::shared().ok(&[
+        "attach",
+        &web.name,
+        "--network",
+        &net.0,
+        "--json",
+    ]))
+    .unwrap();
     // The aux address is never handed out: the top of the subnet is .253.
     assert_eq!(json["ip"], format!("10.{a}.{b}.253"));
     assert_eq!(json["bridge"], net.bridge());
@@ -62,7 +61,7 @@ fn user_defined_network_reachable_inside_isolated_outside() {
         "a container on docker0 reached {ip} across networks"
     );
 
-    tool().ok(&["detach", &web.name]);
+    Tool::shared().ok(&["detach", &web.name]);
     assert!(!same.fetches(&ip));
 }
 
@@ -105,7 +104,7 @@ fn several_subnets_fill_in_order() {
     let cs: Vec<Container> = (0..6).map(|_| Container::none("na-nw-ms")).collect();
     let ips: Vec<String> = cs
         .iter()
-        .map(|c| tool().ok(&[&c.name, "--network", &net.0]))
+        .map(|c| Tool::shared().ok(&[&c.name, "--network", &net.0]))
         .collect();
     let first: Vec<_> = ips
         .iter()
@@ -117,7 +116,7 @@ fn several_subnets_fill_in_order() {
         "{ips:?}"
     );
     for c in &cs {
-        tool().ok(&["detach", &c.name]);
+        Tool::shared().ok(&["detach", &c.name]);
     }
 }
 
@@ -127,12 +126,12 @@ fn other_drivers_are_refused() {
         return;
     }
     let web = Container::none("na-nw-drv");
-    tool().fails(
+    Tool::shared().fails(
         &[&web.name, "--network", "none"],
         1,
         "supports bridge networks only",
     );
-    tool().fails(
+    Tool::shared().fails(
         &[&web.name, "--network", "host"],
         1,
         "supports bridge networks only",
@@ -147,8 +146,8 @@ fn several_attachments_default_route_on_the_first_only() {
     let (a, b) = octets();
     let net = Network::create("na-nw", &["--subnet", &format!("10.{a}.{b}.0/24")]);
     let web = Container::none("na-nw-multi");
-    let ip0 = tool().ok(&[&web.name]);
-    let ip1 = tool().ok(&[&web.name, "--network", &net.0]);
+    let ip0 = Tool::shared().ok(&[&web.name]);
+    let ip1 = Tool::shared().ok(&[&web.name, "--network", &net.0]);
     let addrs = ok(
         "ip",
         &["netns", "exec", &web.name, "ip", "-o", "-4", "addr"],
@@ -175,13 +174,13 @@ fn several_attachments_default_route_on_the_first_only() {
     assert!(curl(&ip1, Duration::from_secs(3)).is_some());
 
     // Attaching to the second network again is "already attached", not a third interface.
-    assert_eq!(tool().ok(&[&web.name, "--network", &net.0]), ip1);
+    assert_eq!(Tool::shared().ok(&[&web.name, "--network", &net.0]), ip1);
 
-    tool().ok(&["detach", &web.name, "--network", &net.0]);
+    Tool::shared().ok(&["detach", &web.name, "--network", &net.0]);
     let links = ok("ip", &["netns", "exec", &web.name, "ip", "-o", "link"]);
     assert!(links.contains("eth0") && !links.contains("eth1"), "{links}");
     assert!(curl(&ip0, Duration::from_secs(3)).is_some());
-    tool().ok(&["detach", &web.name]);
+    Tool::shared().ok(&["detach", &web.name]);
     assert!(!netns_link_exists(&web.name));
 }
 
@@ -193,7 +192,7 @@ fn a_docker_networked_container_gets_an_extra_interface_without_losing_its_route
     let (a, b) = octets();
     let net = Network::create("na-nw", &["--subnet", &format!("10.{a}.{b}.0/24")]);
     let web = Container::bridged("na-nw-extra");
-    let ip = tool().ok(&[&web.name, "--network", &net.0, "--ifname", "eth1"]);
+    let ip = Tool::shared().ok(&[&web.name, "--network", &net.0, "--ifname", "eth1"]);
     let routes = stdout(&web.exec(&["ip", "route"]));
     assert!(
         routes.contains("default via 172.17.0.1 dev eth0"),
@@ -202,7 +201,7 @@ fn a_docker_networked_container_gets_an_extra_interface_without_losing_its_route
     assert!(!routes.contains("default via 10."), "{routes}");
     let peer = Container::run("na-nw-xp", &["--network", &net.0], &[]);
     assert!(peer.fetches(&ip));
-    tool().ok(&["detach", &web.name]);
+    Tool::shared().ok(&["detach", &web.name]);
 }
 
 #[test]
@@ -225,9 +224,14 @@ fn dual_stack_network_gives_ipv6_without_dad_stall() {
     // An ordinary container keeps the bridge's carrier, so its own IPv6 addresses finish DAD.
     let _peer = Container::run("na-nw-v6p", &["--network", &net.0], &[]);
     let web = Container::none("na-nw-v6");
-    let json: serde_json::Value =
-        serde_json::from_str(&tool().ok(&["attach", &web.name, "--network", &net.0, "--json"]))
-            .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&Tool::shared().ok(&[
+        "attach",
+        &web.name,
+        "--network",
+        &net.0,
+        "--json",
+    ]))
+    .unwrap();
     let ip6 = json["ip6"].as_str().expect("ip6 in the record").to_string();
     assert!(ip6.starts_with(&format!("fd00:{a:x}:{b:x}:")), "{json}");
     assert_eq!(json["prefix_len6"], 64);
@@ -257,7 +261,7 @@ fn dual_stack_network_gives_ipv6_without_dad_stall() {
     // An explicit --ip6 on a second container; and on an IPv4-only network --ip6 is refused.
     let other = Container::none("na-nw-v6b");
     let want = format!("fd00:{a:x}:{b:x}::77");
-    let json: serde_json::Value = serde_json::from_str(&tool().ok(&[
+    let json: serde_json::Value = serde_json::from_str(&Tool::shared().ok(&[
         "attach",
         &other.name,
         "--network",
@@ -268,10 +272,10 @@ fn dual_stack_network_gives_ipv6_without_dad_stall() {
     ]))
     .unwrap();
     assert_eq!(json["ip6"], want.as_str());
-    tool().fails(&[&other.name, "--ip6", "fd00::9"], 1, "has no IPv6 subnet");
+    Tool::shared().fails(&[&other.name, "--ip6", "fd00::9"], 1, "has no IPv6 subnet");
     // Docker's default bridge has no IPv6: IPv6 is off on the interface, as Docker does.
     let plain = Container::none("na-nw-v4");
-    tool().ok(&[&plain.name]);
+    Tool::shared().ok(&[&plain.name]);
     let off = ok(
         "ip",
         &[
@@ -284,7 +288,7 @@ fn dual_stack_network_gives_ipv6_without_dad_stall() {
     );
     assert_eq!(off, "1");
     for c in [&web, &other, &plain] {
-        tool().ok(&["detach", &c.name]);
+        Tool::shared().ok(&["detach", &c.name]);
     }
 }
 
@@ -294,7 +298,7 @@ fn dns_is_written_for_ip_netns_exec_and_removed_on_detach() {
         return;
     }
     let web = Container::none("na-nw-dns");
-    tool().ok(&[&web.name, "--dns", "192.0.2.53", "--dns", "2001:db8::53"]);
+    Tool::shared().ok(&[&web.name, "--dns", "192.0.2.53", "--dns", "2001:db8::53"]);
     let conf = Path::new("/etc/netns").join(&web.name).join("resolv.conf");
     let text = std::fs::read_to_string(&conf).unwrap();
     assert!(
@@ -306,18 +310,9 @@ fn dns_is_written_for_ip_netns_exec_and_removed_on_detach() {
         &["netns", "exec", &web.name, "cat", "/etc/resolv.conf"],
     );
     assert!(seen.contains("nameserver 192.0.2.53"), "{seen}");
-    tool().ok(&["detach", &web.name]);
+    Tool::shared().ok(&["detach", &web.name]);
     assert!(!conf.exists());
     assert!(!conf.parent().unwrap().exists());
-}
-
-/// A bridge removed on drop (if still there).
-struct Bridge(String);
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = run("ip", &["link", "del", &self.0]);
-    }
 }
 
 #[test]
@@ -327,9 +322,9 @@ fn a_named_namespace_on_a_bridge_docker_does_not_manage() {
     }
     let ns = NamedNs::new("na-ns");
     let (a, b) = octets();
-    let br = Bridge(format!("nab{}", std::process::id() % 100000));
+    let br = DelLink(format!("nab{}", std::process::id() % 100000));
     let subnet = format!("10.{a}.{b}.0/24");
-    let ip = tool().ok(&[
+    let ip = Tool::shared().ok(&[
         "attach", "--netns", &ns.0, "--bridge", &br.0, "--subnet", &subnet,
     ]);
     assert_eq!(ip, format!("10.{a}.{b}.254"));
@@ -354,19 +349,19 @@ fn a_named_namespace_on_a_bridge_docker_does_not_manage() {
         ns.ip(&["route"])
             .contains(&format!("default via 10.{a}.{b}.1"))
     );
-    let list = tool().ok(&["ls"]);
+    let list = Tool::shared().ok(&["ls"]);
     assert!(
         list.lines()
             .any(|l| l.contains(&ns.0) && l.contains("attached")),
         "{list}"
     );
 
-    tool().ok(&["detach", &ns.0]);
+    Tool::shared().ok(&["detach", &ns.0]);
     // Created by us and empty now: gone. The namespace itself is the user's: still there.
     assert!(!iface_exists(&br.0), "bridge left behind");
     assert!(Path::new("/var/run/netns").join(&ns.0).exists());
     assert!(!ns.ip(&["link"]).contains("eth0"));
-    assert!(!tool().ok(&["ls"]).contains(&ns.0));
+    assert!(!Tool::shared().ok(&["ls"]).contains(&ns.0));
 }
 
 #[test]
@@ -376,7 +371,7 @@ fn an_existing_bridge_is_used_and_left_alone() {
     }
     let ns = NamedNs::new("na-ns");
     let (a, b) = octets();
-    let br = Bridge(format!("nac{}", std::process::id() % 100000));
+    let br = DelLink(format!("nac{}", std::process::id() % 100000));
     ok("ip", &["link", "add", &br.0, "type", "bridge"]);
     ok(
         "ip",
@@ -384,7 +379,7 @@ fn an_existing_bridge_is_used_and_left_alone() {
     );
     ok("ip", &["link", "set", &br.0, "up"]);
     let pid_path = format!("/var/run/netns/{}", ns.0);
-    let ip = tool().ok(&[
+    let ip = Tool::shared().ok(&[
         "attach",
         "--netns",
         &pid_path,
@@ -410,7 +405,7 @@ fn an_existing_bridge_is_used_and_left_alone() {
             .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
             .unwrap()
     );
-    tool().ok(&["detach", &name]);
+    Tool::shared().ok(&["detach", &name]);
     assert!(
         iface_exists(&br.0),
         "a bridge we did not create was removed"
@@ -424,7 +419,7 @@ fn dry_run_explain_prints_the_ip_commands() {
         return;
     }
     let ns = NamedNs::new("na-ns");
-    let out = tool().ok(&[
+    let out = Tool::shared().ok(&[
         "attach",
         "--netns",
         &ns.0,
@@ -482,36 +477,31 @@ fn a_full_outside_of_the_ip_range_is_exhaustion_not_a_silent_collision() {
         return;
     }
     // A state directory of its own: the shared one of this binary changes under other tests.
-    let own = Tool::new();
-    let tool = || &own;
+    let tool = Tool::new();
     let (net, base) = fenced_29();
     let range = format!("{base}.0/30");
     // Outside the range: .4 .5 .6 (the gateway is .1, Docker hands out .2 and .3).
     let cs: Vec<Container> = (0..3).map(|_| Container::none("na-nw-fence")).collect();
     let ips: Vec<String> = cs
         .iter()
-        .map(|c| tool().ok(&[&c.name, "--network", &net.0]))
+        .map(|c| tool.ok(&[&c.name, "--network", &net.0]))
         .collect();
     assert_eq!(
         ips,
         [".6", ".5", ".4"].map(|h| format!("{base}{h}")),
         "outside the range first"
     );
-    let leases_before = tool().lease_count();
+    let leases_before = tool.lease_count();
     let ports_before = bridge_ports(&net.bridge());
     let fourth = Container::none("na-nw-fence");
-    let err = tool().fails(&[&fourth.name, "--network", &net.0], 1, &range);
+    let err = tool.fails(&[&fourth.name, "--network", &net.0], 1, &range);
     for way in ["--subnet", "--ip-range", "--ip"] {
         assert!(
             err.contains(way),
             "the error names no way out ({way}): {err}"
         );
     }
-    assert_eq!(
-        tool().lease_count(),
-        leases_before,
-        "a lease was left behind"
-    );
+    assert_eq!(tool.lease_count(), leases_before, "a lease was left behind");
     let inside = docker_ifaces(&fourth);
     assert_eq!(inside, ["lo"], "interfaces left in the container");
     assert_eq!(
@@ -532,7 +522,7 @@ fn a_full_outside_of_the_ip_range_is_exhaustion_not_a_silent_collision() {
     );
     assert_eq!(docker_ip, format!("{base}.2"));
     // The way out the error names: an explicit address inside the range, with a warning.
-    let o = tool().run(&[
+    let o = tool.run(&[
         &fourth.name,
         "--network",
         &net.0,
@@ -549,7 +539,7 @@ fn a_full_outside_of_the_ip_range_is_exhaustion_not_a_silent_collision() {
         "{warn}"
     );
     for c in cs.iter().chain([&fourth]) {
-        tool().ok(&["detach", &c.name]);
+        tool.ok(&["detach", &c.name]);
     }
 }
 

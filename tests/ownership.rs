@@ -5,7 +5,6 @@
 //! the bridge is; the store lock is not held while Docker is asked.
 
 mod common;
-mod support;
 
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -15,24 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    BIN, Container, NamedNs, RemoveOnDrop, Tool, bridge_ports, curl, iface_exists, image,
-    need_docker, netns_link_exists, ok, run, stderr, unique,
+    BIN, Container, DelLink, NamedNs, RemoveOnDrop, Tool, bridge_ports, curl, iface_exists, image,
+    leases, need_docker, netns_link_exists, ok, run, stderr, test_ip, unique, veths_of, wait_until,
 };
-use support::{leases, test_ip, veths_of, wait_until};
-
-/// The lease file holding `ip` in the tool's state directory.
-fn lease_file(tool: &Tool, ip: &str) -> PathBuf {
-    for net in std::fs::read_dir(tool.state.path().join("leases"))
-        .unwrap()
-        .flatten()
-    {
-        let p = net.path().join(ip);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("no lease file for {ip}");
-}
 
 /// Rewrites one field of a lease file, as someone with root might.
 fn edit_lease(path: &Path, field: &str, value: &str) {
@@ -186,17 +170,23 @@ fn unknown_containers_and_networks_are_errors() {
     assert!(leases(&tool).is_empty());
 }
 
+/// An attached container whose lease names a foreign veth as its host interface.
+fn lease_naming_a_foreign_veth(tool: &Tool, prefix: &str) -> (Container, String, ForeignVeth) {
+    let c = Container::none(prefix);
+    let ip = test_ip();
+    tool.ok(&["attach", &c.name, "--ip", &ip]);
+    let foreign = ForeignVeth::new();
+    edit_lease(&tool.lease_file(&ip), "host_ifname", &foreign.name);
+    (c, ip, foreign)
+}
+
 #[test]
 fn gc_never_deletes_a_foreign_interface_a_lease_names() {
     if !need_docker() {
         return;
     }
     let tool = Tool::new();
-    let c = Container::none("na-t-fgc");
-    let ip = test_ip();
-    tool.ok(&["attach", &c.name, "--ip", &ip]);
-    let foreign = ForeignVeth::new();
-    edit_lease(&lease_file(&tool, &ip), "host_ifname", &foreign.name);
+    let (c, ip, foreign) = lease_naming_a_foreign_veth(&tool, "na-t-fgc");
     ok("docker", &["rm", "-f", &c.name]);
     let out = tool.ok(&["gc"]);
     assert!(
@@ -218,11 +208,7 @@ fn detach_never_deletes_a_foreign_interface_a_lease_names() {
         return;
     }
     let tool = Tool::new();
-    let c = Container::none("na-t-fdt");
-    let ip = test_ip();
-    tool.ok(&["attach", &c.name, "--ip", &ip]);
-    let foreign = ForeignVeth::new();
-    edit_lease(&lease_file(&tool, &ip), "host_ifname", &foreign.name);
+    let (c, _, foreign) = lease_naming_a_foreign_veth(&tool, "na-t-fdt");
     tool.ok(&["detach", &c.name]);
     assert!(
         iface_exists(&foreign.name),
@@ -244,15 +230,6 @@ fn detach_never_deletes_a_foreign_interface_a_lease_names() {
     ok("ip", &["link", "set", "dev", &veth, "alias", &c2.id]);
     tool.ok(&["detach", &c2.name]);
     assert!(iface_exists(&veth), "detach deleted the bridge {veth}");
-}
-
-/// Deletes an interface on drop.
-struct DelLink(String);
-
-impl Drop for DelLink {
-    fn drop(&mut self) {
-        let _ = run("ip", &["link", "del", &self.0]);
-    }
 }
 
 /// The tool in a network namespace of its own (`unshare --net`, with `--pid --fork
@@ -327,7 +304,7 @@ fn detach_counts_bridge_ports_where_the_bridge_is() {
         ]);
     }
     let veth = |name: &str| {
-        support::json_of(&tool, &["list", "--json"])
+        common::json_of(&tool, &["list", "--json"])
             .as_array()
             .unwrap()
             .iter()

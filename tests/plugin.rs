@@ -1,17 +1,15 @@
 //! The Docker CLI plugin (through the real docker CLI), shell completions and man pages.
 
 mod common;
-mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    BIN, Container, Network, StateDir, Tool, first_answer, need_docker, netns_link_exists, stderr,
-    stdout,
+    BIN, Container, Network, Tool, first_answer, leases, need_docker, netns_link_exists, run,
+    stderr, stdout, temp_dir, test_ip,
 };
-use support::{leases, test_ip};
 
 #[test]
 fn plugin_metadata_is_what_the_docker_cli_reads() {
@@ -35,11 +33,11 @@ fn plugin_metadata_is_what_the_docker_cli_reads() {
 }
 
 /// A docker CLI config directory with the plugin installed (a symlink to the built binary).
-struct PluginHome(StateDir);
+struct PluginHome(tempfile::TempDir);
 
 impl PluginHome {
     fn new() -> Self {
-        let home = StateDir::new();
+        let home = temp_dir();
         let dir = home.path().join("cli-plugins");
         std::fs::create_dir_all(&dir).unwrap();
         std::os::unix::fs::symlink(BIN, dir.join("docker-netattach")).unwrap();
@@ -97,7 +95,7 @@ fn docker_global_flags_before_the_plugin_name() {
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
 
     // -H picks the engine: a socket that does not exist is named in the error ...
-    let dir = StateDir::new();
+    let dir = temp_dir();
     let missing = format!("unix://{}/no.sock", dir.path().display());
     let c = Container::none("na-t-plugh");
     let o = home.docker(&tool, &["-H", &missing, "netattach", &c.name]);
@@ -224,7 +222,7 @@ fn bash_completion_completes_subcommands() {
         .args(["completions", "bash"])
         .output()
         .unwrap();
-    let dir = StateDir::new();
+    let dir = temp_dir();
     let file = dir.path().join("c.bash");
     std::fs::write(&file, &script.stdout).unwrap();
     // Ask bash itself what `docker-netattach wa<TAB>` offers.
@@ -271,7 +269,7 @@ fn bash_completion_asks_docker_for_container_and_network_names() {
         .args(["completions", "bash"])
         .output()
         .unwrap();
-    let dir = StateDir::new();
+    let dir = temp_dir();
     let file = dir.path().join("c.bash");
     std::fs::write(&file, &script.stdout).unwrap();
     let prefix = &c.name[..c.name.len() - 2];
@@ -333,12 +331,7 @@ fn bash_completion_asks_docker_for_container_and_network_names() {
 
 #[test]
 fn zsh_and_fish_completion_ask_docker() {
-    let zsh = stdout(
-        &Command::new(BIN)
-            .args(["completions", "zsh"])
-            .output()
-            .unwrap(),
-    );
+    let zsh = stdout(&run(BIN, &["completions", "zsh"]));
     assert!(zsh.contains(":_docker_netattach_containers'"), "{zsh}");
     assert!(
         zsh.contains("'*::containers -- Container name, ID or unique ID prefix (or the name of a --netns target):_docker_netattach_containers'"),
@@ -349,12 +342,7 @@ fn zsh_and_fish_completion_ask_docker() {
         "{zsh}"
     );
     assert!(zsh.contains("docker ps"), "{zsh}");
-    let fish = stdout(
-        &Command::new(BIN)
-            .args(["completions", "fish"])
-            .output()
-            .unwrap(),
-    );
+    let fish = stdout(&run(BIN, &["completions", "fish"]));
     assert!(fish.contains("docker ps --format '{{.Names}}'"), "{fish}");
     assert!(
         fish.contains("-l network -x -a \"(command docker network ls"),
@@ -375,7 +363,7 @@ fn man_pages() {
     for sub in ["attach", "watch", "gc", "completions"] {
         assert!(page.contains(sub), "man page lacks {sub}");
     }
-    let dir = StateDir::new();
+    let dir = temp_dir();
     let out: PathBuf = dir.path().join("man1");
     let o = Command::new(BIN)
         .args(["man", "--out-dir", out.to_str().unwrap()])

@@ -3,10 +3,10 @@
 //! attachment is on private Docker networks of this test (no docker0 address is taken).
 
 mod common;
-mod support;
 
-use common::{Container, Network, Tool, image, need_docker, ok, run, stderr, stdout, unique};
-use support::json_of;
+use common::{
+    Container, Network, Tool, image, json_of, need_docker, ok, run, stderr, stdout, unique,
+};
 
 /// A private network: dual-stack when `v6`. Subnets from 10.200-249.x (other suites use
 /// 10.100-199.x); a subnet another test holds is skipped.

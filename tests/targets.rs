@@ -80,6 +80,36 @@ fn assert_refused(o: &Output, args: &[&str], want: &str) {
 }
 
 /// Nothing of an attach is left: no interface of that name in the host, no bridge, no lease, no
+/// `attach --netns target` with a fresh interface on a fresh private bridge, which must be
+/// refused with `want`; the answer, the two names, and the guard that removes them.
+fn refused_attach(
+    tool: &Tool,
+    target: &str,
+    prefix: &str,
+    limit: Duration,
+    want: &str,
+) -> (Output, String, String, Links) {
+    let ifname = short(prefix);
+    let bridge = short(&format!("{prefix}b"));
+    let links = Links(vec![ifname.clone(), bridge.clone()]);
+    let (subnet, _) = subnet24();
+    let args = [
+        "attach",
+        "--netns",
+        target,
+        "--ifname",
+        &ifname,
+        "--bridge",
+        &bridge,
+        "--subnet",
+        &subnet,
+        "--no-default-route",
+    ];
+    let o = run_bounded(tool, &args, limit);
+    assert_refused(&o, &args, want);
+    (o, ifname, bridge, links)
+}
+
 /// netns link.
 fn assert_nothing_left(tool: &Tool, ifname: &str, bridge: &str, netns_name: Option<&str>) {
     assert!(!iface_exists(ifname), "{ifname} was created in the host");
@@ -128,24 +158,13 @@ fn the_host_namespace_and_our_own_are_refused() {
         targets.push("/proc/1/ns/net");
     }
     for target in targets {
-        let ifname = short("nah");
-        let bridge = short("nahb");
-        let _links = Links(vec![ifname.clone(), bridge.clone()]);
-        let (subnet, _) = subnet24();
-        let args = [
-            "attach",
-            "--netns",
+        let (_, ifname, bridge, _links) = refused_attach(
+            &tool,
             target,
-            "--ifname",
-            &ifname,
-            "--bridge",
-            &bridge,
-            "--subnet",
-            &subnet,
-            "--no-default-route",
-        ];
-        let o = run_bounded(&tool, &args, Duration::from_secs(20));
-        assert_refused(&o, &args, "host's network namespace");
+            "nah",
+            Duration::from_secs(20),
+            "host's network namespace",
+        );
         assert_nothing_left(&tool, &ifname, &bridge, None);
     }
     assert!(
@@ -160,7 +179,7 @@ fn files_that_are_not_network_namespaces_are_refused_without_blocking() {
         return;
     }
     let tool = Tool::new();
-    let dir = StateDir::new();
+    let dir = temp_dir();
     let fifo = dir.path().join("fifo");
     ok("mkfifo", &[&fifo.display().to_string()]);
     let plain = dir.path().join("plain");
@@ -182,24 +201,8 @@ fn files_that_are_not_network_namespaces_are_refused_without_blocking() {
         (link.display().to_string(), "is a symbolic link"),
     ];
     for (target, want) in &cases {
-        let ifname = short("naf");
-        let bridge = short("nafb");
-        let _links = Links(vec![ifname.clone(), bridge.clone()]);
-        let (subnet, _) = subnet24();
-        let args = [
-            "attach",
-            "--netns",
-            target,
-            "--ifname",
-            &ifname,
-            "--bridge",
-            &bridge,
-            "--subnet",
-            &subnet,
-            "--no-default-route",
-        ];
-        let o = run_bounded(&tool, &args, Duration::from_secs(10));
-        assert_refused(&o, &args, want);
+        let (o, ifname, bridge, _links) =
+            refused_attach(&tool, target, "naf", Duration::from_secs(10), want);
         assert!(
             stderr(&o).contains(target.as_str()),
             "the error does not name {target}: {}",

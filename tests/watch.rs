@@ -5,30 +5,19 @@
 //! container stays on docker0 throughout, so address reuse is tested with a live neighbour.
 
 mod common;
-mod support;
 
 use std::time::Duration;
 
 use common::{
-    Container, RemoveOnDrop, Tool, curl, first_answer, need_docker, netns_link_exists, ok,
+    Container, Daemon, DockerProxy, RemoveOnDrop, Tool, attached, curl, first_answer,
+    ifaces_inside, leases, need_docker, netns_link_exists, ok, status_of, test_ip, veths_of,
+    wait_until,
 };
-use support::{Daemon, DockerProxy, ifaces_inside, leases, test_ip, veths_of, wait_until};
 
 const SHORT: Duration = Duration::from_secs(10);
 
 fn answers(ip: &str) -> bool {
     first_answer(ip, SHORT).is_some()
-}
-
-fn lease_of(tool: &Tool, name: &str) -> Option<(String, String)> {
-    leases(tool)
-        .into_iter()
-        .find(|(n, _, _)| n == name)
-        .map(|(_, ip, status)| (ip, status))
-}
-
-fn attached(tool: &Tool, name: &str) -> bool {
-    lease_of(tool, name).is_some_and(|(_, s)| s == "attached")
 }
 
 #[test]
@@ -55,7 +44,7 @@ fn labelled_container_is_attached_kept_across_restarts_and_cleaned_up() {
         "not attached:\n{}",
         d.log()
     );
-    assert_eq!(lease_of(&tool, &c.name).unwrap().0, ip);
+    assert_eq!(status_of(&tool, &c.name).unwrap().0, ip);
     assert!(answers(&ip), "{ip} does not answer");
     assert!(
         neighbour.fetches(&ip),
@@ -73,7 +62,7 @@ fn labelled_container_is_attached_kept_across_restarts_and_cleaned_up() {
         "not re-attached after restart:\n{}",
         d.log()
     );
-    assert_eq!(lease_of(&tool, &c.name).unwrap().0, ip);
+    assert_eq!(status_of(&tool, &c.name).unwrap().0, ip);
     assert!(answers(&ip), "{ip} does not answer after restart");
     assert!(
         neighbour.fetches(&ip),
@@ -90,20 +79,20 @@ fn labelled_container_is_attached_kept_across_restarts_and_cleaned_up() {
         "link or veth left after stop:\n{}",
         d.log()
     );
-    assert_eq!(lease_of(&tool, &c.name).map(|l| l.0), Some(ip.clone()));
+    assert_eq!(status_of(&tool, &c.name).map(|l| l.0), Some(ip.clone()));
     ok("docker", &["start", &c.name]);
     assert!(wait_until(SHORT, || attached(&tool, &c.name)));
     assert!(answers(&ip), "{ip} does not answer after stop/start");
 
     // the unlabelled container was never touched
     assert_eq!(ifaces_inside(plain.pid()), ["lo"]);
-    assert!(lease_of(&tool, &plain.name).is_none());
+    assert!(status_of(&tool, &plain.name).is_none());
     assert!(!netns_link_exists(&plain.name));
 
     // rm -> lease released, nothing left
     ok("docker", &["rm", "-f", &c.name]);
     assert!(
-        wait_until(SHORT, || lease_of(&tool, &c.name).is_none()),
+        wait_until(SHORT, || status_of(&tool, &c.name).is_none()),
         "lease left after rm:\n{}",
         d.log()
     );
@@ -152,7 +141,7 @@ fn daemon_started_later_picks_up_running_containers_and_cleans_up() {
     let gone = Container::none("na-t-gone");
     assert_eq!(tool.ok(&["attach", &gone.name, "--ip", &ip_gone]), ip_gone);
     ok("docker", &["rm", "-f", &gone.name]);
-    assert!(lease_of(&tool, &gone.name).is_some());
+    assert!(status_of(&tool, &gone.name).is_some());
 
     // Past the daemon's event replay window (one second back): only the reconcile can do it.
     std::thread::sleep(Duration::from_millis(2500));
@@ -165,7 +154,7 @@ fn daemon_started_later_picks_up_running_containers_and_cleans_up() {
     );
     assert!(answers(&ip1) && answers(&ip2));
     assert!(
-        wait_until(SHORT, || lease_of(&tool, &gone.name).is_none()),
+        wait_until(SHORT, || status_of(&tool, &gone.name).is_none()),
         "stale lease not collected:\n{}",
         d.log()
     );
@@ -237,13 +226,13 @@ fn docker_connection_drops_and_comes_back() {
     assert!(
         wait_until(SHORT, || attached(&tool, &a.name)
             && attached(&tool, &b.name)
-            && lease_of(&tool, &c.name).is_none()),
+            && status_of(&tool, &c.name).is_none()),
         "not reconciled after reconnect: {:?}\n{}",
         leases(&tool),
         d.log()
     );
     assert!(answers(&ip_a) && answers(&ip_b));
-    assert_eq!(lease_of(&tool, &a.name).unwrap().0, ip_a);
+    assert_eq!(status_of(&tool, &a.name).unwrap().0, ip_a);
     assert_eq!(ifaces_inside(a.pid()), ["eth0", "lo"]);
     assert_eq!(veths_of(&a.id).len(), 1);
     assert_eq!(veths_of(&b.id).len(), 1);
@@ -285,17 +274,7 @@ fn bad_labels_are_reported_and_do_not_stop_the_others() {
         &[],
     );
     let ip = test_ip();
-    let good = Container::run(
-        "na-t-good",
-        &[
-            "--network=none",
-            "--label",
-            &d.label("network", "bridge"),
-            "--label",
-            &d.label("ip", &ip),
-        ],
-        &[],
-    );
+    let good = Container::labelled("na-t-good", &d.prefix, &ip);
     assert!(
         wait_until(SHORT, || attached(&tool, &good.name)),
         "{}",
@@ -318,8 +297,8 @@ fn bad_labels_are_reported_and_do_not_stop_the_others() {
         log.contains(&taken.name) && log.contains("no-such-network-here"),
         "{log}"
     );
-    assert!(lease_of(&tool, &bad.name).is_none());
-    assert!(lease_of(&tool, &taken.name).is_none());
+    assert!(status_of(&tool, &bad.name).is_none());
+    assert!(status_of(&tool, &taken.name).is_none());
     assert!(d.alive());
 }
 
@@ -361,11 +340,12 @@ fn labels_choose_interface_and_netns_names() {
         "ip",
         &["netns", "exec", &link, "cat", "/sys/class/net/eth7/address"],
     );
-    assert_eq!(inside, support::mac_of(&ip));
+    let mac = docker_netattach::plan::mac_for(ip.parse().unwrap());
+    assert_eq!(inside, docker_netattach::plan::format_mac(mac));
     ok("docker", &["rm", "-f", &c.name]);
     assert!(
         wait_until(SHORT, || !netns_link_exists(&link)
-            && lease_of(&tool, &c.name).is_none()),
+            && status_of(&tool, &c.name).is_none()),
         "{}",
         d.log()
     );
@@ -392,17 +372,7 @@ fn a_corrupt_lease_does_not_stop_the_reconcile_from_attaching() {
 
     let prefix = common::unique("nat").replace('-', "");
     let ip = test_ip();
-    let _c = Container::run(
-        "na-t-corrupt",
-        &[
-            "--network=none",
-            "--label",
-            &format!("{prefix}.network=bridge"),
-            "--label",
-            &format!("{prefix}.ip={ip}"),
-        ],
-        &[],
-    );
+    let _c = Container::labelled("na-t-corrupt", &prefix, &ip);
     // Past the daemon's event replay window (one second back): only the reconcile can do it.
     std::thread::sleep(Duration::from_millis(2500));
     let d = Daemon::start_with_prefix(&tool, &prefix, &[]);

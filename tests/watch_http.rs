@@ -2,14 +2,15 @@
 //! Docker is unreachable. Traffic goes to 127.0.0.1 only.
 
 mod common;
-mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Container, Tool, need_docker, unique};
-use support::{Daemon, get_with_host, http, json_of, parse_response, test_ip, wait_until};
+use common::{
+    Container, Daemon, Tool, get_with_host, http, json_of, need_docker, parse_response, test_ip,
+    unique, wait_until,
+};
 
 #[test]
 fn every_endpoint_answers() {

@@ -11,14 +11,12 @@
 //! static release build instead of the test build.
 
 mod common;
-mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Container, Tool, need_docker, netns_link_exists, ok};
-use support::{Daemon, test_ip, wait_until};
+use common::{Container, Daemon, Tool, need_docker, netns_link_exists, ok, test_ip, wait_until};
 
 const STARTS: usize = 20;
 const TARGET: Duration = Duration::from_millis(100);
@@ -77,17 +75,7 @@ fn start_event_to_answer_latency() {
     let d = Daemon::start(&tool, &[]);
     assert!(d.wait_ready(Duration::from_secs(10)), "{}", d.log());
     let ip = test_ip();
-    let c = Container::run(
-        "na-t-lat",
-        &[
-            "--network=none",
-            "--label",
-            &d.label("network", "bridge"),
-            "--label",
-            &d.label("ip", &ip),
-        ],
-        &[],
-    );
+    let c = Container::labelled("na-t-lat", &d.prefix, &ip);
     let addr: SocketAddr = format!("{ip}:80").parse().unwrap();
     assert!(
         wait_until(Duration::from_secs(10), || get_once(addr)),
@@ -102,7 +90,7 @@ fn start_event_to_answer_latency() {
             // The old namespace answers (RST) until the kernel has really torn it down, with
             // our veth: wait for that too, or the next round would count it as reachable.
             wait_until(Duration::from_secs(10), || !netns_link_exists(&c.name)
-                && support::veths_of(&c.id).is_empty()),
+                && common::veths_of(&c.id).is_empty()),
             "round {round}: stop not handled\n{}",
             d.log()
         );
@@ -142,25 +130,10 @@ fn start_event_to_answer_latency() {
             .as_secs()
             + 1)
         .to_string();
-        let events = ok(
-            "docker",
-            &[
-                "events",
-                "--since",
-                &since,
-                "--until",
-                &until,
-                "--filter",
-                &format!("container={}", c.id),
-                "--filter",
-                "event=start",
-                "--format",
-                "{{.TimeNano}}",
-            ],
-        );
+        let events = c.start_events_ns(&since, &until);
         let event_ns: i128 = events
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
+            .iter()
+            .copied()
             .filter(|t| *t >= unix_ns(before))
             .max()
             .unwrap_or_else(|| panic!("round {round}: no start event in {events:?}"));

@@ -1,31 +1,17 @@
-//! Helpers for the `watch`, `gc`, image and plugin tests, on top of `tests/common`:
-//! a daemon guard (killed on drop, its log printed when the test failed), a bare HTTP client for
-//! the endpoints, a Docker socket proxy the test can cut and restore, addresses that do not
-//! collide with the other suites' top-down picks, and polling.
-#![allow(dead_code)]
+//! The daemon under test (killed on drop, its log printed when the test failed), a bare HTTP
+//! client for its endpoints, a Docker socket proxy a test can cut and restore, and polling.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::common::{BIN, Tool, unique};
-
-/// An address for a test attachment: 172.17.240.2 .. 172.17.243.251, spread by Pid and a
-/// counter. The core picks from the top of docker0 (172.17.255.x) downward and Docker from the
-/// bottom, so parallel suites with their own state directories do not pick these.
-pub fn test_ip() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed) % 16;
-    let idx = (std::process::id() % 62) * 16 + n;
-    let a = Ipv4Addr::new(172, 17, 240 + (idx / 250) as u8, (idx % 250) as u8 + 2);
-    a.to_string()
-}
+use super::{Tool, unique};
 
 /// Polls `cond` every 20 ms until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -51,31 +37,29 @@ pub fn free_port() -> u16 {
 
 /// One HTTP request; returns (status, body). Connection errors give status 0.
 pub fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
-    else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    parse_response(&raw)
+    send(
+        addr,
+        &format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
 }
 
 /// One GET with the given `Host` header (`None`: no Host header, HTTP/1.0); (status, body).
 pub fn get_with_host(addr: &str, path: &str, host: Option<&str>) -> (u16, String) {
+    let req = match host {
+        Some(h) => format!("GET {path} HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n"),
+        None => format!("GET {path} HTTP/1.0\r\n\r\n"),
+    };
+    send(addr, &req)
+}
+
+/// Sends one raw request and reads the answer to the end; (status, body), status 0 when the
+/// connection fails.
+fn send(addr: &str, req: &str) -> (u16, String) {
     let Ok(mut s) = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
     else {
         return (0, String::new());
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let req = match host {
-        Some(h) => format!("GET {path} HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n"),
-        None => format!("GET {path} HTTP/1.0\r\n\r\n"),
-    };
     if s.write_all(req.as_bytes()).is_err() {
         return (0, String::new());
     }
@@ -295,111 +279,4 @@ impl Drop for DockerProxy {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Runs the tool with `args` and parses its JSON stdout.
-pub fn json_of(tool: &Tool, args: &[&str]) -> serde_json::Value {
-    let out = tool.ok(args);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
-}
-
-/// The leases of the tool's state directory as (container_name, ip, status).
-pub fn leases(tool: &Tool) -> Vec<(String, String, String)> {
-    let v = json_of(tool, &["list", "--json"]);
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["container_name"].as_str().unwrap().to_string(),
-                r["ip"].as_str().unwrap().to_string(),
-                r["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-/// Host interfaces whose ifalias is `container_id` (our veths of that container).
-pub fn veths_of(container_id: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("ifalias"))
-                .is_ok_and(|a| a.trim() == container_id)
-        })
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-/// Interfaces inside a container's namespace (via /proc/<pid>/net/dev: no tool needed inside).
-pub fn ifaces_inside(pid: u32) -> Vec<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
-    let mut v: Vec<String> = text
-        .lines()
-        .skip(2)
-        .filter_map(|l| Some(l.split(':').next()?.trim().to_string()))
-        .collect();
-    v.sort();
-    v
-}
-
-/// The tool binary path (for plugin installs and images).
-pub fn bin() -> &'static Path {
-    Path::new(BIN)
-}
-
-/// `docker run` argument list helper: runs a command and returns its Output.
-pub fn docker(args: &[&str]) -> std::process::Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI")
-}
-
-/// Docker's classic MAC for an address (`02:42:` + the four bytes), as the tool sets it.
-pub fn mac_of(ip: &str) -> String {
-    let a: Ipv4Addr = ip.parse().unwrap();
-    let o = a.octets();
-    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
-}
-
-/// The tool's image, built once per test binary by the script users run (the static build and
-/// the image layers are cached, so later builds take seconds). Tagged for this checkout
-/// (`docker-netattach:t<hash of its path>`), so parallel checkouts never test each other's image.
-pub fn tool_image() -> &'static str {
-    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    TAG.get_or_init(|| {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        env!("CARGO_MANIFEST_DIR").hash(&mut h);
-        let tag = format!("docker-netattach:t{:012x}", h.finish() & 0xffff_ffff_ffff);
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-image.sh");
-        let o = Command::new("bash")
-            .arg(script)
-            .env("NETATTACH_IMAGE", &tag)
-            .output()
-            .expect("run build-image.sh");
-        assert!(
-            o.status.success(),
-            "build-image.sh failed:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), tag);
-        tag
-    })
-}
-
-/// The ID of the image [`tool_image`] built, read right after the build: a tag other test runs
-/// may move, an ID they cannot (and Swarm never tries to pull an image named by its ID).
-pub fn tool_image_id() -> &'static str {
-    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ID.get_or_init(|| {
-        let tag = tool_image();
-        let o = docker(&["image", "inspect", "-f", "{{.Id}}", tag]);
-        assert!(o.status.success(), "docker image inspect {tag} failed");
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    })
 }
