@@ -29,7 +29,6 @@ use decide::{
 use pending::reserve;
 
 pub const DEFAULT_IFNAME: &str = "eth0";
-pub use crate::txn::FAIL_AFTER_ENV;
 
 #[derive(Debug, Clone, Default)]
 pub struct AttachOpts {

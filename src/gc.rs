@@ -39,8 +39,8 @@ use crate::{hostns, owner};
 mod decide;
 
 pub use decide::{
-    Action, LeaseFacts, LinkState, Presence, Removal, RemovalKind, decide_bridge, decide_lease,
-    decide_veth, owner_of,
+    Action, LeaseFacts, LinkState, Presence, Removal, decide_bridge, decide_lease, decide_veth,
+    owner_of,
 };
 
 /// Finds (and unless `dry_run`, removes) stale objects; returns them. Needs Docker to tell which

@@ -16,9 +16,11 @@ use crate::plan::{self, AttachPlan};
 /// Test-only fault injection: make attach fail right after the named step
 /// (`lease`, `bridge`, `netns-link`, `veth`, `configure`, `dns`). Only a build with the
 /// `test-hooks` feature (what `scripts/test` builds) reads it; a shipped binary ignores it.
+#[cfg(any(test, feature = "test-hooks"))]
 pub const FAIL_AFTER_ENV: &str = "DOCKER_NETATTACH_FAIL_AFTER";
 /// Test-only: pause 1.5 s after the named step, holding the lock (to kill things in the middle
 /// of an attach). `test-hooks` builds only, as [`FAIL_AFTER_ENV`].
+#[cfg(feature = "test-hooks")]
 pub const PAUSE_AFTER_ENV: &str = "DOCKER_NETATTACH_PAUSE_AFTER";
 
 /// The test hooks of one attach; always empty unless built with `--features test-hooks`.

@@ -24,7 +24,7 @@ fn facts(container: Presence, ns_alive: bool, veth: bool, link: LinkState) -> Le
 
 #[test]
 fn removal_kinds_print_and_serialise_as_their_old_strings() {
-    use RemovalKind::*;
+    use crate::gc::decide::RemovalKind::*;
     for (k, s) in [
         (Lease, "lease"),
         (NetnsLink, "netns-link"),

@@ -140,6 +140,7 @@ impl Metrics {
         );
     }
 
+    #[cfg(test)]
     pub fn reconciles(&self) -> u64 {
         get(&self.reconciles_ok) + get(&self.reconciles_error)
     }
