@@ -6,9 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Result, anyhow, bail};
 
-use crate::docker::{NetworkInfo, SubnetConfig};
 use crate::ipam::{IpamError, Pool, Subnet, key};
-use crate::lease::Taken;
+use crate::model::{NetworkInfo, SubnetConfig, Taken};
 
 /// A chosen address with its subnet's prefix length and gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -145,8 +145,8 @@ impl Attachment {
         }
     }
 
-    pub fn netns_id(&self) -> crate::netns::NsId {
-        crate::netns::NsId {
+    pub fn netns_id(&self) -> crate::model::NsId {
+        crate::model::NsId {
             dev: self.netns_dev,
             ino: self.netns_ino,
         }

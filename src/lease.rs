@@ -14,7 +14,6 @@
 //! no one: readers skip it and report it ([`Scan::corrupt`]), its address still counts as taken,
 //! and `gc` moves it to `quarantine/`, where it stays taken and visible.
 
-use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv6Addr};
@@ -42,12 +41,7 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/docker-netattach";
 /// One attachment's record (one JSON file per address): see src/attachment.rs.
 pub use crate::attachment::Attachment as Lease;
 
-/// Addresses taken on one network, per family (keys of `ipam::key`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Taken {
-    pub v4: BTreeSet<u128>,
-    pub v6: BTreeSet<u128>,
-}
+pub use crate::model::Taken;
 
 /// A file under `leases/` (or `quarantine/`) that cannot be read as a lease. Its name still
 /// reserves its address: we cannot know whether an interface uses it.

@@ -22,6 +22,7 @@ pub mod lease;
 pub mod link;
 pub mod list;
 pub(crate) mod manpage;
+pub(crate) mod model;
 pub mod names;
 pub mod netns;
 pub mod output;

@@ -8,7 +8,7 @@ use anyhow::{Result, anyhow};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
 };
 
 mod inside;
@@ -16,32 +16,7 @@ pub use inside::{Announce, InterfaceConfig};
 
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
-/// The facts about an interface that we use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Iface {
-    pub index: u32,
-    pub name: String,
-    pub mtu: u32,
-    pub alias: Option<String>,
-    pub up: bool,
-    pub controller: Option<u32>,
-    /// Link kind `veth` (IFLA_INFO_KIND): the only kind this tool ever creates on the host.
-    pub veth: bool,
-}
-
-impl Iface {
-    /// Whether this host end (found under the exact, deterministic name) belongs to
-    /// `container_id`: a veth that carries the ID as alias, or no alias at all when `unnamed_ok`
-    /// — an attach killed between creating the pair and naming it (the kernel ignores the alias
-    /// in the creating request).
-    pub fn belongs_to(&self, container_id: &str, unnamed_ok: bool) -> bool {
-        self.veth
-            && match self.alias.as_deref() {
-                None | Some("") => unnamed_ok,
-                Some(a) => a == container_id,
-            }
-    }
-}
+pub use crate::model::Iface;
 
 /// What the veth pair looks like.
 #[derive(Debug, Clone)]
@@ -244,7 +219,6 @@ fn iface(msg: LinkMessage) -> Iface {
         name: String::new(),
         mtu: 0,
         alias: None,
-        up: msg.header.flags.contains(LinkFlags::Up),
         controller: None,
         veth: false,
     };

@@ -12,13 +12,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 pub const NETNS_DIR: &str = "/var/run/netns";
 
-/// Identity of a network namespace: (st_dev, st_ino) of its nsfs inode. Unlike a Pid it is
-/// never reused while anything refers to the namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NsId {
-    pub dev: u64,
-    pub ino: u64,
-}
+pub use crate::model::NsId;
 
 /// An open network namespace, with its identity and the path it was opened from (the target
 /// of the /var/run/netns link).

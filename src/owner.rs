@@ -1,8 +1,8 @@
 //! Which host interface a lease may act on. Pure rules, no side effects: the name stored in a
 //! lease file is a hint (anyone with root can edit it), the live interface is the truth.
 
-use crate::lease::Lease;
-use crate::link::Iface;
+use crate::attachment::Attachment as Lease;
+use crate::model::Iface;
 use crate::plan;
 
 /// The host end of a lease's veth: always the name derived from (container ID, network ID,
@@ -41,7 +41,6 @@ mod tests {
             name: name.into(),
             mtu: 1500,
             alias: alias.map(Into::into),
-            up: true,
             controller: None,
             veth,
         }

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::attachment::Attachment as Lease;
 use crate::attachment::{V4Part, V6Part, v6_keys};
 use crate::endpoint::{Mac, Route};
 use crate::ipam::Subnet;
-use crate::lease::Lease;
 
 /// Every host-side interface we create starts with this, so `gc` and people can tell ours apart.
 pub const HOST_IFNAME_PREFIX: &str = "vna";

@@ -9,13 +9,11 @@ use anyhow::{Result, anyhow, bail};
 use super::{AttachOpts, DEFAULT_IFNAME};
 use crate::address::{self, Choice};
 use crate::attachment::{V4Part, V6Part};
-use crate::docker::{NetworkInfo, SubnetConfig};
 use crate::endpoint::{self, EndpointOpts, Family, Mac};
 use crate::ipam::Subnet;
-use crate::lease::{Lease, Store, Taken};
-use crate::link::Iface;
+use crate::lease::{Lease, Store};
+use crate::model::{Iface, NetworkInfo, NsId, SubnetConfig, Taken};
 use crate::names;
-use crate::netns::NsId;
 use crate::plan;
 use crate::target::Target;
 

@@ -8,59 +8,7 @@ use anyhow::{Result, anyhow, bail};
 use bollard::models::{ContainerInspectResponse, NetworkInspect};
 
 use crate::ipam::Subnet;
-
-/// What we need to know about a container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerInfo {
-    pub id: String,
-    /// Without Docker's leading '/'.
-    pub name: String,
-    pub running: bool,
-    pub pid: u32,
-    pub network_mode: String,
-    /// How many Docker networks the container is connected to (its eth0..ethN-1).
-    pub docker_networks: usize,
-}
-
-/// One subnet of a network, as Docker's IPAM describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubnetConfig {
-    pub subnet: Subnet,
-    pub gateway: Option<IpAddr>,
-    /// Docker's `IPRange` (`fixed-cidr`): where Docker's own allocator works.
-    pub ip_range: Option<Subnet>,
-    /// Aux addresses: reserved, never handed out.
-    pub aux: Vec<IpAddr>,
-}
-
-/// An address Docker gave a container on a network.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub ip: IpAddr,
-    /// The container's name, as `docker network inspect` shows it.
-    pub container: String,
-}
-
-/// What we need to know about a network: a Docker bridge network, or (with `--bridge`) a
-/// Linux bridge outside Docker, described the same way.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkInfo {
-    /// A name for the lease directory: Docker's network ID, or `bridge-<name>`.
-    pub id: String,
-    pub name: String,
-    pub bridge: String,
-    /// IPv4 subnets in Docker's order; at least one.
-    pub v4: Vec<SubnetConfig>,
-    /// IPv6 subnets, only when the network has IPv6 enabled.
-    pub v6: Vec<SubnetConfig>,
-    pub mtu: Option<u32>,
-    /// Docker's own endpoints on this network (both families).
-    pub endpoints: Vec<Endpoint>,
-    /// Inter-container communication allowed (`enable_icc`, default true).
-    pub icc: bool,
-    /// Outbound NAT set up by Docker (`enable_ip_masquerade`, default true).
-    pub masquerade: bool,
-}
+pub use crate::model::{ContainerInfo, Endpoint, NetworkInfo, SubnetConfig};
 
 /// Pure: the parts of `GET /containers/{id}/json` we use.
 pub fn container_info(c: ContainerInspectResponse, asked: &str) -> Result<ContainerInfo> {

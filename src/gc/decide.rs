@@ -5,9 +5,9 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::lease::Lease;
-use crate::link::Iface;
-use crate::netns::{self, NsId};
+use crate::attachment::Attachment as Lease;
+use crate::model::{Iface, NsId};
+use crate::netns;
 use crate::plan::{self, HOST_IFNAME_PREFIX};
 
 /// What Docker says about a container.

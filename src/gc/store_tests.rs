@@ -23,7 +23,6 @@ fn veth_of(l: &Lease) -> Iface {
         name: plan::host_ifname(&l.container_id, &l.network_id, &l.ifname),
         mtu: 1500,
         alias: Some(l.container_id.clone()),
-        up: true,
         controller: None,
         veth: true,
     }

@@ -107,7 +107,6 @@ fn iface(name: &str, alias: Option<&str>) -> Iface {
         name: name.into(),
         mtu: 1500,
         alias: alias.map(Into::into),
-        up: true,
         controller: None,
         veth: true,
     }
