@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::attach::{self, Outcome};
+use crate::attach::{self, AttachOpts, Hints, Outcome};
 use crate::error::AttachError;
+use crate::lease::Lease;
 
 use super::labels::{self, Job};
 use super::metrics::AttachResult;
@@ -74,6 +75,41 @@ pub(super) async fn run_job(shared: &Arc<Shared>, job: Job) {
     }
 }
 
+/// Runs an attach on a job thread, through the daemon's Docker client.
+pub(super) async fn attach_on_thread(
+    shared: &Arc<Shared>,
+    opts: AttachOpts,
+) -> anyhow::Result<(Outcome, Hints)> {
+    let dir = shared.state_dir.clone();
+    let docker = shared.docker_client();
+    on_thread("netattach-attach", move || async move {
+        attach::attach_using(&opts, &dir, docker.as_deref()).await
+    })
+    .await
+}
+
+/// Logs (`what`) and counts an attachment made, with its latency from the start event.
+pub(super) fn attached(
+    shared: &Shared,
+    name: &str,
+    lease: &Lease,
+    event_ns: Option<i64>,
+    what: &str,
+) {
+    let latency = event_ns.and_then(since_event);
+    if let Some(d) = latency {
+        shared.metrics.observe_latency(d);
+    }
+    tracing::info!(
+        container = %name,
+        ip = %lease.v4.ip,
+        network = %lease.network,
+        latency_ms = latency.map(|d| d.as_secs_f64() * 1e3),
+        "{what}"
+    );
+    shared.metrics.attach(AttachResult::Attached);
+}
+
 async fn attach_job(
     shared: &Arc<Shared>,
     id: String,
@@ -81,27 +117,9 @@ async fn attach_job(
     wanted: labels::Wanted,
     event_ns: Option<i64>,
 ) {
-    let opts = wanted.opts(&id);
-    let dir = shared.state_dir.clone();
-    let docker = shared.docker_client();
-    let res = on_thread("netattach-attach", move || async move {
-        attach::attach_using(&opts, &dir, docker.as_deref()).await
-    })
-    .await;
-    match res {
+    match attach_on_thread(shared, wanted.opts(&id)).await {
         Ok((Outcome::Attached(lease), hints)) => {
-            let latency = event_ns.and_then(since_event);
-            if let Some(d) = latency {
-                shared.metrics.observe_latency(d);
-            }
-            tracing::info!(
-                container = %name,
-                ip = %lease.v4.ip,
-                network = %lease.network,
-                latency_ms = latency.map(|d| d.as_secs_f64() * 1e3),
-                "attached"
-            );
-            shared.metrics.attach(AttachResult::Attached);
+            attached(shared, &name, &lease, event_ns, "attached");
             if !hints.is_empty() && !shared.hint_shown.swap(true, Ordering::Relaxed) {
                 for h in hints {
                     tracing::warn!("{h}");

@@ -41,7 +41,6 @@ use crate::hostns::{self, Placement};
 use crate::link::Rtnl;
 use crate::privilege;
 pub use dispatch::{Dispatcher, MAX_JOB_THREADS, job_threads_busy, on_thread};
-use jobs::since_event;
 use listen::{HostPolicy, Listen};
 use metrics::Metrics;
 

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::metrics::AttachResult;
-use super::{Shared, on_thread, since_event};
-use crate::attach::{self, AttachOpts, Outcome};
+use super::{Shared, on_thread};
+use crate::attach::{AttachOpts, Outcome};
 use crate::error::AttachError;
 use crate::ipam::Subnet;
 use crate::lease::{Lease, LeaseStore};
@@ -86,27 +86,9 @@ pub async fn restore(
         }
     };
     for lease in leases {
-        let opts = opts_of(&lease);
-        let dir = shared.state_dir.clone();
-        let docker = shared.docker_client();
-        let res = on_thread("netattach-attach", move || async move {
-            attach::attach_using(&opts, &dir, docker.as_deref()).await
-        })
-        .await;
-        match res {
+        match super::jobs::attach_on_thread(shared, opts_of(&lease)).await {
             Ok((Outcome::Attached(l), _)) => {
-                let latency = event_ns.and_then(since_event);
-                if let Some(d) = latency {
-                    shared.metrics.observe_latency(d);
-                }
-                tracing::info!(
-                    container = %name,
-                    ip = %l.v4.ip,
-                    network = %l.network,
-                    latency_ms = latency.map(|d| d.as_secs_f64() * 1e3),
-                    "lease re-applied"
-                );
-                shared.metrics.attach(AttachResult::Attached);
+                super::jobs::attached(shared, &name, &l, event_ns, "lease re-applied");
             }
             Ok((Outcome::Existing(_), _)) => shared.metrics.attach(AttachResult::Existing),
             Ok((Outcome::Pending(_) | Outcome::Planned(_), _)) => {
