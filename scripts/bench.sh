@@ -191,6 +191,7 @@ run_containers() { # prefix count cmd... -> names on stdout, started 4 at a time
 pid_of() { docker inspect -f '{{.State.Pid}}' "$1"; }
 
 # --- containers ------------------------------------------------------------------------------
+mkdir -p /var/run/netns # a fresh machine has none until the first `ip netns add`
 log "run $PFX: keeper on docker0 + $N nginx containers (--network=none)"
 docker run -d --network bridge --label "nab.run=$R" --name "$PFX-keep" "$IMAGE" sleep 3600 >/dev/null
 run_containers "$PFX-c" "$N"

@@ -79,31 +79,51 @@ pub async fn detach_using(
         .map(|l| (l.container_id.clone(), l.network_id.clone()))
         .collect();
 
-    // Under the lock: what is still there now (another command may have acted meanwhile).
+    // 1. Under the lock, what is still there now (another command may have acted meanwhile):
+    //    each complete lease is marked incomplete first — a detach killed from here on leaves a
+    //    lease `gc` drops, never one that `watch` would take for the intent and attach again —
+    //    and the veth it owns is found.
+    let doomed = {
+        let lock = store.lock()?;
+        let chosen = reread(store, &keys)?;
+        let mut doomed = Vec::new();
+        for lease in &chosen {
+            mark_incomplete(store, &lock, lease);
+            if let Ok(Some(iface)) = rtnl.link_by_name(&owner::host_ifname(lease)).await {
+                if owner::owns(&iface, lease) {
+                    doomed.push(iface.index);
+                }
+            }
+        }
+        doomed
+    };
+    // 2. Without the lock: the kernel deletes them. A deletion waits out an RCU grace period
+    //    (~20 ms here); concurrent detaches now wait them out side by side instead of one after
+    //    another behind the lock. By index, which the kernel never hands out again soon, so
+    //    only the veth found above can go. A failure is retried by the teardown below.
+    for index in doomed {
+        if let Err(e) = rtnl.delete(index).await {
+            tracing::debug!("{e:#}; the teardown tries again");
+        }
+    }
+    // 3. Under the lock again: the rest of the teardown (a veth that an attach made meanwhile
+    //    goes here), then the leases.
     let lock = store.lock()?;
-    let all = store.all()?;
-    let chosen: Vec<&Lease> = all
-        .iter()
-        .filter(|l| keys.contains(&(l.container_id.clone(), l.network_id.clone())))
-        .collect();
+    let mine = reread(store, &keys)?;
+    let chosen: Vec<&Lease> = mine.iter().collect();
     let mut errors = Errors::new();
     let mut released = Vec::new();
     for lease in &chosen {
         // Another attachment of the same namespace keeps the netns link (and resolv.conf).
-        let shared = all.iter().any(|o| {
+        let shared = mine.iter().any(|o| {
             o.netns_name == lease.netns_name && !chosen.iter().any(|c| std::ptr::eq(*c, o))
+        }) || all.iter().any(|o| {
+            // Another target's lease naming the same link (read before the lock: new ones
+            // cannot appear, `attach` refuses a link that leads elsewhere).
+            o.netns_name == lease.netns_name
+                && !keys.contains(&(o.container_id.clone(), o.network_id.clone()))
         });
-        // Marked incomplete first: a detach killed half-way leaves a lease `gc` drops, never
-        // one that `watch` would take for the intent and attach again.
-        if lease.complete && !lease.pending {
-            let undone = Lease {
-                complete: false,
-                ..(*lease).clone()
-            };
-            if let Err(e) = store.rewrite(&lock, &undone) {
-                tracing::warn!("{e:#}");
-            }
-        }
+        mark_incomplete(store, &lock, lease);
         match teardown(&rtnl, lease, shared).await {
             Ok(()) => match store.remove(&lock, lease) {
                 Ok(()) => released.push((*lease).clone()),
@@ -122,6 +142,36 @@ pub async fn detach_using(
         opts.container
     ))?;
     Ok(released)
+}
+
+/// The leases of the (container, network) pairs `keys` as the store holds them now, through
+/// the index (not every lease file).
+fn reread(store: &LeaseStore, keys: &BTreeSet<(String, String)>) -> Result<Vec<Lease>> {
+    let ids: BTreeSet<&String> = keys.iter().map(|(id, _)| id).collect();
+    let mut out = Vec::new();
+    for id in ids {
+        out.extend(
+            store
+                .of_container(id)?
+                .into_iter()
+                .filter(|l| keys.contains(&(l.container_id.clone(), l.network_id.clone()))),
+        );
+    }
+    Ok(out)
+}
+
+/// Marks a complete lease incomplete, in place (no sync: a crash of the machine ends the
+/// attachment anyway); a warning when it cannot be written.
+fn mark_incomplete(store: &LeaseStore, lock: &crate::lease::StoreLock, lease: &Lease) {
+    if lease.complete && !lease.pending {
+        let undone = Lease {
+            complete: false,
+            ..lease.clone()
+        };
+        if let Err(e) = store.rewrite_reservation(lock, &undone) {
+            tracing::warn!("{e:#}");
+        }
+    }
 }
 
 /// The container IDs `arg` stands for. A full ID a lease holds needs no question (a removed

@@ -25,17 +25,29 @@ pub(crate) fn remove_if_present(path: &Path) -> io::Result<bool> {
 /// Creates `path` (O_EXCL, `mode`, never through a link) with `body`, and fsyncs it. A file
 /// that could not be written completely is removed again.
 pub(crate) fn create_private(path: &Path, body: &[u8], mode: u32) -> io::Result<()> {
+    create_private_file(path, body, mode).and_then(|file| {
+        file.sync_all().inspect_err(|_| {
+            let _ = fs::remove_file(path);
+        })
+    })
+}
+
+/// Creates `path` as [`create_private`] does but does not fsync it: the open file is returned
+/// so that the caller can make it durable when (and on whichever thread) it must be.
+pub(crate) fn create_private_file(path: &Path, body: &[u8], mode: u32) -> io::Result<File> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)?;
-    let written = file.write_all(body).and_then(|()| file.sync_all());
-    if written.is_err() {
-        let _ = fs::remove_file(path);
+    match file.write_all(body) {
+        Ok(()) => Ok(file),
+        Err(e) => {
+            let _ = fs::remove_file(path);
+            Err(e)
+        }
     }
-    written
 }
 
 /// An I/O error and the path it concerns.

@@ -1,5 +1,6 @@
 //! rtnetlink adapter. Side effects: creates, configures and deletes interfaces, addresses and
-//! routes in the namespace of the thread that opened the connection.
+//! routes in the namespace the connection's socket was opened in ([`Rtnl::connect`]: the
+//! calling thread's; [`Rtnl::connect_in`]: a container's, from the calling thread).
 
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -41,6 +42,17 @@ impl Rtnl {
         // Strict checking makes the kernel filter dumps (addresses of one interface) itself.
         let (conn, handle, _) = rtnetlink::new_connection_with_strict_check()
             .map_err(|e| anyhow!("cannot open a netlink socket: {e}"))?;
+        tokio::spawn(conn);
+        Ok(Rtnl { handle })
+    }
+
+    /// Opens a socket inside `ns` (from the calling thread, which stays where it is) and drives
+    /// it on the current tokio runtime: every request on it acts in `ns`.
+    pub fn connect_in(ns: &crate::netns::Netns) -> Result<Self> {
+        let (conn, handle, _) =
+            crate::worker::inside(ns, rtnetlink::new_connection_with_strict_check)?.map_err(
+                |e| anyhow!("cannot open a netlink socket in the container's namespace: {e}"),
+            )?;
         tokio::spawn(conn);
         Ok(Rtnl { handle })
     }

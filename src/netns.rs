@@ -16,6 +16,7 @@ pub use crate::model::NsId;
 
 /// An open network namespace, with its identity and the path it was opened from (the target
 /// of the /var/run/netns link).
+#[derive(Debug)]
 pub struct Netns {
     file: File,
     pub id: NsId,

@@ -166,7 +166,7 @@ impl Txn<'_> {
         match replacing {
             // Same container, network and addresses: the new record replaces the old one.
             Some(old) if old.v4.ip == lease.v4.ip && old.ip6() == lease.ip6() => {
-                self.store.rewrite(self.lock, lease)?;
+                self.store.rewrite_reservation(self.lock, lease)?;
                 self.done.push(Undo::Restore(Box::new(old.clone())));
             }
             _ => {
@@ -184,6 +184,8 @@ impl Txn<'_> {
                 self.done.push(Undo::Lease(Box::new(lease.clone())));
             }
         }
+        // Synced on a thread of its own while the kernel work runs; dropped on failure.
+        let completion = self.store.prepare_completion(self.lock, lease)?;
         self.finished("lease")?;
 
         self.step = "bridge";
@@ -250,10 +252,7 @@ impl Txn<'_> {
         self.finished("veth")?;
 
         self.step = "configure";
-        let plan = p.clone();
-        crate::worker::run("netns", Some(ns), move || async move {
-            configure_container(&plan).await
-        })?;
+        configure_container(p, ns).await?;
         self.finished("configure")?;
 
         self.step = "dns";
@@ -274,7 +273,7 @@ impl Txn<'_> {
                 ns.source.display()
             );
         }
-        self.store.mark_complete(self.lock, lease)
+        self.store.complete(self.lock, completion)
     }
 
     async fn rollback(self, cause: anyhow::Error) -> anyhow::Error {
@@ -322,11 +321,11 @@ impl Txn<'_> {
     }
 }
 
-/// Configures the container's interface: runs inside its namespace (through `worker::run`), with
-/// a netlink socket opened there.
-async fn configure_container(p: &AttachPlan) -> Result<()> {
+/// Configures the container's interface through a netlink socket opened in its namespace, from
+/// this thread and runtime (no thread of its own).
+async fn configure_container(p: &AttachPlan, ns: &Netns) -> Result<()> {
     let p = &p.lease;
-    let rtnl = Rtnl::connect()?;
+    let rtnl = Rtnl::connect_in(ns)?;
     let iface = rtnl
         .link_by_name(&p.ifname)
         .await?
@@ -345,6 +344,7 @@ async fn configure_container(p: &AttachPlan) -> Result<()> {
             gateway: p.v4.gateway,
             host_port: &p.host_ifname,
         }),
+        netns: Some(ns),
     })
     .await
 }

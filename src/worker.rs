@@ -8,6 +8,12 @@
 //! [`run`] blocks the caller (the one-shot commands); [`spawn`] is awaited without blocking the
 //! caller's runtime (the daemon's event loop). The work's future is built on the new thread, so
 //! it need not be `Send`.
+//!
+//! [`inside`] is the short form for what must merely *start* in a namespace (netavark's way): a
+//! synchronous closure run on the calling thread between `setns(2)` into the namespace and
+//! `setns(2)` back, such as opening the netlink socket that then stays bound to that namespace
+//! and is used from the caller's own runtime, or opening a /proc/sys/net file. No thread, no
+//! runtime; nothing awaits while the thread is elsewhere, so nothing else runs there.
 
 use std::future::Future;
 use std::os::fd::OwnedFd;
@@ -45,6 +51,24 @@ where
     })?;
     rx.await
         .map_err(|_| anyhow!("the {name} thread ended without an answer"))?
+}
+
+/// Runs `f` on the calling thread inside `ns`, then returns the thread to the namespace it was
+/// in. Should the way back fail, the process aborts: it must never go on in the wrong namespace.
+pub fn inside<T>(ns: &Netns, f: impl FnOnce() -> T) -> Result<T> {
+    let home = std::fs::File::open("/proc/thread-self/ns/net")
+        .context("cannot open /proc/thread-self/ns/net (is /proc mounted?)")?;
+    setns(ns.fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
+        anyhow!("cannot enter the container's network namespace: {e} (needs CAP_SYS_ADMIN)")
+    })?;
+    let out = f();
+    if let Err(e) = setns(&home, CloneFlags::CLONE_NEWNET) {
+        eprintln!(
+            "docker-netattach: fatal: cannot return to its own network namespace after entering a container's: {e}"
+        );
+        std::process::abort();
+    }
+    Ok(out)
 }
 
 /// What the messages call the thread: "namespace" for one that enters a namespace.

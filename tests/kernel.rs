@@ -84,6 +84,7 @@ fn attach_in(host: &NamedNs, ctr: &NamedNs, host_name: &'static str, ip: Ipv4Add
                 gateway: Ipv4Addr::new(10, 99, 0, 1),
                 host_port: "nonexistent-in-this-view",
             }),
+            netns: None,
         })
         .await
     })

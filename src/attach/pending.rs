@@ -99,7 +99,14 @@ pub(super) async fn reserve(
     };
     let lease = decided.into_lease(who, Ns::Pending);
     match store.insert(&lock, &lease) {
-        Ok(()) => Ok((Outcome::Pending(lease), hints)),
+        // A pending lease is an intent of its own: durable before we say so.
+        Ok(()) => match store.sync(&lease) {
+            Ok(()) => Ok((Outcome::Pending(lease), hints)),
+            Err(e) => {
+                let _ = store.remove(&lock, &lease);
+                Err(e)
+            }
+        },
         Err(InsertError::Taken(ip)) => {
             bail!("{ip} was leased by another attach meanwhile; try again")
         }

@@ -16,19 +16,28 @@
 //!                                           `gc`; its address stays taken until a person
 //!                                           deletes it
 //! ```
-//! A lease is created by writing a temporary file, fsyncing it and hard-linking it to `<ip>`:
-//! `link(2)` fails with EEXIST when the address is taken, so even without the lock two writers
-//! can never hold the same address, and a reader never sees a half-written record. Every other
-//! write (completion, the index, bridge markers) is write-temporary + fsync + rename over the old
-//! name, and every change is followed by an fsync of its directory: after a crash or a SIGKILL
-//! each name holds the old record or the new one, never neither. The IPv6 name of a dual-stack
-//! lease is linked before and unlinked after its IPv4 name, so while a lease exists both of its
-//! addresses are taken.
+//! A lease is created by writing a temporary file and hard-linking it to `<ip>`: `link(2)` fails
+//! with EEXIST when the address is taken, so even without the lock two writers can never hold
+//! the same address, and a reader never sees a half-written record. Every other write
+//! (completion, the index, bridge markers) is write-temporary + rename over the old name: after
+//! a SIGKILL each name holds the old record or the new one, never neither. The IPv6 name of a
+//! dual-stack lease is linked before and unlinked after its IPv4 name, so while a lease exists
+//! both of its addresses are taken.
+//!
+//! What must survive a crash of the machine (fsync) is what outlives the attachment: a crash
+//! ends every namespace and veth, so a reservation in the middle of an attach (an incomplete
+//! lease, its index entry) is worthless afterwards and is not synced; the complete lease (the
+//! intent `watch` re-applies when the container starts again), a `pending` lease, a removal and
+//! a bridge marker are. The completion is prepared while the attach runs ([`Completion`]): the
+//! complete record and the index entry are synced on a thread of their own during the kernel
+//! work, so that completing costs one rename and one directory fsync. (Measured on this VM's
+//! ext4: fdatasync of a record 0.5–0.75 ms, fsync of a directory 0.25–0.4 ms; five of them
+//! were a third of an attach.)
 //!
 //! The reads of every record ([`DiskStore::scan`]) are in `scan.rs`, the repairs
 //! ([`DiskStore::sweep`]) in `repair.rs`, the file-level steps in `files.rs`.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -224,7 +233,8 @@ impl DiskStore {
             let _ = fs::remove_file(&tmp);
             return Err(state_err(&index, e));
         }
-        fsync_dir(&dir)
+        // Synced with the completion (or by `sync`): see the module doc.
+        Ok(())
     }
 
     /// Records a lease; fails with `Taken` when the address is already leased (or held by a
@@ -253,10 +263,9 @@ impl DiskStore {
     /// Links a new record to its names: the IPv6 name first, so that while the IPv4 name (the
     /// lease) exists, both addresses are taken.
     fn write_new(&self, dir: &Path, lease: &Lease) -> Result<(), InsertError> {
-        let tmp = write_temporary(dir, lease)?;
+        let (tmp, _file) = write_temporary(dir, lease, "")?;
         let result = link_new(&tmp, dir, lease);
         let _ = fs::remove_file(&tmp);
-        fsync_dir(dir)?;
         result.map_err(|(ip, name, e)| {
             if e.kind() == ErrorKind::AlreadyExists {
                 InsertError::Taken(ip)
@@ -274,10 +283,11 @@ impl DiskStore {
         if read_lease(&path)?.is_some_and(|l| l.container_id == lease.container_id) {
             remove_names(&path, lease)?;
         }
+        // An index entry left by a crash points at no lease of this container: ignored, and
+        // swept by gc. So its removal is not synced.
         let index = self.index_path(&lease.container_id, &lease.network_id)?;
         if fs::read_link(&index).is_ok_and(|t| t.as_os_str() == lease.v4.ip.to_string().as_str()) {
             remove_if_present(&index)?;
-            fsync_dir(&self.by_container())?;
         }
         Ok(())
     }
@@ -285,36 +295,87 @@ impl DiskStore {
     /// Marks a lease complete: a new record, renamed over the IPv6 name and then over the IPv4
     /// name. Each name holds the old record or the new one at every moment, never neither.
     pub fn mark_complete(&self, lock: &StoreLock, lease: &Lease) -> Result<()> {
-        let mut done = lease.clone();
-        done.complete = true;
-        self.rewrite(lock, &done)
+        let completion = self.prepare_completion(lock, lease)?;
+        self.complete(lock, completion)
     }
 
     /// Replaces the record of an address (held by the same lease) atomically, by rename: old or
-    /// new, never neither. A restarted container's re-attach writes its new record over the old
-    /// one, and its rollback writes the old one back.
+    /// new, never neither, and durably. A rollback writes the old record of a re-attach back.
     pub fn rewrite(&self, _lock: &StoreLock, lease: &Lease) -> Result<()> {
         let dir = self.network_dir(&lease.network_id)?;
-        let path = dir.join(lease.v4.ip.to_string());
-        let tmp = write_temporary(&dir, lease)?;
-        if let Some(ip6) = lease.ip6() {
-            let tmp6 = dir.join(format!(".tmp.{ip6}.{}", std::process::id()));
-            let _ = fs::remove_file(&tmp6);
-            let path6 = dir.join(ip6.to_string());
-            let renamed = fs::hard_link(&tmp, &tmp6)
-                .and_then(|()| fs::rename(&tmp6, &path6))
-                .map_err(|e| state_err(&path6, e));
-            if renamed.is_err() {
-                let _ = fs::remove_file(&tmp6);
-                let _ = fs::remove_file(&tmp);
-            }
-            renamed?;
-        }
-        fs::rename(&tmp, &path).map_err(|e| {
+        let (tmp, file) = write_temporary(&dir, lease, "")?;
+        if let Err(e) = file.sync_data() {
             let _ = fs::remove_file(&tmp);
-            state_err(&path, e)
-        })?;
+            return Err(state_err(&tmp, e));
+        }
+        put_in_place(&dir, &tmp, lease)?;
         fsync_dir(&dir)
+    }
+
+    /// [`rewrite`](Self::rewrite) without the syncs, for the record a re-attach starts with
+    /// (made durable by its [`complete`](Self::complete)).
+    pub fn rewrite_reservation(&self, _lock: &StoreLock, lease: &Lease) -> Result<()> {
+        let dir = self.network_dir(&lease.network_id)?;
+        let (tmp, _file) = write_temporary(&dir, lease, "")?;
+        put_in_place(&dir, &tmp, lease)
+    }
+
+    /// Makes an inserted lease durable at once (a `pending` lease, which is an intent of its
+    /// own): its record, its names and its index entry.
+    pub fn sync(&self, lease: &Lease) -> Result<()> {
+        let dir = self.network_dir(&lease.network_id)?;
+        let path = dir.join(lease.v4.ip.to_string());
+        File::open(&path)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| state_err(&path, e))?;
+        fsync_dir(&dir)?;
+        fsync_dir(&self.by_container())
+    }
+
+    /// Prepares the completion of `lease` (just inserted, or rewritten for a re-attach): writes
+    /// the complete record under a temporary name and starts syncing it, and the index entry,
+    /// on a thread of its own, so that the sync runs while the attach does its kernel work.
+    pub fn prepare_completion(&self, _lock: &StoreLock, lease: &Lease) -> Result<Completion> {
+        let mut done = lease.clone();
+        done.complete = true;
+        let dir = self.network_dir(&done.network_id)?;
+        let (tmp, file) = write_temporary(&dir, &done, ".complete")?;
+        let index_dir = self.by_container();
+        let sync = move || {
+            file.sync_data()?;
+            fsutil::fsync_dir(&index_dir)
+        };
+        let synced = match std::thread::Builder::new()
+            .name("lease-sync".into())
+            .spawn(sync)
+        {
+            Ok(handle) => Synced::Running(handle),
+            Err(_) => Synced::Done(Err(std::io::Error::other(
+                "cannot start the lease-sync thread",
+            ))),
+        };
+        Ok(Completion {
+            lease: done,
+            dir,
+            tmp,
+            synced: Some(synced),
+        })
+    }
+
+    /// Completes a lease prepared by [`prepare_completion`](Self::prepare_completion): waits for
+    /// its sync, renames the complete record over the names and syncs their directory. The
+    /// record is durable when this returns.
+    pub fn complete(&self, _lock: &StoreLock, mut c: Completion) -> Result<()> {
+        let synced = match c.synced.take() {
+            Some(Synced::Running(h)) => h
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the lease-sync thread panicked"))),
+            Some(Synced::Done(r)) => r,
+            None => Ok(()),
+        };
+        synced.map_err(|e| state_err(&c.tmp, e))?;
+        put_in_place(&c.dir, &c.tmp, &c.lease)?;
+        fsync_dir(&c.dir)
     }
 
     /// Remembers that we created bridge `name` (a marker file written durably).
@@ -351,6 +412,53 @@ impl DiskStore {
             Ok(_) => fsync_dir(&dir),
             Err(_) => Ok(()),
         }
+    }
+}
+
+/// Renames the record `tmp` over the names of `lease` in `dir`: the IPv6 name first, then the
+/// IPv4 name. Each name holds the old record or the new one at every moment, never neither;
+/// nothing of `tmp` is left after an error.
+fn put_in_place(dir: &Path, tmp: &Path, lease: &Lease) -> Result<()> {
+    if let Some(ip6) = lease.ip6() {
+        let tmp6 = dir.join(format!(".tmp.{ip6}.{}", std::process::id()));
+        let _ = fs::remove_file(&tmp6);
+        let path6 = dir.join(ip6.to_string());
+        let renamed = fs::hard_link(tmp, &tmp6)
+            .and_then(|()| fs::rename(&tmp6, &path6))
+            .map_err(|e| state_err(&path6, e));
+        if renamed.is_err() {
+            let _ = fs::remove_file(&tmp6);
+            let _ = fs::remove_file(tmp);
+        }
+        renamed?;
+    }
+    let path = dir.join(lease.v4.ip.to_string());
+    fs::rename(tmp, &path).map_err(|e| {
+        let _ = fs::remove_file(tmp);
+        state_err(&path, e)
+    })
+}
+
+/// A lease's completion, prepared while its attach runs ([`DiskStore::prepare_completion`]).
+/// Dropped without [`DiskStore::complete`] (the attach failed), it removes its record.
+pub struct Completion {
+    lease: Lease,
+    dir: PathBuf,
+    tmp: PathBuf,
+    synced: Option<Synced>,
+}
+
+enum Synced {
+    Running(std::thread::JoinHandle<std::io::Result<()>>),
+    Done(std::io::Result<()>),
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if let Some(Synced::Running(h)) = self.synced.take() {
+            let _ = h.join();
+        }
+        let _ = fs::remove_file(&self.tmp);
     }
 }
 

@@ -2,7 +2,7 @@
 //! linking and unlinking its names, private directories. Side effects: the paths given only.
 
 use std::collections::BTreeSet;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -36,7 +36,8 @@ pub(super) fn link_new(
 }
 
 /// Removes the IPv4 name of a lease, then its IPv6 name if that still holds this lease's
-/// record (never another lease's name), then syncs the directory.
+/// record (never another lease's name), then syncs the directory (a removal must survive a
+/// crash: a lease that came back would be re-applied when its container starts).
 pub(super) fn remove_names(path: &Path, lease: &Lease) -> Result<()> {
     let path6 = lease
         .ip6()
@@ -112,20 +113,16 @@ pub(super) fn record_error(path: &Path) -> String {
     }
 }
 
-/// Writes a lease record to `.tmp.<ip>.<pid>` in `dir` (0600, never through a link, fsynced),
-/// ready to be linked or renamed into place.
-pub(super) fn write_temporary(dir: &Path, lease: &Lease) -> Result<PathBuf> {
-    let tmp = dir.join(format!(".tmp.{}.{}", lease.v4.ip, std::process::id()));
+/// Writes a lease record to `.tmp.<ip>.<pid>[.<tag>]` in `dir` (0600, never through a link),
+/// ready to be linked or renamed into place. Not synced: the open file is returned for the
+/// caller to sync when the record must survive a crash of the machine (see `disk.rs`).
+pub(super) fn write_temporary(dir: &Path, lease: &Lease, tag: &str) -> Result<(PathBuf, File)> {
+    let tmp = dir.join(format!(".tmp.{}.{}{tag}", lease.v4.ip, std::process::id()));
     let mut body = serde_json::to_vec_pretty(lease).context("cannot encode lease")?;
     body.push(b'\n');
-    write_file(&tmp, &body)?;
-    Ok(tmp)
-}
-
-/// Creates `path` (0600, never through a link) with `body`, and fsyncs it.
-fn write_file(path: &Path, body: &[u8]) -> Result<()> {
-    let _ = fs::remove_file(path);
-    fsutil::create_private(path, body, 0o600).map_err(|e| state_err(path, e))
+    let _ = fs::remove_file(&tmp);
+    let file = fsutil::create_private_file(&tmp, &body, 0o600).map_err(|e| state_err(&tmp, e))?;
+    Ok((tmp, file))
 }
 
 pub(super) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {

@@ -1,6 +1,7 @@
 //! Configuration inside the container's namespace: sysctls, addresses, `lo` and the interface
-//! up, routes, and the announcement to the bridge's neighbours. Runs on a thread inside that
-//! namespace (the netlink socket and /proc/sys belong to it).
+//! up, routes, and the announcement to the bridge's neighbours. Through a netlink socket opened
+//! in that namespace ([`Rtnl::connect_in`]); the sysctls through /proc/sys files opened there
+//! (`worker::inside`), or by a thread that is inside already.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -34,15 +35,22 @@ impl Rtnl {
         } = *cfg;
         self.set_arp_notify(ifindex, ifname).await?;
         let v6_off = if cfg.v6.is_some() { "0" } else { "1" };
-        if let Err(e) = sysctl(&format!("ipv6/conf/{ifname}/disable_ipv6"), v6_off) {
-            if cfg.v6.is_some() {
-                return Err(e);
+        let sysctls = || -> Result<()> {
+            if let Err(e) = sysctl(&format!("ipv6/conf/{ifname}/disable_ipv6"), v6_off) {
+                if cfg.v6.is_some() {
+                    return Err(e);
+                }
+                tracing::debug!("IPv6 left as is: {e:#}");
             }
-            tracing::debug!("IPv6 left as is: {e:#}");
-        }
-        if cfg.v6.is_some() {
-            // No duplicate address detection on the link-local address either.
-            sysctl(&format!("ipv6/conf/{ifname}/accept_dad"), "0")?;
+            if cfg.v6.is_some() {
+                // No duplicate address detection on the link-local address either.
+                sysctl(&format!("ipv6/conf/{ifname}/accept_dad"), "0")?;
+            }
+            Ok(())
+        };
+        match cfg.netns {
+            Some(ns) => crate::worker::inside(ns, sysctls)??,
+            None => sysctls()?,
         }
         let lo = LinkUnspec::new_with_index(LOOPBACK_INDEX).up().build();
         let (ip, len) = cfg.v4;
@@ -131,7 +139,8 @@ impl Rtnl {
         while std::fs::read_to_string(&state).is_ok_and(|s| s.trim() != "3")
             && std::time::Instant::now() < deadline
         {
-            // A dedicated thread (see crate::worker): blocking it blocks nothing else.
+            // Blocks the thread: this is the attach's own (the command's main thread or a
+            // daemon job's), nothing else waits on it.
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
         // The reply to this first request is sometimes dropped on its way back through the
@@ -278,6 +287,8 @@ pub struct InterfaceConfig<'a> {
     pub routes: &'a [Route],
     /// Announce the address to the bridge's neighbours once the host end forwards.
     pub announce: Option<Announce<'a>>,
+    /// The namespace whose /proc/sys the sysctls go to (`None`: this thread is inside it).
+    pub netns: Option<&'a crate::netns::Netns>,
 }
 
 /// How to announce: through the gateway of the subnet, once `host_port` forwards.
@@ -285,7 +296,7 @@ pub struct InterfaceConfig<'a> {
 pub struct Announce<'a> {
     pub ifindex: u32,
     pub gateway: Ipv4Addr,
-    /// The host end of the veth (read from the host's /sys, which this thread still sees).
+    /// The host end of the veth (read from the host's /sys, which every thread sees).
     pub host_port: &'a str,
 }
 
