@@ -18,8 +18,10 @@
 #            invoked directly with CNI_COMMAND=ADD/DEL
 # then: time to first answer (attach start until `curl http://$IP/` answers) on a fresh and on a
 # reused address, scale (attach with 0 vs SCALE containers attached, `ls` over SCALE leases),
-# concurrency (CONC attaches launched at once), the pure allocator benchmark (cargo bench), the
-# syscall counts of one attach (strace), and where the time of one attach goes (strace -T, perf).
+# concurrency (CONC attaches, then CONC detaches, launched at once; then the same CONC containers
+# get minimal-ip veths and CONC `ip link del` are launched at once as the control), the pure
+# allocator benchmark (cargo bench), the syscall counts of one attach (strace), and where the time
+# of one attach goes (strace -T, perf).
 #
 # Results: OUT (default $CARGO_TARGET_DIR/bench or target/bench) gets the raw CSVs and report.md;
 # the full run also rewrites the generated part of docs/benchmarks.md and docs/bench-latency.svg
@@ -482,15 +484,18 @@ log "scale: the same with the minimal ip form (kernel control)"
 for k in $(seq 1 "$SCALE"); do
     ln -s "/proc/$(pid_of "${SN[$k]}")/ns/net" "/var/run/netns/$IFP-s$k"
 done
-for k in $(seq 1 "$SCALE"); do
-    a="172.17.$((102 + k / 250)).$((k % 250 + 2))"
-    t0=$EPOCHREALTIME
+scale_ipmin_up() { # k: scale container k gets veth ${IFP}s<k> with the minimal ip form
+    local k="$1" a="172.17.$((102 + $1 / 250)).$(($1 % 250 + 2))"
     ip link add "${IFP}s$k" mtu "$MTU" type veth peer name eth0 mtu "$MTU" netns "$IFP-s$k" &&
         ip link set "${IFP}s$k" master "$BRIDGE" up &&
         ip -n "$IFP-s$k" -batch - <<<"addr add $a/$PREFIXLEN dev eth0
 link set eth0 up
 link set lo up
-route add default via $GW" || die "minimal ip attach of ${SN[$k]} failed"
+route add default via $GW"
+}
+for k in $(seq 1 "$SCALE"); do
+    t0=$EPOCHREALTIME
+    scale_ipmin_up "$k" || die "minimal ip attach of ${SN[$k]} failed"
     rec fill ipmin attach "$k" $((k - 1)) "$(us "$t0" "$EPOCHREALTIME")"
 done
 for k in $(seq 1 "$SCALE"); do
@@ -501,16 +506,20 @@ done
 rm -f /var/run/netns/"$IFP"-s*
 
 # --- 5. concurrency --------------------------------------------------------------------------
-conc() { # op
-    local op="$1" j
+# conc METHOD OP: CONC processes launched at once, one per scale container (conc_METHOD OP j);
+# records each process's wall time and the total, first start to last exit.
+conc_tool() { "$BIN" "$1" "${SN[$2]}"; }
+conc_ipmin() { ip link del "${IFP}s$2"; } # detach only: the veths scale_ipmin_up made
+conc() { # method op
+    local m="$1" op="$2" j tag="$1.$2"
     BG_PIDS=()
     local t0=$EPOCHREALTIME
     for j in $(seq 1 "$CONC"); do
         (
             s=$EPOCHREALTIME
             rc=0
-            "$BIN" "$op" "${SN[$j]}" >"$WORK/conc/$op.$j.out" 2>"$WORK/conc/$op.$j.err" || rc=$?
-            echo "$rc $(us "$s" "$EPOCHREALTIME")" >"$WORK/conc/$op.$j.rc"
+            "conc_$m" "$op" "$j" >"$WORK/conc/$tag.$j.out" 2>"$WORK/conc/$tag.$j.err" || rc=$?
+            echo "$rc $(us "$s" "$EPOCHREALTIME")" >"$WORK/conc/$tag.$j.rc"
         ) &
         BG_PIDS+=($!)
     done
@@ -520,27 +529,38 @@ conc() { # op
     BG_PIDS=()
     local failed=0
     for j in $(seq 1 "$CONC"); do
-        read -r rc t <"$WORK/conc/$op.$j.rc"
-        [ "$rc" = 0 ] || { failed=$((failed + 1)); log "  $op ${SN[$j]}: $(cat "$WORK/conc/$op.$j.err")"; }
-        rec conc tool "$op" "$j" "$CONC" "$t"
+        read -r rc t <"$WORK/conc/$tag.$j.rc"
+        [ "$rc" = 0 ] || { failed=$((failed + 1)); log "  $m $op ${SN[$j]}: $(cat "$WORK/conc/$tag.$j.err")"; }
+        rec conc "$m" "$op" "$j" "$CONC" "$t"
     done
-    rec conc-total tool "$op" 0 "$CONC" "$total"
-    [ "$failed" = 0 ] || die "$failed of $CONC concurrent ${op}es failed"
+    rec conc-total "$m" "$op" 0 "$CONC" "$total"
+    [ "$failed" = 0 ] || die "$failed of $CONC concurrent $m ${op}es failed"
 }
 log "concurrency: $CONC attaches launched at once"
-conc attach
-distinct="$(cat "$WORK"/conc/attach.*.out | sort -u | wc -l)"
+conc tool attach
+distinct="$(cat "$WORK"/conc/tool.attach.*.out | sort -u | wc -l)"
 [ "$distinct" = "$CONC" ] || die "$CONC concurrent attaches got $distinct distinct addresses"
 for j in $(seq 1 "$CONC"); do
     p="$(pid_of "${SN[$j]}")"
-    a="$(cat "$WORK/conc/attach.$j.out")"
+    a="$(cat "$WORK/conc/tool.attach.$j.out")"
     nsenter -t "$p" -n ip -4 -o addr show dev eth0 | grep -q " $a/" || die "${SN[$j]} lacks $a"
 done
 echo "$CONC,$distinct" >"$RES/conc-check.csv"
 log "concurrency: $CONC detaches launched at once"
-conc detach
+conc tool detach
 left="$("$BIN" ls --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
 [ "$left" = 0 ] || die "$left leases left after the concurrent detaches"
+# The control: the same containers get veths with the minimal ip form (untimed, as in section 4),
+# then CONC `ip link del` are launched at once, as the tool's detaches were.
+log "concurrency: the same $CONC containers get minimal-ip veths (untimed), then $CONC \`ip link del\` at once"
+for j in $(seq 1 "$CONC"); do
+    ln -s "/proc/$(pid_of "${SN[$j]}")/ns/net" "/var/run/netns/$IFP-s$j"
+    scale_ipmin_up "$j" || die "minimal ip attach of ${SN[$j]} failed"
+done
+conc ipmin detach
+left="$(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -c "^${IFP}s" || true)"
+[ "$left" = 0 ] || die "$left veths left after the concurrent ip link del"
+rm -f /var/run/netns/"$IFP"-s*
 
 # --- 6. allocator (pure) -------------------------------------------------------------------------
 if [ "$IPAM" = 0 ]; then

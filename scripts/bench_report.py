@@ -564,7 +564,21 @@ def build(res, svg_path):
         if td_total:
             w(f"| detach | {td_total[0] / 1000:.0f} ms | {f1(sd['median'])} ms | {f1(sd['max'])} ms | "
               f"{len(cd)} of {conc} succeeded, no lease left |")
+        kd = pick(rows, "conc", "ipmin", "detach")
+        kd_total = pick(rows, "conc-total", "ipmin", "detach")
+        if kd_total:
+            sk = stats(kd)
+            w(f"| `ip link del` (control: the same containers, veths made with the minimal `ip` form) | "
+              f"{kd_total[0] / 1000:.0f} ms | {f1(sk['median'])} ms | {f1(sk['max'])} ms | "
+              f"{len(kd)} of {conc} succeeded, no veth left |")
         w("")
+        if td_total and kd_total:
+            w(f"{conc} concurrent detaches take {td_total[0] / kd_total[0]:.2f}× as long in total as {conc} "
+              f"concurrent `ip link del` of the same containers' veths (per process median "
+              f"{sd['median'] / sk['median']:.2f}×).")
+            w("")
+            results["conc_detach_ratio"] = td_total[0] / kd_total[0]
+            results["conc_detach_ms"] = (td_total[0] / 1000, kd_total[0] / 1000)
         results["conc_total"] = ta_total[0] / 1000
         results["conc_ok"] = distinct == str(conc)
 
