@@ -21,9 +21,9 @@
 # concurrency (CONC attaches, then CONC detaches, launched at once; then the same CONC containers
 # get minimal-ip veths and CONC `ip link del` are launched at once as the control), the `watch`
 # daemon (Docker's start event of a labelled container until its address answers ICMP echo, K
-# times; its memory idle and with SCALE labelled containers attached), the pure allocator
-# benchmark (cargo bench), the syscall counts of one attach (strace), and where the time of one
-# attach goes (strace -T, perf).
+# times; its memory idle and with SCALE labelled containers attached), exec-to-exit of
+# `docker-netattach --version` next to /bin/true, the pure allocator benchmark (cargo bench), the
+# syscall counts of one attach (strace), and where the time of one attach goes (strace -T, perf).
 #
 # Results: OUT (default $CARGO_TARGET_DIR/bench or target/bench) gets the raw CSVs and report.md;
 # the full run also rewrites the generated part of docs/benchmarks.md and docs/bench-latency.svg
@@ -735,7 +735,40 @@ wait "$EVENTS_PID" 2>/dev/null || true
 EVENTS_PID=""
 cp "$WORK/out/watch.log" "$RES/watch.log"
 
-# --- 7. allocator (pure) -------------------------------------------------------------------------
+# --- 7. exec to exit -----------------------------------------------------------------------------
+# `docker-netattach --version` does nothing but start, parse its arguments, print and exit; next
+# to /bin/true (the exec floor of a dynamically linked program), spawned alternately the same way.
+log "exec to exit: $BIN --version and /bin/true, 200 runs each (posix_spawn + waitpid)"
+python3 - "$BIN" 200 >"$RES/exec.csv" <<'EOF'
+import os, sys, time
+bin_, n = sys.argv[1], int(sys.argv[2])
+progs = {"bin": [bin_, "--version"], "true": ["/bin/true"]}
+quiet = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
+def one(argv):
+    t0 = time.perf_counter_ns()
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=quiet)
+    _, st = os.waitpid(pid, 0)
+    t = (time.perf_counter_ns() - t0) // 1000
+    if st != 0:
+        sys.exit(f"{argv} exited with status {st}")
+    return t
+for _ in range(10):
+    one(progs["bin"]); one(progs["true"])
+print("prog,us")
+for i in range(n):
+    for k in (("bin", "true") if i % 2 == 0 else ("true", "bin")):
+        print(f"{k},{one(progs[k])}")
+EOF
+ldd_out="$(ldd "$BIN" 2>&1 || true)"
+if grep -q -e 'not a dynamic executable' -e 'statically linked' <<<"$ldd_out"; then
+    BIN_STATIC=yes
+    BIN_LIBS=""
+else
+    BIN_STATIC=no
+    BIN_LIBS="$(awk '$1 !~ /vdso/ {print $1}' <<<"$ldd_out" | xargs)"
+fi
+
+# --- 8. allocator (pure) -------------------------------------------------------------------------
 if [ "$IPAM" = 0 ]; then
     log "allocator benchmark skipped (--no-ipam)"
 elif command -v cargo >/dev/null; then
@@ -746,7 +779,7 @@ else
     log "cargo not found: allocator benchmark skipped"
 fi
 
-# --- 8. facts and report ---------------------------------------------------------------------
+# --- 9. facts and report ---------------------------------------------------------------------
 {
     echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "command=scripts/bench.sh${ARGS_TEXT:+ $ARGS_TEXT}"
@@ -761,6 +794,8 @@ fi
     echo "rustc=$(rustc --version 2>/dev/null | cut -d' ' -f2 || echo unknown)"
     echo "bin=$BIN"
     echo "bin_size=$(stat -c %s "$BIN")"
+    echo "bin_static=$BIN_STATIC"
+    echo "bin_libs=$BIN_LIBS"
     echo "watch_samples=$WATCH_SAMPLES"
     echo "bridge=$BRIDGE"
     echo "mtu=$MTU"

@@ -9,6 +9,7 @@ Inputs (all in --results DIR, written by bench.sh):
   watch.csv      watch daemon: per sample, Docker's start event and StartedAt, first echo reply
   watch.log      the daemon's log (its own start event → attached latency per container)
   watch-mem.csv  the daemon's VmRSS / VmHWM / threads at each stage
+  exec.csv       exec to exit of `docker-netattach --version` and /bin/true (µs)
   ipam.txt       output of `cargo bench --bench ipam`
   profile/       strace -f -T -yy traces of one attach/detach, perf stat, packet close cost
 Outputs: --report FILE (markdown), --svg FILE (gnuplot, when installed), and with --docs FILE the
@@ -625,6 +626,7 @@ def build(res, svg_path):
         results["conc_ok"] = distinct == str(conc)
 
     watch_section(res, meta, scale, w, results)
+    exec_section(res, meta, w, results)
 
     # allocator
     if ipam:
@@ -868,6 +870,28 @@ def watch_section(res, meta, scale, w, results):
         for line in bad[:5]:
             w("    " + line)
         w("")
+
+
+def exec_section(res, meta, w, results):
+    rows = load_csv(res, "exec.csv")
+    if not rows:
+        return
+    b = [int(r["us"]) for r in rows if r["prog"] == "bin"]
+    t = [int(r["us"]) for r in rows if r["prog"] == "true"]
+    static = meta.get("bin_static", "?")
+    libs = meta.get("bin_libs", "")
+    w(f"### Exec to exit (posix_spawn + waitpid from Python, {len(b)} runs each, alternating; µs)")
+    w("")
+    w("| program | median | p90 | min |")
+    w("|---|---:|---:|---:|")
+    w(f"| `docker-netattach --version` | {quantile(b, 0.5):.0f} | {quantile(b, 0.9):.0f} | {min(b)} |")
+    w(f"| `/bin/true` (exec floor, dynamically linked) | {quantile(t, 0.5):.0f} | {quantile(t, 0.9):.0f} | {min(t)} |")
+    w("")
+    w(f"The binary is {'static (ldd: not a dynamic executable)' if static == 'yes' else 'dynamically linked (' + (libs or '?') + ')'}; "
+      f"its start, argument parsing and exit cost {quantile(b, 0.5) - quantile(t, 0.5):.0f} µs over `/bin/true` "
+      f"(median difference).")
+    w("")
+    results["exec"] = (quantile(b, 0.5), quantile(b, 0.9), quantile(t, 0.5), static)
 
 
 def plot(res, rows, methods, att, det, fill, drain, ifill, s0, scale, svg_path):
