@@ -24,6 +24,7 @@
 # times; its memory idle and with SCALE labelled containers attached), exec-to-exit of
 # `docker-netattach --version` next to /bin/true, the pure allocator benchmark (cargo bench), the
 # syscall counts of one attach (strace), and where the time of one attach goes (strace -T, perf).
+# The report opens with the headline ratios of issue 13, each against its goal.
 #
 # Results: OUT (default $CARGO_TARGET_DIR/bench or target/bench) gets the raw CSVs and report.md;
 # the full run also rewrites the generated part of docs/benchmarks.md and docs/bench-latency.svg

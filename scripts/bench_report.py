@@ -46,6 +46,15 @@ TARGETS = {
     "ls_ms": 50.0,
     "ipam_us": 1000.0,
 }
+# Issue 13's goals: ratios within one run, so they hold on a noisy machine.
+GOALS = {
+    "attach_vs_ipmin": 0.70,
+    "attach_p90_vs_median": 1.4,
+    "detach_vs_ipdel": 1.0,
+    "conc_detach_vs_ipdel": 1.2,
+    "reused_ms": 50.0,
+    "watch_p50_ms": 6.0,
+}
 
 
 # --- statistics ---------------------------------------------------------------------------------
@@ -481,6 +490,7 @@ def build(res, svg_path):
       f"one ordinary `--network bridge` container kept on it throughout. Load average (1, 5, 15 min) "
       f"{meta.get('load_start', '?')} at the start, {meta.get('load_end', '?')} at the end.")
     w("")
+    headline_at = len(md)
 
     # per-method
     att = {m: stats(pick(rows, "methods", m, "attach")) for m in methods}
@@ -776,6 +786,9 @@ def build(res, svg_path):
     w(f"Release binary: {size} bytes ({size / 1048576:.1f} MiB; LTO, codegen-units=1, strip, panic=abort).")
     w("")
 
+    results["att"], results["det"] = att, det
+    md[headline_at:headline_at] = headline(results, scale, conc)
+
     if svg_path:
         plot(res, rows, methods, att, det, fill, drain, ifill, s0, scale, svg_path)
         w(f"![per-method latency and attach latency against containers already attached]({os.path.basename(svg_path)})")
@@ -892,6 +905,70 @@ def exec_section(res, meta, w, results):
       f"(median difference).")
     w("")
     results["exec"] = (quantile(b, 0.5), quantile(b, 0.9), quantile(t, 0.5), static)
+
+
+def headline(results, scale, conc):
+    """The issue-13 ratios, each against its goal: figure, goal, met."""
+    att, det = results["att"], results["det"]
+    out = ["### Headline (issue 13: ratios within this run)", "",
+           "| figure | measured | goal | met |", "|---|---|---|---|"]
+
+    def row(label, shown, goal, ok):
+        met = "n/a" if ok is None else ("yes" if ok else "**no**")
+        out.append(f"| {label} | {shown} | {goal} | {met} |")
+
+    def ok_le(x, lim):
+        return None if x != x else x <= lim
+
+    ta, ti = att["tool"]["median"], att["ipmin"]["median"]
+    r = ta / ti
+    row("attach median, tool / minimal `ip`", f"{r:.2f} ({f1(ta)} / {f1(ti)} ms)",
+        f"≤ {GOALS['attach_vs_ipmin']:.2f}", ok_le(r, GOALS["attach_vs_ipmin"]))
+    r = att["tool"]["p90"] / ta
+    row("attach p90 / median, tool", f"{r:.2f} ({f1(att['tool']['p90'])} / {f1(ta)} ms)",
+        f"≤ {GOALS['attach_p90_vs_median']}", ok_le(r, GOALS["attach_p90_vs_median"]))
+    td, tk = det["tool"]["median"], det["ipmin"]["median"]
+    r = td / tk
+    row("detach median, tool / `ip link del`", f"{r:.2f} ({f1(td)} / {f1(tk)} ms)",
+        f"≤ {GOALS['detach_vs_ipdel']:.1f}", ok_le(r, GOALS["detach_vs_ipdel"]))
+    if "conc_detach_ratio" in results:
+        a, b = results["conc_detach_ms"]
+        r = results["conc_detach_ratio"]
+        row(f"{conc} concurrent detaches, total: tool / `ip link del`", f"{r:.2f} ({a:.0f} / {b:.0f} ms)",
+            f"≤ {GOALS['conc_detach_vs_ipdel']}", ok_le(r, GOALS["conc_detach_vs_ipdel"]))
+    else:
+        row(f"{conc} concurrent detaches, total: tool / `ip link del`", "not measured", "≤ 1.2", None)
+    if "ttfa_tool_reused" in results:
+        vals, numeric = results["ttfa_tool_reused"]
+        worst = max(numeric) / 1000 if numeric and len(numeric) == len(vals) else float("inf")
+        row("first answer on a reused address (worst of "
+            f"{len(vals)})", f"{f1(worst)} ms" if worst != float("inf") else "timeout",
+            f"≤ {GOALS['reused_ms']:.0f} ms", worst <= GOALS["reused_ms"])
+    rt = results["scaleS"] / results["scale0"]
+    rc = results["ctrlS"] / results["ctrl0"]
+    row(f"attach median with {scale} / with 0 attached: tool vs minimal `ip` control",
+        f"{rt:.3f} vs {rc:.3f}", "tool ≤ control", ok_le(rt - rc, 0.0))
+    if "watch_p50" in results:
+        p = results["watch_p50"]
+        row(f"`watch`: start event → answering ICMP, p50 of {results['watch_n']}",
+            "timeout" if p >= 10e3 else f"{f1(p)} ms", f"≤ {GOALS['watch_p50_ms']:.0f} ms",
+            ok_le(p, GOALS["watch_p50_ms"]))
+    else:
+        row("`watch`: start event → answering ICMP, p50", "not measured", "≤ 6 ms", None)
+    out.append("")
+    notes = []
+    if "mem" in results:
+        idle, rss, hwm, n = results["mem"]
+        notes.append(f"`watch` resident memory: {idle:.1f} MiB idle, {rss:.1f} MiB with {n} attached "
+                     f"(peak {hwm:.1f} MiB)")
+    if "exec" in results:
+        bm, bp, tm, static = results["exec"]
+        notes.append(f"exec to exit of `docker-netattach --version`: {bm:.0f} µs median (p90 {bp:.0f}), "
+                     f"`/bin/true` {tm:.0f} µs; binary {'static' if static == 'yes' else 'dynamically linked'}")
+    if notes:
+        out.append("Measured, no goal: " + "; ".join(notes) + ".")
+        out.append("")
+    return out
 
 
 def plot(res, rows, methods, att, det, fill, drain, ifill, s0, scale, svg_path):
