@@ -188,6 +188,7 @@ cleanup() {
         ip link del "$h" 2>/dev/null
     done
     rm -f /var/run/netns/"$IFP"-* /var/run/netns/"$PFX"-* 2>/dev/null
+    [ -f "$WORK/out/watch.log" ] && cp "$WORK/out/watch.log" "$RES/watch.log" 2>/dev/null
     if [ -d "$RES" ] && [ "$(ls -A "$RES")" ]; then
         mkdir -p "$OUT" && cp -r "$RES"/. "$OUT"/ 2>/dev/null
     fi
