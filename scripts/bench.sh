@@ -2,8 +2,8 @@
 # Side-by-side benchmark of docker-netattach against the other ways of giving a
 # `--network=none` container an interface on docker0 (issue 4, and the "Speed" part of issue 2).
 #
-#   scripts/bench.sh            full run (N=20, 200 containers for scale, 50 concurrent attaches)
-#   scripts/bench.sh --quick    smoke run for CI (N=5, 20 for scale, 10 concurrent)
+#   scripts/bench.sh            full run (N=20, 200 containers for scale, 50 concurrent, 20 watch samples)
+#   scripts/bench.sh --quick    smoke run for CI (N=5, 20 for scale, 10 concurrent, 5 watch samples)
 #
 # One run, on the same set of --network=none containers, in turn per container (the order of the
 # methods rotates from one container to the next), times attach and detach of:
@@ -18,8 +18,13 @@
 #            invoked directly with CNI_COMMAND=ADD/DEL
 # then: time to first answer (attach start until `curl http://$IP/` answers) on a fresh and on a
 # reused address, scale (attach with 0 vs SCALE containers attached, `ls` over SCALE leases),
-# concurrency (CONC attaches launched at once), the pure allocator benchmark (cargo bench), the
+# concurrency (CONC attaches, then CONC detaches, launched at once; then the same CONC containers
+# get minimal-ip veths and CONC `ip link del` are launched at once as the control), the `watch`
+# daemon (Docker's start event of a labelled container until its address answers ICMP echo, K
+# times; its memory idle and with SCALE labelled containers attached), exec-to-exit of
+# `docker-netattach --version` next to /bin/true, the pure allocator benchmark (cargo bench), the
 # syscall counts of one attach (strace), and where the time of one attach goes (strace -T, perf).
+# The report opens with the headline ratios of issue 13, each against its goal.
 #
 # Results: OUT (default $CARGO_TARGET_DIR/bench or target/bench) gets the raw CSVs and report.md;
 # the full run also rewrites the generated part of docs/benchmarks.md and docs/bench-latency.svg
@@ -27,7 +32,8 @@
 #
 # Options: --quick; -n N (containers per method); --scale M; --concurrency C; --stale-samples K
 # (random-MAC reused-address samples, each may stall up to --stale-limit S seconds, default 30);
-# --out DIR; --docs / --no-docs; --no-cni; --no-ipam (skip cargo bench); --no-install.
+# --watch-samples K (start event → answer samples, at most 240); --out DIR; --docs / --no-docs;
+# --no-cni; --no-ipam (skip cargo bench); --no-install.
 #
 # Needs root, Docker, iproute2, curl, python3. Installs (apt-get, unless --no-install or
 # BENCH_NO_INSTALL=1) what is missing of: containernetworking-plugins, gnuplot-nox, strace.
@@ -35,7 +41,9 @@
 #
 # Everything it creates carries the prefix nab-<random> (containers also the label nab.run=<random>)
 # and is removed on exit, failure or Ctrl-C: containers, /var/run/netns links, veths, the private
-# state directory (DOCKER_NETATTACH_STATE_DIR under /tmp) and the CNI data directory.
+# state directory (DOCKER_NETATTACH_STATE_DIR under /tmp), the CNI data directory, and the `watch`
+# daemon it starts on that state directory (label prefix nab<random>, so no other daemon on the
+# machine acts on its labels, and no daemon of others' on ours; HTTP on a free loopback port).
 set -euo pipefail
 export LC_ALL=C
 
@@ -45,9 +53,9 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 QUICK=0
 for a in "$@"; do [ "$a" = --quick ] && QUICK=1; done
 if [ "$QUICK" = 1 ]; then
-    N=5 SCALE=20 CONC=10 TTFA_SAMPLES=2 STALE_SAMPLES=1 DOCS=0
+    N=5 SCALE=20 CONC=10 TTFA_SAMPLES=2 STALE_SAMPLES=1 WATCH_SAMPLES=5 DOCS=0
 else
-    N=20 SCALE=200 CONC=50 TTFA_SAMPLES=3 STALE_SAMPLES=2 DOCS=1
+    N=20 SCALE=200 CONC=50 TTFA_SAMPLES=3 STALE_SAMPLES=2 WATCH_SAMPLES=20 DOCS=1
 fi
 INSTALL=1
 [ "${BENCH_NO_INSTALL:-0}" = 1 ] && INSTALL=0
@@ -64,6 +72,7 @@ while [ $# -gt 0 ]; do
         --concurrency) CONC="$2"; shift ;;
         --stale-samples) STALE_SAMPLES="$2"; shift ;;
         --stale-limit) STALE_LIMIT="$2"; shift ;;
+        --watch-samples) WATCH_SAMPLES="$2"; shift ;;
         --out) OUT="$2"; shift ;;
         --docs) DOCS=1 ;;
         --no-docs) DOCS=0 ;;
@@ -75,11 +84,13 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-for v in N SCALE CONC STALE_SAMPLES STALE_LIMIT; do
+for v in N SCALE CONC STALE_SAMPLES STALE_LIMIT WATCH_SAMPLES; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "bench: $v must be a number" >&2; exit 2; }
 done
 [ "$N" -ge 2 ] || { echo "bench: need at least 2 containers (-n)" >&2; exit 2; }
 [ "$CONC" -le "$SCALE" ] || { echo "bench: --concurrency must not exceed --scale" >&2; exit 2; }
+[ "$WATCH_SAMPLES" -ge 1 ] && [ "$WATCH_SAMPLES" -le 240 ] ||
+    { echo "bench: --watch-samples must be 1 to 240" >&2; exit 2; }
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
@@ -141,12 +152,29 @@ CNI_DATA="$WORK/cni"
 mkdir -p "$RES" "$WORK/out" "$WORK/conc"
 export DOCKER_NETATTACH_STATE_DIR="$STATE"
 BG_PIDS=()
+DAEMON_PID="" # the `watch` daemon of section 6, and its helpers
+EVENTS_PID="" # its `docker events` reader
+PROBE_PID=""  # the ICMP probe of the current sample
+
+stop_daemon() { # SIGTERM, then SIGKILL after 3 s
+    [ -n "$DAEMON_PID" ] || return 0
+    local i
+    kill "$DAEMON_PID" 2>/dev/null || true
+    for i in $(seq 1 30); do
+        kill -0 "$DAEMON_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$DAEMON_PID" 2>/dev/null || true
+    wait "$DAEMON_PID" 2>/dev/null || true
+    DAEMON_PID=""
+}
 
 cleanup() {
     local rc=$?
     set +eu
     trap - EXIT INT TERM
-    for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${BG_PIDS[@]}" $PROBE_PID $EVENTS_PID; do kill "$p" 2>/dev/null; done
+    stop_daemon
     wait 2>/dev/null
     # The tool's host veths (from our private state dir only), then the containers: removing a
     # container's netns deletes every veth pair that has an end in it (ours, recipe, CNI).
@@ -160,6 +188,7 @@ cleanup() {
         ip link del "$h" 2>/dev/null
     done
     rm -f /var/run/netns/"$IFP"-* /var/run/netns/"$PFX"-* 2>/dev/null
+    [ -f "$WORK/out/watch.log" ] && cp "$WORK/out/watch.log" "$RES/watch.log" 2>/dev/null
     if [ -d "$RES" ] && [ "$(ls -A "$RES")" ]; then
         mkdir -p "$OUT" && cp -r "$RES"/. "$OUT"/ 2>/dev/null
     fi
@@ -483,15 +512,18 @@ log "scale: the same with the minimal ip form (kernel control)"
 for k in $(seq 1 "$SCALE"); do
     ln -s "/proc/$(pid_of "${SN[$k]}")/ns/net" "/var/run/netns/$IFP-s$k"
 done
-for k in $(seq 1 "$SCALE"); do
-    a="172.17.$((102 + k / 250)).$((k % 250 + 2))"
-    t0=$EPOCHREALTIME
+scale_ipmin_up() { # k: scale container k gets veth ${IFP}s<k> with the minimal ip form
+    local k="$1" a="172.17.$((102 + $1 / 250)).$(($1 % 250 + 2))"
     ip link add "${IFP}s$k" mtu "$MTU" type veth peer name eth0 mtu "$MTU" netns "$IFP-s$k" &&
         ip link set "${IFP}s$k" master "$BRIDGE" up &&
         ip -n "$IFP-s$k" -batch - <<<"addr add $a/$PREFIXLEN dev eth0
 link set eth0 up
 link set lo up
-route add default via $GW" || die "minimal ip attach of ${SN[$k]} failed"
+route add default via $GW"
+}
+for k in $(seq 1 "$SCALE"); do
+    t0=$EPOCHREALTIME
+    scale_ipmin_up "$k" || die "minimal ip attach of ${SN[$k]} failed"
     rec fill ipmin attach "$k" $((k - 1)) "$(us "$t0" "$EPOCHREALTIME")"
 done
 for k in $(seq 1 "$SCALE"); do
@@ -502,16 +534,20 @@ done
 rm -f /var/run/netns/"$IFP"-s*
 
 # --- 5. concurrency --------------------------------------------------------------------------
-conc() { # op
-    local op="$1" j
+# conc METHOD OP: CONC processes launched at once, one per scale container (conc_METHOD OP j);
+# records each process's wall time and the total, first start to last exit.
+conc_tool() { "$BIN" "$1" "${SN[$2]}"; }
+conc_ipmin() { ip link del "${IFP}s$2"; } # detach only: the veths scale_ipmin_up made
+conc() { # method op
+    local m="$1" op="$2" j tag="$1.$2"
     BG_PIDS=()
     local t0=$EPOCHREALTIME
     for j in $(seq 1 "$CONC"); do
         (
             s=$EPOCHREALTIME
             rc=0
-            "$BIN" "$op" "${SN[$j]}" >"$WORK/conc/$op.$j.out" 2>"$WORK/conc/$op.$j.err" || rc=$?
-            echo "$rc $(us "$s" "$EPOCHREALTIME")" >"$WORK/conc/$op.$j.rc"
+            "conc_$m" "$op" "$j" >"$WORK/conc/$tag.$j.out" 2>"$WORK/conc/$tag.$j.err" || rc=$?
+            echo "$rc $(us "$s" "$EPOCHREALTIME")" >"$WORK/conc/$tag.$j.rc"
         ) &
         BG_PIDS+=($!)
     done
@@ -521,29 +557,221 @@ conc() { # op
     BG_PIDS=()
     local failed=0
     for j in $(seq 1 "$CONC"); do
-        read -r rc t <"$WORK/conc/$op.$j.rc"
-        [ "$rc" = 0 ] || { failed=$((failed + 1)); log "  $op ${SN[$j]}: $(cat "$WORK/conc/$op.$j.err")"; }
-        rec conc tool "$op" "$j" "$CONC" "$t"
+        read -r rc t <"$WORK/conc/$tag.$j.rc"
+        [ "$rc" = 0 ] || { failed=$((failed + 1)); log "  $m $op ${SN[$j]}: $(cat "$WORK/conc/$tag.$j.err")"; }
+        rec conc "$m" "$op" "$j" "$CONC" "$t"
     done
-    rec conc-total tool "$op" 0 "$CONC" "$total"
-    [ "$failed" = 0 ] || die "$failed of $CONC concurrent ${op}es failed"
+    rec conc-total "$m" "$op" 0 "$CONC" "$total"
+    [ "$failed" = 0 ] || die "$failed of $CONC concurrent $m ${op}es failed"
 }
 log "concurrency: $CONC attaches launched at once"
-conc attach
-distinct="$(cat "$WORK"/conc/attach.*.out | sort -u | wc -l)"
+conc tool attach
+distinct="$(cat "$WORK"/conc/tool.attach.*.out | sort -u | wc -l)"
 [ "$distinct" = "$CONC" ] || die "$CONC concurrent attaches got $distinct distinct addresses"
 for j in $(seq 1 "$CONC"); do
     p="$(pid_of "${SN[$j]}")"
-    a="$(cat "$WORK/conc/attach.$j.out")"
+    a="$(cat "$WORK/conc/tool.attach.$j.out")"
     nsenter -t "$p" -n ip -4 -o addr show dev eth0 | grep -q " $a/" || die "${SN[$j]} lacks $a"
 done
 echo "$CONC,$distinct" >"$RES/conc-check.csv"
 log "concurrency: $CONC detaches launched at once"
-conc detach
+conc tool detach
 left="$("$BIN" ls --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
 [ "$left" = 0 ] || die "$left leases left after the concurrent detaches"
+# The control: the same containers get veths with the minimal ip form (untimed, as in section 4),
+# then CONC `ip link del` are launched at once, as the tool's detaches were.
+log "concurrency: the same $CONC containers get minimal-ip veths (untimed), then $CONC \`ip link del\` at once"
+for j in $(seq 1 "$CONC"); do
+    ln -s "/proc/$(pid_of "${SN[$j]}")/ns/net" "/var/run/netns/$IFP-s$j"
+    scale_ipmin_up "$j" || die "minimal ip attach of ${SN[$j]} failed"
+done
+conc ipmin detach
+left="$(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -c "^${IFP}s" || true)"
+[ "$left" = 0 ] || die "$left veths left after the concurrent ip link del"
+rm -f /var/run/netns/"$IFP"-s*
 
-# --- 6. allocator (pure) -------------------------------------------------------------------------
+# --- 6. watch: start event → answering, and the daemon's memory ---------------------------------
+# The daemon runs on the bench's private state directory with a label prefix of its own
+# (nab<random>: no other daemon on this machine acts on these labels). Each sample container is
+# created (untimed) with `<prefix>.network=bridge` and a fixed address through `<prefix>.ip`, so
+# the ICMP probe can be sending before `docker start`; the clock starts at Docker's own `start`
+# event time (timeNano of a `docker events` reader started beforehand: the daemon cannot act
+# before that event, and it is the time its latency histogram counts from) and stops when the
+# first echo reply arrives (the container's kernel answers as soon as eth0 has the address and
+# the host knows its MAC; no process of the container is involved). .State.StartedAt (taken
+# earlier, when the runtime started the process) is kept too.
+LP="nab$R"
+WATCH_CSV="$RES/watch.csv"
+WATCH_MEM="$RES/watch-mem.csv"
+echo "sample,container,address,event_ns,started_at,first_send_ns,answer_ns,sent,send_errors" >"$WATCH_CSV"
+echo "stage,attached,rss_kb,hwm_kb,threads" >"$WATCH_MEM"
+cat >"$WORK/icmp_wait.py" <<'EOF'
+# icmp_wait.py ADDRESS LIMIT_S READY_FILE: echo requests to ADDRESS every ~0.3 ms (raw socket,
+# root) until the first reply; creates READY_FILE once it sends; prints "first_send_ns reply_ns
+# sent send_errors" (CLOCK_REALTIME ns; reply_ns is "timeout" after LIMIT_S seconds).
+import os, select, socket, struct, sys, time
+
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xFFFF)
+    return ~(s + (s >> 16)) & 0xFFFF
+
+addr, limit, ready = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+ident = os.getpid() & 0xFFFF
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.setblocking(False)
+seq = sent = errors = 0
+got = None
+open(ready, "w").close()
+first = time.time_ns()
+deadline = time.monotonic() + limit
+while got is None and time.monotonic() < deadline:
+    seq = (seq + 1) & 0xFFFF
+    body = b"nab-icmp"
+    pkt = struct.pack("!BBHHH", 8, 0, csum(struct.pack("!BBHHH", 8, 0, 0, ident, seq) + body), ident, seq) + body
+    try:
+        s.sendto(pkt, (addr, 0))
+        sent += 1
+    except OSError:  # ENOBUFS/EAGAIN while the host resolves the address: keep going
+        errors += 1
+    until = time.monotonic() + 0.0003
+    while got is None:
+        left = until - time.monotonic()
+        if not select.select([s], [], [], max(left, 0))[0]:
+            break
+        while got is None:
+            try:
+                data, (src, _) = s.recvfrom(2048)
+            except BlockingIOError:
+                break
+            ihl = (data[0] & 0x0F) * 4
+            if src == addr and len(data) >= ihl + 8:
+                typ, _, _, rid, _ = struct.unpack("!BBHHH", data[ihl:ihl + 8])
+                if typ == 0 and rid == ident:
+                    got = time.time_ns()
+print(first, got if got is not None else "timeout", sent, errors)
+EOF
+
+wait_until() { # limit_s command...: true once the command succeeds (polled every 20 ms)
+    local limit_us=$(($1 * 1000000)) t0=$EPOCHREALTIME
+    shift
+    until "$@"; do
+        [ "$(us "$t0" "$EPOCHREALTIME")" -lt "$limit_us" ] || return 1
+        sleep 0.02
+    done
+}
+daemon_mem() { # stage attached: VmRSS, VmHWM and threads of the daemon now
+    local st="/proc/$DAEMON_PID/status"
+    [ -r "$st" ] || die "the watch daemon exited: $(tail -n5 "$WORK/out/watch.log")"
+    echo "$1,$2,$(awk '/^VmRSS:/ {print $2}' "$st"),$(awk '/^VmHWM:/ {print $2}' "$st"),$(awk '/^Threads:/ {print $2}' "$st")" >>"$WATCH_MEM"
+}
+attached_count() { "$BIN" ls --format '{{.Status}}' 2>/dev/null | grep -c '^attached$' || true; }
+leases_count() { "$BIN" ls --format '{{.Status}}' 2>/dev/null | grep -c . || true; }
+count_is() { [ "$(attached_count)" = "$1" ]; }
+no_leases() { [ "$(leases_count)" = 0 ]; }
+daemon_port() { sed -n 's/.*watching;.*listen=Some(127\.0\.0\.1:\([0-9]*\)).*/\1/p' "$WORK/out/watch.log"; }
+ready() { [ -n "$(daemon_port)" ] && curl -sf -o /dev/null --noproxy '*' -m 1 "http://127.0.0.1:$(daemon_port)/readyz"; }
+
+log "watch: starting the daemon (label prefix $LP, state $STATE)"
+# --listen 127.0.0.1:0: the kernel picks a free port (the daemon logs it); --resync 0: only the
+# start-up reconcile, no periodic one during the samples.
+NO_COLOR=1 "$BIN" watch --state-dir "$STATE" --label-prefix "$LP" --listen 127.0.0.1:0 --resync 0 \
+    2>"$WORK/out/watch.log" &
+DAEMON_PID=$!
+wait_until 10 ready || die "the watch daemon is not ready after 10 s: $(tail -n5 "$WORK/out/watch.log")"
+sleep 0.5 # its start-up reconcile (nothing to do) is over
+daemon_mem started 0
+docker events --since "$(date +%s)" --filter "label=nab.run=$R" --filter event=start \
+    --format '{{.Actor.Attributes.name}} {{.TimeNano}}' >"$WORK/out/events" &
+EVENTS_PID=$!
+has_event() { grep -q "^$1 " "$WORK/out/events"; }
+log "watch: $WATCH_SAMPLES labelled containers started one at a time (after one untimed), start event → ICMP answer"
+for k in $(seq 0 "$WATCH_SAMPLES"); do # sample 0: warm-up, reported apart
+    name="$PFX-w$k"
+    addr="172.17.248.$((9 + k))"
+    ip neigh del "$addr" dev "$BRIDGE" 2>/dev/null || true
+    docker create --network none --label "nab.run=$R" --label "$LP.network=bridge" \
+        --label "$LP.ip=$addr" --name "$name" "$IMAGE" sleep 3600 >/dev/null
+    rm -f "$WORK/icmp.ready"
+    python3 "$WORK/icmp_wait.py" "$addr" 10 "$WORK/icmp.ready" >"$WORK/out/icmp" &
+    PROBE_PID=$!
+    wait_until 5 test -e "$WORK/icmp.ready" || die "the ICMP probe did not start"
+    docker start "$name" >/dev/null
+    wait "$PROBE_PID" || die "the ICMP probe failed"
+    PROBE_PID=""
+    read -r first answer sent errs <"$WORK/out/icmp"
+    wait_until 5 has_event "$name" || die "no start event of $name from docker events"
+    ev="$(sed -n "s/^$name //p" "$WORK/out/events" | head -n1)"
+    started="$(docker inspect -f '{{.State.StartedAt}}' "$name")"
+    echo "$k,$name,$addr,$ev,$started,$first,$answer,$sent,$errs" >>"$WATCH_CSV"
+    if [ "$answer" = timeout ]; then
+        log "  $name ($addr): no answer within 10 s"
+    else
+        d=$((answer - ev))
+        log "  $name ($addr): answered $((d / 1000000)).$((d / 100000 % 10)) ms after the start event"
+    fi
+done
+[ "$(attached_count)" = $((WATCH_SAMPLES + 1)) ] ||
+    die "the daemon attached $(attached_count) of the $((WATCH_SAMPLES + 1)) sample containers"
+log "watch: removing them (the daemon releases the leases on destroy)"
+mapfile -t ids < <(docker ps -aq --filter "label=nab.run=$R" --filter "label=$LP.ip")
+docker rm -f "${ids[@]}" >/dev/null
+wait_until 20 no_leases || die "$(leases_count) leases left 20 s after the sample containers were removed"
+sleep 0.5
+daemon_mem "after-samples" 0
+log "watch: $SCALE labelled containers started 4 at a time, the daemon attaches them"
+seq 1 "$SCALE" | xargs -P 4 -I{} docker run -d --network none --label "nab.run=$R" \
+    --label "$LP.network=bridge" --name "$PFX-m{}" "$IMAGE" sleep 3600 >/dev/null
+wait_until $((30 + SCALE / 2)) count_is "$SCALE" ||
+    die "the daemon attached $(attached_count) of $SCALE labelled containers"
+sleep 1
+daemon_mem attached "$SCALE"
+log "watch: removing them"
+mapfile -t ids < <(docker ps -aq --filter "label=nab.run=$R" --filter "label=$LP.network")
+docker rm -f "${ids[@]}" >/dev/null
+wait_until $((30 + SCALE / 2)) no_leases || die "$(leases_count) leases left after the labelled containers were removed"
+sleep 1
+daemon_mem released 0
+stop_daemon
+kill "$EVENTS_PID" 2>/dev/null || true
+wait "$EVENTS_PID" 2>/dev/null || true
+EVENTS_PID=""
+cp "$WORK/out/watch.log" "$RES/watch.log"
+
+# --- 7. exec to exit -----------------------------------------------------------------------------
+# `docker-netattach --version` does nothing but start, parse its arguments, print and exit; next
+# to /bin/true (the exec floor of a dynamically linked program), spawned alternately the same way.
+log "exec to exit: $BIN --version and /bin/true, 200 runs each (posix_spawn + waitpid)"
+python3 - "$BIN" 200 >"$RES/exec.csv" <<'EOF'
+import os, sys, time
+bin_, n = sys.argv[1], int(sys.argv[2])
+progs = {"bin": [bin_, "--version"], "true": ["/bin/true"]}
+quiet = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
+def one(argv):
+    t0 = time.perf_counter_ns()
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=quiet)
+    _, st = os.waitpid(pid, 0)
+    t = (time.perf_counter_ns() - t0) // 1000
+    if st != 0:
+        sys.exit(f"{argv} exited with status {st}")
+    return t
+for _ in range(10):
+    one(progs["bin"]); one(progs["true"])
+print("prog,us")
+for i in range(n):
+    for k in (("bin", "true") if i % 2 == 0 else ("true", "bin")):
+        print(f"{k},{one(progs[k])}")
+EOF
+ldd_out="$(ldd "$BIN" 2>&1 || true)"
+if grep -q -e 'not a dynamic executable' -e 'statically linked' <<<"$ldd_out"; then
+    BIN_STATIC=yes
+    BIN_LIBS=""
+else
+    BIN_STATIC=no
+    BIN_LIBS="$(awk '$1 !~ /vdso/ {print $1}' <<<"$ldd_out" | xargs)"
+fi
+
+# --- 8. allocator (pure) -------------------------------------------------------------------------
 if [ "$IPAM" = 0 ]; then
     log "allocator benchmark skipped (--no-ipam)"
 elif command -v cargo >/dev/null; then
@@ -554,7 +782,7 @@ else
     log "cargo not found: allocator benchmark skipped"
 fi
 
-# --- 7. facts and report ---------------------------------------------------------------------
+# --- 9. facts and report ---------------------------------------------------------------------
 {
     echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "command=scripts/bench.sh${ARGS_TEXT:+ $ARGS_TEXT}"
@@ -569,6 +797,9 @@ fi
     echo "rustc=$(rustc --version 2>/dev/null | cut -d' ' -f2 || echo unknown)"
     echo "bin=$BIN"
     echo "bin_size=$(stat -c %s "$BIN")"
+    echo "bin_static=$BIN_STATIC"
+    echo "bin_libs=$BIN_LIBS"
+    echo "watch_samples=$WATCH_SAMPLES"
     echo "bridge=$BRIDGE"
     echo "mtu=$MTU"
     echo "n=$N"
