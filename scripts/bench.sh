@@ -37,7 +37,8 @@
 #
 # Needs root, Docker, iproute2, curl, python3. Installs (apt-get, unless --no-install or
 # BENCH_NO_INSTALL=1) what is missing of: containernetworking-plugins, gnuplot-nox, strace.
-# Environment: BIN (use this binary, skip `cargo build --release`), NETATTACH_TEST_IMAGE.
+# Environment: BIN (use this binary, skip the static release build of scripts/build.sh),
+# NETATTACH_TEST_IMAGE.
 #
 # Everything it creates carries the prefix nab-<random> (containers also the label nab.run=<random>)
 # and is removed on exit, failure or Ctrl-C: containers, /var/run/netns links, veths, the private
@@ -135,9 +136,9 @@ command -v strace >/dev/null || apt_install strace || log "strace missing: no sy
 
 "$REPO/scripts/build-test-image.sh"
 if [ -z "${BIN:-}" ]; then
-    log "cargo build --release"
-    (cd "$REPO" && cargo build --release --quiet)
-    BIN="$TARGET_DIR/release/docker-netattach"
+    log "scripts/build.sh (static release build)"
+    BIN="$("$REPO/scripts/build.sh")"
+    case "$BIN" in /*) ;; *) BIN="$REPO/$BIN" ;; esac
 fi
 [ -x "$BIN" ] || die "binary $BIN not found"
 

@@ -9,6 +9,6 @@ die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 bash scripts/install-deps.sh
 command -v cargo >/dev/null || die "no cargo on PATH; install Rust >= 1.85 from https://rustup.rs"
 docker info >/dev/null 2>&1 || die "Docker does not answer; start it (systemctl start docker, or dockerd &)"
-cargo build --release
+BIN="$(bash scripts/build.sh)"
 bash scripts/build-test-image.sh
-BIN=target/release/docker-netattach bash tests/e2e/nginx-curl.sh
+BIN="$BIN" bash tests/e2e/nginx-curl.sh

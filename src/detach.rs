@@ -144,9 +144,11 @@ pub async fn detach_using(
     Ok(released)
 }
 
-/// The leases of the (container, network) pairs `keys` as the store holds them now, through
-/// the index (not every lease file).
+/// The leases of the (container, network) pairs `keys` as the store holds them now: through
+/// the index, and by reading every lease file only when the index misses one of them (a lease
+/// without an index entry: written by hand, or left by an older version).
 fn reread(store: &LeaseStore, keys: &BTreeSet<(String, String)>) -> Result<Vec<Lease>> {
+    let key = |l: &Lease| (l.container_id.clone(), l.network_id.clone());
     let ids: BTreeSet<&String> = keys.iter().map(|(id, _)| id).collect();
     let mut out = Vec::new();
     for id in ids {
@@ -154,8 +156,15 @@ fn reread(store: &LeaseStore, keys: &BTreeSet<(String, String)>) -> Result<Vec<L
             store
                 .of_container(id)?
                 .into_iter()
-                .filter(|l| keys.contains(&(l.container_id.clone(), l.network_id.clone()))),
+                .filter(|l| keys.contains(&key(l))),
         );
+    }
+    if out.len() < keys.len() {
+        out = store
+            .all()?
+            .into_iter()
+            .filter(|l| keys.contains(&key(l)))
+            .collect();
     }
     Ok(out)
 }
