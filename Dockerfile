@@ -15,7 +15,7 @@
 #              tool opens the host's /proc/<pid>/ns/net. Add --cap-add SYS_PTRACE for containers
 #              that run as another user. Compose, Swarm and systemd files: deploy/, docs/deploy.md.
 FROM scratch
-COPY target/x86_64-unknown-linux-gnu/release/docker-netattach /docker-netattach
+COPY target/image/docker-netattach /docker-netattach
 ENTRYPOINT ["/docker-netattach"]
 CMD ["watch", "--listen", "auto"]
 EXPOSE 80

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the docker-netattach image without a registry: a fully static release build of the tool,
-# then `docker build` of the top-level Dockerfile (FROM scratch).
+# Build the docker-netattach image without a registry: the fully static release build of the
+# tool (scripts/build.sh), then `docker build` of the top-level Dockerfile (FROM scratch).
 #
 # Environment:
 #   NETATTACH_IMAGE  tag to build (default: docker-netattach:latest)
@@ -8,18 +8,10 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 
 IMAGE="${NETATTACH_IMAGE:-docker-netattach:latest}"
-TARGET=x86_64-unknown-linux-gnu
-BIN="target/$TARGET/release/docker-netattach"
-
-# Default features only: the test hooks (feature test-hooks) never ship.
-echo "build-image: static build of $BIN" >&2
-RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target "$TARGET" >&2
-# A static(-pie) binary lists no shared libraries ("statically linked" / "not a dynamic
-# executable"); one that does would not run FROM scratch.
-if ldd "$BIN" 2>&1 | grep -q '=>'; then
-    echo "build-image: error: $BIN is not static" >&2
-    exit 1
-fi
+# The one release build (static; see scripts/build.sh), copied into the build context.
+BIN="$(bash scripts/build.sh)"
+mkdir -p target/image
+cp "$BIN" target/image/docker-netattach
 echo "build-image: docker build -t $IMAGE" >&2
 docker build -q -t "$IMAGE" . >&2
 echo "$IMAGE"

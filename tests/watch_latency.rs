@@ -7,7 +7,7 @@
 //! attempts from before `docker start` on, so the figure includes Docker's event delivery, the
 //! daemon's attach, ARP and the first TCP exchange.
 //!
-//! `NETATTACH_DAEMON_BIN=target/x86_64-unknown-linux-gnu/release/docker-netattach` measures the
+//! `NETATTACH_DAEMON_BIN=target/release/docker-netattach` (from scripts/build.sh) measures the
 //! static release build instead of the test build.
 
 mod common;

@@ -22,9 +22,9 @@ use super::{Rtnl, addr_err, errno, nl_err};
 use crate::endpoint::Route;
 
 impl Rtnl {
-    /// Container side, in this order: the interface's sysctls (`arp_notify`; IPv6 off as
-    /// Docker does when there is no IPv6 address), its addresses (IPv6 with `nodad`: usable at
-    /// once) and `lo` up (concurrently), then the interface up — with `arp_notify` set the
+    /// Container side, in this order: the interface's sysctls (IPv6 off as Docker does when
+    /// there is no IPv6 address), then `arp_notify`, its addresses (IPv6 with `nodad`: usable at
+    /// once) and `lo` up (pipelined), then the interface up — with `arp_notify` set the
     /// kernel itself broadcasts the gratuitous ARP as the link comes up — and last the default
     /// routes, when asked for and the container has none yet, and the `--route`s. Last the
     /// announcement, which carries the interface's MAC (derived or `--mac`) to the gateway and
@@ -33,7 +33,6 @@ impl Rtnl {
         let InterfaceConfig {
             ifname, ifindex, ..
         } = *cfg;
-        self.set_arp_notify(ifindex, ifname).await?;
         let v6_off = if cfg.v6.is_some() { "0" } else { "1" };
         let sysctls = || -> Result<()> {
             if let Err(e) = sysctl(&format!("ipv6/conf/{ifname}/disable_ipv6"), v6_off) {
@@ -69,8 +68,15 @@ impl Rtnl {
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
             req.execute().await
         };
-        let (lo_res, v4_res, v6_res) =
-            futures::join!(self.handle.link().set(lo).execute(), add_v4, add_v6);
+        // Sent one after the other without waiting for each answer (the kernel handles them in
+        // order), then the answers are read: one round trip instead of four.
+        let (arp_res, lo_res, v4_res, v6_res) = futures::join!(
+            self.set_arp_notify(ifindex, ifname),
+            self.handle.link().set(lo).execute(),
+            add_v4,
+            add_v6
+        );
+        arp_res?;
         v4_res.map_err(|e| addr_err(&e, IpAddr::V4(ip), len))?;
         if let Some((ip6, len6)) = cfg.v6 {
             v6_res.map_err(|e| addr_err(&e, IpAddr::V6(ip6), len6))?;
