@@ -141,7 +141,8 @@ impl Rtnl {
     /// grace period (8–16 ms measured here).
     async fn announce(&self, a: Announce<'_>) -> Result<()> {
         let state = format!("/sys/class/net/{}/brport/state", a.host_port);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        let waiting = std::time::Instant::now();
+        let deadline = waiting + std::time::Duration::from_millis(500);
         while std::fs::read_to_string(&state).is_ok_and(|s| s.trim() != "3")
             && std::time::Instant::now() < deadline
         {
@@ -153,11 +154,11 @@ impl Rtnl {
         // fresh bridge port, and the kernel would retry only after a second (measured: 1 start
         // in 4 answered after ~1 s). So watch the entry and, while it stays unresolved, ask
         // again at once, a few times.
-        let started = std::time::Instant::now();
         tracing::debug!(
-            waited_us = started.elapsed().as_micros() as u64,
+            waited_us = waiting.elapsed().as_micros() as u64,
             "bridge port forwarding"
         );
+        let started = std::time::Instant::now();
         for attempt in 1..=ANNOUNCE_TRIES {
             let mut req = self
                 .handle
