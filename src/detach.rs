@@ -109,17 +109,14 @@ pub async fn detach_using(
     // 3. Under the lock again: the rest of the teardown (a veth that an attach made meanwhile
     //    goes here), then the leases.
     let lock = store.lock()?;
-    let mine = reread(store, &keys)?;
-    let chosen: Vec<&Lease> = mine.iter().collect();
+    let chosen = reread(store, &keys)?;
     let mut errors = Errors::new();
     let mut released = Vec::new();
     for lease in &chosen {
-        // Another attachment of the same namespace keeps the netns link (and resolv.conf).
-        let shared = mine.iter().any(|o| {
-            o.netns_name == lease.netns_name && !chosen.iter().any(|c| std::ptr::eq(*c, o))
-        }) || all.iter().any(|o| {
-            // Another target's lease naming the same link (read before the lock: new ones
-            // cannot appear, `attach` refuses a link that leads elsewhere).
+        // An attachment not being detached (this container on another network, read before
+        // the lock: new ones cannot appear, `attach` refuses a link that leads elsewhere)
+        // keeps the netns link and resolv.conf.
+        let shared = all.iter().any(|o| {
             o.netns_name == lease.netns_name
                 && !keys.contains(&(o.container_id.clone(), o.network_id.clone()))
         });
