@@ -11,7 +11,7 @@ use crate::docker::{ContainerInfo, DockerClient, NetworkInfo};
 use crate::endpoint::EndpointOpts;
 use crate::error::AttachError;
 use crate::ipam::Subnet;
-use crate::lease::{Lease, LeaseStore, Store};
+use crate::lease::{Lease, LeaseStore, Store, Syncer};
 use crate::link::{Iface, Rtnl};
 use crate::netns::{self, NsId};
 use crate::plan::{self, AttachPlan};
@@ -94,16 +94,27 @@ pub async fn attach_using(
     if !opts.dry_run {
         privilege::require("attach")?;
     }
-    let rtnl = Rtnl::connect()?;
-    let (target, network) = match facts(opts, docker).await? {
+    // What needs no answer from Docker is made while its requests are out.
+    let local = async {
+        // First let the requests go out: hyper connects, hands the connection to a task of
+        // this runtime and writes from there, a few turns of the runtime (strace: the requests
+        // are written in the third). Should it take more, the work below only overlaps less.
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        Local::open(opts, state_dir)
+    };
+    let (facts, local) = futures::join!(facts(opts, docker), local);
+    let (target, network) = match facts? {
         (Subject::Running(t), n) => (t, n),
         (Subject::Stopped(c), n) => return reserve(opts, &c, n, state_dir).await,
     };
+    let local = local?;
     // The container's process and namespace, to tell "it exited meanwhile" from other failures.
     let process = target
         .is_container
         .then(|| (target.name.clone(), target.pid, target.ns.id));
-    attach_target(opts, state_dir, &rtnl, target, network)
+    attach_target(opts, local, target, network)
         .await
         .map_err(|e| match process {
             Some((container, pid, ns)) if exited(pid, Some(ns)) => {
@@ -125,22 +136,48 @@ fn exited(pid: u32, ns: Option<NsId>) -> bool {
     }
 }
 
+/// What an attach needs besides Docker's answers: the host's netlink socket, the state
+/// directory (opened, not locked) and the lease-sync thread.
+struct Local {
+    rtnl: Rtnl,
+    store: Option<LeaseStore>,
+    syncer: Syncer,
+}
+
+impl Local {
+    fn open(opts: &AttachOpts, state_dir: &Path) -> Result<Local> {
+        let rtnl = Rtnl::connect()?;
+        if opts.dry_run {
+            return Ok(Local {
+                rtnl,
+                store: LeaseStore::open_existing(state_dir)?,
+                syncer: Syncer::inline(),
+            });
+        }
+        Ok(Local {
+            rtnl,
+            store: Some(LeaseStore::open(state_dir)?),
+            syncer: Syncer::start(),
+        })
+    }
+}
+
 /// Attaches a running target (the part after the facts).
 async fn attach_target(
     opts: &AttachOpts,
-    state_dir: &Path,
-    rtnl: &Rtnl,
+    local: Local,
     target: Target,
     mut network: NetworkInfo,
 ) -> Result<(Outcome, Hints)> {
     tracing::debug!(target = %target.name, network = %network.name, "docker facts");
 
     let mut hints = Vec::new();
-    let store = if opts.dry_run {
-        LeaseStore::open_existing(state_dir)?
-    } else {
-        Some(LeaseStore::open(state_dir)?)
-    };
+    let Local {
+        rtnl,
+        store,
+        syncer,
+    } = local;
+    let rtnl = &rtnl;
     // The bridge is read under the lock: another attach may be creating it right now, and what
     // it finds decides whether this one creates it (and may undo that) or uses it.
     let lock = match (&store, opts.dry_run) {
@@ -335,6 +372,7 @@ async fn attach_target(
             ns: &target.ns,
             bridge_index,
             replacing: existing.as_ref(),
+            syncer: &syncer,
         },
     )
     .await?;

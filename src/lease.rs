@@ -30,8 +30,10 @@ mod files;
 pub(crate) mod memory;
 mod repair;
 mod scan;
+mod syncer;
 
-pub use disk::DiskStore;
+pub use disk::{Committed, Completion, DiskStore};
+pub use syncer::Syncer;
 
 /// The store every command opens: the one on disk.
 pub type LeaseStore = DiskStore;

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use anyhow::{Result, anyhow, bail};
 
 use crate::error::Errors;
-use crate::lease::{InsertError, Lease, LeaseStore, StoreLock};
+use crate::lease::{InsertError, Lease, LeaseStore, StoreLock, Syncer};
 use crate::link::{Announce, InterfaceConfig, Made, Rtnl, VethSpec};
 use crate::netns::{self, LinkOutcome, Netns, NsId};
 use crate::plan::{self, AttachPlan};
@@ -84,6 +84,8 @@ pub struct Found<'a> {
     pub bridge_index: Option<u32>,
     /// The old lease of this container on this network (a restart, or a killed attach).
     pub replacing: Option<&'a Lease>,
+    /// Syncs the lease while the kernel work runs (started early by the caller).
+    pub syncer: &'a Syncer,
 }
 
 /// Runs the plan; on failure undoes what was done and returns the combined error.
@@ -98,11 +100,13 @@ pub async fn run(
         ns,
         bridge_index,
         replacing,
+        syncer,
     } = found;
     let mut txn = Txn {
         rtnl,
         store,
         lock,
+        syncer,
         done: Vec::new(),
         step: "start",
         hooks: Hooks::from_env(),
@@ -142,6 +146,7 @@ struct Txn<'a> {
     rtnl: &'a Rtnl,
     store: &'a LeaseStore,
     lock: &'a StoreLock,
+    syncer: &'a Syncer,
     done: Vec<Undo>,
     step: &'static str,
     hooks: Hooks,
@@ -185,7 +190,9 @@ impl Txn<'_> {
             }
         }
         // Synced on a thread of its own while the kernel work runs; dropped on failure.
-        let completion = self.store.prepare_completion(self.lock, lease)?;
+        let completion = self
+            .store
+            .prepare_completion(self.lock, lease, self.syncer)?;
         self.finished("lease")?;
 
         self.step = "bridge";
@@ -252,7 +259,7 @@ impl Txn<'_> {
         self.finished("veth")?;
 
         self.step = "configure";
-        configure_container(p, ns).await?;
+        let inside = configure_container(p, ns).await?;
         self.finished("configure")?;
 
         self.step = "dns";
@@ -273,7 +280,26 @@ impl Txn<'_> {
                 ns.source.display()
             );
         }
-        self.store.complete(self.lock, completion)
+        self.step = "complete";
+        let committed = self.store.commit(self.lock, completion, self.syncer)?;
+        // The announcement decides nothing any more (the attachment works without it: the
+        // neighbours would ask), so it runs while the lease's directory is synced.
+        let (inside, ifindex) = inside;
+        let announce = Announce {
+            ifindex,
+            ifname: &lease.ifname,
+            gateway: lease.v4.gateway,
+            host_port: &lease.host_ifname,
+            host: Some(self.rtnl),
+        };
+        if let Err(e) = inside.announce(announce).await {
+            tracing::warn!(
+                "could not announce {} to the gateway {}: {e:#}; its neighbours learn it when they ask",
+                lease.v4.ip,
+                lease.v4.gateway
+            );
+        }
+        committed.durable()
     }
 
     async fn rollback(self, cause: anyhow::Error) -> anyhow::Error {
@@ -322,8 +348,9 @@ impl Txn<'_> {
 }
 
 /// Configures the container's interface through a netlink socket opened in its namespace, from
-/// this thread and runtime (no thread of its own).
-async fn configure_container(p: &AttachPlan, ns: &Netns) -> Result<()> {
+/// this thread and runtime (no thread of its own). Returns that socket and the interface's
+/// index, for the announcement.
+async fn configure_container(p: &AttachPlan, ns: &Netns) -> Result<(Rtnl, u32)> {
     let p = &p.lease;
     let rtnl = Rtnl::connect_in(ns)?;
     let iface = rtnl
@@ -339,14 +366,11 @@ async fn configure_container(p: &AttachPlan, ns: &Netns) -> Result<()> {
         gateway4,
         gateway6: p.v6.and_then(|v| v.gateway).filter(|_| p.default_route),
         routes: &p.routes,
-        announce: Some(Announce {
-            ifindex: iface.index,
-            gateway: p.v4.gateway,
-            host_port: &p.host_ifname,
-        }),
+        announce: None,
         netns: Some(ns),
     })
-    .await
+    .await?;
+    Ok((rtnl, iface.index))
 }
 
 #[cfg(test)]

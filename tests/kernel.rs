@@ -81,8 +81,10 @@ fn attach_in(host: &NamedNs, ctr: &NamedNs, host_name: &'static str, ip: Ipv4Add
             routes: &[],
             announce: Some(Announce {
                 ifindex: eth0.index,
+                ifname: "eth0",
                 gateway: Ipv4Addr::new(10, 99, 0, 1),
                 host_port: "nonexistent-in-this-view",
+                host: None,
             }),
             netns: None,
         })

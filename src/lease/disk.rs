@@ -49,6 +49,7 @@ use super::files::{
     addresses_named_in, ensure_private_dir, fsync_dir, is_v4_name, link_new, read_lease,
     remove_if_present, remove_names, sorted_entries, write_temporary,
 };
+use super::syncer::{Syncer, Ticket};
 use super::{Held, InsertError, Lease, Store, StoreLock, Taken, check_component, state_err};
 use crate::fsutil::{self, LockError};
 
@@ -295,7 +296,7 @@ impl DiskStore {
     /// Marks a lease complete: a new record, renamed over the IPv6 name and then over the IPv4
     /// name. Each name holds the old record or the new one at every moment, never neither.
     pub fn mark_complete(&self, lock: &StoreLock, lease: &Lease) -> Result<()> {
-        let completion = self.prepare_completion(lock, lease)?;
+        let completion = self.prepare_completion(lock, lease, &Syncer::inline())?;
         self.complete(lock, completion)
     }
 
@@ -333,27 +334,23 @@ impl DiskStore {
     }
 
     /// Prepares the completion of `lease` (just inserted, or rewritten for a re-attach): writes
-    /// the complete record under a temporary name and starts syncing it, and the index entry,
-    /// on a thread of its own, so that the sync runs while the attach does its kernel work.
-    pub fn prepare_completion(&self, _lock: &StoreLock, lease: &Lease) -> Result<Completion> {
+    /// the complete record under a temporary name and has `syncer` sync it, and the index
+    /// entry, so that the sync runs while the attach does its kernel work.
+    pub fn prepare_completion(
+        &self,
+        _lock: &StoreLock,
+        lease: &Lease,
+        syncer: &Syncer,
+    ) -> Result<Completion> {
         let mut done = lease.clone();
         done.complete = true;
         let dir = self.network_dir(&done.network_id)?;
         let (tmp, file) = write_temporary(&dir, &done, ".complete")?;
         let index_dir = self.by_container();
-        let sync = move || {
+        let synced = syncer.run(move || {
             file.sync_data()?;
             fsutil::fsync_dir(&index_dir)
-        };
-        let synced = match std::thread::Builder::new()
-            .name("lease-sync".into())
-            .spawn(sync)
-        {
-            Ok(handle) => Synced::Running(handle),
-            Err(_) => Synced::Done(Err(std::io::Error::other(
-                "cannot start the lease-sync thread",
-            ))),
-        };
+        });
         Ok(Completion {
             lease: done,
             dir,
@@ -362,20 +359,34 @@ impl DiskStore {
         })
     }
 
-    /// Completes a lease prepared by [`prepare_completion`](Self::prepare_completion): waits for
-    /// its sync, renames the complete record over the names and syncs their directory. The
-    /// record is durable when this returns.
-    pub fn complete(&self, _lock: &StoreLock, mut c: Completion) -> Result<()> {
-        let synced = match c.synced.take() {
-            Some(Synced::Running(h)) => h
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("the lease-sync thread panicked"))),
-            Some(Synced::Done(r)) => r,
-            None => Ok(()),
-        };
+    /// Commits a lease prepared by [`prepare_completion`](Self::prepare_completion): waits for
+    /// its sync and renames the complete record over the names; `syncer` then syncs their
+    /// directory, and the record is durable when [`Committed::durable`] returns. In between the
+    /// attach can do what no longer decides its outcome (the announcement).
+    pub fn commit(
+        &self,
+        _lock: &StoreLock,
+        mut c: Completion,
+        syncer: &Syncer,
+    ) -> Result<Committed> {
+        let synced = c
+            .synced
+            .take()
+            .and_then(Ticket::wait)
+            .unwrap_or_else(|| Err(std::io::Error::other("the lease-sync thread panicked")));
         synced.map_err(|e| state_err(&c.tmp, e))?;
         put_in_place(&c.dir, &c.tmp, &c.lease)?;
-        fsync_dir(&c.dir)
+        let dir = c.dir.clone();
+        Ok(Committed {
+            dir: c.dir.clone(),
+            synced: syncer.run(move || fsutil::fsync_dir(&dir)),
+        })
+    }
+
+    /// [`commit`](Self::commit) and [`Committed::durable`] in one: the record is durable when
+    /// this returns.
+    pub fn complete(&self, lock: &StoreLock, c: Completion) -> Result<()> {
+        self.commit(lock, c, &Syncer::inline())?.durable()
     }
 
     /// Remembers that we created bridge `name` (a marker file written durably).
@@ -440,25 +451,37 @@ fn put_in_place(dir: &Path, tmp: &Path, lease: &Lease) -> Result<()> {
 }
 
 /// A lease's completion, prepared while its attach runs ([`DiskStore::prepare_completion`]).
-/// Dropped without [`DiskStore::complete`] (the attach failed), it removes its record.
+/// Dropped without [`DiskStore::commit`] (the attach failed), it removes its record.
 pub struct Completion {
     lease: Lease,
     dir: PathBuf,
     tmp: PathBuf,
-    synced: Option<Synced>,
-}
-
-enum Synced {
-    Running(std::thread::JoinHandle<std::io::Result<()>>),
-    Done(std::io::Result<()>),
+    synced: Option<Ticket<std::io::Result<()>>>,
 }
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        if let Some(Synced::Running(h)) = self.synced.take() {
-            let _ = h.join();
+        if let Some(t) = self.synced.take() {
+            let _ = t.wait();
         }
         let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+/// A committed lease whose directory is being synced ([`DiskStore::commit`]).
+#[must_use = "the lease is durable only once `durable` returns"]
+pub struct Committed {
+    dir: PathBuf,
+    synced: Ticket<std::io::Result<()>>,
+}
+
+impl Committed {
+    /// Waits for the directory's sync: the complete lease is durable when this returns Ok.
+    pub fn durable(self) -> Result<()> {
+        self.synced
+            .wait()
+            .unwrap_or_else(|| Err(std::io::Error::other("the lease-sync thread panicked")))
+            .map_err(|e| state_err(&self.dir, e))
     }
 }
 

@@ -133,31 +133,47 @@ impl Rtnl {
     }
 
     /// Makes the neighbours learn our MAC now. The gratuitous ARP that `arp_notify` sends as the
-    /// link comes up is usually lost: the host end only becomes a forwarding bridge port a moment
-    /// later (the carrier change goes through the kernel's linkwatch). So wait for the port to
-    /// forward, then have the kernel resolve the gateway (NTF_USE): its ARP request carries our
-    /// address and MAC, which the gateway and every bridge neighbour holding a stale entry take
-    /// over, and the kernel retries it if it is lost. No packet socket: closing one costs an RCU
-    /// grace period (8–16 ms measured here).
-    async fn announce(&self, a: Announce<'_>) -> Result<()> {
+    /// link comes up is usually lost: each end only passes packets once the kernel's linkwatch
+    /// has handled its carrier change and replaced its `noop` qdisc, which drops everything
+    /// (perf, skb:kfree_skb: the gateway's ARP reply dropped with QDISC_DROP at the host end, in
+    /// 9 of 20 attaches that waited for the bridge port state alone). The port state is no
+    /// proof: a port enslaved before it has a carrier shows "forwarding" until linkwatch first
+    /// runs. So wait until both ends have their qdisc and the port forwards, then have the
+    /// kernel resolve the gateway (NTF_USE): its ARP
+    /// request carries our address and MAC, which the gateway and every bridge neighbour holding
+    /// a stale entry take over, and the kernel retries it if it is lost. No packet socket:
+    /// closing one costs an RCU grace period (8–16 ms measured here).
+    pub async fn announce(&self, a: Announce<'_>) -> Result<()> {
         let state = format!("/sys/class/net/{}/brport/state", a.host_port);
         let waiting = std::time::Instant::now();
         let deadline = waiting + std::time::Duration::from_millis(500);
-        while std::fs::read_to_string(&state).is_ok_and(|s| s.trim() != "3")
-            && std::time::Instant::now() < deadline
-        {
+        let (mut host_us, mut ctr_us) = (None, None);
+        while host_us.is_none() || ctr_us.is_none() {
+            if host_us.is_none() {
+                // The state file is unreadable where the host's /sys is not ours: go on.
+                let forwards = std::fs::read_to_string(&state).map_or(true, |s| s.trim() == "3");
+                let activated = match a.host {
+                    Some(host) if forwards => host.passes_packets(a.host_port).await?,
+                    _ => forwards,
+                };
+                if activated {
+                    host_us = Some(waiting.elapsed().as_micros() as u64);
+                }
+            }
+            if ctr_us.is_none() && self.passes_packets(a.ifname).await? {
+                ctr_us = Some(waiting.elapsed().as_micros() as u64);
+            }
+            if std::time::Instant::now() >= deadline {
+                break;
+            }
             // Blocks the thread: this is the attach's own (the command's main thread or a
             // daemon job's), nothing else waits on it.
-            std::thread::sleep(std::time::Duration::from_micros(200));
+            std::thread::sleep(std::time::Duration::from_micros(50));
         }
-        // The reply to this first request is sometimes dropped on its way back through the
-        // fresh bridge port, and the kernel would retry only after a second (measured: 1 start
-        // in 4 answered after ~1 s). So watch the entry and, while it stays unresolved, ask
-        // again at once, a few times.
-        tracing::debug!(
-            waited_us = waiting.elapsed().as_micros() as u64,
-            "bridge port forwarding"
-        );
+        tracing::debug!(host_us, ctr_us, "both ends pass packets");
+        // Should the first request still go unanswered, the kernel would retry only after a
+        // second. So watch the entry and, while it stays unresolved, ask again soon, a few
+        // times.
         let started = std::time::Instant::now();
         for attempt in 1..=ANNOUNCE_TRIES {
             let mut req = self
@@ -187,7 +203,7 @@ impl Rtnl {
                 if std::time::Instant::now() >= until {
                     break;
                 }
-                std::thread::sleep(std::time::Duration::from_micros(200));
+                std::thread::sleep(std::time::Duration::from_micros(50));
             }
             // After the last try the entry stays: the kernel goes on asking once a second.
             if attempt < ANNOUNCE_TRIES {
@@ -196,6 +212,21 @@ impl Rtnl {
         }
         tracing::debug!(gateway = %a.gateway, "the gateway did not answer our announcement yet");
         Ok(())
+    }
+
+    /// Whether interface `name` has its qdisc (linkwatch has activated it): until then it has
+    /// `noop`, which drops every packet sent through it.
+    pub async fn passes_packets(&self, name: &str) -> Result<bool> {
+        let mut stream = self.handle.link().get().match_name(name).execute();
+        let msg = stream
+            .try_next()
+            .await
+            .map_err(|e| nl_err(&e, &format!("look up interface {name}")))?;
+        Ok(msg.is_some_and(|m| {
+            m.attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::Qdisc(q) if q != "noop"))
+        }))
     }
 
     /// State of the neighbour entry for `ip` on interface `index` (None: no entry).
@@ -301,10 +332,15 @@ pub struct InterfaceConfig<'a> {
 /// How to announce: through the gateway of the subnet, once `host_port` forwards.
 #[derive(Debug, Clone, Copy)]
 pub struct Announce<'a> {
+    /// The container's interface.
     pub ifindex: u32,
+    pub ifname: &'a str,
     pub gateway: Ipv4Addr,
-    /// The host end of the veth (read from the host's /sys, which every thread sees).
+    /// The host end of the veth (its port state read from the host's /sys, which every thread
+    /// sees).
     pub host_port: &'a str,
+    /// The host's netlink socket, to see the host end's qdisc (None: the port state only).
+    pub host: Option<&'a Rtnl>,
 }
 
 /// Writes /proc/sys/net/<key>. The file belongs to the network namespace of the thread that

@@ -1,0 +1,112 @@
+//! The lease-sync thread: makes an attach's records durable (fdatasync, directory fsync) while
+//! the attach goes on with its kernel work. Started early ([`Syncer::start`], while the Docker
+//! requests are out), so that neither its start nor a sync is on the attach's path. Side
+//! effects: one thread, which ends when the [`Syncer`] is dropped.
+
+use std::sync::mpsc;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A thread that runs jobs in order, or, when it could not be started, runs them at once on
+/// the caller's thread (correct, only slower). Dropped, it lets the thread end on its own (it is
+/// not joined: every result that matters was waited for through its [`Ticket`]).
+pub struct Syncer {
+    jobs: Option<mpsc::Sender<Job>>,
+}
+
+impl Syncer {
+    /// Starts the thread.
+    pub fn start() -> Syncer {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name("lease-sync".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            });
+        match spawned {
+            Ok(_detached) => Syncer { jobs: Some(tx) },
+            Err(e) => {
+                tracing::debug!("cannot start the lease-sync thread ({e}); syncing in line");
+                Syncer::inline()
+            }
+        }
+    }
+
+    /// No thread: every job runs at once on the caller's thread.
+    pub fn inline() -> Syncer {
+        Syncer { jobs: None }
+    }
+
+    /// Runs `f` on the thread; [`Ticket::wait`] gives its result.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Ticket<T> {
+        let Some(jobs) = &self.jobs else {
+            return Ticket(Waiting::Ready(f()));
+        };
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        match jobs.send(job) {
+            Ok(()) => Ticket(Waiting::On(rx)),
+            // The thread is gone (it cannot be: it only ends when the sender is dropped); the
+            // job comes back undone.
+            Err(mpsc::SendError(job)) => {
+                job();
+                Ticket(Waiting::On(rx))
+            }
+        }
+    }
+}
+
+/// The result of a job to come.
+pub struct Ticket<T>(Waiting<T>);
+
+enum Waiting<T> {
+    Ready(T),
+    On(mpsc::Receiver<T>),
+}
+
+impl<T> Ticket<T> {
+    /// Waits for the job; `None` if it panicked.
+    pub fn wait(self) -> Option<T> {
+        match self.0 {
+            Waiting::Ready(t) => Some(t),
+            Waiting::On(rx) => rx.recv().ok(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_run_in_order_on_the_thread_or_in_line() {
+        for syncer in [Syncer::start(), Syncer::inline()] {
+            let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let tickets: Vec<Ticket<usize>> = (0..3)
+                .map(|i| {
+                    let log = log.clone();
+                    syncer.run(move || {
+                        log.lock().unwrap().push(i);
+                        i * 10
+                    })
+                })
+                .collect();
+            let results: Vec<_> = tickets.into_iter().map(|t| t.wait()).collect();
+            assert_eq!(results, [Some(0), Some(10), Some(20)]);
+            assert_eq!(*log.lock().unwrap(), [0, 1, 2]);
+        }
+    }
+
+    #[test]
+    fn a_job_that_panics_gives_none_and_later_jobs_still_run() {
+        let syncer = Syncer::start();
+        let bad: Ticket<()> = syncer.run(|| panic!("boom"));
+        assert_eq!(bad.wait(), None);
+        // The thread died with the panic: the next job runs in line.
+        assert_eq!(syncer.run(|| 7).wait(), Some(7));
+    }
+}
