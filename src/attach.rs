@@ -141,8 +141,11 @@ fn exited(pid: u32, ns: Option<NsId>) -> bool {
 struct Local {
     rtnl: Rtnl,
     store: Option<LeaseStore>,
-    syncer: Syncer,
+    syncer: &'static Syncer,
 }
+
+/// `--dry-run` writes nothing, so it syncs nothing.
+static NO_SYNC: Syncer = Syncer::inline();
 
 impl Local {
     fn open(opts: &AttachOpts, state_dir: &Path) -> Result<Local> {
@@ -151,13 +154,13 @@ impl Local {
             return Ok(Local {
                 rtnl,
                 store: LeaseStore::open_existing(state_dir)?,
-                syncer: Syncer::inline(),
+                syncer: &NO_SYNC,
             });
         }
         Ok(Local {
             rtnl,
             store: Some(LeaseStore::open(state_dir)?),
-            syncer: Syncer::start(),
+            syncer: Syncer::shared(),
         })
     }
 }
@@ -372,7 +375,7 @@ async fn attach_target(
             ns: &target.ns,
             bridge_index,
             replacing: existing.as_ref(),
-            syncer: &syncer,
+            syncer,
         },
     )
     .await?;

@@ -31,7 +31,10 @@ const PINNED_VERSION: ClientVersion = ClientVersion {
 /// Bound on every Docker request; override with DOCKER_NETATTACH_DOCKER_TIMEOUT (seconds).
 const DEFAULT_TIMEOUT_SECS: u64 = 10;
 
+mod network_cache;
 mod parse;
+
+use network_cache::NetworkCache;
 
 pub use parse::{ContainerInfo, Endpoint, NetworkInfo, SubnetConfig, container_info, network_info};
 
@@ -67,6 +70,8 @@ pub struct DockerClient {
     /// that outlasts the job threads' own (a connection made on a job's runtime would die with
     /// it while another job holds it).
     runtime: Option<tokio::runtime::Handle>,
+    /// The daemon's network facts, kept until its event stream reports a change.
+    networks: Option<NetworkCache>,
 }
 
 /// A running container, from the container list.
@@ -108,6 +113,7 @@ impl DockerClient {
             host: host.to_string(),
             timeout,
             runtime: None,
+            networks: None,
         })
     }
 
@@ -115,6 +121,21 @@ impl DockerClient {
     pub fn on_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
         self.runtime = Some(runtime);
         self
+    }
+
+    /// Keeps what network inspects said until [`forget_networks`](Self::forget_networks): for
+    /// the daemon, whose event stream reports every change of a network.
+    pub fn with_network_cache(mut self) -> Self {
+        self.networks = Some(NetworkCache::default());
+        self
+    }
+
+    /// Docker reported a change of a network (created, destroyed, a container connected or
+    /// disconnected): the kept facts are dropped.
+    pub fn forget_networks(&self) {
+        if let Some(cache) = &self.networks {
+            cache.forget();
+        }
     }
 
     pub fn host(&self) -> &str {
@@ -288,8 +309,21 @@ impl DockerClient {
         }
     }
 
-    /// Inspects a network by name or ID.
+    /// Inspects a network by name or ID (the daemon: once, until a change is reported).
     pub async fn network(&self, name: &str) -> Result<NetworkInfo> {
+        let Some(cache) = &self.networks else {
+            return self.inspect_network_info(name).await;
+        };
+        if let Some(n) = cache.get(name) {
+            return Ok(n);
+        }
+        let generation = cache.generation();
+        let n = self.inspect_network_info(name).await?;
+        cache.put(name, &n, generation);
+        Ok(n)
+    }
+
+    async fn inspect_network_info(&self, name: &str) -> Result<NetworkInfo> {
         match self.inspect_network(name).await? {
             Ok(n) => network_info(n, name),
             Err(BollardError::DockerResponseServerError {
@@ -337,17 +371,29 @@ impl DockerClient {
         }
     }
 
-    /// Container `start`, `die` and `destroy` events from `since` (Unix seconds) on. Read on
-    /// the caller's runtime (the daemon's).
+    /// Container `start`, `die` and `destroy` events, and the network events that change what
+    /// a network inspect says (`create`, `destroy`, `connect`, `disconnect`), from `since` (Unix
+    /// seconds) on. Read on the caller's runtime (the daemon's). (The two filters are ANDed by
+    /// Docker: a container's `create` comes too, and is ignored.)
     pub fn events(
         &self,
         since: i64,
     ) -> impl Stream<Item = Result<EventMessage, BollardError>> + use<> {
         let filters = HashMap::from([
-            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "type".to_string(),
+                vec!["container".to_string(), "network".to_string()],
+            ),
             (
                 "event".to_string(),
-                vec!["start".into(), "die".into(), "destroy".into()],
+                vec![
+                    "start".into(),
+                    "die".into(),
+                    "destroy".into(),
+                    "create".into(),
+                    "connect".into(),
+                    "disconnect".into(),
+                ],
             ),
         ]);
         self.api().events(Some(EventsOptions {

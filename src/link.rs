@@ -145,12 +145,11 @@ impl Rtnl {
 
     /// Every address on an interface, with its prefix length.
     pub async fn addresses(&self, index: u32) -> Result<Vec<(IpAddr, u8)>> {
-        let mut stream = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute();
+        let mut req = self.handle.address().get().set_link_index_filter(index);
+        // The kernel filters too (the socket has strict checking on): the dump then holds this
+        // interface's addresses only, not one message per address of every host veth.
+        req.message_mut().header.index = index;
+        let mut stream = req.execute();
         let mut out = Vec::new();
         while let Some(msg) = stream
             .try_next()

@@ -463,6 +463,136 @@ fn many_jobs_at_once_use_a_bounded_number_of_threads_and_idle_queues_are_dropped
     assert!(wait_until(SHORT, || leases(&tool).is_empty()));
 }
 
+/// The daemon keeps what a network inspect said until Docker's events report a change (issue
+/// 13): a network removed and created again under the same name with another subnet, and a
+/// container connected to it, are both seen by the next attach.
+#[test]
+fn a_network_changed_under_its_name_is_seen_by_the_next_attach() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let d = Daemon::start(&tool, &[]);
+    let net = private_network("na-t-renet");
+    let on_net = |prefix: &str| {
+        Container::run(
+            prefix,
+            &["--network=none", "--label", &d.label("network", &net.0)],
+            &[],
+        )
+    };
+    let subnet_of = |name: &str| {
+        ok(
+            "docker",
+            &[
+                "network",
+                "inspect",
+                "-f",
+                "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+                name,
+            ],
+        )
+    };
+    let inside = |ip: &str, subnet: &str| {
+        let net: ipnet::Ipv4Net = subnet.parse().unwrap();
+        net.contains(&ip.parse::<std::net::Ipv4Addr>().unwrap())
+    };
+    let a = on_net("na-t-renet-a");
+    assert!(
+        wait_until(SHORT, || attached(&tool, &a.name)),
+        "{}",
+        d.log()
+    );
+    let (ip_a, _) = status_of(&tool, &a.name).unwrap();
+    let first = subnet_of(&net.0);
+    assert!(inside(&ip_a, &first), "{ip_a} not in {first}");
+    drop(a);
+    assert!(
+        wait_until(SHORT, || leases(&tool).is_empty()),
+        "{}",
+        d.log()
+    );
+
+    // Same name, another subnet (and another bridge).
+    ok("docker", &["network", "rm", &net.0]);
+    let second = create_named_network(&net.0, &first);
+    let b = on_net("na-t-renet-b");
+    assert!(
+        wait_until(SHORT, || attached(&tool, &b.name)),
+        "{}",
+        d.log()
+    );
+    let (ip_b, _) = status_of(&tool, &b.name).unwrap();
+    assert!(
+        inside(&ip_b, &second),
+        "{ip_b} not in {second}: the daemon used the old network's facts"
+    );
+    assert!(answers(&ip_b));
+
+    // A container Docker connects to the network takes an address the next attach must avoid:
+    // the endpoints are part of the facts.
+    let docker_ctr = Container::run("na-t-renet-d", &["--network", &net.0], &[]);
+    let docker_ip = ok(
+        "docker",
+        &[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &docker_ctr.name,
+        ],
+    );
+    let c = Container::run(
+        "na-t-renet-c",
+        &[
+            "--network=none",
+            "--label",
+            &d.label("network", &net.0),
+            "--label",
+            &d.label("ip", &docker_ip),
+        ],
+        &[],
+    );
+    // Refused: Docker's container holds that address (the daemon saw it connect).
+    assert!(
+        wait_until(SHORT, || d.log().contains(&docker_ip)
+            && d.log().contains(&c.name)),
+        "{}",
+        d.log()
+    );
+    assert!(!attached(&tool, &c.name), "{}", d.log());
+    drop(c);
+    drop(b);
+    drop(docker_ctr);
+    assert!(
+        wait_until(SHORT, || leases(&tool).is_empty()),
+        "{}",
+        d.log()
+    );
+}
+
+/// Creates Docker network `name` on a private /24 other than `avoid`; returns its subnet.
+fn create_named_network(name: &str, avoid: &str) -> String {
+    for i in 1..40u32 {
+        let n = std::process::id()
+            .wrapping_mul(40503)
+            .wrapping_add(i * 104729);
+        let subnet = format!("10.{}.{}.0/24", 150 + n % 100, (n >> 8) % 250);
+        if subnet == avoid {
+            continue;
+        }
+        let o = common::run("docker", &["network", "create", "--subnet", &subnet, name]);
+        if o.status.success() {
+            return subnet;
+        }
+        assert!(
+            common::stderr(&o).contains("overlap"),
+            "{}",
+            common::stderr(&o)
+        );
+    }
+    panic!("no free private /24 for network {name}");
+}
+
 /// A Docker network on a private /24 (10.150-249.x.0), retried when the pool overlaps another.
 fn private_network(prefix: &str) -> common::Network {
     for i in 0..8u32 {

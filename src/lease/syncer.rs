@@ -1,7 +1,8 @@
 //! The lease-sync thread: makes an attach's records durable (fdatasync, directory fsync) while
-//! the attach goes on with its kernel work. Started early ([`Syncer::start`], while the Docker
-//! requests are out), so that neither its start nor a sync is on the attach's path. Side
-//! effects: one thread, which ends when the [`Syncer`] is dropped.
+//! the attach goes on with its kernel work. One per process ([`Syncer::shared`]), started by
+//! the first attach early (while its Docker requests are out), so that neither its start nor a
+//! sync is on the attach's path; the daemon's jobs share it (they do their store work one at a
+//! time, under the store lock, so its queue stays short). Side effects: one thread.
 
 use std::sync::mpsc;
 
@@ -14,8 +15,15 @@ pub struct Syncer {
     jobs: Option<mpsc::Sender<Job>>,
 }
 
+static SHARED: std::sync::OnceLock<Syncer> = std::sync::OnceLock::new();
+
 impl Syncer {
-    /// Starts the thread.
+    /// The process's syncer, its thread started on first use.
+    pub fn shared() -> &'static Syncer {
+        SHARED.get_or_init(Syncer::start)
+    }
+
+    /// Starts a thread of its own.
     pub fn start() -> Syncer {
         let (tx, rx) = mpsc::channel::<Job>();
         let spawned = std::thread::Builder::new()
@@ -35,7 +43,7 @@ impl Syncer {
     }
 
     /// No thread: every job runs at once on the caller's thread.
-    pub fn inline() -> Syncer {
+    pub const fn inline() -> Syncer {
         Syncer { jobs: None }
     }
 

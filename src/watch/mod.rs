@@ -90,7 +90,9 @@ impl Engine {
     /// Connects to the engine `--host`/`DOCKER_HOST` names and asks its version (negotiating
     /// the API version when the engine refuses 1.41).
     async fn connect() -> Result<Engine> {
-        let client = DockerClient::connect()?.on_runtime(tokio::runtime::Handle::current());
+        let client = DockerClient::connect()?
+            .on_runtime(tokio::runtime::Handle::current())
+            .with_network_cache();
         let engine_version = client.engine_version().await?;
         Ok(Engine {
             host: client.host().to_string(),
@@ -309,7 +311,7 @@ async fn daemon(
         let why = loop {
             tokio::select! {
                 ev = events.next() => match ev {
-                    Some(Ok(ev)) => handle_event(&shared, &dispatcher, ev),
+                    Some(Ok(ev)) => handle_event(&shared, &dispatcher, &engine, ev),
                     Some(Err(e)) => break format!("Docker's event stream failed: {:#}", anyhow::Error::new(e)),
                     None => break "Docker closed the event stream".to_string(),
                 },
@@ -358,8 +360,17 @@ async fn check_host(shared: &Shared, engine: &Engine, placement: Placement) {
     }
 }
 
-fn handle_event(shared: &Arc<Shared>, dispatcher: &Dispatcher, ev: bollard::models::EventMessage) {
+fn handle_event(
+    shared: &Arc<Shared>,
+    dispatcher: &Dispatcher,
+    engine: &Engine,
+    ev: bollard::models::EventMessage,
+) {
     shared.metrics.event();
+    if ev.typ == Some(bollard::models::EventMessageTypeEnum::NETWORK) {
+        engine.forget_networks();
+        return;
+    }
     let Some(actor) = ev.actor else { return };
     let attributes = actor.attributes.unwrap_or_default();
     let job = labels::job_of_event(
