@@ -123,18 +123,18 @@ impl DockerClient {
         self
     }
 
-    /// Keeps what network inspects said until [`forget_networks`](Self::forget_networks): for
+    /// Keeps what network inspects said until [`forget_network`](Self::forget_network): for
     /// the daemon, whose event stream reports every change of a network.
     pub fn with_network_cache(mut self) -> Self {
         self.networks = Some(NetworkCache::default());
         self
     }
 
-    /// Docker reported a change of a network (created, destroyed, a container connected or
-    /// disconnected): the kept facts are dropped.
-    pub fn forget_networks(&self) {
+    /// Docker reported a change of network `id` (`name`): created, destroyed, a container
+    /// connected or disconnected. Its kept facts are dropped (all of them for an empty `id`).
+    pub fn forget_network(&self, id: &str, name: Option<&str>) {
         if let Some(cache) = &self.networks {
-            cache.forget();
+            cache.forget(id, name);
         }
     }
 

@@ -46,11 +46,20 @@ impl NetworkCache {
         }
     }
 
-    /// Docker reported a change: forget everything.
-    pub fn forget(&self) {
+    /// Docker reported a change of the network with ID `id` (and name `name`, when the event
+    /// says): its facts are forgotten, however they were asked for; an event that names no
+    /// network forgets everything. Other networks' facts stay (every container start connects
+    /// it to some network, `none` for a bare one).
+    pub fn forget(&self, id: &str, name: Option<&str>) {
         let mut inner = self.inner();
         inner.generation += 1;
-        inner.networks.clear();
+        if id.is_empty() {
+            inner.networks.clear();
+            return;
+        }
+        inner.networks.retain(|asked, n| {
+            n.id != id && !id.starts_with(asked.as_str()) && Some(n.name.as_str()) != name
+        });
     }
 }
 
@@ -79,9 +88,12 @@ mod tests {
         let g = cache.generation();
         cache.put("bridge", &net("n1"), g);
         assert_eq!(cache.get("bridge").map(|n| n.id), Some("n1".into()));
+        // Another network's change leaves it.
+        cache.forget("othernet", Some("other"));
+        assert!(cache.get("bridge").is_some());
         // An inspect in flight when a change is reported...
         let in_flight = cache.generation();
-        cache.forget();
+        cache.forget("n1", Some("bridge"));
         assert_eq!(cache.get("bridge"), None);
         // ...is not kept: it may describe the network as it was.
         cache.put("bridge", &net("n1"), in_flight);
@@ -89,5 +101,12 @@ mod tests {
         let g = cache.generation();
         cache.put("bridge", &net("n2"), g);
         assert_eq!(cache.get("bridge").map(|n| n.id), Some("n2".into()));
+        // Asked by an ID prefix, forgotten by the full ID; an event without an ID forgets all.
+        cache.put("n2", &net("n2"), cache.generation());
+        cache.put("n3ab", &net("n3abcdef"), cache.generation());
+        cache.forget("n3abcdef", None);
+        assert!(cache.get("n3ab").is_none() && cache.get("n2").is_some());
+        cache.forget("", None);
+        assert!(cache.get("bridge").is_none() && cache.get("n2").is_none());
     }
 }

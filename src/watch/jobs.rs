@@ -83,6 +83,7 @@ pub(super) async fn attach_on_thread(
     let dir = shared.state_dir.clone();
     let docker = shared.docker_client();
     on_thread("netattach-attach", move || async move {
+        tracing::debug!(container = %opts.container, "attach job running");
         attach::attach_using(&opts, &dir, docker.as_deref()).await
     })
     .await
@@ -117,6 +118,11 @@ async fn attach_job(
     wanted: labels::Wanted,
     event_ns: Option<i64>,
 ) {
+    tracing::debug!(
+        container = %name,
+        event_age_us = event_ns.and_then(since_event).map(|d| d.as_micros() as u64),
+        "attach job dispatched"
+    );
     match attach_on_thread(shared, wanted.opts(&id)).await {
         Ok((Outcome::Attached(lease), hints)) => {
             attached(shared, &name, &lease, event_ns, "attached");

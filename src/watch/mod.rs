@@ -367,12 +367,19 @@ fn handle_event(
     ev: bollard::models::EventMessage,
 ) {
     shared.metrics.event();
-    if ev.typ == Some(bollard::models::EventMessageTypeEnum::NETWORK) {
-        engine.forget_networks();
+    let network_event = ev.typ == Some(bollard::models::EventMessageTypeEnum::NETWORK);
+    let Some(actor) = ev.actor else {
+        if network_event {
+            engine.forget_network("", None);
+        }
+        return;
+    };
+    let attributes = actor.attributes.unwrap_or_default();
+    if network_event {
+        let id = actor.id.as_deref().unwrap_or_default();
+        engine.forget_network(id, attributes.get("name").map(String::as_str));
         return;
     }
-    let Some(actor) = ev.actor else { return };
-    let attributes = actor.attributes.unwrap_or_default();
     let job = labels::job_of_event(
         ev.action.as_deref().unwrap_or_default(),
         actor.id.as_deref().unwrap_or_default(),
