@@ -10,7 +10,7 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::{
-    AfSpecInet, AfSpecUnspec, InetDevConf, LinkAttribute, LinkMessage,
+    AfSpecInet, AfSpecUnspec, InetDevConf, LinkAttribute, LinkMessage, State,
 };
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -138,8 +138,9 @@ impl Rtnl {
     /// (perf, skb:kfree_skb: the gateway's ARP reply dropped with QDISC_DROP at the host end, in
     /// 9 of 20 attaches that waited for the bridge port state alone). The port state is no
     /// proof: a port enslaved before it has a carrier shows "forwarding" until linkwatch first
-    /// runs. So wait until both ends have their qdisc and the port forwards, then have the
-    /// kernel resolve the gateway (NTF_USE): its ARP
+    /// runs (its operational state is still "unknown" then). So wait until both ends are
+    /// operationally up and the port forwards, then have the kernel resolve the gateway
+    /// (NTF_USE): its ARP
     /// request carries our address and MAC, which the gateway and every bridge neighbour holding
     /// a stale entry take over, and the kernel retries it if it is lost. No packet socket:
     /// closing one costs an RCU grace period (8–16 ms measured here).
@@ -214,8 +215,10 @@ impl Rtnl {
         Ok(())
     }
 
-    /// Whether interface `name` has its qdisc (linkwatch has activated it): until then it has
-    /// `noop`, which drops every packet sent through it.
+    /// Whether interface `name` passes packets: its operational state is up. The kernel's
+    /// linkwatch sets it while handling the carrier change, right before it puts the real qdisc
+    /// in place of `noop` (which drops what is sent); IFLA_QDISC would not tell, it names the
+    /// qdisc to come as soon as the interface is up.
     pub async fn passes_packets(&self, name: &str) -> Result<bool> {
         let mut stream = self.handle.link().get().match_name(name).execute();
         let msg = stream
@@ -225,7 +228,7 @@ impl Rtnl {
         Ok(msg.is_some_and(|m| {
             m.attributes
                 .iter()
-                .any(|a| matches!(a, LinkAttribute::Qdisc(q) if q != "noop"))
+                .any(|a| matches!(a, LinkAttribute::OperState(State::Up)))
         }))
     }
 
