@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use super::{Lease, parse_lease, state_err};
 use crate::fsutil;
@@ -117,12 +117,22 @@ pub(super) fn record_error(path: &Path) -> String {
 /// ready to be linked or renamed into place. Not synced: the open file is returned for the
 /// caller to sync when the record must survive a crash of the machine (see `disk.rs`).
 pub(super) fn write_temporary(dir: &Path, lease: &Lease, tag: &str) -> Result<(PathBuf, File)> {
-    let tmp = dir.join(format!(".tmp.{}.{}{tag}", lease.v4.ip, std::process::id()));
-    let mut body = serde_json::to_vec_pretty(lease).context("cannot encode lease")?;
-    body.push(b'\n');
-    let _ = fs::remove_file(&tmp);
-    let file = fsutil::create_private_file(&tmp, &body, 0o600).map_err(|e| state_err(&tmp, e))?;
+    let tmp = temporary_path(dir, lease, tag);
+    let file = write_record(&tmp, lease).map_err(|e| state_err(&tmp, e))?;
     Ok((tmp, file))
+}
+
+/// The name [`write_temporary`] writes to.
+pub(super) fn temporary_path(dir: &Path, lease: &Lease, tag: &str) -> PathBuf {
+    dir.join(format!(".tmp.{}.{}{tag}", lease.v4.ip, std::process::id()))
+}
+
+/// Writes `lease` to the new file `path` (0600, never through a link), replacing a leftover.
+pub(super) fn write_record(path: &Path, lease: &Lease) -> std::io::Result<File> {
+    let mut body = serde_json::to_vec_pretty(lease).map_err(std::io::Error::other)?;
+    body.push(b'\n');
+    let _ = fs::remove_file(path);
+    fsutil::create_private_file(path, &body, 0o600)
 }
 
 pub(super) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
