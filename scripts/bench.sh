@@ -103,6 +103,10 @@ LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# rm_containers ID...: docker rm -f, 25 at a time. Once, a single `docker rm -f` of the ~220
+# containers of a full run left Docker 20.10 wedged here (no container could be removed or
+# started any more until dockerd was restarted; _ping still answered).
+rm_containers() { printf '%s\n' "$@" | xargs -r -n 25 docker rm -f >/dev/null 2>&1; }
 
 # --- preflight -----------------------------------------------------------------------------
 [ "$(id -u)" = 0 ] || die "needs root (veths, netns links, the tool itself)"
@@ -184,7 +188,8 @@ cleanup() {
     for h in $leased; do ip link del "$h" 2>/dev/null; done
     local ids
     ids="$(docker ps -aq --filter "label=nab.run=$R")"
-    [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
+    # shellcheck disable=SC2086 # one ID per word
+    [ -n "$ids" ] && rm_containers $ids
     for h in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^$IFP" || true); do
         ip link del "$h" 2>/dev/null
     done
@@ -716,7 +721,7 @@ done
     die "the daemon attached $(attached_count) of the $((WATCH_SAMPLES + 1)) sample containers"
 log "watch: removing them (the daemon releases the leases on destroy)"
 mapfile -t ids < <(docker ps -aq --filter "label=nab.run=$R" --filter "label=$LP.ip")
-docker rm -f "${ids[@]}" >/dev/null
+rm_containers "${ids[@]}"
 wait_until 20 no_leases || die "$(leases_count) leases left 20 s after the sample containers were removed"
 sleep 0.5
 daemon_mem "after-samples" 0
@@ -729,7 +734,7 @@ sleep 1
 daemon_mem attached "$SCALE"
 log "watch: removing them"
 mapfile -t ids < <(docker ps -aq --filter "label=nab.run=$R" --filter "label=$LP.network")
-docker rm -f "${ids[@]}" >/dev/null
+rm_containers "${ids[@]}"
 wait_until $((30 + SCALE / 2)) no_leases || die "$(leases_count) leases left after the labelled containers were removed"
 sleep 1
 daemon_mem released 0

@@ -290,7 +290,6 @@ impl Txn<'_> {
             ifname: &lease.ifname,
             gateway: lease.v4.gateway,
             host_port: &lease.host_ifname,
-            host: Some(self.rtnl),
         };
         if let Err(e) = inside.announce(announce).await {
             tracing::warn!(

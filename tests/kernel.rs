@@ -84,7 +84,6 @@ fn attach_in(host: &NamedNs, ctr: &NamedNs, host_name: &'static str, ip: Ipv4Add
                 ifname: "eth0",
                 gateway: Ipv4Addr::new(10, 99, 0, 1),
                 host_port: "nonexistent-in-this-view",
-                host: None,
             }),
             netns: None,
         })
@@ -383,7 +382,6 @@ fn a_veth_end_passes_packets_only_once_it_is_operationally_up() {
                 ifname: "eth0",
                 gateway: Ipv4Addr::new(10, 99, 0, 1),
                 host_port: "nonexistent-in-this-view",
-                host: None,
             }),
             netns: None,
         })

@@ -23,12 +23,12 @@ use crate::endpoint::Route;
 
 impl Rtnl {
     /// Container side, in this order: the interface's sysctls (IPv6 off as Docker does when
-    /// there is no IPv6 address), then `arp_notify`, its addresses (IPv6 with `nodad`: usable at
-    /// once) and `lo` up (pipelined), then the interface up — with `arp_notify` set the
-    /// kernel itself broadcasts the gratuitous ARP as the link comes up — and last the default
-    /// routes, when asked for and the container has none yet, and the `--route`s. Last the
-    /// announcement, which carries the interface's MAC (derived or `--mac`) to the gateway and
-    /// the neighbours. Must run on a thread inside the container's namespace.
+    /// there is no IPv6 address), then, pipelined, `arp_notify`, `lo` up, the interface up (so
+    /// that the kernel handles its carrier while the rest is set up) and its addresses (IPv6
+    /// with `nodad`: usable at once), then the default routes, when asked for and the container
+    /// has none yet, and the `--route`s. Last, when asked, the announcement, which carries the
+    /// interface's MAC (derived or `--mac`) to the gateway and the neighbours. Must run on a
+    /// thread inside the container's namespace (or with `netns` naming it).
     pub async fn configure_interface(&self, cfg: &InterfaceConfig<'_>) -> Result<()> {
         let InterfaceConfig {
             ifname, ifindex, ..
@@ -52,6 +52,7 @@ impl Rtnl {
             None => sysctls()?,
         }
         let lo = LinkUnspec::new_with_index(LOOPBACK_INDEX).up().build();
+        let up = LinkUnspec::new_with_index(ifindex).up().build();
         let (ip, len) = cfg.v4;
         let add_v4 = self
             .handle
@@ -69,26 +70,23 @@ impl Rtnl {
             req.execute().await
         };
         // Sent one after the other without waiting for each answer (the kernel handles them in
-        // order), then the answers are read: one round trip instead of four.
-        let (arp_res, lo_res, v4_res, v6_res) = futures::join!(
+        // this order), then the answers are read: one round trip instead of five. The interface
+        // goes up before its addresses are added, so that the kernel's linkwatch handles the
+        // carrier (until then neither veth end passes packets) while the rest is configured.
+        let (arp_res, lo_res, up_res, v4_res, v6_res) = futures::join!(
             self.set_arp_notify(ifindex, ifname),
             self.handle.link().set(lo).execute(),
+            self.handle.link().set(up).execute(),
             add_v4,
             add_v6
         );
         arp_res?;
+        up_res.map_err(|e| nl_err(&e, &format!("bring {ifname} up")))?;
         v4_res.map_err(|e| addr_err(&e, IpAddr::V4(ip), len))?;
         if let Some((ip6, len6)) = cfg.v6 {
             v6_res.map_err(|e| addr_err(&e, IpAddr::V6(ip6), len6))?;
         }
         lo_res.map_err(|e| nl_err(&e, "bring lo up"))?;
-        let up = LinkUnspec::new_with_index(ifindex).up().build();
-        self.handle
-            .link()
-            .set(up)
-            .execute()
-            .await
-            .map_err(|e| nl_err(&e, &format!("bring {ifname} up")))?;
         if let Some(gw) = cfg.gateway4 {
             let route = RouteMessageBuilder::<Ipv4Addr>::new()
                 .gateway(gw)
@@ -145,19 +143,22 @@ impl Rtnl {
     /// a stale entry take over, and the kernel retries it if it is lost. No packet socket:
     /// closing one costs an RCU grace period (8–16 ms measured here).
     pub async fn announce(&self, a: Announce<'_>) -> Result<()> {
-        let state = format!("/sys/class/net/{}/brport/state", a.host_port);
+        // The host end through the host's /sys (two small files: cheaper than a netlink
+        // request); where that is not the host's (no such files), the port is not waited for.
+        let port = format!("/sys/class/net/{}/brport/state", a.host_port);
+        let oper = format!("/sys/class/net/{}/operstate", a.host_port);
+        let reads =
+            |path: &str, want: &str| std::fs::read_to_string(path).map(|s| s.trim() == want);
         let waiting = std::time::Instant::now();
         let deadline = waiting + std::time::Duration::from_millis(500);
         let (mut host_us, mut ctr_us) = (None, None);
         while host_us.is_none() || ctr_us.is_none() {
             if host_us.is_none() {
-                // The state file is unreadable where the host's /sys is not ours: go on.
-                let forwards = std::fs::read_to_string(&state).map_or(true, |s| s.trim() == "3");
-                let activated = match a.host {
-                    Some(host) if forwards => host.passes_packets(a.host_port).await?,
-                    _ => forwards,
+                let ready = match (reads(&oper, "up"), reads(&port, "3")) {
+                    (Ok(up), Ok(forwards)) => up && forwards,
+                    _ => true,
                 };
-                if activated {
+                if ready {
                     host_us = Some(waiting.elapsed().as_micros() as u64);
                 }
             }
@@ -339,11 +340,9 @@ pub struct Announce<'a> {
     pub ifindex: u32,
     pub ifname: &'a str,
     pub gateway: Ipv4Addr,
-    /// The host end of the veth (its port state read from the host's /sys, which every thread
+    /// The host end of the veth (its states read from the host's /sys, which every thread
     /// sees).
     pub host_port: &'a str,
-    /// The host's netlink socket, to see the host end's qdisc (None: the port state only).
-    pub host: Option<&'a Rtnl>,
 }
 
 /// Writes /proc/sys/net/<key>. The file belongs to the network namespace of the thread that
