@@ -50,6 +50,30 @@ fn setup() -> (NamedNs, NamedNs) {
     (host, ctr)
 }
 
+/// br0's address in [`setup`].
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+
+/// eth0 at `ip`/24, announced through br0 (whose port state is not visible from here), no
+/// routes.
+fn eth0_config(ifindex: u32, ip: Ipv4Addr) -> InterfaceConfig<'static> {
+    InterfaceConfig {
+        ifname: "eth0",
+        ifindex,
+        v4: (ip, 24),
+        v6: None,
+        gateway4: None,
+        gateway6: None,
+        routes: &[],
+        announce: Some(Announce {
+            ifindex,
+            ifname: "eth0",
+            gateway: GATEWAY,
+            host_port: "nonexistent-in-this-view",
+        }),
+        netns: None,
+    }
+}
+
 fn attach_in(host: &NamedNs, ctr: &NamedNs, host_name: &'static str, ip: Ipv4Addr) -> Result<()> {
     let ctr_fd = file(ctr);
     worker::run("test", Some(&ns_of(host)), move || async move {
@@ -72,20 +96,8 @@ fn attach_in(host: &NamedNs, ctr: &NamedNs, host_name: &'static str, ip: Ipv4Add
         let rtnl = Rtnl::connect()?;
         let eth0 = rtnl.link_by_name("eth0").await?.expect("eth0");
         rtnl.configure_interface(&InterfaceConfig {
-            ifname: "eth0",
-            ifindex: eth0.index,
-            v4: (ip, 24),
-            v6: None,
-            gateway4: Some(Ipv4Addr::new(10, 99, 0, 1)),
-            gateway6: None,
-            routes: &[],
-            announce: Some(Announce {
-                ifindex: eth0.index,
-                ifname: "eth0",
-                gateway: Ipv4Addr::new(10, 99, 0, 1),
-                host_port: "nonexistent-in-this-view",
-            }),
-            netns: None,
+            gateway4: Some(GATEWAY),
+            ..eth0_config(eth0.index, ip)
         })
         .await
     })
@@ -369,23 +381,8 @@ fn a_veth_end_passes_packets_only_once_it_is_operationally_up() {
         let rtnl = Rtnl::connect()?;
         let before = rtnl.passes_packets("eth0").await?;
         let eth0 = rtnl.link_by_name("eth0").await?.expect("eth0");
-        rtnl.configure_interface(&InterfaceConfig {
-            ifname: "eth0",
-            ifindex: eth0.index,
-            v4: (Ipv4Addr::new(10, 99, 0, 9), 24),
-            v6: None,
-            gateway4: None,
-            gateway6: None,
-            routes: &[],
-            announce: Some(Announce {
-                ifindex: eth0.index,
-                ifname: "eth0",
-                gateway: Ipv4Addr::new(10, 99, 0, 1),
-                host_port: "nonexistent-in-this-view",
-            }),
-            netns: None,
-        })
-        .await?;
+        rtnl.configure_interface(&eth0_config(eth0.index, Ipv4Addr::new(10, 99, 0, 9)))
+            .await?;
         Ok((before, rtnl.passes_packets("eth0").await?))
     })
     .unwrap();
