@@ -136,32 +136,24 @@ fn exited(pid: u32, ns: Option<NsId>) -> bool {
     }
 }
 
-/// What an attach needs besides Docker's answers: the host's netlink socket, the state
-/// directory (opened, not locked) and the lease-sync thread.
+/// What an attach needs besides Docker's answers: the host's netlink socket and the state
+/// directory (opened, not locked). Opening it also starts the process's lease-sync thread
+/// (`--dry-run` writes nothing and starts none).
 struct Local {
     rtnl: Rtnl,
     store: Option<LeaseStore>,
-    syncer: &'static Syncer,
 }
-
-/// `--dry-run` writes nothing, so it syncs nothing.
-static NO_SYNC: Syncer = Syncer::inline();
 
 impl Local {
     fn open(opts: &AttachOpts, state_dir: &Path) -> Result<Local> {
         let rtnl = Rtnl::connect()?;
-        if opts.dry_run {
-            return Ok(Local {
-                rtnl,
-                store: LeaseStore::open_existing(state_dir)?,
-                syncer: &NO_SYNC,
-            });
-        }
-        Ok(Local {
-            rtnl,
-            store: Some(LeaseStore::open(state_dir)?),
-            syncer: Syncer::shared(),
-        })
+        let store = if opts.dry_run {
+            LeaseStore::open_existing(state_dir)?
+        } else {
+            Syncer::shared();
+            Some(LeaseStore::open(state_dir)?)
+        };
+        Ok(Local { rtnl, store })
     }
 }
 
@@ -175,11 +167,7 @@ async fn attach_target(
     tracing::debug!(target = %target.name, network = %network.name, "docker facts");
 
     let mut hints = Vec::new();
-    let Local {
-        rtnl,
-        store,
-        syncer,
-    } = local;
+    let Local { rtnl, store } = local;
     let rtnl = &rtnl;
     // The bridge is read under the lock: another attach may be creating it right now, and what
     // it finds decides whether this one creates it (and may undo that) or uses it.
@@ -375,7 +363,6 @@ async fn attach_target(
             ns: &target.ns,
             bridge_index,
             replacing: existing.as_ref(),
-            syncer,
         },
     )
     .await?;

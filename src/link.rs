@@ -32,7 +32,6 @@ pub struct VethSpec<'a> {
 }
 
 /// A netlink connection bound to the current thread's network namespace.
-#[derive(Debug)]
 pub struct Rtnl {
     handle: Handle,
 }

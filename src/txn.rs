@@ -84,8 +84,6 @@ pub struct Found<'a> {
     pub bridge_index: Option<u32>,
     /// The old lease of this container on this network (a restart, or a killed attach).
     pub replacing: Option<&'a Lease>,
-    /// Syncs the lease while the kernel work runs (started early by the caller).
-    pub syncer: &'a Syncer,
 }
 
 /// Runs the plan; on failure undoes what was done and returns the combined error.
@@ -100,13 +98,13 @@ pub async fn run(
         ns,
         bridge_index,
         replacing,
-        syncer,
     } = found;
     let mut txn = Txn {
         rtnl,
         store,
         lock,
-        syncer,
+        // The process's one lease-sync thread (the caller started it while Docker answered).
+        syncer: Syncer::shared(),
         done: Vec::new(),
         step: "start",
         hooks: Hooks::from_env(),

@@ -138,10 +138,9 @@ impl Rtnl {
     /// proof: a port enslaved before it has a carrier shows "forwarding" until linkwatch first
     /// runs (its operational state is still "unknown" then). So wait until both ends are
     /// operationally up and the port forwards, then have the kernel resolve the gateway
-    /// (NTF_USE): its ARP
-    /// request carries our address and MAC, which the gateway and every bridge neighbour holding
-    /// a stale entry take over, and the kernel retries it if it is lost. No packet socket:
-    /// closing one costs an RCU grace period (8–16 ms measured here).
+    /// (NTF_USE): its ARP request carries our address and MAC, which the gateway and every
+    /// bridge neighbour holding a stale entry take over, and the kernel retries it if it is
+    /// lost. No packet socket: closing one costs an RCU grace period (8–16 ms measured here).
     pub async fn announce(&self, a: Announce<'_>) -> Result<()> {
         // The host end through the host's /sys (two small files: cheaper than a netlink
         // request); where that is not the host's (no such files), the port is not waited for.

@@ -366,8 +366,11 @@ fn handle_event(
     engine: &Engine,
     ev: bollard::models::EventMessage,
 ) {
-    shared.metrics.event();
     let network_event = ev.typ == Some(bollard::models::EventMessageTypeEnum::NETWORK);
+    if !network_event {
+        // `netattach_events_total` counts container events.
+        shared.metrics.event();
+    }
     let Some(actor) = ev.actor else {
         if network_event {
             engine.forget_network("", None);
