@@ -15,14 +15,21 @@ use anyhow::{Result, anyhow, bail};
 use crate::docker::{DockerClient, Lookup};
 use crate::error::Errors;
 use crate::lease::{Lease, LeaseStore};
-use crate::link::Rtnl;
+use crate::link::{Rtnl, unregister};
 use crate::{hostns, netns, owner, privilege};
+
+/// How long a deletion may take before it counts as failed (and is tried the plain way).
+const UNREGISTER_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Clone, Default)]
 pub struct DetachOpts {
     pub container: String,
     /// Only the attachment on this network (name or ID); all when `None`.
     pub network: Option<String>,
+    /// Return once the kernel has unregistered the veth pair, leaving the rest of the
+    /// deletion (its RCU barrier, ~75 % of the time) to a child process
+    /// ([`unregister`]). For the one-shot command; the daemon waits for the whole deletion.
+    pub return_when_unregistered: bool,
 }
 
 /// What Docker said about the argument, as far as choosing leases goes.
@@ -91,7 +98,7 @@ pub async fn detach_using(
             mark_incomplete(store, &lock, lease);
             if let Ok(Some(iface)) = rtnl.link_by_name(&owner::host_ifname(lease)).await {
                 if owner::owns(&iface, lease) {
-                    doomed.push(iface.index);
+                    doomed.push((iface.index, iface.peer));
                 }
             }
         }
@@ -100,9 +107,16 @@ pub async fn detach_using(
     // 2. Without the lock: the kernel deletes them. A deletion waits out an RCU grace period
     //    (~20 ms here); concurrent detaches now wait them out side by side instead of one after
     //    another behind the lock. By index, which the kernel never hands out again soon, so
-    //    only the veth found above can go. A failure is retried by the teardown below.
-    for index in doomed {
-        if let Err(e) = rtnl.delete(index).await {
+    //    only the veth found above can go. A failure is retried by the teardown below. The
+    //    one-shot command goes on once the pair is unregistered (gone from every list, its
+    //    addresses and routes with it) and leaves the kernel's last wait to a child process.
+    for (index, peer) in doomed {
+        let deleted = if opts.return_when_unregistered {
+            unregister::delete(index, peer, UNREGISTER_LIMIT).map(|_| ())
+        } else {
+            rtnl.delete(index).await.map(|_| ())
+        };
+        if let Err(e) = deleted {
             tracing::debug!("{e:#}; the teardown tries again");
         }
     }

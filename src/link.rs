@@ -13,11 +13,12 @@ use rtnetlink::packet_route::link::{
 };
 
 mod inside;
+pub mod unregister;
 pub use inside::{Announce, InterfaceConfig};
 
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
-pub use crate::model::Iface;
+pub use crate::model::{Iface, Peer};
 
 /// What the veth pair looks like.
 #[derive(Debug, Clone)]
@@ -232,13 +233,17 @@ fn iface(msg: LinkMessage) -> Iface {
         alias: None,
         controller: None,
         veth: false,
+        peer: None,
     };
+    let (mut peer_index, mut peer_nsid) = (None, None);
     for attr in msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => out.name = n,
             LinkAttribute::Mtu(m) => out.mtu = m,
             LinkAttribute::IfAlias(a) => out.alias = Some(a),
             LinkAttribute::Controller(c) => out.controller = Some(c),
+            LinkAttribute::Link(i) => peer_index = Some(i),
+            LinkAttribute::LinkNetNsId(n) => peer_nsid = Some(n),
             LinkAttribute::LinkInfo(infos) => {
                 out.veth = infos
                     .iter()
@@ -246,6 +251,12 @@ fn iface(msg: LinkMessage) -> Iface {
             }
             _ => {}
         }
+    }
+    if out.veth {
+        out.peer = peer_index.map(|index| Peer {
+            index,
+            nsid: peer_nsid,
+        });
     }
     out
 }
@@ -261,13 +272,20 @@ pub fn errno(e: &rtnetlink::Error) -> Option<i32> {
 /// A netlink error as a sentence; EPERM names the privilege.
 pub fn nl_err(e: &rtnetlink::Error, doing: &str) -> anyhow::Error {
     match errno(e) {
-        Some(libc::EPERM) | Some(libc::EACCES) => anyhow!(
+        Some(code) => code_err(code, doing),
+        None => anyhow!("cannot {doing}: {e}"),
+    }
+}
+
+/// A kernel errno as a sentence; EPERM names the privilege.
+fn code_err(code: i32, doing: &str) -> anyhow::Error {
+    match code {
+        libc::EPERM | libc::EACCES => anyhow!(
             "cannot {doing}: operation not permitted; docker-netattach needs root or CAP_NET_ADMIN"
         ),
-        Some(code) => anyhow!(
+        _ => anyhow!(
             "cannot {doing}: {}",
             std::io::Error::from_raw_os_error(code)
         ),
-        None => anyhow!("cannot {doing}: {e}"),
     }
 }

@@ -86,6 +86,16 @@ pub struct Iface {
     pub controller: Option<u32>,
     /// Link kind `veth` (IFLA_INFO_KIND): the only kind this tool ever creates on the host.
     pub veth: bool,
+    /// A veth's other end (IFLA_LINK, IFLA_LINK_NETNSID).
+    pub peer: Option<Peer>,
+}
+
+/// The other end of a veth: its index in its namespace, and that namespace's ID as this one
+/// knows it (`None`: the same namespace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub index: u32,
+    pub nsid: Option<i32>,
 }
 
 impl Iface {

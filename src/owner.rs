@@ -43,6 +43,7 @@ mod tests {
             alias: alias.map(Into::into),
             controller: None,
             veth,
+            peer: None,
         }
     }
 

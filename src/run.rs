@@ -138,6 +138,7 @@ async fn run_detach(d: DetachArgs, state_dir: &std::path::Path, verbose: bool) -
     let opts = DetachOpts {
         container: d.container,
         network: d.network,
+        return_when_unregistered: true,
     };
     // As `gc` does: from a container run with --pid=host, work in the host's namespace.
     crate::privilege::require("detach")?;

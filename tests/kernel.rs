@@ -404,3 +404,55 @@ fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
     }
     true
 }
+
+/// `detach` returns once the kernel has unregistered the pair, not once it has freed it (the
+/// RCU barrier after that, most of a deletion's ~20 ms, is waited out by a forked child): by
+/// then neither end may be visible anywhere, the container's address and routes must be gone,
+/// and the child must hold none of the caller's descriptors (a `$(…)` reading the caller's
+/// stdout would otherwise wait for it).
+#[test]
+fn a_deleted_veth_is_gone_from_both_namespaces_when_delete_returns() {
+    use docker_netattach::link::unregister::{self, Deleted};
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    if !need_root() {
+        return;
+    }
+    let (host, ctr) = setup();
+    attach_in(&host, &ctr, "vnatest3", Ipv4Addr::new(10, 99, 0, 11)).unwrap();
+    let limit = std::time::Duration::from_secs(10);
+    let (outcome, again, shown, pipe_r) =
+        worker::run("test", Some(&ns_of(&host)), move || async move {
+            let rtnl = Rtnl::connect()?;
+            let v = rtnl.link_by_name("vnatest3").await?.expect("vnatest3");
+            let peer = v.peer.expect("a veth names its peer");
+            assert!(peer.nsid.is_some(), "the peer is in another namespace");
+            // Held by this process only: the child must not keep a copy open.
+            let (pipe_r, pipe_w) = nix::unistd::pipe().unwrap();
+            let outcome = unregister::delete(v.index, Some(peer), limit)?;
+            drop(pipe_w);
+            let shown = rtnl.link_by_name("vnatest3").await?;
+            let again = unregister::delete(v.index, Some(peer), limit)?;
+            Ok((outcome, again, shown, pipe_r))
+        })
+        .unwrap();
+    assert_eq!(outcome, Deleted::Unregistered);
+    assert_eq!(shown, None);
+    assert_eq!(again, Deleted::Missing);
+    let inside = ctr.ip(&["addr"]);
+    assert!(
+        !inside.contains("eth0") && !inside.contains("10.99.0.11"),
+        "{inside}"
+    );
+    assert!(!ctr.ip(&["route"]).contains("default"));
+    let mut fds = [PollFd::new(
+        std::os::fd::AsFd::as_fd(&pipe_r),
+        PollFlags::POLLIN,
+    )];
+    poll(&mut fds, PollTimeout::ZERO).unwrap();
+    assert!(
+        fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLHUP)),
+        "the deleting child still holds the caller's descriptors"
+    );
+}

@@ -25,6 +25,7 @@ fn veth_of(l: &Lease) -> Iface {
         alias: Some(l.container_id.clone()),
         controller: None,
         veth: true,
+        peer: None,
     }
 }
 

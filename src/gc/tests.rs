@@ -109,6 +109,7 @@ fn iface(name: &str, alias: Option<&str>) -> Iface {
         alias: alias.map(Into::into),
         controller: None,
         veth: true,
+        peer: None,
     }
 }
 

@@ -154,6 +154,8 @@ pub async fn release(
     let opts = DetachOpts {
         container: container_id.to_string(),
         network: None,
+        // The daemon has threads (and no caller waiting on it): it waits for the whole deletion.
+        return_when_unregistered: false,
     };
     detach::detach_using(&opts, state_dir, docker).await
 }
