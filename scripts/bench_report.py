@@ -392,11 +392,12 @@ ATTACH_PHASES = [
     ("join, unlock, print, exit", "texit", "end"),
 ]
 DETACH_PHASES = [
-    ("process start → lock taken (exec, loader, clap, runtime, state dir)", "exec", "lock"),
-    ("read every lease (store.all) → netlink socket", "lock", "nl"),
-    ("RTM_GETLINK of the host veth", "nl", "del"),
-    ("RTM_DELLINK (kernel)", "del", "delend"),
-    ("netns link, lease removal, exit", "delend", "end"),
+    ("process start → lock taken (exec, clap, runtime, leases, Docker lookup of the name, netlink socket)", "exec", "lock"),
+    ("under the lock: leases re-read and marked incomplete, RTM_GETLINK of the host veth", "lock", "unlock"),
+    ("notification socket, fork; the child sends RTM_DELLINK", "unlock", "del"),
+    ("the kernel unregisters the pair (until both RTM_DELLINK notifications are heard)", "del", "lock2"),
+    ("under the lock again: teardown, lease removal; exit", "lock2", "end"),
+    ("(not waited for: the child's RTM_DELLINK until the kernel's answer)", "del", "delend"),
 ]
 IPDEL_PHASES = [
     ("process start → RTM_DELLINK sent (exec, loader, ip's setup)", "exec", "del"),
@@ -422,10 +423,16 @@ def marks_detach(ev, ip=False):
     main = ev[0][0]
     m = {"exec": ev[0][1]}
     if not ip:
-        m["lock"], _ = first(ev, lambda p, t: t.startswith("flock(") and "LOCK_EX" in t)
-        m["nl"], _ = first(ev, lambda p, t: t.startswith("socket(AF_NETLINK"))
+        locks = [t for p, t, x, _ in ev if p == main and x.startswith("flock(") and "LOCK_EX" in x]
+        m["lock"] = locks[0] if locks else None
+        m["lock2"] = locks[1] if len(locks) > 1 else None
+        m["unlock"], _ = first(ev, lambda p, t: p == main and t.startswith("flock(") and "LOCK_UN" in t)
     m["del"], dur = first(ev, lambda p, t: "RTM_DELLINK" in t)
     m["delend"] = m["del"] + dur if m["del"] is not None and dur is not None else None
+    if m["del"] is not None and dur is None:
+        # Sent by the forked child while the parent ran: strace splits the call in two lines.
+        sender = next(p for p, t, x, _ in ev if "RTM_DELLINK" in x)
+        m["delend"], _ = first(ev, lambda p, t: p == sender and "sendto resumed" in t, m["del"])
     m["end"], _ = first(ev, lambda p, t: p == main and t.startswith(("exit_group(", "+++ exited")))
     return m
 
