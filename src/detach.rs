@@ -16,7 +16,7 @@ use crate::docker::{DockerClient, Lookup};
 use crate::error::Errors;
 use crate::lease::{Lease, LeaseStore};
 use crate::link::{Rtnl, unregister};
-use crate::{hostns, netns, owner, privilege};
+use crate::{hostns, netns, owner, plan, privilege};
 
 /// How long a deletion may take before it counts as failed (and is tried the plain way).
 const UNREGISTER_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -56,10 +56,6 @@ pub async fn detach_using(
 ) -> Result<Vec<Lease>> {
     privilege::require("detach")?;
     let store = LeaseStore::open_existing(state_dir)?;
-    let all = match &store {
-        Some(s) => s.all()?,
-        None => vec![],
-    };
     let own = docker.is_none().then(DockerClient::connect);
     let docker = match (docker, &own) {
         (Some(d), _) => Ok(d),
@@ -67,7 +63,10 @@ pub async fn detach_using(
         (None, Some(Err(e))) => Err(format!("{e:#}")),
         (None, None) => Err("no Docker client".to_string()),
     };
-    let ids = resolve(&all, &opts.container, docker.clone()).await?;
+    let (all, ids) = match &store {
+        Some(s) => leases_for(s, opts, docker.clone()).await?,
+        None => (vec![], resolve(&[], &opts.container, docker.clone()).await?),
+    };
     let docker = docker.ok();
     let mut chosen: Vec<&Lease> = all
         .iter()
@@ -126,6 +125,7 @@ pub async fn detach_using(
     let chosen = reread(store, &keys)?;
     let mut errors = Errors::new();
     let mut released = Vec::new();
+    let mut unsynced = Vec::new();
     for lease in &chosen {
         // An attachment not being detached (this container on another network, read before
         // the lock: new ones cannot appear, `attach` refuses a link that leads elsewhere)
@@ -136,8 +136,11 @@ pub async fn detach_using(
         });
         mark_incomplete(store, &lock, lease);
         match teardown(&rtnl, lease, shared).await {
-            Ok(()) => match store.remove(&lock, lease) {
-                Ok(()) => released.push((*lease).clone()),
+            Ok(()) => match store.remove_unsynced(&lock, lease) {
+                Ok(dir) => {
+                    released.push((*lease).clone());
+                    unsynced.extend(dir);
+                }
                 Err(e) => errors.push(format!("{e:#}")),
             },
             Err(e) => errors.push(format!("{}: {e:#}", lease.container_name)),
@@ -148,11 +151,71 @@ pub async fn detach_using(
             errors.push(format!("bridge {}: {e:#}", lease.bridge));
         }
     }
+    // The removals are made durable after the lock is released (0.25-0.4 ms a directory
+    // here, which concurrent detaches would otherwise wait out one after another), before
+    // the command says done.
+    drop(lock);
+    unsynced.dedup();
+    for dir in &unsynced {
+        if let Err(e) = store.sync_removals(dir) {
+            errors.push(format!("{e:#}"));
+        }
+    }
     errors.into_result(&format!(
         "detach of '{}' left something behind: ",
         opts.container
     ))?;
     Ok(released)
+}
+
+/// The leases `detach` decides over, and the container IDs the argument stands for
+/// ([`resolve`]). Usually without reading every lease: the index lists the containers that
+/// hold leases (one directory listing), and when the argument is one of their IDs, or Docker
+/// names one of them, that container's leases and those of the `--netns` targets (whose IDs
+/// tell them apart) are all that [`choose`] and the teardown look at. Every lease is read when
+/// Docker does not know the name or cannot be asked (the names in the leases decide then),
+/// for `--network` (a network's name is in the leases only), and when the index does not know
+/// the container (a lease without an index entry, e.g. written by hand). At 200 leases a
+/// detach read 214 files and took 1.6× as long as with none.
+async fn leases_for(
+    store: &LeaseStore,
+    opts: &DetachOpts,
+    docker: std::result::Result<&DockerClient, String>,
+) -> Result<(Vec<Lease>, Vec<String>)> {
+    let arg = &opts.container;
+    if opts.network.is_none() {
+        let indexed = store.indexed_ids()?;
+        let theirs = |id: &str| -> Result<Vec<Lease>> {
+            let mut leases = store.of_container(id)?;
+            for target in indexed
+                .iter()
+                .filter(|t| *t != id && plan::is_netns_target_id(t))
+            {
+                leases.extend(store.of_container(target)?);
+            }
+            Ok(leases)
+        };
+        if indexed.contains(arg) {
+            return Ok((theirs(arg)?, vec![arg.clone()]));
+        }
+        let answer = ask(arg, docker).await?;
+        if let Answer::Found(id) = &answer {
+            if indexed.contains(id) {
+                let some = theirs(id)?;
+                let ids = choose(&some, arg, &answer)?;
+                return Ok((some, ids));
+            }
+        }
+        let all = store.all()?;
+        let ids = match all.iter().any(|l| &l.container_id == arg) {
+            true => vec![arg.clone()],
+            false => choose(&all, arg, &answer)?,
+        };
+        return Ok((all, ids));
+    }
+    let all = store.all()?;
+    let ids = resolve(&all, arg, docker).await?;
+    Ok((all, ids))
 }
 
 /// The leases of the (container, network) pairs `keys` as the store holds them now: through
@@ -205,15 +268,19 @@ pub async fn resolve(
     if all.iter().any(|l| l.container_id == arg) {
         return Ok(vec![arg.to_string()]);
     }
-    let answer = match docker {
+    choose(all, arg, &ask(arg, docker).await?)
+}
+
+/// What Docker says about `arg`.
+async fn ask(arg: &str, docker: std::result::Result<&DockerClient, String>) -> Result<Answer> {
+    Ok(match docker {
         Ok(d) => match d.container_lookup(arg).await? {
             Lookup::Found(c) => Answer::Found(c.id),
             Lookup::NotFound => Answer::NotFound,
             Lookup::Unreachable(why) => Answer::Unreachable(why),
         },
         Err(why) => Answer::Unreachable(why),
-    };
-    choose(all, arg, &answer)
+    })
 }
 
 /// The leases of `chosen` on network `net` (its name or ID as the leases record them, or

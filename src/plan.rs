@@ -271,6 +271,14 @@ pub fn netns_target_id(dev: u64, ino: u64) -> String {
     format!("{h:08x}{:056x}", u128::from(dev) << 64 | u128::from(ino))
 }
 
+/// Whether `id` is one [`netns_target_id`] makes (its hash matches the device and inode it
+/// carries); a Docker container ID passes by chance once in 2^32.
+pub fn is_netns_target_id(id: &str) -> bool {
+    id.len() == 64
+        && u128::from_str_radix(&id[8..], 16)
+            .is_ok_and(|n| netns_target_id((n >> 64) as u64, n as u64) == id)
+}
+
 /// Docker's classic MAC scheme: `02:42:` followed by the four IPv4 bytes. Stable across
 /// re-attach and across holders of an address, so neighbours never hold a stale entry for it.
 /// The default for that reason; `--mac` replaces it and then relies on the announcement (see
@@ -413,5 +421,9 @@ mod tests {
         assert_eq!(a.len(), 64);
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a[..8], b[..8]);
+        assert!(is_netns_target_id(&a) && is_netns_target_id(&b));
+        let docker = "97d44cbab2576f0143b1d64376ff3da814a018b6772a72a97a2dabc0e9fc1feb";
+        assert!(!is_netns_target_id(docker));
+        assert!(!is_netns_target_id(&a[..63]) && !is_netns_target_id("é"));
     }
 }

@@ -48,7 +48,7 @@ use nix::fcntl::FlockArg;
 
 use super::files::{
     addresses_named_in, ensure_private_dir, fsync_dir, is_v4_name, link_new, read_lease,
-    remove_if_present, remove_names, sorted_entries, temporary_path, write_record, write_temporary,
+    remove_if_present, sorted_entries, temporary_path, unlink_names, write_record, write_temporary,
 };
 use super::syncer::{Syncer, Ticket};
 use super::{Held, InsertError, Lease, Store, StoreLock, Taken, check_component, state_err};
@@ -151,6 +151,22 @@ impl DiskStore {
             }
         }
         Ok(taken)
+    }
+
+    /// The container (and `--netns` target) IDs that the index lists: one directory listing,
+    /// no lease read. A lease without an index entry (written by hand) is not among them.
+    pub fn indexed_ids(&self) -> Result<std::collections::BTreeSet<String>> {
+        let dir = self.by_container();
+        let mut out = std::collections::BTreeSet::new();
+        for entry in fs::read_dir(&dir).map_err(|e| state_err(&dir, e))? {
+            let entry = entry.map_err(|e| state_err(&dir, e))?;
+            if let Some((id, _)) = entry.file_name().to_str().and_then(|n| n.split_once('@')) {
+                if !id.starts_with('.') {
+                    out.insert(id.to_string());
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every lease a container (or `--netns` target) holds, on any network.
@@ -279,11 +295,24 @@ impl DiskStore {
 
     /// Removes a lease and its index entry; already gone is fine. The IPv4 name goes first,
     /// then the IPv6 name (only while it still holds this lease's record).
-    pub fn remove(&self, _lock: &StoreLock, lease: &Lease) -> Result<()> {
+    pub fn remove(&self, lock: &StoreLock, lease: &Lease) -> Result<()> {
+        match self.remove_unsynced(lock, lease)? {
+            Some(dir) => fsync_dir(&dir),
+            None => Ok(()),
+        }
+    }
+
+    /// [`remove`](Self::remove), leaving the sync of the lease's directory to the caller:
+    /// the directory to sync (after the lock is released, so that concurrent detaches do not
+    /// wait for each other's syncs), `None` when nothing was removed. The removal is durable
+    /// once that sync returns.
+    pub fn remove_unsynced(&self, _lock: &StoreLock, lease: &Lease) -> Result<Option<PathBuf>> {
         let dir = self.network_dir(&lease.network_id)?;
         let path = dir.join(lease.v4.ip.to_string());
+        let mut removed = None;
         if read_lease(&path)?.is_some_and(|l| l.container_id == lease.container_id) {
-            remove_names(&path, lease)?;
+            unlink_names(&path, lease)?;
+            removed = Some(dir);
         }
         // An index entry left by a crash points at no lease of this container: ignored, and
         // swept by gc. So its removal is not synced.
@@ -291,7 +320,13 @@ impl DiskStore {
         if fs::read_link(&index).is_ok_and(|t| t.as_os_str() == lease.v4.ip.to_string().as_str()) {
             remove_if_present(&index)?;
         }
-        Ok(())
+        Ok(removed)
+    }
+
+    /// Makes the removals in `dir` that [`remove_unsynced`](Self::remove_unsynced) left
+    /// durable.
+    pub fn sync_removals(&self, dir: &Path) -> Result<()> {
+        fsync_dir(dir)
     }
 
     /// Marks a lease complete: a new record, renamed over the IPv6 name and then over the IPv4

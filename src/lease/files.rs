@@ -39,6 +39,15 @@ pub(super) fn link_new(
 /// record (never another lease's name), then syncs the directory (a removal must survive a
 /// crash: a lease that came back would be re-applied when its container starts).
 pub(super) fn remove_names(path: &Path, lease: &Lease) -> Result<()> {
+    unlink_names(path, lease)?;
+    match path.parent() {
+        Some(dir) => fsync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+/// [`remove_names`] without the directory's sync (the caller syncs it).
+pub(super) fn unlink_names(path: &Path, lease: &Lease) -> Result<()> {
     let path6 = lease
         .ip6()
         .map(|ip6| (ip6, path.with_file_name(ip6.to_string())));
@@ -54,10 +63,7 @@ pub(super) fn remove_names(path: &Path, lease: &Lease) -> Result<()> {
     if let (true, Some((_, p6))) = (ours6, &path6) {
         remove_if_present(p6)?;
     }
-    match path.parent() {
-        Some(dir) => fsync_dir(dir),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

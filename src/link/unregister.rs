@@ -43,6 +43,8 @@ const SOL_NETLINK: i32 = 270;
 const NETLINK_LISTEN_ALL_NSID: i32 = 8;
 const RTM_DELLINK: u16 = 17;
 const NLMSG_ERROR: u16 = 2;
+/// SOL_SOCKET option (asm-generic; the libc crate does not name it for Linux).
+const SO_ATTACH_FILTER: libc::c_int = 26;
 
 /// How a deletion ended, as far as this process waited for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +61,10 @@ pub enum Deleted {
 /// once both are unregistered. An error when the kernel refuses (the caller may try the plain
 /// way) or nothing is heard within `limit`.
 pub fn delete(index: u32, peer: Option<Peer>, limit: Duration) -> Result<Deleted> {
-    let listener = listen(peer.is_some_and(|p| p.nsid.is_some()))?;
+    let indexes: Vec<u32> = std::iter::once(index)
+        .chain(peer.map(|p| p.index))
+        .collect();
+    let listener = listen(peer.is_some_and(|p| p.nsid.is_some()), &indexes)?;
     let request = dellink(index);
     let sender = Socket::new(NETLINK_ROUTE).map_err(|e| anyhow!("netlink socket: {e}"))?;
     sender
@@ -81,8 +86,13 @@ pub fn delete(index: u32, peer: Option<Peer>, limit: Duration) -> Result<Deleted
 }
 
 /// A socket that hears every link notification, from the peers' namespaces too when `all_ns`.
-fn listen(all_ns: bool) -> Result<Socket> {
+fn listen(all_ns: bool, indexes: &[u32]) -> Result<Socket> {
     let mut s = Socket::new(NETLINK_ROUTE).map_err(|e| anyhow!("netlink socket: {e}"))?;
+    // Before the subscription, so that nothing else is ever queued: many detaches at once
+    // would otherwise each receive every other's notifications (and overflow).
+    if let Err(e) = only_dellink_of(&s, indexes) {
+        tracing::debug!("cannot filter link notifications: {e}");
+    }
     s.bind(&SocketAddr::new(0, 0))
         .map_err(|e| anyhow!("netlink bind: {e}"))?;
     s.add_membership(libc::RTNLGRP_LINK)
@@ -95,6 +105,61 @@ fn listen(all_ns: bool) -> Result<Socket> {
         }
     }
     Ok(s)
+}
+
+/// A classic BPF socket filter that passes only RTM_DELLINK messages of interfaces `indexes`
+/// (a peer's index may repeat in another namespace: [`wait`] checks the namespace too).
+fn only_dellink_of(s: &Socket, indexes: &[u32]) -> std::io::Result<()> {
+    let mut code = filter_code(indexes);
+    let prog = libc::sock_fprog {
+        len: code.len() as u16,
+        filter: code.as_mut_ptr(),
+    };
+    // SAFETY: `prog` points at `code`, which outlives the call; the kernel copies the program.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The filter's program. Netlink headers are in host byte order, BPF loads in network byte
+/// order: the constants are the host's bytes read big-endian.
+fn filter_code(indexes: &[u32]) -> Vec<libc::sock_filter> {
+    let op = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let n = indexes.len() as u8;
+    let kind = u32::from(u16::from_be_bytes(RTM_DELLINK.to_ne_bytes()));
+    let mut code = vec![
+        op(libc::BPF_LD | libc::BPF_H | libc::BPF_ABS, 4, 0, 0), // nlmsg_type
+        op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, kind, 0, n + 1),
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 20, 0, 0), // ifi_index
+    ];
+    for (k, index) in indexes.iter().enumerate() {
+        let k = k as u8;
+        let want = u32::from_be_bytes(index.to_ne_bytes());
+        code.push(op(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            want,
+            n - k,
+            0,
+        ));
+    }
+    code.push(op(libc::BPF_RET | libc::BPF_K, 0, 0, 0)); // drop
+    code.push(op(libc::BPF_RET | libc::BPF_K, u32::MAX, 0, 0)); // pass
+    code
 }
 
 fn dellink(index: u32) -> Vec<u8> {
