@@ -103,10 +103,14 @@ LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-# rm_containers ID...: docker rm -f, 25 at a time. Once, a single `docker rm -f` of the ~220
-# containers of a full run left Docker 20.10 wedged here (no container could be removed or
-# started any more until dockerd was restarted; _ping still answered).
-rm_containers() { printf '%s\n' "$@" | xargs -r -n 25 docker rm -f >/dev/null 2>&1; }
+# rm_containers ID...: docker rm -f, 8 at a time. Twice a mass removal left Docker 20.10.24
+# wedged here (no container could be removed or started any more until dockerd was restarted;
+# `docker ps` and _ping still answered): once a single `docker rm -f` of ~220 containers, once
+# batches of 25. A goroutine dump (kill -USR1 dockerd) showed libnetwork's lock-order deadlock
+# between the controller and a network's mutex (moby/libnetwork#2649, moby/moby#46661; fixed in
+# 20.10.27) among the exit handlers of the containers being removed; no API client is involved.
+# Smaller batches make the race rarer; only a newer engine removes it.
+rm_containers() { printf '%s\n' "$@" | xargs -r -n 8 docker rm -f >/dev/null 2>&1; }
 
 # --- preflight -----------------------------------------------------------------------------
 [ "$(id -u)" = 0 ] || die "needs root (veths, netns links, the tool itself)"

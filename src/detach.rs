@@ -85,23 +85,33 @@ pub async fn detach_using(
         .map(|l| (l.container_id.clone(), l.network_id.clone()))
         .collect();
 
-    // 1. Under the lock, what is still there now (another command may have acted meanwhile):
-    //    each complete lease is marked incomplete first — a detach killed from here on leaves a
-    //    lease `gc` drops, never one that `watch` would take for the intent and attach again —
-    //    and the veth it owns is found.
-    let doomed = {
-        let lock = store.lock()?;
-        let chosen = reread(store, &keys)?;
-        let mut doomed = Vec::new();
-        for lease in &chosen {
-            mark_incomplete(store, &lock, lease);
-            if let Ok(Some(iface)) = rtnl.link_by_name(&owner::host_ifname(lease)).await {
-                if owner::owns(&iface, lease) {
-                    doomed.push((iface.index, iface.peer));
-                }
+    // 1. The veth each lease owns, found before the lock (a netlink request can wait behind
+    //    other deletions for the kernel's RTNL lock: 50 concurrent detaches queued on the store
+    //    lock behind it). Safe without the lock: it is deleted by index below, so only the
+    //    interface checked here can go, and one an attach makes meanwhile is the teardown's.
+    let mut found = Vec::new();
+    for lease in &chosen {
+        if let Ok(Some(iface)) = rtnl.link_by_name(&owner::host_ifname(lease)).await {
+            if owner::owns(&iface, lease) {
+                found.push((key_of(lease), iface.index, iface.peer));
             }
         }
-        doomed
+    }
+    //    Under the lock, what is still there now (another command may have acted meanwhile):
+    //    each complete lease is marked incomplete first — a detach killed from here on leaves a
+    //    lease `gc` drops, never one that `watch` would take for the intent and attach again.
+    let doomed: Vec<_> = {
+        let lock = store.lock()?;
+        let still = reread(store, &keys)?;
+        for lease in &still {
+            mark_incomplete(store, &lock, lease);
+        }
+        let still: BTreeSet<_> = still.iter().map(key_of).collect();
+        found
+            .into_iter()
+            .filter(|(key, _, _)| still.contains(key))
+            .map(|(_, index, peer)| (index, peer))
+            .collect()
     };
     // 2. Without the lock: the kernel deletes them. A deletion waits out an RCU grace period
     //    (~20 ms here); concurrent detaches now wait them out side by side instead of one after
@@ -222,7 +232,7 @@ async fn leases_for(
 /// the index, and by reading every lease file only when the index misses one of them (a lease
 /// without an index entry: written by hand, or left by an older version).
 fn reread(store: &LeaseStore, keys: &BTreeSet<(String, String)>) -> Result<Vec<Lease>> {
-    let key = |l: &Lease| (l.container_id.clone(), l.network_id.clone());
+    let key = key_of;
     let ids: BTreeSet<&String> = keys.iter().map(|(id, _)| id).collect();
     let mut out = Vec::new();
     for id in ids {
@@ -241,6 +251,11 @@ fn reread(store: &LeaseStore, keys: &BTreeSet<(String, String)>) -> Result<Vec<L
             .collect();
     }
     Ok(out)
+}
+
+/// (container, network): what identifies an attachment.
+fn key_of(l: &Lease) -> (String, String) {
+    (l.container_id.clone(), l.network_id.clone())
 }
 
 /// Marks a complete lease incomplete, in place (no sync: a crash of the machine ends the
