@@ -14,7 +14,7 @@ use anyhow::{Result, anyhow, bail};
 
 use crate::docker::{DockerClient, Lookup};
 use crate::error::Errors;
-use crate::lease::{Lease, LeaseStore};
+use crate::lease::{Lease, LeaseStore, Prepared};
 use crate::link::{Rtnl, unregister};
 use crate::{hostns, netns, owner, plan, privilege};
 
@@ -100,11 +100,29 @@ pub async fn detach_using(
     //    Under the lock, what is still there now (another command may have acted meanwhile):
     //    each complete lease is marked incomplete first — a detach killed from here on leaves a
     //    lease `gc` drops, never one that `watch` would take for the intent and attach again.
+    //    The incomplete records are written ahead; under the lock each is only renamed into
+    //    place, when the lease is still what it was read as.
+    let mut ahead: Vec<(&Lease, Prepared)> = chosen
+        .iter()
+        .filter(|l| l.complete && !l.pending)
+        .filter_map(|l| {
+            let undone = incomplete(l);
+            store.prepare_reservation(&undone).ok().map(|p| (*l, p))
+        })
+        .collect();
     let doomed: Vec<_> = {
         let lock = store.lock()?;
         let still = reread(store, &keys)?;
         for lease in &still {
-            mark_incomplete(store, &lock, lease);
+            match ahead.iter().position(|(before, _)| *before == lease) {
+                Some(i) => {
+                    let (_, prepared) = ahead.swap_remove(i);
+                    if let Err(e) = store.install(&lock, prepared) {
+                        tracing::warn!("{e:#}");
+                    }
+                }
+                None => mark_incomplete(store, &lock, lease),
+            }
         }
         let still: BTreeSet<_> = still.iter().map(key_of).collect();
         found
@@ -113,6 +131,7 @@ pub async fn detach_using(
             .map(|(_, index, peer)| (index, peer))
             .collect()
     };
+    drop(ahead);
     // 2. Without the lock: the kernel deletes them. A deletion waits out an RCU grace period
     //    (~20 ms here); concurrent detaches now wait them out side by side instead of one after
     //    another behind the lock. By index, which the kernel never hands out again soon, so
@@ -262,13 +281,17 @@ fn key_of(l: &Lease) -> (String, String) {
 /// attachment anyway); a warning when it cannot be written.
 fn mark_incomplete(store: &LeaseStore, lock: &crate::lease::StoreLock, lease: &Lease) {
     if lease.complete && !lease.pending {
-        let undone = Lease {
-            complete: false,
-            ..lease.clone()
-        };
-        if let Err(e) = store.rewrite_reservation(lock, &undone) {
+        if let Err(e) = store.rewrite_reservation(lock, &incomplete(lease)) {
             tracing::warn!("{e:#}");
         }
+    }
+}
+
+/// `lease`, marked incomplete.
+fn incomplete(lease: &Lease) -> Lease {
+    Lease {
+        complete: false,
+        ..lease.clone()
     }
 }
 

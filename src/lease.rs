@@ -32,7 +32,7 @@ mod repair;
 mod scan;
 mod syncer;
 
-pub use disk::{Committed, Completion, DiskStore};
+pub use disk::{Committed, Completion, DiskStore, Prepared};
 pub use syncer::Syncer;
 
 /// The store every command opens: the one on disk.

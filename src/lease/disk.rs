@@ -351,10 +351,26 @@ impl DiskStore {
 
     /// [`rewrite`](Self::rewrite) without the syncs, for the record a re-attach starts with
     /// (made durable by its [`complete`](Self::complete)).
-    pub fn rewrite_reservation(&self, _lock: &StoreLock, lease: &Lease) -> Result<()> {
+    pub fn rewrite_reservation(&self, lock: &StoreLock, lease: &Lease) -> Result<()> {
         let dir = self.network_dir(&lease.network_id)?;
         let (tmp, _file) = write_temporary(&dir, lease, "")?;
-        put_in_place(&dir, &tmp, lease)
+        self.install(lock, Prepared::new(dir, tmp, lease))
+    }
+
+    /// Writes `lease` ahead, without the lock, for [`install`](Self::install) to put in place
+    /// under it: a file creation (0.05-0.7 ms on this ext4) is then not on the path of the
+    /// commands queued on the lock. (`detach` marks its leases incomplete this way.)
+    pub fn prepare_reservation(&self, lease: &Lease) -> Result<Prepared> {
+        let dir = self.network_dir(&lease.network_id)?;
+        let (tmp, _file) = write_temporary(&dir, lease, ".ahead")?;
+        Ok(Prepared::new(dir, tmp, lease))
+    }
+
+    /// Puts a record written ahead in place of the lease's names, as
+    /// [`rewrite_reservation`](Self::rewrite_reservation) does (no sync).
+    pub fn install(&self, _lock: &StoreLock, mut p: Prepared) -> Result<()> {
+        p.installed = true;
+        put_in_place(&p.dir, &p.tmp, &p.lease)
     }
 
     /// Makes an inserted lease durable at once (a `pending` lease, which is an intent of its
@@ -507,6 +523,34 @@ impl Drop for Completion {
     }
 }
 
+/// A lease record written ahead ([`DiskStore::prepare_reservation`]); its temporary file is
+/// removed when it is dropped without being installed.
+pub struct Prepared {
+    dir: PathBuf,
+    tmp: PathBuf,
+    lease: Lease,
+    installed: bool,
+}
+
+impl Prepared {
+    fn new(dir: PathBuf, tmp: PathBuf, lease: &Lease) -> Prepared {
+        Prepared {
+            dir,
+            tmp,
+            lease: lease.clone(),
+            installed: false,
+        }
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if !self.installed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 /// A committed lease whose directory is being synced ([`DiskStore::commit`]).
 #[must_use = "the lease is durable only once `durable` returns"]
 pub struct Committed {
@@ -578,6 +622,42 @@ pub(super) mod tests {
             fs::read_link(store.root().join("by-container/aaa@netid")).unwrap(),
             Path::new("172.17.255.254")
         );
+    }
+
+    #[test]
+    fn a_record_written_ahead_replaces_the_lease_when_installed_and_leaves_nothing_otherwise() {
+        let (_d, store) = tmp_store();
+        let lock = store.lock().unwrap();
+        let a = lease("aaa", "172.17.255.254");
+        store.insert(&lock, &a).unwrap();
+        drop(lock);
+        let temporaries = || {
+            fs::read_dir(store.root().join("leases/netid"))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(".tmp.")
+                })
+                .count()
+        };
+        let undone = Lease {
+            complete: false,
+            ..a.clone()
+        };
+        // Dropped without the lock ever being taken: its file goes, the lease is unchanged.
+        drop(store.prepare_reservation(&undone).unwrap());
+        assert_eq!(temporaries(), 0);
+        assert_eq!(store.find("aaa", "netid").unwrap(), Some(a.clone()));
+        // Installed under the lock: the lease now reads as the record written ahead.
+        let ahead = store.prepare_reservation(&undone).unwrap();
+        assert_eq!(temporaries(), 1);
+        let lock = store.lock().unwrap();
+        store.install(&lock, ahead).unwrap();
+        assert_eq!(temporaries(), 0);
+        assert_eq!(store.find("aaa", "netid").unwrap(), Some(undone));
     }
 
     #[test]
