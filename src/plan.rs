@@ -275,6 +275,7 @@ pub fn netns_target_id(dev: u64, ino: u64) -> String {
 /// carries); a Docker container ID passes by chance once in 2^32.
 pub fn is_netns_target_id(id: &str) -> bool {
     id.len() == 64
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
         && u128::from_str_radix(&id[8..], 16)
             .is_ok_and(|n| netns_target_id((n >> 64) as u64, n as u64) == id)
 }
@@ -425,5 +426,6 @@ mod tests {
         let docker = "97d44cbab2576f0143b1d64376ff3da814a018b6772a72a97a2dabc0e9fc1feb";
         assert!(!is_netns_target_id(docker));
         assert!(!is_netns_target_id(&a[..63]) && !is_netns_target_id("é"));
+        assert!(!is_netns_target_id(&format!("{}é", &a[..62])));
     }
 }

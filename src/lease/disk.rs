@@ -362,7 +362,12 @@ impl DiskStore {
     /// commands queued on the lock. (`detach` marks its leases incomplete this way.)
     pub fn prepare_reservation(&self, lease: &Lease) -> Result<Prepared> {
         let dir = self.network_dir(&lease.network_id)?;
-        let (tmp, _file) = write_temporary(&dir, lease, ".ahead")?;
+        // Unique beyond the process ID (written without the lock: two detaches in different
+        // PID namespaces may share one). A `gc` may sweep it before it is installed.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let (tmp, _file) = write_temporary(&dir, lease, &format!("{AHEAD}{nanos:08x}"))?;
         Ok(Prepared::new(dir, tmp, lease))
     }
 
@@ -523,6 +528,9 @@ impl Drop for Completion {
     }
 }
 
+/// What the temporary file of a record written ahead carries in its name.
+const AHEAD: &str = ".ahead.";
+
 /// A lease record written ahead ([`DiskStore::prepare_reservation`]); its temporary file is
 /// removed when it is dropped without being installed.
 pub struct Prepared {
@@ -657,7 +665,16 @@ pub(super) mod tests {
         let lock = store.lock().unwrap();
         store.install(&lock, ahead).unwrap();
         assert_eq!(temporaries(), 0);
-        assert_eq!(store.find("aaa", "netid").unwrap(), Some(undone));
+        assert_eq!(store.find("aaa", "netid").unwrap(), Some(undone.clone()));
+        // Swept by a gc before it was installed: an error (detach then rewrites in place), and
+        // the lease is untouched.
+        store.rewrite_reservation(&lock, &a).unwrap();
+        drop(lock);
+        let ahead = store.prepare_reservation(&undone).unwrap();
+        let lock = store.lock().unwrap();
+        assert_eq!(store.sweep(&lock).unwrap(), 1);
+        assert!(store.install(&lock, ahead).is_err());
+        assert_eq!(store.find("aaa", "netid").unwrap(), Some(a));
     }
 
     #[test]

@@ -50,7 +50,9 @@ impl DiskStore {
     }
 
     /// Repairs what killed commands and damaged files left, under the lock: removes temporary
-    /// files (every writer holds the lock, so under it none is in use), sets corrupt lease
+    /// files (every writer holds the lock, so under it none is in use — but for a record that a
+    /// detach writes ahead of taking it: should it go, that detach writes it again under the
+    /// lock), sets corrupt lease
     /// files aside (their addresses stay taken), rebuilds corrupt index entries from their
     /// lease, and removes index entries whose lease is gone and IPv6 names whose lease is gone.
     pub fn sweep(&self, _lock: &StoreLock) -> Result<usize> {

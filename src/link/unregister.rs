@@ -182,14 +182,21 @@ fn child(keep: [RawFd; 2], request: &[u8]) -> ! {
     let code: i32;
     // SAFETY: plain system calls on descriptors and buffers this process owns.
     unsafe {
+        let mut closed = true;
         if lo > 0 {
-            libc::close_range(0, lo - 1, 0);
+            closed &= libc::close_range(0, lo - 1, 0) == 0;
         }
         if hi > lo + 1 {
-            libc::close_range(lo + 1, hi - 1, 0);
+            closed &= libc::close_range(lo + 1, hi - 1, 0) == 0;
         }
-        libc::close_range(hi + 1, u32::MAX, 0);
-        let sent = libc::send(keep[0], request.as_ptr().cast(), request.len(), 0);
+        closed &= libc::close_range(hi + 1, u32::MAX, 0) == 0;
+        let sent = if closed {
+            libc::send(keep[0], request.as_ptr().cast(), request.len(), 0)
+        } else {
+            // No close_range (a kernel before 5.9, a seccomp profile): nothing is sent, and the
+            // caller deletes the plain way rather than leave its stdout to this process.
+            -1
+        };
         if sent < 0 {
             code = Errno::last_raw();
         } else {
@@ -265,21 +272,24 @@ fn wait(
             Some(&mut cmsg),
             MsgFlags::MSG_DONTWAIT,
         ) {
+            // Control data cut short: the namespace it came from is not known.
+            Ok(m) if m.flags.contains(MsgFlags::MSG_CTRUNC) => continue,
             Ok(m) => {
-                let nsid = m.cmsgs().ok().and_then(|mut c| {
-                    c.find_map(|c| match c {
-                        ControlMessageOwned::Unknown(u)
-                            if u.cmsg_header.cmsg_level == SOL_NETLINK
-                                && u.cmsg_header.cmsg_type == NETLINK_LISTEN_ALL_NSID =>
-                        {
-                            u.data_bytes
-                                .get(..4)?
-                                .try_into()
-                                .ok()
-                                .map(i32::from_ne_bytes)
-                        }
-                        _ => None,
-                    })
+                let Ok(mut cmsgs) = m.cmsgs() else {
+                    continue;
+                };
+                let nsid = cmsgs.find_map(|c| match c {
+                    ControlMessageOwned::Unknown(u)
+                        if u.cmsg_header.cmsg_level == SOL_NETLINK
+                            && u.cmsg_header.cmsg_type == NETLINK_LISTEN_ALL_NSID =>
+                    {
+                        u.data_bytes
+                            .get(..4)?
+                            .try_into()
+                            .ok()
+                            .map(i32::from_ne_bytes)
+                    }
+                    _ => None,
                 });
                 (m.bytes, nsid)
             }
@@ -320,7 +330,8 @@ fn read_answer(answer: &OwnedFd, index: u32) -> Result<Deleted> {
     }
 }
 
-/// (message type, interface index) of each link message in a datagram.
+/// (message type, interface index) of each link message of family AF_UNSPEC in a datagram (an
+/// AF_BRIDGE RTM_DELLINK only says a port left its bridge).
 fn deleted_links(mut buf: &[u8]) -> Vec<(u16, u32)> {
     let mut out = Vec::new();
     while buf.len() >= 24 {
@@ -330,7 +341,9 @@ fn deleted_links(mut buf: &[u8]) -> Vec<(u16, u32)> {
         }
         let kind = u16::from_ne_bytes([buf[4], buf[5]]);
         let index = i32::from_ne_bytes([buf[20], buf[21], buf[22], buf[23]]);
-        out.push((kind, index as u32));
+        if buf[16] == libc::AF_UNSPEC as u8 {
+            out.push((kind, index as u32));
+        }
         let step = ((len + 3) & !3).min(buf.len());
         buf = &buf[step..];
     }
