@@ -219,18 +219,21 @@ async fn leases_for(
 ) -> Result<(Vec<Lease>, Vec<String>)> {
     let arg = &opts.container;
     if opts.network.is_none() {
-        let indexed = store.indexed_ids()?;
+        // One listing of the index; the leases are then read through it (no second listing).
+        let indexed = store.indexed()?;
         let theirs = |id: &str| -> Result<Vec<Lease>> {
-            let mut leases = store.of_container(id)?;
-            for target in indexed
+            let mut leases = Vec::new();
+            for (who, nets) in indexed
                 .iter()
-                .filter(|t| *t != id && plan::is_netns_target_id(t))
+                .filter(|(t, _)| *t == id || plan::is_netns_target_id(t))
             {
-                leases.extend(store.of_container(target)?);
+                for net in nets {
+                    leases.extend(store.find(who, net)?);
+                }
             }
             Ok(leases)
         };
-        if indexed.contains(arg) {
+        if indexed.contains_key(arg) {
             let leases = theirs(arg)?;
             // (An index entry without its lease, left by a killed attach, is no attachment:
             // the argument is then resolved as any other.)
@@ -240,7 +243,7 @@ async fn leases_for(
         }
         let answer = ask(arg, docker).await?;
         if let Answer::Found(id) = &answer {
-            if indexed.contains(id) {
+            if indexed.contains_key(id) {
                 let some = theirs(id)?;
                 let ids = choose(&some, arg, &answer)?;
                 return Ok((some, ids));

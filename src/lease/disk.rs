@@ -153,16 +153,17 @@ impl DiskStore {
         Ok(taken)
     }
 
-    /// The container (and `--netns` target) IDs that the index lists: one directory listing,
-    /// no lease read. A lease without an index entry (written by hand) is not among them.
-    pub fn indexed_ids(&self) -> Result<std::collections::BTreeSet<String>> {
+    /// The container (and `--netns` target) IDs that the index lists, each with its network
+    /// IDs: one directory listing, no lease read. A lease without an index entry (written by
+    /// hand) is not among them.
+    pub fn indexed(&self) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
         let dir = self.by_container();
-        let mut out = std::collections::BTreeSet::new();
+        let mut out = std::collections::BTreeMap::<String, Vec<String>>::new();
         for entry in fs::read_dir(&dir).map_err(|e| state_err(&dir, e))? {
             let entry = entry.map_err(|e| state_err(&dir, e))?;
-            if let Some((id, _)) = entry.file_name().to_str().and_then(|n| n.split_once('@')) {
+            if let Some((id, net)) = entry.file_name().to_str().and_then(|n| n.split_once('@')) {
                 if !id.starts_with('.') {
-                    out.insert(id.to_string());
+                    out.entry(id.to_string()).or_default().push(net.to_string());
                 }
             }
         }
