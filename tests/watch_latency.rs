@@ -7,8 +7,8 @@
 //! attempts from before `docker start` on, so the figure includes Docker's event delivery, the
 //! daemon's attach, ARP and the first TCP exchange.
 //!
-//! `NETATTACH_DAEMON_BIN=target/release/docker-netattach` (from scripts/build.sh) measures the
-//! static release build instead of the test build.
+//! `NETATTACH_DAEMON_BIN=$(scripts/build.sh)` (the path it prints) measures the static release
+//! build instead of the test build.
 
 mod common;
 

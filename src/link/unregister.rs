@@ -179,17 +179,22 @@ fn dellink(index: u32) -> Vec<u8> {
 /// answer (0 or an errno) written to the pipe.
 fn child(keep: [RawFd; 2], request: &[u8]) -> ! {
     let (lo, hi) = (keep[0].min(keep[1]) as u32, keep[0].max(keep[1]) as u32);
+    // The system call itself: musl's libc has no close_range wrapper.
+    // SAFETY: closes descriptors of this (forked, single-threaded) process only.
+    let close_range = |first: u32, last: u32| unsafe {
+        libc::syscall(libc::SYS_close_range, first, last, 0u32) == 0
+    };
     let code: i32;
     // SAFETY: plain system calls on descriptors and buffers this process owns.
     unsafe {
         let mut closed = true;
         if lo > 0 {
-            closed &= libc::close_range(0, lo - 1, 0) == 0;
+            closed &= close_range(0, lo - 1);
         }
         if hi > lo + 1 {
-            closed &= libc::close_range(lo + 1, hi - 1, 0) == 0;
+            closed &= close_range(lo + 1, hi - 1);
         }
-        closed &= libc::close_range(hi + 1, u32::MAX, 0) == 0;
+        closed &= close_range(hi + 1, u32::MAX);
         let sent = if closed {
             libc::send(keep[0], request.as_ptr().cast(), request.len(), 0)
         } else {

@@ -2,7 +2,7 @@
 # The nginx curl test, readable as a tutorial: give a --network=none nginx container a real
 # interface on docker0, reach it, then take it away again. Every step is checked.
 #
-#   BIN=target/release/docker-netattach tests/e2e/nginx-curl.sh
+#   BIN="$(scripts/build.sh)" tests/e2e/nginx-curl.sh
 #
 # Needs root, Docker and the test image (scripts/build-test-image.sh builds it).
 set -euo pipefail
