@@ -3,6 +3,7 @@
 //! effects.
 
 pub(crate) mod address;
+pub mod arena;
 pub(crate) mod attach;
 pub(crate) mod attachment;
 pub mod cli;

@@ -1,9 +1,19 @@
 //! Entry point: parse, init logging, run, print the one error, exit.
 
-use docker_netattach::{cli::Cli, run::run};
+use docker_netattach::arena::{Arena, SIZE};
+use docker_netattach::cli::{Cli, Command};
+use docker_netattach::run::run;
+
+/// One-shot commands allocate from a bump arena and free nothing (src/arena.rs); the `watch`
+/// daemon stops it and uses the system allocator.
+#[global_allocator]
+static MEMORY: Arena<SIZE> = Arena::new();
 
 fn main() {
     let cli = Cli::parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    if matches!(cli.command, Command::Watch(_)) {
+        MEMORY.stop();
+    }
     init_logging(cli.global.verbose);
     let code = match run(cli) {
         Ok(code) => code,
