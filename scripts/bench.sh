@@ -30,7 +30,8 @@
 # the full run also rewrites the generated part of docs/benchmarks.md and docs/bench-latency.svg
 # (--docs / --no-docs to force either way).
 #
-# Options: --quick; -n N (containers per method); --scale M; --concurrency C; --stale-samples K
+# Options: --quick; -n N (containers per method); --scale M; --concurrency C;
+# --concurrency-rounds R (rounds of the concurrent detach against `ip link del`, default 3); --stale-samples K
 # (random-MAC reused-address samples, each may stall up to --stale-limit S seconds, default 30);
 # --watch-samples K (start event → answer samples, at most 240); --out DIR; --docs / --no-docs;
 # --no-cni; --no-ipam (skip cargo bench); --no-install.
@@ -54,9 +55,9 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 QUICK=0
 for a in "$@"; do [ "$a" = --quick ] && QUICK=1; done
 if [ "$QUICK" = 1 ]; then
-    N=5 SCALE=20 CONC=10 TTFA_SAMPLES=2 STALE_SAMPLES=1 WATCH_SAMPLES=5 DOCS=0
+    N=5 SCALE=20 CONC=10 CONC_ROUNDS=1 TTFA_SAMPLES=2 STALE_SAMPLES=1 WATCH_SAMPLES=5 DOCS=0
 else
-    N=20 SCALE=200 CONC=50 TTFA_SAMPLES=3 STALE_SAMPLES=2 WATCH_SAMPLES=20 DOCS=1
+    N=20 SCALE=200 CONC=50 CONC_ROUNDS=3 TTFA_SAMPLES=3 STALE_SAMPLES=2 WATCH_SAMPLES=20 DOCS=1
 fi
 INSTALL=1
 [ "${BENCH_NO_INSTALL:-0}" = 1 ] && INSTALL=0
@@ -71,6 +72,7 @@ while [ $# -gt 0 ]; do
         -n|--containers) N="$2"; shift ;;
         --scale) SCALE="$2"; shift ;;
         --concurrency) CONC="$2"; shift ;;
+        --concurrency-rounds) CONC_ROUNDS="$2"; shift ;;
         --stale-samples) STALE_SAMPLES="$2"; shift ;;
         --stale-limit) STALE_LIMIT="$2"; shift ;;
         --watch-samples) WATCH_SAMPLES="$2"; shift ;;
@@ -85,7 +87,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-for v in N SCALE CONC STALE_SAMPLES STALE_LIMIT WATCH_SAMPLES; do
+for v in N SCALE CONC CONC_ROUNDS STALE_SAMPLES STALE_LIMIT WATCH_SAMPLES; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "bench: $v must be a number" >&2; exit 2; }
 done
 [ "$N" -ge 2 ] || { echo "bench: need at least 2 containers (-n)" >&2; exit 2; }
@@ -584,20 +586,29 @@ for j in $(seq 1 "$CONC"); do
     nsenter -t "$p" -n ip -4 -o addr show dev eth0 | grep -q " $a/" || die "${SN[$j]} lacks $a"
 done
 echo "$CONC,$distinct" >"$RES/conc-check.csv"
-log "concurrency: $CONC detaches launched at once"
-conc tool detach
-left="$("$BIN" ls --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
-[ "$left" = 0 ] || die "$left leases left after the concurrent detaches"
-# The control: the same containers get veths with the minimal ip form (untimed, as in section 4),
-# then CONC `ip link del` are launched at once, as the tool's detaches were.
-log "concurrency: the same $CONC containers get minimal-ip veths (untimed), then $CONC \`ip link del\` at once"
-for j in $(seq 1 "$CONC"); do
-    ln -s "/proc/$(pid_of "${SN[$j]}")/ns/net" "/var/run/netns/$IFP-s$j"
-    scale_ipmin_up "$j" || die "minimal ip attach of ${SN[$j]} failed"
+# CONC_ROUNDS rounds (one sample of a 50-process burst swings by ±20 % here): the tool's CONC
+# detaches at once, then the control — the same containers get veths with the minimal ip form
+# (untimed, as in section 4) and CONC `ip link del` are launched at once, as the tool's detaches
+# were. Before each later round the tool attaches the containers again, one at a time (untimed).
+for round in $(seq 1 "$CONC_ROUNDS"); do
+    if [ "$round" -gt 1 ]; then
+        for j in $(seq 1 "$CONC"); do
+            "$BIN" attach "${SN[$j]}" >/dev/null 2>&1 || die "re-attach of ${SN[$j]} failed"
+        done
+    fi
+    log "concurrency, round $round of $CONC_ROUNDS: $CONC detaches launched at once"
+    conc tool detach
+    left="$("$BIN" ls --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+    [ "$left" = 0 ] || die "$left leases left after the concurrent detaches"
+    log "concurrency, round $round: the same $CONC containers get minimal-ip veths (untimed), then $CONC \`ip link del\` at once"
+    for j in $(seq 1 "$CONC"); do
+        [ -L "/var/run/netns/$IFP-s$j" ] || ln -s "/proc/$(pid_of "${SN[$j]}")/ns/net" "/var/run/netns/$IFP-s$j"
+        scale_ipmin_up "$j" || die "minimal ip attach of ${SN[$j]} failed"
+    done
+    conc ipmin detach
+    left="$(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -c "^${IFP}s" || true)"
+    [ "$left" = 0 ] || die "$left veths left after the concurrent ip link del"
 done
-conc ipmin detach
-left="$(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -c "^${IFP}s" || true)"
-[ "$left" = 0 ] || die "$left veths left after the concurrent ip link del"
 rm -f /var/run/netns/"$IFP"-s*
 
 # --- 6. watch: start event → answering, and the daemon's memory ---------------------------------
@@ -815,6 +826,7 @@ fi
     echo "n=$N"
     echo "scale=$SCALE"
     echo "conc=$CONC"
+    echo "conc_rounds=$CONC_ROUNDS"
     echo "stale_limit=$STALE_LIMIT"
     echo "methods=${METHODS[*]}"
     echo "load_start=$LOAD_START"

@@ -12,7 +12,7 @@
 # with a C loop): an empty static glibc program takes 0.65-0.70 ms exec to exit here, the same
 # without libc start-up 0.07-0.18 ms. Every glibc process pays it, `ip` too.
 # Rust's own run-time CPU feature detection (more `cpuid`, first asked by httparse's SIMD parser)
-# is compiled out with --cfg httparse_disable_simd (a Docker response is a few KiB: the scalar
+# is compiled out with --cfg httparse_disable_simd="1" (a Docker response is a few KiB: the scalar
 # parser is as fast here).
 #
 # The price of non-PIE: the binary's own code and data sit at a fixed address (heap, stack and
@@ -49,7 +49,8 @@ if [ "$LIBC" = musl ]; then
     BIN="$TARGET_DIR/$MUSL/release/docker-netattach"
     echo "build: static musl release build of $BIN" >&2
     # With --target, RUSTFLAGS reach the target's crates only (not build scripts or proc-macros).
-    RUSTFLAGS="${RUSTFLAGS:-} --cfg httparse_disable_simd" \
+    # (httparse's build script wants the value "1".)
+    RUSTFLAGS="${RUSTFLAGS:-} --cfg httparse_disable_simd=\"1\"" \
         cargo rustc --release --locked --target "$MUSL" --bin docker-netattach -- "${FLAGS[@]}" >&2
 else
     BIN="$TARGET_DIR/release/docker-netattach"
