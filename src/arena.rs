@@ -10,7 +10,12 @@
 //! frees them all); what does not fit — or anything once [`Arena::stop`] was called, as the
 //! long-running `watch` daemon does — goes to the system allocator, and freeing it goes back
 //! there. The arena is a zero-initialised static, so the kernel maps its pages only when they
-//! are first touched: an unused arena costs address space, not memory.
+//! are first touched: an unused arena costs address space, not memory. It lies where the kernel
+//! put the image, which the release build makes position-independent (scripts/build.sh), so at
+//! a random address as a heap would be. What it gives up against a real allocator: reuse (a
+//! loop that allocates keeps taking fresh bytes until the arena is full — the attach's polling
+//! loops read into stack buffers for that reason) and a double free's detection (safe Rust has
+//! none to detect).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
@@ -37,6 +42,9 @@ struct Bytes<const N: usize>([u8; N]);
 unsafe impl<const N: usize> Sync for Arena<N> {}
 
 impl<const N: usize> Arena<N> {
+    // No `Default`: `Arena::<SIZE>::default()` would build the 8 MiB on the stack; the one
+    // arena is a static, made by this `const fn`.
+    #[allow(clippy::new_without_default)]
     pub const fn new() -> Self {
         Arena {
             bytes: UnsafeCell::new(Bytes([0; N])),
@@ -51,12 +59,17 @@ impl<const N: usize> Arena<N> {
         self.stopped.store(true, Ordering::Relaxed);
     }
 
-    fn base(&self) -> usize {
-        self.bytes.get() as usize
+    /// Bytes handed out so far (what `-vv` logs at exit).
+    pub fn used(&self) -> usize {
+        self.next.load(Ordering::Relaxed)
+    }
+
+    fn base(&self) -> *mut u8 {
+        self.bytes.get().cast::<u8>()
     }
 
     fn owns(&self, ptr: *mut u8) -> bool {
-        let (p, base) = (ptr as usize, self.base());
+        let (p, base) = (ptr.addr(), self.base().addr());
         p >= base && p < base + N
     }
 
@@ -65,9 +78,10 @@ impl<const N: usize> Arena<N> {
         if self.stopped.load(Ordering::Relaxed) {
             return None;
         }
-        let base = self.base();
+        let base = self.base().addr();
         let mut cur = self.next.load(Ordering::Relaxed);
         loop {
+            // Aligned as an address, not as an offset: the arena itself is aligned to 4096 only.
             let start = (base + cur).checked_next_multiple_of(layout.align())? - base;
             let end = start.checked_add(layout.size())?;
             if end > N {
@@ -77,7 +91,7 @@ impl<const N: usize> Arena<N> {
                 .next
                 .compare_exchange_weak(cur, end, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return Some((base + start) as *mut u8),
+                Ok(_) => return Some(self.base().wrapping_add(start)),
                 Err(now) => cur = now,
             }
         }
@@ -91,7 +105,7 @@ impl<const N: usize> Arena<N> {
         if new <= old {
             return true;
         }
-        let start = ptr as usize - self.base();
+        let start = ptr.addr() - self.base().addr();
         let end = start + new;
         !self.stopped.load(Ordering::Relaxed)
             && end <= N
@@ -99,12 +113,6 @@ impl<const N: usize> Arena<N> {
                 .next
                 .compare_exchange(start + old, end, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
-    }
-}
-
-impl<const N: usize> Default for Arena<N> {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -160,9 +168,15 @@ unsafe impl<const N: usize> GlobalAlloc for Arena<N> {
 mod tests {
     use super::*;
 
+    /// A fresh arena off the stack (an all-zero `Arena` is a new one), leaked.
+    fn arena<const N: usize>() -> &'static Arena<N> {
+        // SAFETY (test): zeroed memory is a valid `Arena` (offset 0, not stopped, zero bytes).
+        unsafe { &*std::alloc::alloc_zeroed(Layout::new::<Arena<N>>()).cast::<Arena<N>>() }
+    }
+
     #[test]
     fn blocks_are_aligned_disjoint_and_fall_back_when_full() {
-        let a: Box<Arena<4096>> = Box::default();
+        let a = arena::<4096>();
         unsafe {
             let l8 = Layout::from_size_align(10, 8).unwrap();
             let p = a.alloc(l8);
@@ -181,7 +195,7 @@ mod tests {
 
     #[test]
     fn the_last_block_grows_in_place_and_others_are_copied() {
-        let a: Box<Arena<4096>> = Box::default();
+        let a = arena::<4096>();
         unsafe {
             let l = Layout::from_size_align(4, 1).unwrap();
             let p = a.alloc(l);
@@ -204,8 +218,82 @@ mod tests {
     }
 
     #[test]
+    fn alignment_is_of_the_address_beyond_the_arenas_own() {
+        let a = arena::<65536>();
+        unsafe {
+            a.alloc(Layout::from_size_align(3, 1).unwrap());
+            let p = a.alloc(Layout::from_size_align(8, 8192).unwrap());
+            assert!(a.owns(p));
+            assert_eq!(p.addr() % 8192, 0);
+        }
+    }
+
+    #[test]
+    fn a_freed_block_is_never_handed_out_again_so_zeroed_memory_stays_zero() {
+        let a = arena::<4096>();
+        unsafe {
+            let l = Layout::from_size_align(64, 8).unwrap();
+            let p = a.alloc(l);
+            p.write_bytes(0xab, 64);
+            a.dealloc(p, l);
+            let z = a.alloc_zeroed(l);
+            assert_ne!(z, p);
+            assert!(std::slice::from_raw_parts(z, 64).iter().all(|b| *b == 0));
+        }
+    }
+
+    #[test]
+    fn growing_past_the_arena_copies_what_the_block_held_to_the_systems() {
+        let a = arena::<4096>();
+        unsafe {
+            let l = Layout::from_size_align(4, 1).unwrap();
+            let p = a.alloc(l);
+            p.copy_from(b"wxyz".as_ptr(), 4);
+            let big = a.realloc(p, l, 10_000);
+            assert!(!big.is_null() && !a.owns(big));
+            assert_eq!(std::slice::from_raw_parts(big, 4), b"wxyz");
+            a.dealloc(big, Layout::from_size_align(10_000, 1).unwrap());
+        }
+    }
+
+    #[test]
+    fn threads_get_disjoint_blocks() {
+        let a = arena::<{ 1 << 20 }>();
+        let threads: Vec<_> = (0..8u8)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let l = Layout::from_size_align(24, 8).unwrap();
+                    let blocks: Vec<usize> = (0..1000)
+                        .map(|_| unsafe {
+                            let p = a.alloc(l);
+                            p.write_bytes(t, 24);
+                            p.addr()
+                        })
+                        .collect();
+                    (t, blocks)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for th in threads {
+            let (t, blocks) = th.join().unwrap();
+            for &b in &blocks {
+                // SAFETY (test): the block was written by this thread and is never freed.
+                let bytes = unsafe { std::slice::from_raw_parts(b as *const u8, 24) };
+                assert!(bytes.iter().all(|x| *x == t), "block {b:#x} overwritten");
+            }
+            all.extend(blocks);
+        }
+        all.sort();
+        assert!(
+            all.windows(2).all(|w| w[1] - w[0] >= 24),
+            "overlapping blocks"
+        );
+    }
+
+    #[test]
     fn after_stop_everything_is_the_systems() {
-        let a: Box<Arena<4096>> = Box::default();
+        let a = arena::<4096>();
         unsafe {
             let l = Layout::from_size_align(16, 8).unwrap();
             let before = a.alloc(l);

@@ -22,7 +22,7 @@ fn main() {
             1
         }
     };
-    tracing::debug!("exit");
+    tracing::debug!(arena_kib = MEMORY.used() / 1024, "exit");
     std::process::exit(code);
 }
 

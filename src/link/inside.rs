@@ -146,8 +146,14 @@ impl Rtnl {
         // request); where that is not the host's (no such files), the port is not waited for.
         let port = format!("/sys/class/net/{}/brport/state", a.host_port);
         let oper = format!("/sys/class/net/{}/operstate", a.host_port);
-        let reads =
-            |path: &str, want: &str| std::fs::read_to_string(path).map(|s| s.trim() == want);
+        // Read into a small buffer on the stack: this loop may turn many times, and a one-shot
+        // command frees nothing (src/arena.rs).
+        let reads = |path: &str, want: &str| -> std::io::Result<bool> {
+            use std::io::Read;
+            let mut buf = [0u8; 16];
+            let n = std::fs::File::open(path)?.read(&mut buf)?;
+            Ok(buf[..n].trim_ascii() == want.as_bytes())
+        };
         let waiting = std::time::Instant::now();
         let deadline = waiting + std::time::Duration::from_millis(500);
         let (mut host_us, mut ctr_us) = (None, None);

@@ -182,7 +182,8 @@ fn child(keep: [RawFd; 2], request: &[u8]) -> ! {
     // The system call itself: musl's libc has no close_range wrapper.
     // SAFETY: closes descriptors of this (forked, single-threaded) process only.
     let close_range = |first: u32, last: u32| unsafe {
-        libc::syscall(libc::SYS_close_range, first, last, 0u32) == 0
+        let (first, last) = (first as libc::c_long, last as libc::c_long);
+        libc::syscall(libc::SYS_close_range, first, last, 0 as libc::c_long) == 0
     };
     let code: i32;
     // SAFETY: plain system calls on descriptors and buffers this process owns.
