@@ -265,7 +265,6 @@ async fn leases_for(
 /// the index, and by reading every lease file only when the index misses one of them (a lease
 /// without an index entry: written by hand, or left by an older version).
 fn reread(store: &LeaseStore, keys: &BTreeSet<(String, String)>) -> Result<Vec<Lease>> {
-    let key = key_of;
     let ids: BTreeSet<&String> = keys.iter().map(|(id, _)| id).collect();
     let mut out = Vec::new();
     for id in ids {
@@ -273,14 +272,14 @@ fn reread(store: &LeaseStore, keys: &BTreeSet<(String, String)>) -> Result<Vec<L
             store
                 .of_container(id)?
                 .into_iter()
-                .filter(|l| keys.contains(&key(l))),
+                .filter(|l| keys.contains(&key_of(l))),
         );
     }
     if out.len() < keys.len() {
         out = store
             .all()?
             .into_iter()
-            .filter(|l| keys.contains(&key(l)))
+            .filter(|l| keys.contains(&key_of(l)))
             .collect();
     }
     Ok(out)

@@ -37,7 +37,7 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-pub use crate::model::Peer;
+use crate::model::Peer;
 
 const SOL_NETLINK: i32 = 270;
 const NETLINK_LISTEN_ALL_NSID: i32 = 8;
