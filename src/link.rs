@@ -13,8 +13,10 @@ use rtnetlink::packet_route::link::{
 };
 
 mod inside;
+mod neighbour;
 pub mod unregister;
 pub use inside::{Announce, InterfaceConfig};
+pub use neighbour::{Cached, announcement_corrects};
 
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
 

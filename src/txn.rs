@@ -9,7 +9,7 @@ use anyhow::{Result, anyhow, bail};
 
 use crate::error::Errors;
 use crate::lease::{InsertError, Lease, LeaseStore, StoreLock, Syncer};
-use crate::link::{Announce, InterfaceConfig, Made, Rtnl, VethSpec};
+use crate::link::{Announce, InterfaceConfig, Made, Rtnl, VethSpec, announcement_corrects};
 use crate::netns::{self, LinkOutcome, Netns, NsId};
 use crate::plan::{self, AttachPlan};
 
@@ -283,11 +283,20 @@ impl Txn<'_> {
         // The announcement decides nothing any more (the attachment works without it: the
         // neighbours would ask), so it runs while the lease's directory is synced.
         let (inside, ifindex) = inside;
+        // The request is flooded to every port of the bridge: sent only when the host's cache
+        // shows something to correct (src/link/neighbour.rs); a failed lookup sends it.
+        let cached = self.rtnl.cached_neighbour(bridge_index, lease.v4.ip).await;
+        let arp = match &cached {
+            Ok(c) => announcement_corrects(c.as_ref(), &spec.peer_mac),
+            Err(_) => true,
+        };
+        tracing::debug!(?cached, arp, "the host's neighbour entry for the address");
         let announce = Announce {
             ifindex,
             ifname: &lease.ifname,
             gateway: lease.v4.gateway,
             host_port: &lease.host_ifname,
+            arp,
         };
         if let Err(e) = inside.announce(announce).await {
             tracing::warn!(

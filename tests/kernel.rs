@@ -69,6 +69,7 @@ fn eth0_config(ifindex: u32, ip: Ipv4Addr) -> InterfaceConfig<'static> {
             ifname: "eth0",
             gateway: GATEWAY,
             host_port: "nonexistent-in-this-view",
+            arp: true,
         }),
         netns: None,
     }

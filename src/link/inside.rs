@@ -141,6 +141,8 @@ impl Rtnl {
     /// (NTF_USE): its ARP request carries our address and MAC, which the gateway and every
     /// bridge neighbour holding a stale entry take over, and the kernel retries it if it is
     /// lost. No packet socket: closing one costs an RCU grace period (8–16 ms measured here).
+    /// Without `a.arp` only the wait: until both ends pass packets, a neighbour's question (the
+    /// host's first ARP request) would be dropped and asked again only a second later.
     pub async fn announce(&self, a: Announce<'_>) -> Result<()> {
         // The host end through the host's /sys (two small files: cheaper than a netlink
         // request); where that is not the host's (no such files), the port is not waited for.
@@ -178,6 +180,9 @@ impl Rtnl {
             std::thread::sleep(std::time::Duration::from_micros(50));
         }
         tracing::debug!(host_us, ctr_us, "both ends pass packets");
+        if !a.arp {
+            return Ok(());
+        }
         // Should the first request still go unanswered, the kernel would retry only after a
         // second. So watch the entry and, while it stays unresolved, ask again soon, a few
         // times.
@@ -348,6 +353,10 @@ pub struct Announce<'a> {
     /// The host end of the veth (its states read from the host's /sys, which every thread
     /// sees).
     pub host_port: &'a str,
+    /// Send the request (the bridge floods it to every port: it costs the sender one copy per
+    /// port, see `neighbour.rs`). Without it the announcement only waits until both ends pass
+    /// packets, so that the first neighbour to ask is answered.
+    pub arp: bool,
 }
 
 /// Writes /proc/sys/net/<key>. The file belongs to the network namespace of the thread that
