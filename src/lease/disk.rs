@@ -159,9 +159,8 @@ impl DiskStore {
     pub fn indexed(&self) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
         let dir = self.by_container();
         let mut out = std::collections::BTreeMap::<String, Vec<String>>::new();
-        for entry in fs::read_dir(&dir).map_err(|e| state_err(&dir, e))? {
-            let entry = entry.map_err(|e| state_err(&dir, e))?;
-            if let Some((id, net)) = entry.file_name().to_str().and_then(|n| n.split_once('@')) {
+        for name in fsutil::names_in(&dir).map_err(|e| state_err(&dir, e))? {
+            if let Some((id, net)) = name.to_str().and_then(|n| n.split_once('@')) {
                 if !id.starts_with('.') {
                     out.entry(id.to_string()).or_default().push(net.to_string());
                 }
@@ -176,9 +175,7 @@ impl DiskStore {
         let dir = self.by_container();
         let prefix = format!("{container_id}@");
         let mut out = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(|e| state_err(&dir, e))? {
-            let entry = entry.map_err(|e| state_err(&dir, e))?;
-            let name = entry.file_name();
+        for name in fsutil::names_in(&dir).map_err(|e| state_err(&dir, e))? {
             if let Some(net) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) {
                 if let Some(lease) = self.find(container_id, net)? {
                     out.push(lease);

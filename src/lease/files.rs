@@ -96,19 +96,15 @@ pub(super) fn is_v4_name(path: &Path) -> bool {
 
 /// Addresses named by the files of `dir` (none when it does not exist).
 pub(super) fn addresses_named_in(dir: &Path) -> Result<BTreeSet<IpAddr>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
+    let names = match fsutil::names_in(dir) {
+        Ok(n) => n,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(BTreeSet::new()),
         Err(e) => return Err(state_err(dir, e)),
     };
-    let mut out = BTreeSet::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| state_err(dir, e))?;
-        if let Some(ip) = address_of(&entry.path()) {
-            out.insert(ip);
-        }
-    }
-    Ok(out)
+    Ok(names
+        .iter()
+        .filter_map(|n| address_of(Path::new(n)))
+        .collect())
 }
 
 /// Why a quarantined file still cannot be read (or that it can now).
@@ -142,15 +138,12 @@ pub(super) fn write_record(path: &Path, lease: &Lease) -> std::io::Result<File> 
 }
 
 pub(super) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
+    let names = match fsutil::names_in(dir) {
+        Ok(n) => n,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(vec![]),
         Err(e) => return Err(state_err(dir, e)),
     };
-    let mut paths = entries
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| state_err(dir, e))?;
+    let mut paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
     paths.sort();
     Ok(paths)
 }
