@@ -257,7 +257,14 @@ impl Txn<'_> {
         self.finished("veth")?;
 
         self.step = "configure";
-        let inside = configure_container(p, ns).await?;
+        // The host's neighbour entry for the address, read while the container is configured
+        // (its own socket; the answer waits on ours): it decides whether the announcement below
+        // goes out at all.
+        let (inside, cached) = futures::join!(
+            configure_container(p, ns),
+            self.rtnl.cached_neighbour(bridge_index, lease.v4.ip)
+        );
+        let inside = inside?;
         self.finished("configure")?;
 
         self.step = "dns";
@@ -285,7 +292,6 @@ impl Txn<'_> {
         let (inside, ifindex) = inside;
         // The request is flooded to every port of the bridge: sent only when the host's cache
         // shows something to correct (src/link/neighbour.rs); a failed lookup sends it.
-        let cached = self.rtnl.cached_neighbour(bridge_index, lease.v4.ip).await;
         let arp = match &cached {
             Ok(c) => announcement_corrects(c.as_ref(), &spec.peer_mac),
             Err(_) => true,
