@@ -12,6 +12,7 @@ use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
 };
 
+pub mod carrier;
 mod inside;
 mod neighbour;
 pub mod unregister;

@@ -70,6 +70,7 @@ fn eth0_config(ifindex: u32, ip: Ipv4Addr) -> InterfaceConfig<'static> {
             gateway: GATEWAY,
             host_port: "nonexistent-in-this-view",
             arp: true,
+            settled: false,
         }),
         netns: None,
     }
@@ -393,6 +394,68 @@ fn a_veth_end_passes_packets_only_once_it_is_operationally_up() {
     assert!(wait_for(|| host
         .ip(&["link", "show", "vnatest2"])
         .contains("state UP")));
+}
+
+/// The kernel's linkwatch worker lets a fresh veth end pass packets some hundred microseconds
+/// after the pair came up; `carrier::settle` (the ethtool "get link" request) has the kernel do
+/// it at once, on the caller's thread, and answers whether the end has a carrier. Ten pairs in
+/// a row: before eth0 is up the host end has none (the attach then waits for the worker); right
+/// after, both ends answer "link" and pass packets. (On an idle machine the worker is often
+/// done by then anyway; what this pins is the answer the attach relies on.)
+#[test]
+fn settled_veth_ends_pass_packets_at_once() {
+    use docker_netattach::link::carrier;
+    if !need_root() {
+        return;
+    }
+    let (host, ctr) = setup();
+    let missing = carrier::settle("vnanothere0").unwrap_err();
+    assert_eq!(missing.raw_os_error(), Some(libc::ENODEV), "{missing}");
+    for round in 0..10 {
+        let ctr_fd = file(&ctr);
+        let before = worker::run("test", Some(&ns_of(&host)), move || async move {
+            let rtnl = Rtnl::connect()?;
+            let br = rtnl.link_by_name("br0").await?.expect("br0");
+            rtnl.create_veth(
+                &VethSpec {
+                    host_name: "vnatest5",
+                    host_alias: "0123456789abcdef",
+                    bridge_index: br.index,
+                    peer_name: "eth0",
+                    peer_mac: docker_netattach::plan::mac_for(Ipv4Addr::new(10, 99, 0, 12)),
+                    mtu: 1400,
+                },
+                ctr_fd.as_fd(),
+            )
+            .await?;
+            Ok(carrier::settle("vnatest5")?)
+        })
+        .unwrap();
+        assert!(!before, "round {round}: a carrier while the peer is down");
+        let inside = worker::run("test", Some(&ns_of(&ctr)), move || async move {
+            let rtnl = Rtnl::connect()?;
+            let eth0 = rtnl.link_by_name("eth0").await?.expect("eth0");
+            let cfg = InterfaceConfig {
+                announce: None,
+                ..eth0_config(eth0.index, Ipv4Addr::new(10, 99, 0, 12))
+            };
+            rtnl.configure_interface(&cfg).await?;
+            let link = carrier::settle("eth0")?;
+            Ok((link, rtnl.passes_packets("eth0").await?))
+        })
+        .unwrap();
+        let outside = worker::run("test", Some(&ns_of(&host)), move || async move {
+            let rtnl = Rtnl::connect()?;
+            let link = carrier::settle("vnatest5")?;
+            let passes = rtnl.passes_packets("vnatest5").await?;
+            let v = rtnl.link_by_name("vnatest5").await?.expect("vnatest5");
+            rtnl.delete(v.index).await?;
+            Ok((link, passes))
+        })
+        .unwrap();
+        assert_eq!(inside, (true, true), "round {round}: eth0");
+        assert_eq!(outside, (true, true), "round {round}: the host end");
+    }
 }
 
 fn wait_for(mut cond: impl FnMut() -> bool) -> bool {

@@ -142,7 +142,8 @@ impl Rtnl {
     /// bridge neighbour holding a stale entry take over, and the kernel retries it if it is
     /// lost. No packet socket: closing one costs an RCU grace period (8–16 ms measured here).
     /// Without `a.arp` only the wait: until both ends pass packets, a neighbour's question (the
-    /// host's first ARP request) would be dropped and asked again only a second later.
+    /// host's first ARP request) would be dropped and asked again only a second later. With
+    /// `a.settled` the caller had the kernel settle both ends already (`carrier.rs`): no wait.
     pub async fn announce(&self, a: Announce<'_>) -> Result<()> {
         // The host end through the host's /sys (two small files: cheaper than a netlink
         // request); where that is not the host's (no such files), the port is not waited for.
@@ -158,7 +159,10 @@ impl Rtnl {
         };
         let waiting = std::time::Instant::now();
         let deadline = waiting + std::time::Duration::from_millis(500);
-        let (mut host_us, mut ctr_us) = (None, None);
+        let (mut host_us, mut ctr_us) = match a.settled {
+            true => (Some(0), Some(0)),
+            false => (None, None),
+        };
         while host_us.is_none() || ctr_us.is_none() {
             if host_us.is_none() {
                 let ready = match (reads(&oper, "up"), reads(&port, "3")) {
@@ -179,7 +183,7 @@ impl Rtnl {
             // daemon job's), nothing else waits on it.
             std::thread::sleep(std::time::Duration::from_micros(50));
         }
-        tracing::debug!(host_us, ctr_us, "both ends pass packets");
+        tracing::debug!(host_us, ctr_us, a.settled, "both ends pass packets");
         if !a.arp {
             return Ok(());
         }
@@ -357,6 +361,9 @@ pub struct Announce<'a> {
     /// port, see `neighbour.rs`). Without it the announcement only waits until both ends pass
     /// packets, so that the first neighbour to ask is answered.
     pub arp: bool,
+    /// Both ends' carrier change was settled already (`carrier::settle` answered "link" for
+    /// each): they pass packets, there is nothing to wait for.
+    pub settled: bool,
 }
 
 /// Writes /proc/sys/net/<key>. The file belongs to the network namespace of the thread that
