@@ -1,6 +1,7 @@
 //! Filesystem helpers shared by the stores: remove-if-present, a private file created with
 //! O_EXCL and fsynced, the write-temporary-then-rename replacement, fsync of a directory, a
-//! `flock(2)`ed lock file, and a directory's names in few system calls. Side effects: the paths they are given only.
+//! `flock(2)`ed lock file, and a directory's names in few system calls. Side effects: the paths
+//! they are given only.
 //!
 //! Every helper returns the `io::Error` (with the path it concerns, where two paths are
 //! involved); the callers put it in their own sentences.

@@ -159,9 +159,10 @@ impl Rtnl {
         };
         let waiting = std::time::Instant::now();
         let deadline = waiting + std::time::Duration::from_millis(500);
-        let (mut host_us, mut ctr_us) = match a.settled {
-            true => (Some(0), Some(0)),
-            false => (None, None),
+        let (mut host_us, mut ctr_us) = if a.settled {
+            (Some(0), Some(0))
+        } else {
+            (None, None)
         };
         while host_us.is_none() || ctr_us.is_none() {
             if host_us.is_none() {
