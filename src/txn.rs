@@ -9,9 +9,7 @@ use anyhow::{Result, anyhow, bail};
 
 use crate::error::Errors;
 use crate::lease::{InsertError, Lease, LeaseStore, StoreLock, Syncer};
-use crate::link::{
-    Announce, InterfaceConfig, Made, Rtnl, VethSpec, announcement_corrects, carrier,
-};
+use crate::link::{Announce, InterfaceConfig, Made, Rtnl, VethSpec, announcement_corrects};
 use crate::netns::{self, LinkOutcome, Netns, NsId};
 use crate::plan::{self, AttachPlan};
 
@@ -267,16 +265,6 @@ impl Txn<'_> {
             self.rtnl.cached_neighbour(bridge_index, lease.v4.ip)
         );
         let inside = inside?;
-        // Both ends pass packets from here on, without waiting for the kernel's linkwatch
-        // worker (src/link/carrier.rs); should that not answer "link" for both, the
-        // announcement waits for the worker.
-        let settled = carrier::settle(&lease.host_ifname).and_then(|host| {
-            let inside = crate::worker::inside(ns, || carrier::settle(&lease.ifname))
-                .map_err(std::io::Error::other)??;
-            Ok(host && inside)
-        });
-        tracing::debug!(?settled, "carrier settled");
-        let settled = matches!(settled, Ok(true));
         self.finished("configure")?;
 
         self.step = "dns";
@@ -315,7 +303,7 @@ impl Txn<'_> {
             gateway: lease.v4.gateway,
             host_port: &lease.host_ifname,
             arp,
-            settled,
+            netns: Some(ns),
         };
         if let Err(e) = inside.announce(announce).await {
             tracing::warn!(

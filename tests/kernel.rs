@@ -70,13 +70,21 @@ fn eth0_config(ifindex: u32, ip: Ipv4Addr) -> InterfaceConfig<'static> {
             gateway: GATEWAY,
             host_port: "nonexistent-in-this-view",
             arp: true,
-            settled: false,
+            netns: None,
         }),
         netns: None,
     }
 }
 
-fn attach_in(host: &NamedNs, ctr: &NamedNs, host_name: &'static str, ip: Ipv4Addr) -> Result<()> {
+/// A veth pair in one request: `host_name` on br0 in `host`, `eth0` (MAC derived from `ip`) in
+/// `ctr`, down; then `then` runs on the host side's connection.
+fn create_pair<T: Send + 'static>(
+    host: &NamedNs,
+    ctr: &NamedNs,
+    host_name: &'static str,
+    ip: Ipv4Addr,
+    then: impl AsyncFnOnce(Rtnl) -> Result<T> + Send + 'static,
+) -> Result<T> {
     let ctr_fd = file(ctr);
     worker::run("test", Some(&ns_of(host)), move || async move {
         let rtnl = Rtnl::connect()?;
@@ -92,8 +100,13 @@ fn attach_in(host: &NamedNs, ctr: &NamedNs, host_name: &'static str, ip: Ipv4Add
             },
             ctr_fd.as_fd(),
         )
-        .await
-    })?;
+        .await?;
+        then(rtnl).await
+    })
+}
+
+fn attach_in(host: &NamedNs, ctr: &NamedNs, host_name: &'static str, ip: Ipv4Addr) -> Result<()> {
+    create_pair(host, ctr, host_name, ip, async |_| Ok(()))?;
     worker::run("test", Some(&ns_of(ctr)), move || async move {
         let rtnl = Rtnl::connect()?;
         let eth0 = rtnl.link_by_name("eth0").await?.expect("eth0");
@@ -352,22 +365,8 @@ fn a_veth_end_passes_packets_only_once_it_is_operationally_up() {
         return;
     }
     let (host, ctr) = setup();
-    let ctr_fd = file(&ctr);
-    let host_before = worker::run("test", Some(&ns_of(&host)), move || async move {
-        let rtnl = Rtnl::connect()?;
-        let br = rtnl.link_by_name("br0").await?.expect("br0");
-        rtnl.create_veth(
-            &VethSpec {
-                host_name: "vnatest2",
-                host_alias: "0123456789abcdef",
-                bridge_index: br.index,
-                peer_name: "eth0",
-                peer_mac: docker_netattach::plan::mac_for(Ipv4Addr::new(10, 99, 0, 9)),
-                mtu: 1400,
-            },
-            ctr_fd.as_fd(),
-        )
-        .await?;
+    let ip = Ipv4Addr::new(10, 99, 0, 9);
+    let host_before = create_pair(&host, &ctr, "vnatest2", ip, async |rtnl| {
         rtnl.passes_packets("vnatest2").await
     })
     .unwrap();
@@ -383,7 +382,7 @@ fn a_veth_end_passes_packets_only_once_it_is_operationally_up() {
         let rtnl = Rtnl::connect()?;
         let before = rtnl.passes_packets("eth0").await?;
         let eth0 = rtnl.link_by_name("eth0").await?.expect("eth0");
-        rtnl.configure_interface(&eth0_config(eth0.index, Ipv4Addr::new(10, 99, 0, 9)))
+        rtnl.configure_interface(&eth0_config(eth0.index, ip))
             .await?;
         Ok((before, rtnl.passes_packets("eth0").await?))
     })
@@ -412,24 +411,13 @@ fn settled_veth_ends_pass_packets_at_once() {
     let missing = carrier::settle("vnanothere0").unwrap_err();
     assert_eq!(missing.raw_os_error(), Some(libc::ENODEV), "{missing}");
     for round in 0..10 {
-        let ctr_fd = file(&ctr);
-        let before = worker::run("test", Some(&ns_of(&host)), move || async move {
-            let rtnl = Rtnl::connect()?;
-            let br = rtnl.link_by_name("br0").await?.expect("br0");
-            rtnl.create_veth(
-                &VethSpec {
-                    host_name: "vnatest5",
-                    host_alias: "0123456789abcdef",
-                    bridge_index: br.index,
-                    peer_name: "eth0",
-                    peer_mac: docker_netattach::plan::mac_for(Ipv4Addr::new(10, 99, 0, 12)),
-                    mtu: 1400,
-                },
-                ctr_fd.as_fd(),
-            )
-            .await?;
-            Ok(carrier::settle("vnatest5")?)
-        })
+        let before = create_pair(
+            &host,
+            &ctr,
+            "vnatest5",
+            Ipv4Addr::new(10, 99, 0, 12),
+            async |_| Ok(carrier::settle("vnatest5")?),
+        )
         .unwrap();
         assert!(!before, "round {round}: a carrier while the peer is down");
         let inside = worker::run("test", Some(&ns_of(&ctr)), move || async move {

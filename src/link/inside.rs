@@ -18,7 +18,7 @@ use rtnetlink::packet_route::neighbour::{
 use rtnetlink::packet_route::route::RouteMessage;
 use rtnetlink::{LinkUnspec, RouteMessageBuilder};
 
-use super::{Rtnl, addr_err, errno, nl_err};
+use super::{Rtnl, addr_err, carrier, errno, nl_err};
 use crate::endpoint::Route;
 
 impl Rtnl {
@@ -142,8 +142,9 @@ impl Rtnl {
     /// bridge neighbour holding a stale entry take over, and the kernel retries it if it is
     /// lost. No packet socket: closing one costs an RCU grace period (8–16 ms measured here).
     /// Without `a.arp` only the wait: until both ends pass packets, a neighbour's question (the
-    /// host's first ARP request) would be dropped and asked again only a second later. With
-    /// `a.settled` the caller had the kernel settle both ends already (`carrier.rs`): no wait.
+    /// host's first ARP request) would be dropped and asked again only a second later. The wait
+    /// first has the kernel settle both ends' carrier on this thread (`carrier.rs`); only where
+    /// that does not answer "link" for both does it poll for the kernel's worker.
     pub async fn announce(&self, a: Announce<'_>) -> Result<()> {
         // The host end through the host's /sys (two small files: cheaper than a netlink
         // request); where that is not the host's (no such files), the port is not waited for.
@@ -159,10 +160,20 @@ impl Rtnl {
         };
         let waiting = std::time::Instant::now();
         let deadline = waiting + std::time::Duration::from_millis(500);
-        let (mut host_us, mut ctr_us) = if a.settled {
-            (Some(0), Some(0))
-        } else {
-            (None, None)
+        // The host end from this thread (in the host's namespace, as the /sys files above are),
+        // the container's end from inside its namespace.
+        let settled = carrier::settle(a.host_port).and_then(|host| {
+            let inside = match a.netns {
+                Some(ns) => crate::worker::inside(ns, || carrier::settle(a.ifname))
+                    .map_err(std::io::Error::other)?,
+                None => carrier::settle(a.ifname),
+            };
+            Ok(host && inside?)
+        });
+        tracing::debug!(?settled, "carrier settled");
+        let (mut host_us, mut ctr_us) = match settled {
+            Ok(true) => (Some(0), Some(0)),
+            _ => (None, None),
         };
         while host_us.is_none() || ctr_us.is_none() {
             if host_us.is_none() {
@@ -184,7 +195,7 @@ impl Rtnl {
             // daemon job's), nothing else waits on it.
             std::thread::sleep(std::time::Duration::from_micros(50));
         }
-        tracing::debug!(host_us, ctr_us, a.settled, "both ends pass packets");
+        tracing::debug!(host_us, ctr_us, "both ends pass packets");
         if !a.arp {
             return Ok(());
         }
@@ -362,9 +373,9 @@ pub struct Announce<'a> {
     /// port, see `neighbour.rs`). Without it the announcement only waits until both ends pass
     /// packets, so that the first neighbour to ask is answered.
     pub arp: bool,
-    /// Both ends' carrier change was settled already (`carrier::settle` answered "link" for
-    /// each): they pass packets, there is nothing to wait for.
-    pub settled: bool,
+    /// The container's namespace, for settling its end's carrier (`None`: this thread is inside
+    /// it).
+    pub netns: Option<&'a crate::netns::Netns>,
 }
 
 /// Writes /proc/sys/net/<key>. The file belongs to the network namespace of the thread that
