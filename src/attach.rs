@@ -243,7 +243,7 @@ async fn attach_target(
             refuse_other_ip(opts, lease, &target.name, &network)?;
             if lease.complete
                 && lease.netns_id() == target.ns.id
-                && rtnl.link_by_name(&lease.host_ifname).await?.is_some()
+                && rtnl.index_of(&lease.host_ifname)?.is_some()
             {
                 return Ok((Outcome::Existing(lease.clone()), hints));
             }

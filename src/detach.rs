@@ -475,7 +475,15 @@ fn distinct<'a>(leases: impl Iterator<Item = &'a Lease>) -> Vec<String> {
 pub async fn teardown(rtnl: &Rtnl, lease: &Lease, shared: bool) -> Result<()> {
     let mut errors = Errors::new();
     let name = owner::host_ifname(lease);
-    match rtnl.link_by_name(&name).await {
+    // Usually the veth is gone already (the detach deleted it by index a moment ago): that is
+    // asked first without the RTNL lock ([`Rtnl::index_of`]; 50 concurrent detaches each did
+    // this read under the store lock while the others' deletions held RTNL), and an interface
+    // only read in full when one has the name.
+    let found = match rtnl.index_of(&name) {
+        Ok(None) => Ok(None),
+        Ok(Some(_)) | Err(_) => rtnl.link_by_name(&name).await,
+    };
+    match found {
         Ok(Some(iface)) if owner::owns(&iface, lease) => {
             errors.note("", rtnl.delete(iface.index).await);
         }

@@ -109,7 +109,7 @@ pub async fn confirm(
         if !seen.insert((l.bridge.as_str(), l.network_id.as_str())) {
             continue;
         }
-        if rtnl.link_by_name(&l.bridge).await?.is_some() {
+        if rtnl.index_of(&l.bridge)?.is_some() {
             continue;
         }
         let docker_network = !l.network_id.starts_with("bridge-");

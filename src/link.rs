@@ -3,7 +3,7 @@
 //! calling thread's; [`Rtnl::connect_in`]: a container's, from the calling thread).
 
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use anyhow::{Result, anyhow};
 use futures::TryStreamExt;
@@ -38,6 +38,8 @@ pub struct VethSpec<'a> {
 /// A netlink connection bound to the current thread's network namespace.
 pub struct Rtnl {
     handle: Handle,
+    /// A duplicate of the connection's socket, for the name lookups of [`Rtnl::index_of`].
+    socket: OwnedFd,
 }
 
 impl Rtnl {
@@ -46,8 +48,7 @@ impl Rtnl {
         // Strict checking makes the kernel filter dumps (addresses of one interface) itself.
         let (conn, handle, _) = rtnetlink::new_connection_with_strict_check()
             .map_err(|e| anyhow!("cannot open a netlink socket: {e}"))?;
-        tokio::spawn(conn);
-        Ok(Rtnl { handle })
+        Self::drive(conn, handle)
     }
 
     /// Opens a socket inside `ns` (from the calling thread, which stays where it is) and drives
@@ -57,8 +58,63 @@ impl Rtnl {
             crate::worker::inside(ns, rtnetlink::new_connection_with_strict_check)?.map_err(
                 |e| anyhow!("cannot open a netlink socket in the container's namespace: {e}"),
             )?;
+        Self::drive(conn, handle)
+    }
+
+    /// Drives the connection on the current tokio runtime, keeping a duplicate of its socket.
+    fn drive(
+        mut conn: rtnetlink::proto::Connection<
+            rtnetlink::packet_route::RouteNetlinkMessage,
+            rtnetlink::sys::TokioSocket,
+        >,
+        handle: Handle,
+    ) -> Result<Self> {
+        let raw = conn.socket_mut().as_raw_fd();
+        // SAFETY: the connection owns this open descriptor and outlives the borrow (one line).
+        let socket = unsafe { BorrowedFd::borrow_raw(raw) }
+            .try_clone_to_owned()
+            .map_err(|e| anyhow!("cannot duplicate the netlink socket: {e}"))?;
         tokio::spawn(conn);
-        Ok(Rtnl { handle })
+        Ok(Rtnl { handle, socket })
+    }
+
+    /// The index of interface `name` in this connection's namespace, `None` when there is
+    /// none. Asked with the SIOCGIFINDEX ioctl on the connection's own socket (the kernel
+    /// answers it in the socket's namespace, from its name table under RCU): unlike an
+    /// RTM_GETLINK it never waits for the RTNL lock that every creation and deletion of an
+    /// interface holds, so under concurrent deletions an existence check costs one syscall.
+    /// For existence only; [`link_by_name`](Self::link_by_name) reads the interface.
+    pub fn index_of(&self, name: &str) -> Result<Option<u32>> {
+        let bytes = name.as_bytes();
+        // No interface has an empty name or one that does not fit (with its NUL) in IFNAMSIZ.
+        if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+            return Ok(None);
+        }
+        // SAFETY: `ifreq` is plain data (a name and a union of integers and addresses): all
+        // zeroes is a valid value of it.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+            *dst = *src as libc::c_char;
+        }
+        // SAFETY: `req` is a valid, NUL-terminated `struct ifreq` that lives across the call;
+        // the kernel writes `ifr_ifindex` into it.
+        let rc = unsafe {
+            libc::ioctl(
+                self.socket.as_raw_fd(),
+                libc::SIOCGIFINDEX as _,
+                &mut req as *mut libc::ifreq,
+            )
+        };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENODEV) => Ok(None),
+                _ => Err(anyhow!("cannot look up interface {name}: {e}")),
+            };
+        }
+        // SAFETY: SIOCGIFINDEX answered by filling in the union's `ifru_ifindex`.
+        let index = unsafe { req.ifr_ifru.ifru_ifindex };
+        Ok(u32::try_from(index).ok())
     }
 
     /// Looks an interface up by name; `None` when there is none.

@@ -508,3 +508,48 @@ fn a_deleted_veth_is_gone_from_both_namespaces_when_delete_returns() {
         "the deleting child still holds the caller's descriptors"
     );
 }
+
+#[test]
+fn index_of_answers_for_the_connections_namespace_without_reading_the_link() {
+    if !need_root() {
+        return;
+    }
+    let (host, ctr) = setup();
+    // The host side's connection: br0 and keep0 are there, eth0 is not.
+    let (br0, by_name, keep0, eth0, long, empty) =
+        worker::run("test", Some(&ns_of(&host)), || async {
+            let rtnl = Rtnl::connect()?;
+            Ok((
+                rtnl.index_of("br0")?,
+                rtnl.link_by_name("br0").await?.map(|i| i.index),
+                rtnl.index_of("keep0")?,
+                rtnl.index_of("eth0")?,
+                rtnl.index_of("a-name-longer-than-15")?,
+                rtnl.index_of("")?,
+            ))
+        })
+        .unwrap();
+    assert!(br0.is_some());
+    assert_eq!(br0, by_name);
+    assert!(keep0.is_some() && keep0 != br0);
+    assert_eq!((eth0, long, empty), (None, None, None));
+    // A connection opened into the container's namespace from a thread that stays in the host
+    // one answers for the container's namespace (the socket's, not the calling thread's).
+    let ctr_ns = ns_of(&ctr);
+    let (ctr_lo, ctr_br0) = worker::run("test", Some(&ns_of(&host)), move || async move {
+        let rtnl = Rtnl::connect_in(&ctr_ns)?;
+        Ok((rtnl.index_of("lo")?, rtnl.index_of("br0")?))
+    })
+    .unwrap();
+    assert_eq!(ctr_lo, Some(1));
+    assert_eq!(ctr_br0, None);
+    // Gone once deleted.
+    let after = worker::run("test", Some(&ns_of(&host)), || async {
+        let rtnl = Rtnl::connect()?;
+        let keep0 = rtnl.index_of("keep0")?.expect("keep0");
+        rtnl.delete(keep0).await?;
+        rtnl.index_of("keep0")
+    })
+    .unwrap();
+    assert_eq!(after, None);
+}
