@@ -366,14 +366,14 @@ impl Txn<'_> {
 async fn configure_container(p: &AttachPlan, ns: &Netns) -> Result<(Rtnl, u32)> {
     let p = &p.lease;
     let rtnl = Rtnl::connect_in(ns)?;
-    let iface = rtnl
-        .link_by_name(&p.ifname)
-        .await?
+    // Its index is all that is needed: asked without the RTNL lock (Rtnl::index_of).
+    let ifindex = rtnl
+        .index_of(&p.ifname)?
         .ok_or_else(|| anyhow!("interface {} vanished from the container", p.ifname))?;
     let gateway4: Option<Ipv4Addr> = p.default_route.then_some(p.v4.gateway);
     rtnl.configure_interface(&InterfaceConfig {
         ifname: &p.ifname,
-        ifindex: iface.index,
+        ifindex,
         v4: (p.v4.ip, p.v4.prefix_len),
         v6: p.v6.map(|v| (v.ip, v.prefix_len)),
         gateway4,
@@ -383,7 +383,7 @@ async fn configure_container(p: &AttachPlan, ns: &Netns) -> Result<(Rtnl, u32)> 
         netns: Some(ns),
     })
     .await?;
-    Ok((rtnl, iface.index))
+    Ok((rtnl, ifindex))
 }
 
 #[cfg(test)]
