@@ -3,7 +3,7 @@
 //! calling thread's; [`Rtnl::connect_in`]: a container's, from the calling thread).
 
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use anyhow::{Result, anyhow};
 use futures::TryStreamExt;
@@ -33,6 +33,22 @@ pub struct VethSpec<'a> {
     pub peer_name: &'a str,
     pub peer_mac: [u8; 6],
     pub mtu: u32,
+}
+
+/// A `struct ifreq` naming interface `name` (the rest zero), for the interface ioctls; `None`
+/// for a name no interface can have (empty, a NUL in it, or too long for IFNAMSIZ with its NUL).
+fn ifreq_named(name: &str) -> Option<libc::ifreq> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return None;
+    }
+    // SAFETY: `ifreq` is plain data (a name and a union of integers and pointers): all zeroes
+    // is a valid value of it.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    Some(req)
 }
 
 /// A netlink connection bound to the current thread's network namespace.
@@ -85,17 +101,10 @@ impl Rtnl {
     /// interface holds, so under concurrent deletions an existence check costs one syscall.
     /// For existence only; [`link_by_name`](Self::link_by_name) reads the interface.
     pub fn index_of(&self, name: &str) -> Result<Option<u32>> {
-        let bytes = name.as_bytes();
-        // No interface has an empty name or one that does not fit (with its NUL) in IFNAMSIZ.
-        if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        // No interface has a name that does not make an `ifreq`.
+        let Some(mut req) = ifreq_named(name) else {
             return Ok(None);
-        }
-        // SAFETY: `ifreq` is plain data (a name and a union of integers and addresses): all
-        // zeroes is a valid value of it.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
-            *dst = *src as libc::c_char;
-        }
+        };
         // SAFETY: `req` is a valid, NUL-terminated `struct ifreq` that lives across the call;
         // the kernel writes `ifr_ifindex` into it.
         let rc = unsafe {
@@ -115,6 +124,12 @@ impl Rtnl {
         // SAFETY: SIOCGIFINDEX answered by filling in the union's `ifru_ifindex`.
         let index = unsafe { req.ifr_ifru.ifru_ifindex };
         Ok(u32::try_from(index).ok())
+    }
+
+    /// Has the kernel settle interface `name`'s pending carrier change now, in this
+    /// connection's namespace ([`carrier::settle_on`]); whether it has a carrier.
+    pub fn settle_carrier(&self, name: &str) -> std::io::Result<bool> {
+        carrier::settle_on(self.socket.as_fd(), name)
     }
 
     /// Looks an interface up by name; `None` when there is none.

@@ -303,7 +303,6 @@ impl Txn<'_> {
             gateway: lease.v4.gateway,
             host_port: &lease.host_ifname,
             arp,
-            netns: Some(ns),
         };
         if let Err(e) = inside.announce(announce).await {
             tracing::warn!(

@@ -70,7 +70,6 @@ fn eth0_config(ifindex: u32, ip: Ipv4Addr) -> InterfaceConfig<'static> {
             gateway: GATEWAY,
             host_port: "nonexistent-in-this-view",
             arp: true,
-            netns: None,
         }),
         netns: None,
     }
@@ -432,17 +431,33 @@ fn settled_veth_ends_pass_packets_at_once() {
             Ok((link, rtnl.passes_packets("eth0").await?))
         })
         .unwrap();
-        let outside = worker::run("test", Some(&ns_of(&host)), move || async move {
-            let rtnl = Rtnl::connect()?;
-            let link = carrier::settle("vnatest5")?;
-            let passes = rtnl.passes_packets("vnatest5").await?;
-            let v = rtnl.link_by_name("vnatest5").await?.expect("vnatest5");
-            rtnl.delete(v.index).await?;
-            Ok((link, passes))
-        })
-        .unwrap();
+        let ctr_ns = ns_of(&ctr);
+        let (outside, through_socket) =
+            worker::run("test", Some(&ns_of(&host)), move || async move {
+                let rtnl = Rtnl::connect()?;
+                let link = carrier::settle("vnatest5")?;
+                let passes = rtnl.passes_packets("vnatest5").await?;
+                // What the announcement does for the container's end: from this (host) thread,
+                // through a connection opened into the container's namespace.
+                let inside = Rtnl::connect_in(&ctr_ns)?;
+                let through_socket = (
+                    inside.settle_carrier("eth0")?,
+                    inside
+                        .settle_carrier("vnatest5")
+                        .map_err(|e| e.raw_os_error()),
+                );
+                let v = rtnl.link_by_name("vnatest5").await?.expect("vnatest5");
+                rtnl.delete(v.index).await?;
+                Ok(((link, passes), through_socket))
+            })
+            .unwrap();
         assert_eq!(inside, (true, true), "round {round}: eth0");
         assert_eq!(outside, (true, true), "round {round}: the host end");
+        assert_eq!(
+            through_socket,
+            (true, Err(Some(libc::ENODEV))),
+            "round {round}: eth0 through the container's connection, and no host name there"
+        );
     }
 }
 

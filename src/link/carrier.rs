@@ -14,7 +14,7 @@
 //! carrier.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// `SIOCETHTOOL` (linux/sockios.h) and `ETHTOOL_GLINK` (linux/ethtool.h).
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
@@ -27,21 +27,9 @@ struct EthtoolValue {
     data: u32,
 }
 
-/// `struct ifreq` with its union as `ifr_data`.
-#[repr(C)]
-struct IfReq {
-    name: [u8; libc::IFNAMSIZ],
-    data: *mut EthtoolValue,
-    _rest: [u8; 16],
-}
-
 /// Settles interface `name`'s pending carrier change, in the network namespace of the calling
-/// thread; returns whether it has a carrier.
+/// thread (through a socket opened for it); returns whether it has a carrier.
 pub fn settle(name: &str) -> io::Result<bool> {
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
     // SAFETY: a plain socket call; the descriptor is owned below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -49,19 +37,28 @@ pub fn settle(name: &str) -> io::Result<bool> {
     }
     // SAFETY: `fd` is a descriptor we just opened and own.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    settle_on(sock.as_fd(), name)
+}
+
+/// [`settle`], in the network namespace of `socket` (any socket: the kernel hands the request
+/// to `dev_ioctl` in the socket's namespace, e.g. a netlink connection's, [`super::Rtnl`]).
+pub fn settle_on(socket: BorrowedFd<'_>, name: &str) -> io::Result<bool> {
+    let mut req =
+        super::ifreq_named(name).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     let mut value = EthtoolValue {
         cmd: ETHTOOL_GLINK,
         data: 0,
     };
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        data: &mut value,
-        _rest: [0; 16],
-    };
-    req.name[..bytes.len()].copy_from_slice(bytes);
+    req.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
     // SAFETY: `req` and the `value` it points to live across the call; the kernel reads the
     // name and writes one `ethtool_value`.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut req) };
+    let rc = unsafe {
+        libc::ioctl(
+            socket.as_raw_fd(),
+            SIOCETHTOOL as _,
+            &mut req as *mut libc::ifreq,
+        )
+    };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -143,8 +143,9 @@ impl Rtnl {
     /// lost. No packet socket: closing one costs an RCU grace period (8–16 ms measured here).
     /// Without `a.arp` only the wait: until both ends pass packets, a neighbour's question (the
     /// host's first ARP request) would be dropped and asked again only a second later. The wait
-    /// first has the kernel settle both ends' carrier on this thread (`carrier.rs`); only where
-    /// that does not answer "link" for both does it poll for the kernel's worker.
+    /// first has the kernel settle both ends' carrier at once (`carrier.rs`: the host end from
+    /// this thread, the container's through this connection's socket); only where that does
+    /// not answer "link" for both does it poll for the kernel's worker.
     pub async fn announce(&self, a: Announce<'_>) -> Result<()> {
         // The host end through the host's /sys (two small files: cheaper than a netlink
         // request); where that is not the host's (no such files), the port is not waited for.
@@ -161,15 +162,9 @@ impl Rtnl {
         let waiting = std::time::Instant::now();
         let deadline = waiting + std::time::Duration::from_millis(500);
         // The host end from this thread (in the host's namespace, as the /sys files above are),
-        // the container's end from inside its namespace.
-        let settled = carrier::settle(a.host_port).and_then(|host| {
-            let inside = match a.netns {
-                Some(ns) => crate::worker::inside(ns, || carrier::settle(a.ifname))
-                    .map_err(std::io::Error::other)?,
-                None => carrier::settle(a.ifname),
-            };
-            Ok(host && inside?)
-        });
+        // the container's end through this connection's socket (in the container's namespace).
+        let settled = carrier::settle(a.host_port)
+            .and_then(|host| Ok(host && self.settle_carrier(a.ifname)?));
         tracing::debug!(?settled, "carrier settled");
         let (mut host_us, mut ctr_us) = match settled {
             Ok(true) => (Some(0), Some(0)),
@@ -373,9 +368,6 @@ pub struct Announce<'a> {
     /// port, see `neighbour.rs`). Without it the announcement only waits until both ends pass
     /// packets, so that the first neighbour to ask is answered.
     pub arp: bool,
-    /// The container's namespace, for settling its end's carrier (`None`: this thread is inside
-    /// it).
-    pub netns: Option<&'a crate::netns::Netns>,
 }
 
 /// Writes /proc/sys/net/<key>. The file belongs to the network namespace of the thread that
