@@ -228,3 +228,49 @@ fn invoked_as_a_docker_cli_plugin() {
     let err = Cli::parse_args(["docker-netattach", "netattach", "--help"]).unwrap_err();
     assert!(err.to_string().contains("docker netattach"), "{err}");
 }
+
+/// The one-subcommand parse (`parse_one`) takes the common `attach`/`detach` lines and gives
+/// exactly what the full tree gives; what it refuses is left to the full parse.
+#[test]
+fn the_one_subcommand_parse_equals_the_full_parse() {
+    let argv = |line: &str| -> Vec<OsString> {
+        std::iter::once("docker-netattach")
+            .chain(line.split_whitespace())
+            .map(OsString::from)
+            .collect()
+    };
+    for line in [
+        "attach web",
+        "detach web",
+        "attach web --ip 172.17.0.9 --network n1 -v",
+        "attach -vv web --state-dir /tmp/x --json",
+        "attach --netns ns1 --bridge br9 --subnet 10.9.0.0/24 --gateway 10.9.0.1",
+        "attach web --mac 02:42:ac:11:00:09 --mtu 1400 --dry-run --explain",
+        "attach web --route 10.1.0.0/16 --dns 1.1.1.1 --dns 9.9.9.9 --ifname eth3",
+        "attach web --no-default-route -H unix:///x.sock --ip6 fd00::9",
+        "attach web --proc-root /host/proc --netns-name w --default-route",
+        "detach web --network n1 --json -v",
+        "detach --state-dir=/x web",
+    ] {
+        let one = parse_one(&argv(line)).unwrap_or_else(|| panic!("{line:?} not taken"));
+        let full = Cli::try_parse_from(argv(line)).unwrap();
+        assert_eq!(format!("{one:?}"), format!("{full:?}"), "{line:?}");
+    }
+    for line in [
+        "attach",
+        "attach --help",
+        "attach web --version",
+        "attach web --bogus",
+        "attach web --ip nope",
+        "attach web --bridge br0",
+        "attach web --netns x",
+        "detach",
+        "detach a b",
+        "--version",
+        "web",
+        "list",
+        "-v attach web",
+    ] {
+        assert!(parse_one(&argv(line)).is_none(), "{line:?} taken");
+    }
+}
