@@ -230,7 +230,10 @@ impl DiskStore {
         Ok(None)
     }
 
-    /// Points the index entry of (container, network) at `ip`, replacing what was there.
+    /// Points the index entry of (container, network) at `ip`, replacing what was there. A
+    /// new entry is made under its name at once (symlink(2) is atomic: the name is there
+    /// whole or not at all); an existing one is replaced by a temporary symlink renamed over
+    /// it, so that it never goes missing.
     pub(super) fn write_index(
         &self,
         container_id: &str,
@@ -238,6 +241,11 @@ impl DiskStore {
         ip: Ipv4Addr,
     ) -> Result<()> {
         let index = self.index_path(container_id, network_id)?;
+        match std::os::unix::fs::symlink(ip.to_string(), &index) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(state_err(&index, e)),
+        }
         let dir = self.by_container();
         let tmp = dir.join(format!(
             ".tmp.{container_id}@{network_id}.{}",
@@ -628,6 +636,40 @@ pub(super) mod tests {
             fs::read_link(store.root().join("by-container/aaa@netid")).unwrap(),
             Path::new("172.17.255.254")
         );
+    }
+
+    /// A new index entry is made under its name at once; an existing one (another address,
+    /// or a leftover that is no symlink) is replaced; a temporary record left by a killed
+    /// process of the same PID is written over. Nothing temporary stays behind.
+    #[test]
+    fn index_entries_are_made_or_replaced_and_leftovers_written_over() {
+        let (_d, store) = tmp_store();
+        let index = store.root().join("by-container/aaa@netid");
+        store
+            .write_index("aaa", "netid", "172.17.0.5".parse().unwrap())
+            .unwrap();
+        assert_eq!(fs::read_link(&index).unwrap(), Path::new("172.17.0.5"));
+        store
+            .write_index("aaa", "netid", "172.17.0.6".parse().unwrap())
+            .unwrap();
+        assert_eq!(fs::read_link(&index).unwrap(), Path::new("172.17.0.6"));
+        fs::remove_file(&index).unwrap();
+        fs::write(&index, "not a symlink").unwrap();
+        store
+            .write_index("aaa", "netid", "172.17.0.7".parse().unwrap())
+            .unwrap();
+        assert_eq!(fs::read_link(&index).unwrap(), Path::new("172.17.0.7"));
+        assert_eq!(fsutil::names_in(&store.by_container()).unwrap().len(), 1);
+
+        let a = lease("aaa", "172.17.0.7");
+        let dir = store.network_dir("netid").unwrap();
+        ensure_private_dir(&dir).unwrap();
+        let tmp = temporary_path(&dir, &a, "");
+        fs::write(&tmp, "left by a killed attach").unwrap();
+        let lock = store.lock().unwrap();
+        store.insert(&lock, &a).unwrap();
+        assert_eq!(store.find("aaa", "netid").unwrap(), Some(a));
+        assert!(!tmp.exists());
     }
 
     #[test]

@@ -129,12 +129,19 @@ pub(super) fn temporary_path(dir: &Path, lease: &Lease, tag: &str) -> PathBuf {
     dir.join(format!(".tmp.{}.{}{tag}", lease.v4.ip, std::process::id()))
 }
 
-/// Writes `lease` to the new file `path` (0600, never through a link), replacing a leftover.
+/// Writes `lease` to the new file `path` (0600, never through a link), replacing a leftover
+/// (removed only when there is one: an unlink that finds nothing costs as much as one that
+/// does, on the path of every attach).
 pub(super) fn write_record(path: &Path, lease: &Lease) -> std::io::Result<File> {
     let mut body = serde_json::to_vec_pretty(lease).map_err(std::io::Error::other)?;
     body.push(b'\n');
-    let _ = fs::remove_file(path);
-    fsutil::create_private_file(path, &body, 0o600)
+    match fsutil::create_private_file(path, &body, 0o600) {
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            fs::remove_file(path)?;
+            fsutil::create_private_file(path, &body, 0o600)
+        }
+        other => other,
+    }
 }
 
 pub(super) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
