@@ -103,7 +103,7 @@ pub async fn run(
         rtnl,
         store,
         lock,
-        // The process's one lease-sync thread (the caller started it while Docker answered).
+        // The process's one lease-sync thread (the caller started it before asking Docker).
         syncer: Syncer::shared(),
         done: Vec::new(),
         step: "start",

@@ -1,6 +1,6 @@
 //! The lease-sync thread: makes an attach's records durable (fdatasync, directory fsync) while
 //! the attach goes on with its kernel work. One per process ([`Syncer::shared`]), started by
-//! the first attach early (while its Docker requests are out), so that neither its start nor a
+//! the first attach early (before its Docker requests go out), so that neither its start nor a
 //! sync is on the attach's path; the daemon's jobs share it (they do their store work one at a
 //! time, under the store lock, so its queue stays short). Side effects: one thread.
 
