@@ -49,7 +49,7 @@ pub(super) async fn reserve(
         refuse_other_ip(opts, &lease, &c.name, &network)?;
         return Ok((Outcome::Pending(lease), hints));
     }
-    let facts = bridge_facts(&rtnl, &mut network, opts).await?;
+    let facts = bridge_facts(&rtnl, &mut network, opts, None).await?;
     let (_, v4, v6) = pick_addresses(
         Some(&store),
         &network,
