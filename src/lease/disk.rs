@@ -19,8 +19,9 @@
 //! A lease is created by writing a temporary file and hard-linking it to `<ip>`: `link(2)` fails
 //! with EEXIST when the address is taken, so even without the lock two writers can never hold
 //! the same address, and a reader never sees a half-written record. Every other write
-//! (completion, the index, bridge markers) is write-temporary + rename over the old name: after
-//! a SIGKILL each name holds the old record or the new one, never neither. The IPv6 name of a
+//! (completion, a changed index entry, bridge markers) is write-temporary + rename over the old
+//! name: after a SIGKILL each name holds the old record or the new one, never neither (a new
+//! index entry is one symlink(2), which is as atomic). The IPv6 name of a
 //! dual-stack lease is linked before and unlinked after its IPv4 name, so while a lease exists
 //! both of its addresses are taken.
 //!
