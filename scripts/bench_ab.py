@@ -1,12 +1,21 @@
 #!/usr/bin/env python3
 """A/B comparison of docker-netattach binaries against the minimal `ip` form, interleaved.
 
-  sudo scripts/bench_ab.py [-n ROUNDS] BIN [BIN ...]
+  sudo scripts/bench_ab.py [-n ROUNDS] [--pick] [--seed S] BIN [BIN ...]
 
 One --network=none container (netattach-test:latest, scripts/build-test-image.sh) and one
 ordinary keeper container on docker0; each round attaches and detaches that container once with
-every binary (`BIN attach C --ip A`, `BIN detach C`) and once with the minimal `ip` form (the
-three `ip` processes of scripts/bench.sh), the order rotating from round to round. Prints the
+every binary (`BIN attach C --ip A`, or with --pick `BIN attach C` as scripts/bench.sh does,
+the address chosen by the tool; then `BIN detach C`) and once with the minimal `ip` form (the
+three `ip` processes of scripts/bench.sh), in a random order per round (seeded; the seed is
+printed). Not a rotation: a rotation keeps each method after the same one, and an attach that
+follows the minimal form's `ip link del` is 0.5-1 ms slower than one that follows a `detach`
+(whose deletion goes on in the background), so the first binary named was always the slow one
+(two copies of one binary measured 5.42 and 4.73 ms that way). Each BIN is copied afresh into a
+private directory first and run from there: how a binary's pages sit in the page cache
+moves its figure too (a binary copied an hour earlier measured 0.4-0.5 ms slower than a fresh
+copy of itself, in three runs; after `drop_caches` the two were within 0.13 ms), so every binary
+compared starts from the same state. Prints the
 medians, p90s and the ratios to the minimal form: the figures issue 13's notes and the table in
 docs/benchmarks.md ("What changed") come from. Everything it makes is named nabab-<random>, uses a
 private state directory, and is removed at the end, also on failure. Root, Docker, iproute2.
@@ -14,6 +23,7 @@ private state directory, and is removed at the end, also on failure. Root, Docke
 
 import argparse
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -34,11 +44,18 @@ def run(args, env=None, data=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", "--rounds", type=int, default=25)
+    ap.add_argument("--pick", action="store_true", help="attach without --ip (the tool picks)")
+    ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("bins", nargs="+")
     a = ap.parse_args()
     tag = "nabab-" + os.urandom(3).hex()
     state = tempfile.mkdtemp(prefix=tag + ".")
     env = dict(os.environ, DOCKER_NETATTACH_STATE_DIR=state)
+    bindir = tempfile.mkdtemp(prefix=tag + "-bin.")
+    copies = {}
+    for i, b in enumerate(a.bins):
+        copies[b] = os.path.join(bindir, f"bin{i}")
+        shutil.copy2(b, copies[b])
     ctr, keep, ns, host = tag + "-c", tag + "-keep", tag, "nb" + tag[-6:] + "ab"
     link = "/var/run/netns/" + ns
     try:
@@ -58,20 +75,23 @@ def main():
 
         methods = a.bins + ["ip"]
         res = {m: ([], []) for m in methods}
-        for i in range(a.rounds):
-            for m in methods[i % len(methods):] + methods[:i % len(methods)]:
+        seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), "big")
+        order = random.Random(seed)
+        for _ in range(a.rounds):
+            for m in order.sample(methods, len(methods)):
                 if m == "ip":
                     up, down = ipmin()
                 else:
                     ip = f"172.17.150.{methods.index(m) + 2}"
-                    up = run([m, "attach", ctr, "--ip", ip], env)
-                    down = run([m, "detach", ctr], env)
+                    up = run([copies[m], "attach", ctr] + ([] if a.pick else ["--ip", ip]), env)
+                    down = run([copies[m], "detach", ctr], env)
                 res[m][0].append(up)
                 res[m][1].append(down)
         med = lambda v: sorted(v)[len(v) // 2]
         p90 = lambda v: sorted(v)[int(len(v) * 0.9)]
         ia, idl = med(res["ip"][0]), med(res["ip"][1])
-        print(f"{a.rounds} rounds; ms; ratio to the minimal ip form (its detach is `ip link del`)")
+        print(f"{a.rounds} rounds (order seed {seed}{', the tool picks the address' if a.pick else ''});"
+              " ms; ratio to the minimal ip form (its detach is `ip link del`)")
         for m in methods:
             up, down = res[m]
             print(f"{m:40s} attach {med(up):6.2f} p90 {p90(up):6.2f} x{med(up) / ia:4.2f}"
@@ -84,6 +104,7 @@ def main():
         if os.path.islink(link):
             os.unlink(link)
         shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(bindir, ignore_errors=True)
 
 
 if __name__ == "__main__":

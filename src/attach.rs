@@ -94,7 +94,8 @@ pub async fn attach_using(
     if !opts.dry_run {
         privilege::require("attach")?;
         // The lease-sync thread is started before the Docker requests go out, not while the
-        // engine works on them (both cores busy): 0.4 ms less per attach (bench_ab.py medians).
+        // engine works on them (both cores busy then). (A fair A/B put the difference within
+        // its noise, ±0.2 ms; an earlier, biased one had shown 0.4 ms.)
         Syncer::shared();
     }
     // What needs no answer from Docker is made while its requests are out.
