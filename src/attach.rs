@@ -176,7 +176,7 @@ impl ReadAhead {
 /// is Docker's, never made or removed by an attach (only `--bridge` makes one, and that path
 /// reads under the lock). A failed read is no read-ahead: the read after the answer reports it.
 async fn read_ahead(rtnl: &Rtnl, opts: &AttachOpts) -> Option<ReadAhead> {
-    if opts.bridge.is_some() || opts.network != "bridge" {
+    if opts.bridge.is_some() || opts.network != crate::docker::DEFAULT_NETWORK {
         return None;
     }
     let bridge = rtnl.link_by_name(DEFAULT_BRIDGE).await.ok()?;
@@ -223,8 +223,9 @@ async fn attach_target(
         read_ahead,
     } = local;
     let rtnl = &rtnl;
-    // The bridge is read under the lock: another attach may be creating it right now, and what
-    // it finds decides whether this one creates it (and may undo that) or uses it.
+    // The bridge is read under the lock (unless it was read ahead: a Docker network's, which no
+    // attach creates): another attach may be creating it right now, and what it finds decides
+    // whether this one creates it (and may undo that) or uses it.
     let lock = match (&store, opts.dry_run) {
         (Some(s), false) => Some(s.lock()?),
         _ => None,

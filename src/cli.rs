@@ -189,7 +189,7 @@ pub struct AttachArgs {
     pub netns: Option<String>,
 
     /// Docker network to attach to (bridge driver).
-    #[arg(long, default_value = "bridge", conflicts_with = "bridge")]
+    #[arg(long, default_value = crate::docker::DEFAULT_NETWORK, conflicts_with = "bridge")]
     pub network: String,
 
     /// A Linux bridge outside Docker (created, addressed and brought up if missing; removed

@@ -24,6 +24,8 @@ use tokio::sync::OnceCell;
 use crate::error::AttachError;
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+/// Docker's default network (`docker run` without `--network`; `attach` without `--network`).
+pub const DEFAULT_NETWORK: &str = "bridge";
 const PINNED_VERSION: ClientVersion = ClientVersion {
     major_version: 1,
     minor_version: 41,
@@ -452,7 +454,7 @@ impl DockerClient {
     pub async fn default_bridge(&self) -> Result<Option<String>> {
         match self
             .call(self.api(), |d| async move {
-                d.inspect_network("bridge", None).await
+                d.inspect_network(DEFAULT_NETWORK, None).await
             })
             .await
         {
