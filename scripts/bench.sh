@@ -5,8 +5,9 @@
 #   scripts/bench.sh            full run (N=20, 200 containers for scale, 50 concurrent, 20 watch samples)
 #   scripts/bench.sh --quick    smoke run for CI (N=5, 20 for scale, 10 concurrent, 5 watch samples)
 #
-# One run, on the same set of --network=none containers, in turn per container (the order of the
-# methods rotates from one container to the next), times attach and detach of:
+# One run, on the same set of --network=none containers, in turn per container (the methods in a
+# random order per container, seeded and printed; ROUNDS passes over the containers), times attach
+# and detach of:
 #   tool     this tool, process start to exit (`docker-netattach <c>`, `docker-netattach detach <c>`)
 #   recipe   the manual recipe of issue 2, one process per step: ln -s, ip link add, master,
 #            up, set netns, then `ip netns exec` for rename, addr, up, route; teardown
@@ -30,7 +31,8 @@
 # the full run also rewrites the generated part of docs/benchmarks.md and docs/bench-latency.svg
 # (--docs / --no-docs to force either way).
 #
-# Options: --quick; -n N (containers per method); --scale M; --concurrency C;
+# Options: --quick; -n N (containers per method); --rounds R (passes over them, default 3);
+# --seed S (of the methods' order; default random, printed); --scale M; --concurrency C;
 # --concurrency-rounds R (rounds of the concurrent detach against `ip link del`, default 3); --stale-samples K
 # (random-MAC reused-address samples, each may stall up to --stale-limit S seconds, default 30);
 # --watch-samples K (start event → answer samples, at most 240); --out DIR; --docs / --no-docs;
@@ -55,9 +57,9 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 QUICK=0
 for a in "$@"; do [ "$a" = --quick ] && QUICK=1; done
 if [ "$QUICK" = 1 ]; then
-    N=5 SCALE=20 CONC=10 CONC_ROUNDS=1 TTFA_SAMPLES=2 STALE_SAMPLES=1 WATCH_SAMPLES=5 DOCS=0
+    N=5 ROUNDS=1 SCALE=20 CONC=10 CONC_ROUNDS=1 TTFA_SAMPLES=2 STALE_SAMPLES=1 WATCH_SAMPLES=5 DOCS=0
 else
-    N=20 SCALE=200 CONC=50 CONC_ROUNDS=3 TTFA_SAMPLES=3 STALE_SAMPLES=2 WATCH_SAMPLES=20 DOCS=1
+    N=20 ROUNDS=3 SCALE=200 CONC=50 CONC_ROUNDS=3 TTFA_SAMPLES=3 STALE_SAMPLES=2 WATCH_SAMPLES=20 DOCS=1
 fi
 INSTALL=1
 [ "${BENCH_NO_INSTALL:-0}" = 1 ] && INSTALL=0
@@ -65,11 +67,14 @@ USE_CNI=1
 IPAM=1
 STALE_LIMIT=30
 OUT=""
+ORDER_SEED=""
 ARGS_TEXT="$*"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) ;;
         -n|--containers) N="$2"; shift ;;
+        --rounds) ROUNDS="$2"; shift ;;
+        --seed) ORDER_SEED="$2"; shift ;;
         --scale) SCALE="$2"; shift ;;
         --concurrency) CONC="$2"; shift ;;
         --concurrency-rounds) CONC_ROUNDS="$2"; shift ;;
@@ -87,7 +92,8 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-for v in N SCALE CONC CONC_ROUNDS STALE_SAMPLES STALE_LIMIT WATCH_SAMPLES; do
+[ -n "$ORDER_SEED" ] || ORDER_SEED=$((RANDOM))
+for v in N ROUNDS SCALE CONC CONC_ROUNDS STALE_SAMPLES STALE_LIMIT WATCH_SAMPLES ORDER_SEED; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "bench: $v must be a number" >&2; exit 2; }
 done
 [ "$N" -ge 2 ] || { echo "bench: need at least 2 containers (-n)" >&2; exit 2; }
@@ -160,7 +166,24 @@ WORK="$(mktemp -d "/tmp/$PFX.XXXX")"
 RES="$WORK/results"
 STATE="$WORK/state"
 CNI_DATA="$WORK/cni"
-mkdir -p "$RES" "$WORK/out" "$WORK/conc"
+# What the processes under the clock print goes to tmpfs: on this ext4 /tmp, truncating a file
+# that holds the last attach's address and writing the next one costs the writer 0.3-0.4 ms
+# (`/bin/echo` to such a file 1.90 ms, to /dev/null 1.53 ms, to /dev/shm 1.45), and only the
+# tool's output is captured (the `ip` forms print nothing).
+if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+    SCR="$(mktemp -d "/dev/shm/$PFX.XXXX")"
+else
+    SCR="$WORK/scratch"
+fi
+mkdir -p "$RES" "$SCR/out" "$SCR/conc"
+# The binary as a user runs it, installed (install(1), as a package or an image layer writes
+# it), not the linker's output file: in a bash loop of 80 interleaved rounds the same binary run
+# from target/ attached 0.5-0.9 ms slower than a fresh copy of it (twice: 5.93 vs 5.39 and 6.68 vs
+# 5.81 ms; `--version` 750 vs 638 µs, with the same number of page faults; cause not known).
+# `ip` runs as Debian installed it (a fresh copy of it measured 0.16-0.18 ms faster).
+BIN_BUILT="$BIN"
+BIN="$WORK/bin/docker-netattach"
+install -D -m 0755 "$BIN_BUILT" "$BIN"
 export DOCKER_NETATTACH_STATE_DIR="$STATE"
 BG_PIDS=()
 DAEMON_PID="" # the `watch` daemon of section 6, and its helpers
@@ -200,11 +223,11 @@ cleanup() {
         ip link del "$h" 2>/dev/null
     done
     rm -f /var/run/netns/"$IFP"-* /var/run/netns/"$PFX"-* 2>/dev/null
-    [ -f "$WORK/out/watch.log" ] && cp "$WORK/out/watch.log" "$RES/watch.log" 2>/dev/null
+    [ -f "$SCR/out/watch.log" ] && cp "$SCR/out/watch.log" "$RES/watch.log" 2>/dev/null
     if [ -d "$RES" ] && [ "$(ls -A "$RES")" ]; then
         mkdir -p "$OUT" && cp -r "$RES"/. "$OUT"/ 2>/dev/null
     fi
-    rm -rf "$WORK"
+    rm -rf "$WORK" "$SCR"
     [ "$rc" = 0 ] || log "failed (exit $rc); everything created by this run was removed"
     exit "$rc"
 }
@@ -247,8 +270,8 @@ KEEP_IP="$(docker inspect -f '{{.NetworkSettings.IPAddress}}' "$PFX-keep")"
 # --- the four methods ------------------------------------------------------------------------
 # Each takes the container index and an address (ignored by tool and cni); each *_up leaves the
 # container with eth0 up, the address, and a default route via the gateway.
-tool_up() { "$BIN" attach "${CN[$1]}" ${2:+--ip "$2"} >"$WORK/out/tool" 2>>"$WORK/out/tool.err"; }
-tool_down() { "$BIN" detach "${CN[$1]}" >/dev/null 2>>"$WORK/out/tool.err"; }
+tool_up() { "$BIN" attach "${CN[$1]}" ${2:+--ip "$2"} >"$SCR/out/tool" 2>>"$SCR/out/tool.err"; }
+tool_down() { "$BIN" detach "${CN[$1]}" >/dev/null 2>>"$SCR/out/tool.err"; }
 
 recipe_up() {
     local i="$1" ip="$2" ns="$IFP-b$1" h="${IFP}b$1" p="${IFP}p$1"
@@ -296,7 +319,7 @@ cat >"$CNI_CONF" <<EOF
 EOF
 cni() { # command index
     CNI_COMMAND="$1" CNI_CONTAINERID="$PFX-c$2" CNI_NETNS="/proc/${CPID[$2]}/ns/net" \
-        CNI_IFNAME=eth0 CNI_PATH="$CNI_DIR" "$CNI_DIR/bridge" <"$CNI_CONF" >"$WORK/out/cni" 2>&1
+        CNI_IFNAME=eth0 CNI_PATH="$CNI_DIR" "$CNI_DIR/bridge" <"$CNI_CONF" >"$SCR/out/cni" 2>&1
 }
 cni_up() { cni ADD "$1"; }
 cni_down() { cni DEL "$1"; }
@@ -305,8 +328,8 @@ cni_down() { cni DEL "$1"; }
 # given one.
 addr_of() { # method given-address
     case "$1" in
-        tool) head -n1 "$WORK/out/tool" ;;
-        cni) sed -n 's/.*"address": *"\([0-9.]*\)\/.*/\1/p' "$WORK/out/cni" | head -n1 ;;
+        tool) head -n1 "$SCR/out/tool" ;;
+        cni) sed -n 's/.*"address": *"\([0-9.]*\)\/.*/\1/p' "$SCR/out/cni" | head -n1 ;;
         *) echo "$2" ;;
     esac
 }
@@ -334,7 +357,7 @@ one() { # phase method index attached -> times attach and detach, checks both
     local phase="$1" m="$2" i="$3" k="$4" t0 t1 t2 ip got
     ip="$(manual_ip "$m" "$i")"
     t0=$EPOCHREALTIME
-    "${m}_up" "$i" "$ip" || die "$m attach of ${CN[$i]} failed: $(tail -n3 "$WORK/out/$m" "$WORK/out/$m.err" 2>/dev/null)"
+    "${m}_up" "$i" "$ip" || die "$m attach of ${CN[$i]} failed: $(tail -n3 "$SCR/out/$m" "$SCR/out/$m.err" 2>/dev/null)"
     t1=$EPOCHREALTIME
     got="$(addr_of "$m" "$ip")"
     check_inside "$i" "$got"
@@ -349,11 +372,26 @@ one() { # phase method index attached -> times attach and detach, checks both
 # --- 1. per-method attach/detach ----------------------------------------------------------------
 log "warm-up (untimed): one attach/detach per method"
 for m in "${METHODS[@]}"; do one warmup "$m" 1 0; done
-log "attach/detach: ${METHODS[*]} on $N containers (order rotates per container)"
-M=${#METHODS[@]}
-for i in $(seq 1 "$N"); do
-    for k in $(seq 0 $((M - 1))); do
-        one methods "${METHODS[$(((i + k) % M))]}" "$i" 0
+# A random order per container, not a rotation: a rotation puts each method after the same ones
+# (the tool always after recipe or ip-min, whose detach is a synchronous `ip link del`; ip-min
+# after the tool a third of the time), and what ran just before moves an attach (by 0.3-0.9 ms
+# here, in scripts/bench_ab.py's runs and a bash loop of the same shape), so the comparison would
+# carry the order. Seeded ($RANDOM), the seed printed, so a run can be repeated (--seed).
+RANDOM=$ORDER_SEED
+shuffled() { # the methods in a random order, one per line
+    local a=("${METHODS[@]}") i j t
+    for ((i = ${#a[@]} - 1; i > 0; i--)); do
+        j=$((RANDOM % (i + 1)))
+        t="${a[i]}" a[i]="${a[j]}" a[j]="$t"
+    done
+    printf '%s\n' "${a[@]}"
+}
+log "attach/detach: ${METHODS[*]} on $N containers, $ROUNDS rounds (a random order per container, seed $ORDER_SEED)"
+for round in $(seq 1 "$ROUNDS"); do
+    for i in $(seq 1 "$N"); do
+        for m in $(shuffled); do
+            one methods "$m" "$i" 0
+        done
     done
 done
 
@@ -490,7 +528,7 @@ for k in $(seq 1 "$SCALE"); do SN[$k]="$PFX-s$k"; done
 log "scale: attaching them one by one"
 for k in $(seq 1 "$SCALE"); do
     t0=$EPOCHREALTIME
-    "$BIN" attach "${SN[$k]}" >/dev/null 2>>"$WORK/out/tool.err" || die "attach of ${SN[$k]} failed"
+    "$BIN" attach "${SN[$k]}" >/dev/null 2>>"$SCR/out/tool.err" || die "attach of ${SN[$k]} failed"
     rec fill tool attach "$k" $((k - 1)) "$(us "$t0" "$EPOCHREALTIME")"
 done
 log "scale: attach/detach on $N containers with $SCALE attached"
@@ -499,13 +537,13 @@ trace_one "$SCALE" 1
 log "scale: ls over $SCALE leases"
 for s in $(seq 1 10); do
     t0=$EPOCHREALTIME
-    "$BIN" ls >"$WORK/out/ls" 2>&1 || die "ls failed"
+    "$BIN" ls >"$SCR/out/ls" 2>&1 || die "ls failed"
     rec ls tool ls "$s" "$SCALE" "$(us "$t0" "$EPOCHREALTIME")"
     t0=$EPOCHREALTIME
-    "$BIN" ls --json >"$WORK/out/ls.json" 2>&1 || die "ls --json failed"
+    "$BIN" ls --json >"$SCR/out/ls.json" 2>&1 || die "ls --json failed"
     rec ls tool ls-json "$s" "$SCALE" "$(us "$t0" "$EPOCHREALTIME")"
 done
-python3 - "$WORK/out/ls.json" "$SCALE" <<'EOF' || die "ls --json does not list the attached containers"
+python3 - "$SCR/out/ls.json" "$SCALE" <<'EOF' || die "ls --json does not list the attached containers"
 import json, sys
 rows = json.load(open(sys.argv[1])); want = int(sys.argv[2])
 att = [r for r in rows if r["status"] == "attached"]
@@ -514,7 +552,7 @@ EOF
 log "scale: detaching them one by one"
 for k in $(seq 1 "$SCALE"); do
     t0=$EPOCHREALTIME
-    "$BIN" detach "${SN[$k]}" >/dev/null 2>>"$WORK/out/tool.err" || die "detach of ${SN[$k]} failed"
+    "$BIN" detach "${SN[$k]}" >/dev/null 2>>"$SCR/out/tool.err" || die "detach of ${SN[$k]} failed"
     rec drain tool detach "$k" $((SCALE - k)) "$(us "$t0" "$EPOCHREALTIME")"
 done
 
@@ -558,8 +596,8 @@ conc() { # method op
         (
             s=$EPOCHREALTIME
             rc=0
-            "conc_$m" "$op" "$j" >"$WORK/conc/$tag.$j.out" 2>"$WORK/conc/$tag.$j.err" || rc=$?
-            echo "$rc $(us "$s" "$EPOCHREALTIME")" >"$WORK/conc/$tag.$j.rc"
+            "conc_$m" "$op" "$j" >"$SCR/conc/$tag.$j.out" 2>"$SCR/conc/$tag.$j.err" || rc=$?
+            echo "$rc $(us "$s" "$EPOCHREALTIME")" >"$SCR/conc/$tag.$j.rc"
         ) &
         BG_PIDS+=($!)
     done
@@ -569,8 +607,8 @@ conc() { # method op
     BG_PIDS=()
     local failed=0
     for j in $(seq 1 "$CONC"); do
-        read -r rc t <"$WORK/conc/$tag.$j.rc"
-        [ "$rc" = 0 ] || { failed=$((failed + 1)); log "  $m $op ${SN[$j]}: $(cat "$WORK/conc/$tag.$j.err")"; }
+        read -r rc t <"$SCR/conc/$tag.$j.rc"
+        [ "$rc" = 0 ] || { failed=$((failed + 1)); log "  $m $op ${SN[$j]}: $(cat "$SCR/conc/$tag.$j.err")"; }
         rec conc "$m" "$op" "$j" "$CONC" "$t"
     done
     rec conc-total "$m" "$op" 0 "$CONC" "$total"
@@ -578,11 +616,11 @@ conc() { # method op
 }
 log "concurrency: $CONC attaches launched at once"
 conc tool attach
-distinct="$(cat "$WORK"/conc/tool.attach.*.out | sort -u | wc -l)"
+distinct="$(cat "$SCR"/conc/tool.attach.*.out | sort -u | wc -l)"
 [ "$distinct" = "$CONC" ] || die "$CONC concurrent attaches got $distinct distinct addresses"
 for j in $(seq 1 "$CONC"); do
     p="$(pid_of "${SN[$j]}")"
-    a="$(cat "$WORK/conc/tool.attach.$j.out")"
+    a="$(cat "$SCR/conc/tool.attach.$j.out")"
     nsenter -t "$p" -n ip -4 -o addr show dev eth0 | grep -q " $a/" || die "${SN[$j]} lacks $a"
 done
 echo "$CONC,$distinct" >"$RES/conc-check.csv"
@@ -683,29 +721,29 @@ wait_until() { # limit_s command...: true once the command succeeds (polled ever
 }
 daemon_mem() { # stage attached: VmRSS, VmHWM and threads of the daemon now
     local st="/proc/$DAEMON_PID/status"
-    [ -r "$st" ] || die "the watch daemon exited: $(tail -n5 "$WORK/out/watch.log")"
+    [ -r "$st" ] || die "the watch daemon exited: $(tail -n5 "$SCR/out/watch.log")"
     echo "$1,$2,$(awk '/^VmRSS:/ {print $2}' "$st"),$(awk '/^VmHWM:/ {print $2}' "$st"),$(awk '/^Threads:/ {print $2}' "$st")" >>"$WATCH_MEM"
 }
 attached_count() { "$BIN" ls --format '{{.Status}}' 2>/dev/null | grep -c '^attached$' || true; }
 leases_count() { "$BIN" ls --format '{{.Status}}' 2>/dev/null | grep -c . || true; }
 count_is() { [ "$(attached_count)" = "$1" ]; }
 no_leases() { [ "$(leases_count)" = 0 ]; }
-daemon_port() { sed -n 's/.*watching;.*listen=Some(127\.0\.0\.1:\([0-9]*\)).*/\1/p' "$WORK/out/watch.log"; }
+daemon_port() { sed -n 's/.*watching;.*listen=Some(127\.0\.0\.1:\([0-9]*\)).*/\1/p' "$SCR/out/watch.log"; }
 ready() { [ -n "$(daemon_port)" ] && curl -sf -o /dev/null --noproxy '*' -m 1 "http://127.0.0.1:$(daemon_port)/readyz"; }
 
 log "watch: starting the daemon (label prefix $LP, state $STATE)"
 # --listen 127.0.0.1:0: the kernel picks a free port (the daemon logs it); --resync 0: only the
 # start-up reconcile, no periodic one during the samples.
 NO_COLOR=1 "$BIN" watch --state-dir "$STATE" --label-prefix "$LP" --listen 127.0.0.1:0 --resync 0 \
-    2>"$WORK/out/watch.log" &
+    2>"$SCR/out/watch.log" &
 DAEMON_PID=$!
-wait_until 10 ready || die "the watch daemon is not ready after 10 s: $(tail -n5 "$WORK/out/watch.log")"
+wait_until 10 ready || die "the watch daemon is not ready after 10 s: $(tail -n5 "$SCR/out/watch.log")"
 sleep 0.5 # its start-up reconcile (nothing to do) is over
 daemon_mem started 0
 docker events --since "$(date +%s)" --filter "label=nab.run=$R" --filter event=start \
-    --format '{{.Actor.Attributes.name}} {{.TimeNano}}' >"$WORK/out/events" &
+    --format '{{.Actor.Attributes.name}} {{.TimeNano}}' >"$SCR/out/events" &
 EVENTS_PID=$!
-has_event() { grep -q "^$1 " "$WORK/out/events"; }
+has_event() { grep -q "^$1 " "$SCR/out/events"; }
 log "watch: $WATCH_SAMPLES labelled containers started one at a time (after one untimed), start event → ICMP answer"
 for k in $(seq 0 "$WATCH_SAMPLES"); do # sample 0: warm-up, reported apart
     name="$PFX-w$k"
@@ -714,15 +752,15 @@ for k in $(seq 0 "$WATCH_SAMPLES"); do # sample 0: warm-up, reported apart
     docker create --network none --label "nab.run=$R" --label "$LP.network=bridge" \
         --label "$LP.ip=$addr" --name "$name" "$IMAGE" sleep 3600 >/dev/null
     rm -f "$WORK/icmp.ready"
-    python3 "$WORK/icmp_wait.py" "$addr" 10 "$WORK/icmp.ready" >"$WORK/out/icmp" &
+    python3 "$WORK/icmp_wait.py" "$addr" 10 "$WORK/icmp.ready" >"$SCR/out/icmp" &
     PROBE_PID=$!
     wait_until 5 test -e "$WORK/icmp.ready" || die "the ICMP probe did not start"
     docker start "$name" >/dev/null
     wait "$PROBE_PID" || die "the ICMP probe failed"
     PROBE_PID=""
-    read -r first answer sent errs <"$WORK/out/icmp"
+    read -r first answer sent errs <"$SCR/out/icmp"
     wait_until 5 has_event "$name" || die "no start event of $name from docker events"
-    ev="$(sed -n "s/^$name //p" "$WORK/out/events" | head -n1)"
+    ev="$(sed -n "s/^$name //p" "$SCR/out/events" | head -n1)"
     started="$(docker inspect -f '{{.State.StartedAt}}' "$name")"
     echo "$k,$name,$addr,$ev,$started,$first,$answer,$sent,$errs" >>"$WATCH_CSV"
     if [ "$answer" = timeout ]; then
@@ -757,7 +795,7 @@ stop_daemon
 kill "$EVENTS_PID" 2>/dev/null || true
 wait "$EVENTS_PID" 2>/dev/null || true
 EVENTS_PID=""
-cp "$WORK/out/watch.log" "$RES/watch.log"
+cp "$SCR/out/watch.log" "$RES/watch.log"
 
 # --- 7. exec to exit -----------------------------------------------------------------------------
 # `docker-netattach --version` does nothing but start, parse its arguments, print and exit; next
@@ -816,7 +854,9 @@ fi
     echo "iproute2=$(ip -V | sed 's/.*iproute2-\([^ ,]*\).*/\1/')"
     echo "cni=$( [ "$USE_CNI" = 1 ] && dpkg-query -W -f '${Version}' containernetworking-plugins 2>/dev/null || echo none)"
     echo "rustc=$(rustc --version 2>/dev/null | cut -d' ' -f2 || echo unknown)"
-    echo "bin=$BIN"
+    echo "bin=$BIN_BUILT (run as an installed copy)"
+    echo "order_seed=$ORDER_SEED"
+    echo "rounds=$ROUNDS"
     echo "bin_size=$(stat -c %s "$BIN")"
     echo "bin_static=$BIN_STATIC"
     echo "bin_libs=$BIN_LIBS"

@@ -504,7 +504,10 @@ def build(res, svg_path):
     att = {m: stats(pick(rows, "methods", m, "attach")) for m in methods}
     det = {m: stats(pick(rows, "methods", m, "detach")) for m in methods}
     n = att["tool"]["n"]
-    w(f"### Attach and detach, per method ({n} containers, each method on each container in turn; ms)")
+    rounds = int(meta.get("rounds", "1"))
+    w(f"### Attach and detach, per method ({n // rounds} containers × {rounds} "
+      f"round{'s' if rounds > 1 else ''}, the methods in a random order per container, seed "
+      f"{meta.get('order_seed', '?')}; ms)")
     w("")
     w("| method | attach median | p90 | IQR | min–max | × tool | detach median | p90 | IQR | min–max | × tool |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
