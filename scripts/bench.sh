@@ -373,10 +373,10 @@ one() { # phase method index attached -> times attach and detach, checks both
 log "warm-up (untimed): one attach/detach per method"
 for m in "${METHODS[@]}"; do one warmup "$m" 1 0; done
 # A random order per container, not a rotation: a rotation puts each method after the same ones
-# (the tool always after recipe or ip-min, whose detach is a synchronous `ip link del`; ip-min
-# after the tool a third of the time), and what ran just before moves an attach (by 0.3-0.9 ms
-# here, in scripts/bench_ab.py's runs and a bash loop of the same shape), so the comparison would
-# carry the order. Seeded ($RANDOM), the seed printed, so a run can be repeated (--seed).
+# (with all four, the tool after CNI's DEL three times in four, ip-min after the recipe's
+# `ip link del` three times in four), and what ran just before can move an attach (0.5-1 ms in
+# scripts/bench_ab.py's runs of 2026-12-03; within the noise in a full run here), so the
+# comparison would carry the order. Seeded ($RANDOM), the seed printed: --seed repeats a run.
 RANDOM=$ORDER_SEED
 shuffled() { # the methods in a random order, one per line
     local a=("${METHODS[@]}") i j t
