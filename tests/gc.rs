@@ -12,6 +12,15 @@ use common::{
     netns_link_exists, ok, run, test_ip, unique,
 };
 
+/// Held by every test here for its whole run: `gc` acts on the whole host (an orphan veth of
+/// ours is anyone's to collect), so one test's `gc` would remove the fake orphan another test
+/// is about to look for.
+static GC_SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    GC_SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A veth pair made by the test: host end `name` (with an optional ifalias), peer inside a
 /// throwaway namespace `ns`. Removed on drop (deleting the namespace takes the pair with it).
 struct FakeVeth {
@@ -97,6 +106,7 @@ fn hex_id(seed: &str) -> String {
 
 #[test]
 fn gc_removes_exactly_the_stale_objects() {
+    let _serial = serial();
     if !need_docker() {
         return;
     }
@@ -212,6 +222,7 @@ fn gc_removes_exactly_the_stale_objects() {
 
 #[test]
 fn gc_without_docker_removes_nothing() {
+    let _serial = serial();
     if !need_docker() {
         return;
     }
@@ -243,6 +254,7 @@ fn gc_without_docker_removes_nothing() {
 
 #[test]
 fn gc_leaves_live_namespaces_alone_and_collects_dead_ones() {
+    let _serial = serial();
     if !need_docker() {
         return;
     }

@@ -4,7 +4,9 @@
 #
 #   BIN="$(scripts/build.sh)" tests/e2e/nginx-curl.sh
 #
-# Needs root, Docker and the test image (scripts/build-test-image.sh builds it).
+# Needs root, Docker and the test image (scripts/build-test-image.sh builds it). NA_DEMO_IP, when
+# set, is the address to attach with (the test suite sets one no other test can take: after the
+# detach, step 7 checks that nothing answers on it).
 set -euo pipefail
 
 BIN=${BIN:-target/debug/docker-netattach}
@@ -31,7 +33,7 @@ docker exec "$WEB" ip -o link | grep -q eth0 && fail "a --network=none container
 docker network connect bridge "$WEB" 2>&1 | sed 's/^/   docker says: /' || true
 
 step "2. Attach it to docker0: the address is the only thing on stdout"
-IP=$("$BIN" "$WEB")
+IP=$("$BIN" "$WEB" ${NA_DEMO_IP:+--ip "$NA_DEMO_IP"})
 echo "   $WEB got $IP"
 [[ $IP =~ ^172\.17\.[0-9]+\.[0-9]+$ ]] || fail "unexpected address '$IP'"
 
