@@ -31,7 +31,18 @@ fn a_container_that_exits_mid_attach_is_rolled_back() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(500));
+        // The kill must land in the 1.5 s pause after the step: wait until the step's work is
+        // visible (a fixed sleep was too short for a slow start, or ate into the pause).
+        let reached = wait_until(Duration::from_secs(10), || match step {
+            "netns-link" => netns_link_exists(&web.name),
+            "veth" => !veths_of(&web.id).is_empty(),
+            _ => stdout(&run(
+                "ip",
+                &["-n", &web.name, "-4", "-o", "addr", "show", "dev", "eth0"],
+            ))
+            .contains("inet "),
+        });
+        assert!(reached, "{step}: the attach did not get there within 10 s");
         ok("docker", &["kill", &web.name]);
         let o = child.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(1), "{step}: {}", stderr(&o));
@@ -74,7 +85,6 @@ fn pid_reuse_never_reaches_another_namespace() {
     ok("docker", &["stop", "-t", "0", &web.name]);
     // Another process now holds "the Pid": the lease's Pid and the link lead to its namespace.
     let other = NetnsProcess::start(30);
-    std::thread::sleep(Duration::from_millis(200));
     let lease = tool.lease_files().pop().unwrap();
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&lease).unwrap()).unwrap();
@@ -240,7 +250,6 @@ fn a_restart_after_pid_reuse_keeps_the_address_and_replaces_only_our_link() {
     ok("docker", &["stop", "-t", "0", &web.name]);
     let other = NetnsProcess::start(60);
     let other_pid = other.pid();
-    std::thread::sleep(Duration::from_millis(200));
     let lease = tool.lease_files().pop().unwrap();
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&lease).unwrap()).unwrap();

@@ -275,7 +275,6 @@ fn netns_links_are_made_replaced_when_stale_and_never_stolen() {
     // A process of our own with its own namespace stands in for a container.
     let child = NetnsProcess::start(30);
     let pid = child.pid();
-    std::thread::sleep(std::time::Duration::from_millis(100));
     let ns = netns::Netns::of_pid(pid, "unshare").unwrap();
     let name = unique("nak-l");
     let path = netns::link_path(&name);

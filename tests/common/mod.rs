@@ -83,7 +83,9 @@ pub fn need_docker() -> bool {
     }
 }
 
-/// A unique name for a test resource: `<prefix>-<pid><n><nanos>` (kept short for netns names).
+/// A unique name for a test resource: `<prefix>-<pid><n><nanos>` (kept short for netns names;
+/// the nanoseconds always three hex digits, so that no two counters can run into one name:
+/// unpadded, n=3 with `3a` and n=33 with `a` were both `…33a`).
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
@@ -91,7 +93,7 @@ pub fn unique(prefix: &str) -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     format!(
-        "{prefix}-{}{}{:x}",
+        "{prefix}-{}{}{:03x}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed),
         nanos & 0xfff

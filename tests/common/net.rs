@@ -154,7 +154,8 @@ pub fn ifaces_inside(pid: u32) -> Vec<String> {
 }
 
 /// A process of our own in a network namespace of its own (`unshare --net sleep <secs>`), to
-/// stand in for a container or hold a reused Pid; killed on drop.
+/// stand in for a container or hold a reused Pid; killed on drop. `start` returns once the
+/// process is in its new namespace (until then /proc/<pid>/ns/net is the host's).
 pub struct NetnsProcess(pub Child);
 
 impl NetnsProcess {
@@ -163,7 +164,19 @@ impl NetnsProcess {
             .args(["--net", "sleep", &secs.to_string()])
             .spawn()
             .expect("cannot run unshare --net sleep");
-        NetnsProcess(child)
+        let p = NetnsProcess(child);
+        let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let theirs = format!("/proc/{}/ns/net", p.pid());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_link(&theirs).ok().is_none_or(|l| l == own) {
+            assert!(
+                Instant::now() < deadline,
+                "unshare --net (Pid {}) is not in a namespace of its own after 5 s",
+                p.pid()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        p
     }
 
     pub fn pid(&self) -> u32 {
