@@ -159,15 +159,14 @@ const DEFAULT_BRIDGE: &str = "docker0";
 /// off the attach's path). Used only when the network's answer names this bridge; else the
 /// bridge the network names is read as always.
 struct ReadAhead {
-    name: &'static str,
     bridge: Option<Iface>,
     addrs: Vec<(IpAddr, u8)>,
 }
 
 impl ReadAhead {
-    /// What was read ahead, if it was `bridge`.
+    /// What was read ahead (always [`DEFAULT_BRIDGE`]), if the network's bridge is that one.
     fn of(read_ahead: Option<ReadAhead>, bridge: &str) -> Option<ReadAhead> {
-        read_ahead.filter(|r| r.name == bridge)
+        read_ahead.filter(|_| bridge == DEFAULT_BRIDGE)
     }
 }
 
@@ -184,11 +183,7 @@ async fn read_ahead(rtnl: &Rtnl, opts: &AttachOpts) -> Option<ReadAhead> {
         Some(b) => rtnl.addresses(b.index).await.ok()?,
         None => vec![],
     };
-    Some(ReadAhead {
-        name: DEFAULT_BRIDGE,
-        bridge,
-        addrs,
-    })
+    Some(ReadAhead { bridge, addrs })
 }
 
 impl Local {
@@ -541,7 +536,6 @@ mod tests {
     fn a_bridge_read_ahead_serves_that_bridge_only() {
         let docker0 = || {
             Some(ReadAhead {
-                name: DEFAULT_BRIDGE,
                 bridge: None,
                 addrs: vec![("172.17.0.1".parse().unwrap(), 16)],
             })

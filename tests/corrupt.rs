@@ -23,17 +23,10 @@ fn new_bridge() -> DelLink {
     ))
 }
 
-/// A private /29: 10.2xx.yy.zz/29 (five usable addresses besides the gateway); consecutive
-/// /29s from a Pid-derived start, so no two of one test binary are the same.
+/// A private /29: 10.2xx.yy.zz/29 (five usable addresses besides the gateway), never the same
+/// twice in this binary ([`subnet_slot`]).
 fn tiny_subnet() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    assert!(
-        n < 8000,
-        "tiny_subnet: more than 8000 subnets in one test binary"
-    );
-    let seed = std::process::id().wrapping_mul(2654435761);
+    let (seed, n) = subnet_slot(8000);
     let i = ((seed >> 8) % 8000 + n) % 8000;
     format!("10.{}.{}.{}/29", 200 + seed % 50, i / 32, (i % 32) * 8)
 }

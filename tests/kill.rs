@@ -10,7 +10,6 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -173,16 +172,10 @@ fn bin() -> PathBuf {
 }
 
 /// A dual-stack Docker network with a private /24 and /64, and an ordinary container on it
-/// (it keeps the bridge's carrier). Consecutive subnets from a Pid-derived start: two tests of
-/// this binary may hold one at once, and Docker refuses a pool that overlaps another.
+/// (it keeps the bridge's carrier); never the same subnet twice in this binary
+/// ([`subnet_slot`]): two tests may hold one at once.
 fn dual_stack() -> (Network, Container) {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    assert!(
-        n < 250,
-        "dual_stack: more than 250 networks in one test binary"
-    );
-    let seed = std::process::id().wrapping_mul(2654435761);
+    let (seed, n) = subnet_slot(250);
     let (a, b) = (100 + (seed >> 8) % 100, (seed % 250 + n) % 250);
     let net = Network::create(
         "na-kill6",

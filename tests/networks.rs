@@ -9,16 +9,10 @@ use std::time::Duration;
 
 use common::*;
 
-/// A private /24 (or /64) unlikely to clash with anything on the machine, and never the same
-/// as another test's of this binary: a Pid-derived start, then every second /24 (a test may
-/// also use `b + 1`). Two bridges with one subnet route each other's replies away, and Docker
-/// refuses a pool that overlaps another.
+/// A private /24 (or /64) unlikely to clash with anything on the machine, never the same twice
+/// in this binary ([`subnet_slot`]): every second /24, as a test may also use `b + 1`.
 fn octets() -> (u32, u32) {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    assert!(n < 125, "octets: more than 125 subnets in one test binary");
-    let seed = std::process::id().wrapping_mul(2654435761);
+    let (seed, n) = subnet_slot(125);
     (100 + (seed >> 8) % 100, (seed % 250 + 2 * n) % 250)
 }
 

@@ -23,17 +23,10 @@ fn short(p: &str) -> String {
     )
 }
 
-/// A private /24 in 10.200.0.0-10.239.249.0: the second octet and the first third octet from
-/// the Pid, then consecutive third octets, so no two subnets of one test binary are the same
-/// (two bridges with one subnet route each other's replies away: a rare, baffling ping failure).
+/// A private /24 in 10.200.0.0-10.239.249.0, never the same twice in this binary
+/// ([`subnet_slot`]).
 fn subnet24() -> (String, String) {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    assert!(
-        n < 250,
-        "subnet24: more than 250 subnets in one test binary"
-    );
-    let seed = std::process::id().wrapping_mul(2654435761);
+    let (seed, n) = subnet_slot(250);
     let prefix = format!("10.{}.{}", 200 + (seed >> 8) % 40, (seed % 250 + n) % 250);
     (format!("{prefix}.0/24"), prefix)
 }

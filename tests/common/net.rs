@@ -20,6 +20,21 @@ pub fn test_ip() -> String {
     a.to_string()
 }
 
+/// The `n`th private subnet a test binary asks for, as `(seed, n)`: `seed` is derived from the
+/// Pid (it spreads parallel suites), `n` counts up from 0 across every helper of the binary, so
+/// subnets built as `start(seed) + n` (mod their range of `range` slots) are never the same
+/// twice in one binary. Two bridges with one subnet route each other's replies away, and Docker
+/// refuses a pool that overlaps another: random draws made both rare, baffling failures.
+pub fn subnet_slot(range: u32) -> (u32, u32) {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    assert!(
+        n < range,
+        "more than {range} test subnets in one test binary"
+    );
+    (std::process::id().wrapping_mul(2654435761), n)
+}
+
 /// `curl http://ip/` from the host, with a bounded time; returns the body on success.
 pub fn curl(ip: &str, timeout: Duration) -> Option<String> {
     let t = format!("{:.1}", timeout.as_secs_f64());
