@@ -837,6 +837,9 @@ def watch_section(res, meta, scale, w, results):
             if r["container"] in lat:
                 dm.append(lat[r["container"]] * 1000)
         k = len(samples)
+        errs = [int(r["send_errors"]) for r in samples if r.get("send_errors", "").isdigit()] or [0]
+        probe = {"compiled": "scripts/icmp_probe.c, compiled",
+                 "python": "in Python: no C compiler here"}.get(meta.get("watch_probe", ""), "in Python")
         w(f"### `watch`: start event → answering ({k} labelled containers started one at a time, "
           f"after one untimed; ms)")
         w("")
@@ -857,14 +860,18 @@ def watch_section(res, meta, scale, w, results):
         w(f"The daemon (`watch`, the binary under test, on the bench's private state directory with a label "
           f"prefix of its own) follows Docker's events; each container is created with `<prefix>.network=bridge` "
           f"and a fixed address (`<prefix>.ip`), so the probe — a raw ICMP socket sending an echo request to "
-          f"that address every ~0.3 ms — runs before `docker start`. The clock starts at the `start` event's "
+          f"that address every ~0.3 ms ({probe}) — runs before `docker start`. The clock starts at the `start` event's "
           f"timeNano (from a `docker events` reader; the daemon cannot act earlier, and its own latency "
           f"histogram counts from it) and stops at the first echo reply: the container's kernel answers as "
           f"soon as eth0 has the address and the host has its MAC, no process of the container takes part. "
           f"StartedAt comes {f1(quantile(offsets, 0.5) / 1000)} ms (median) before the event. "
           f"Until then the probe's requests leave the host's neighbour entry for the address incomplete; "
           f"the container's announcement (its request for the gateway) fills it in, and the queued "
-          f"requests go out. The daemon logs “attached” when the whole attach is done (after the "
+          f"requests go out (a dozen at most: the probe's socket has the smallest send buffer, "
+          f"{int(quantile(errs, 0.5))} sends per sample were refused while they waited; hundreds "
+          f"queued delayed the first reply by ~1.1 ms). The daemon begins the attach at the "
+          f"container's `connect` to `none`, before the `start` event; its inspect is answered when the start is "
+          f"done (src/watch/ahead.rs). The daemon logs “attached” when the whole attach is done (after the "
           f"gateway answered the announcement), which can be after the first answer. A fixed address "
           f"spares the daemon the address choice (an explicit-address check instead, microseconds)."
           + (f" {timeouts} of {k} samples got no answer within 10 s." if timeouts else "")

@@ -54,6 +54,9 @@ pub struct AttachOpts {
     /// refuses different ones).
     pub endpoint: EndpointOpts,
     pub dry_run: bool,
+    /// The daemon's attach ahead of a `start` event: a container that is not running is an
+    /// error (nothing reserved), not a pending lease.
+    pub running_only: bool,
 }
 
 #[derive(Debug)]
@@ -113,6 +116,9 @@ pub async fn attach_using(
     let (facts, local) = futures::join!(facts(opts, docker), local);
     let (target, network) = match facts? {
         (Subject::Running(t), n) => (t, n),
+        (Subject::Stopped(c), _) if opts.running_only => {
+            bail!("container '{}' is not running", c.name)
+        }
         (Subject::Stopped(c), n) => return reserve(opts, &c, n, state_dir).await,
     };
     let local = local?;

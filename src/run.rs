@@ -66,6 +66,7 @@ async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -
             routes: a.route,
         },
         dry_run: a.dry_run,
+        running_only: false,
     };
     let (outcome, hints) = attach::attach(&opts, state_dir).await?;
     for h in hints {

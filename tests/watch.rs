@@ -246,6 +246,96 @@ fn docker_connection_drops_and_comes_back() {
     );
 }
 
+/// Issue 13: the daemon begins the attach when Docker connects a labelled container to `none`
+/// while starting it (before the `start` event) and counts it once, on the `start` event; a
+/// start that fails leaves nothing behind and reports nothing.
+#[test]
+fn a_labelled_container_is_attached_while_docker_starts_it_and_counted_once() {
+    if !need_docker() {
+        return;
+    }
+    let _neighbour = Container::bridged("na-t-nb");
+    let tool = Tool::new();
+    let d = Daemon::start(&tool, &[]);
+    let ip = test_ip();
+    let labels = [
+        "--network=none".to_string(),
+        "--label".into(),
+        d.label("network", "bridge"),
+        "--label".into(),
+        d.label("ip", &ip),
+    ];
+    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let c = Container::create("na-t-ahead", &labels, &[]);
+    let ahead_of = |name: &str| {
+        d.log()
+            .lines()
+            .filter(|l| l.contains("attached ahead of the start event") && l.contains(name))
+            .count()
+    };
+    for start in 1..=2 {
+        if start == 1 {
+            ok("docker", &["start", &c.name]);
+        } else {
+            ok("docker", &["restart", "-t", "0", &c.name]);
+        }
+        assert!(
+            wait_until(SHORT, || d
+                .metric("netattach_attaches_total{result=\"attached\"}")
+                >= start as f64),
+            "start {start}: not counted:\n{}",
+            d.log()
+        );
+        assert!(answers(&ip), "start {start}: {ip} does not answer");
+        assert_eq!(ahead_of(&c.name), start, "start {start}:\n{}", d.log());
+        assert_eq!(veths_of(&c.id).len(), 1);
+    }
+    // Counted once per start, with a latency each: the start event's attach found the work done.
+    assert_eq!(
+        d.metric("netattach_attaches_total{result=\"attached\"}"),
+        2.0
+    );
+    assert_eq!(
+        d.metric("netattach_attaches_total{result=\"existing\"}"),
+        0.0
+    );
+    assert_eq!(d.metric("netattach_attach_latency_seconds_count"), 2.0);
+
+    // A labelled container whose start fails (no such command): Docker connects it to `none`
+    // and answers the inspect with a container that does not run; nothing is made or reported.
+    let ip2 = test_ip();
+    let ip2_label = d.label("ip", &ip2);
+    let broken = Container::create(
+        "na-t-ahead-bad",
+        &[
+            "--network=none",
+            "--label",
+            &d.label("network", "bridge"),
+            "--label",
+            &ip2_label,
+        ],
+        &["/no/such/command"],
+    );
+    assert!(
+        !common::run("docker", &["start", &broken.name])
+            .status
+            .success()
+    );
+    assert!(
+        wait_until(SHORT, || d.log().lines().any(|l| l
+            .contains("not attached ahead of the start event")
+            && l.contains(&broken.name))),
+        "{}",
+        d.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(status_of(&tool, &broken.name).is_none(), "{}", d.log());
+    assert!(veths_of(&broken.id).is_empty());
+    assert!(!netns_link_exists(&broken.name));
+    assert_eq!(d.metric("netattach_attaches_total{result=\"error\"}"), 0.0);
+    assert!(leases(&tool).iter().all(|l| l.1 != ip2), "{}", d.log());
+}
+
 #[test]
 fn bad_labels_are_reported_and_do_not_stop_the_others() {
     if !need_docker() {

@@ -30,6 +30,7 @@ pub(super) async fn run_job(shared: &Arc<Shared>, job: Job) {
             // Leases on other networks (attached by hand) come back with it.
             restore::restore(shared, id, name, None, Some(network)).await;
         }
+        Job::AttachAhead { id, name, wanted } => attach_ahead(shared, id, name, wanted).await,
         Job::Restore { id, name, event_ns } => {
             restore::restore(shared, id, name, event_ns, None).await
         }
@@ -89,7 +90,7 @@ pub(super) async fn attach_on_thread(
     .await
 }
 
-/// Logs (`what`) and counts an attachment made, with its latency from the start event.
+/// Logs (`what`) and counts an attachment made (now), with its latency from the start event.
 pub(super) fn attached(
     shared: &Shared,
     name: &str,
@@ -97,7 +98,19 @@ pub(super) fn attached(
     event_ns: Option<i64>,
     what: &str,
 ) {
-    let latency = event_ns.and_then(since_event);
+    attached_at(shared, name, lease, event_ns, SystemTime::now(), what);
+}
+
+/// [`attached`], for an attachment done at `at`.
+fn attached_at(
+    shared: &Shared,
+    name: &str,
+    lease: &Lease,
+    event_ns: Option<i64>,
+    at: SystemTime,
+    what: &str,
+) {
+    let latency = event_ns.and_then(|ns| between(ns, at));
     if let Some(d) = latency {
         shared.metrics.observe_latency(d);
     }
@@ -123,14 +136,16 @@ async fn attach_job(
         event_age_us = event_ns.and_then(since_event).map(|d| d.as_micros() as u64),
         "attach job dispatched"
     );
+    // Made ahead of this start (begun at its `connect`, see super::ahead): counted here.
+    let ahead = shared.ahead().take_attached(&id);
     match attach_on_thread(shared, wanted.opts(&id)).await {
         Ok((Outcome::Attached(lease), hints)) => {
             attached(shared, &name, &lease, event_ns, "attached");
-            if !hints.is_empty() && !shared.hint_shown.swap(true, Ordering::Relaxed) {
-                for h in hints {
-                    tracing::warn!("{h}");
-                }
-            }
+            show_hints(shared, hints);
+        }
+        Ok((Outcome::Existing(lease), _)) if ahead.is_some() => {
+            let at = ahead.unwrap_or_else(SystemTime::now);
+            attached_at(shared, &name, &lease, event_ns, at, "attached");
         }
         Ok((Outcome::Existing(lease), _)) => {
             tracing::debug!(container = %name, ip = %lease.v4.ip, "already attached");
@@ -154,8 +169,45 @@ async fn attach_job(
     }
 }
 
+/// The first hints of the daemon's life are logged (they are the same for every container).
+fn show_hints(shared: &Shared, hints: Vec<String>) {
+    if !hints.is_empty() && !shared.hint_shown.swap(true, Ordering::Relaxed) {
+        for h in hints {
+            tracing::warn!("{h}");
+        }
+    }
+}
+
+/// The attach of a labelled container that Docker is starting (super::ahead): made only if
+/// Docker's answer (which waits for the start) says it runs. Anything else is left to the
+/// `start` event's attach, queued behind this job, which logs and counts as always; so a
+/// failure here is logged at debug level only (that attach meets it again and reports it).
+async fn attach_ahead(shared: &Arc<Shared>, id: String, name: String, wanted: labels::Wanted) {
+    let mut opts = wanted.opts(&id);
+    opts.running_only = true;
+    match attach_on_thread(shared, opts).await {
+        Ok((Outcome::Attached(lease), hints)) => {
+            shared.ahead().attached(&id, SystemTime::now());
+            tracing::debug!(container = %name, ip = %lease.v4.ip, "attached ahead of the start event");
+            show_hints(shared, hints);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(
+            container = %name,
+            "not attached ahead of the start event (its start event's attach tries): {e:#}"
+        ),
+    }
+}
+
 /// Time elapsed since a Docker event (nanoseconds since the Unix epoch).
 pub(super) fn since_event(event_ns: i64) -> Option<Duration> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-    now.checked_sub(Duration::from_nanos(u64::try_from(event_ns).ok()?))
+    between(event_ns, SystemTime::now())
+}
+
+/// Time from a Docker event (nanoseconds since the Unix epoch) to `at`.
+fn between(event_ns: i64, at: SystemTime) -> Option<Duration> {
+    let at = at.duration_since(UNIX_EPOCH).ok()?;
+    // Never negative: an attach made ahead is done after the event (Docker logs `start`
+    // before it lets the inspect through), and both clocks are this host's.
+    Some(at.saturating_sub(Duration::from_nanos(u64::try_from(event_ns).ok()?)))
 }

@@ -87,6 +87,13 @@ pub enum Job {
         wanted: Wanted,
         event_ns: Option<i64>,
     },
+    /// Attach a labelled container that Docker is starting (connected to the `none` network,
+    /// see [`super::ahead`]): only if the answer says it runs; quiet when it does not.
+    AttachAhead {
+        id: String,
+        name: String,
+        wanted: Wanted,
+    },
     /// A labelled container whose labels are unusable.
     BadLabels {
         id: String,
@@ -111,6 +118,7 @@ impl Job {
     pub fn container_id(&self) -> &str {
         match self {
             Job::Attach { id, .. }
+            | Job::AttachAhead { id, .. }
             | Job::BadLabels { id, .. }
             | Job::Restore { id, .. }
             | Job::Died { id, .. }

@@ -1,5 +1,6 @@
 //! `watch`: the daemon. Follows Docker's container events and attaches every container labelled
-//! `netattach.network=<network>` when it starts (with the same address after each restart),
+//! `netattach.network=<network>` when it starts (with the same address after each restart;
+//! the attach begins while Docker is still starting it, see [`ahead`]),
 //! re-applies on every start every lease a container holds (attached by hand, pending, or
 //! rebooted: a lease is the intent), holds `<state>/watch.lock` while it runs,
 //! removes its dead netns link when it stops and releases its lease when it is removed; at
@@ -17,6 +18,7 @@
 //! while the container has work; different containers proceed in parallel, and one failing
 //! container never stops the others.
 
+pub mod ahead;
 mod dispatch;
 pub mod http;
 mod jobs;
@@ -68,6 +70,8 @@ pub struct Shared {
     docker: Mutex<DockerState>,
     host_problem: Mutex<Option<String>>,
     hint_shown: AtomicBool,
+    /// Labelled containers seen created, and attaches made ahead of their `start` event.
+    ahead: Mutex<ahead::Ahead>,
 }
 
 /// A connection to Docker and what the engine said about itself. Derefs to its client, which
@@ -144,6 +148,10 @@ impl Shared {
         };
     }
 
+    pub(crate) fn ahead(&self) -> MutexGuard<'_, ahead::Ahead> {
+        locked(&self.ahead)
+    }
+
     /// Why the daemon cannot work on the host's interfaces, if it cannot.
     pub fn host_problem(&self) -> Option<String> {
         locked(&self.host_problem).clone()
@@ -214,6 +222,7 @@ async fn daemon(
         }),
         host_problem: Mutex::new(None),
         hint_shown: AtomicBool::new(false),
+        ahead: Mutex::new(ahead::Ahead::default()),
     });
     // Held while the daemon runs: `attach` and `doctor` see that starts of this state
     // directory's containers are served (the kernel drops it when the process ends).
@@ -378,18 +387,27 @@ fn handle_event(
         return;
     };
     let attributes = actor.attributes.unwrap_or_default();
+    let action = ev.action.as_deref().unwrap_or_default();
     if network_event {
         let id = actor.id.as_deref().unwrap_or_default();
         engine.forget_network(id, attributes.get("name").map(String::as_str));
+        if action == "connect" {
+            let job = shared.ahead().connected(&attributes);
+            if let Some(job) = job {
+                dispatcher.dispatch(shared, job);
+            }
+        }
         return;
     }
-    let job = labels::job_of_event(
-        ev.action.as_deref().unwrap_or_default(),
-        actor.id.as_deref().unwrap_or_default(),
-        &attributes,
-        ev.time_nano,
-        &shared.label_prefix,
-    );
+    let id = actor.id.as_deref().unwrap_or_default();
+    match action {
+        "create" => shared
+            .ahead()
+            .created(id, &attributes, &shared.label_prefix),
+        "destroy" => shared.ahead().destroyed(id),
+        _ => {}
+    }
+    let job = labels::job_of_event(action, id, &attributes, ev.time_nano, &shared.label_prefix);
     if let Some(job) = job {
         dispatcher.dispatch(shared, job);
     }

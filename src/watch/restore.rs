@@ -39,6 +39,7 @@ pub fn opts_of(l: &Lease) -> AttachOpts {
         dns: l.dns.clone(),
         endpoint: l.endpoint_opts(),
         dry_run: false,
+        running_only: false,
     }
 }
 

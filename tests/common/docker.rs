@@ -31,6 +31,11 @@ impl Container {
         Self::make(&["create"], prefix, &["--network=none"], &[])
     }
 
+    /// `docker create --name <unique> <extra...> <image> [cmd...]`: never started yet.
+    pub fn create(prefix: &str, extra: &[&str], cmd: &[&str]) -> Self {
+        Self::make(&["create"], prefix, extra, cmd)
+    }
+
     fn make(verb: &[&str], prefix: &str, extra: &[&str], cmd: &[&str]) -> Self {
         let name = unique(prefix);
         let img = image();
