@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use super::{ok, run, stdout, unique};
 
@@ -21,9 +22,14 @@ pub struct Container {
 }
 
 impl Container {
-    /// `docker run -d --name <unique> <extra...> <image> [cmd...]`.
+    /// `docker run -d --name <unique> <extra...> <image> [cmd...]`. With the image's own
+    /// command (nginx) it returns once nginx listens on port 80.
     pub fn run(prefix: &str, extra: &[&str], cmd: &[&str]) -> Self {
-        Self::make(&["run", "-d"], prefix, extra, cmd)
+        let c = Self::make(&["run", "-d"], prefix, extra, cmd);
+        if cmd.is_empty() {
+            c.wait_listening(80, Duration::from_secs(10));
+        }
+        c
     }
 
     /// `docker create --name <unique> --network=none <image>`: never started yet.
@@ -94,6 +100,39 @@ impl Container {
             .lines()
             .filter_map(|l| l.trim().parse().ok())
             .collect()
+    }
+
+    /// Waits until a socket in this container's network namespace listens on `port` (read
+    /// from the host, in `/proc/<pid>/net/tcp{,6}`), at most `limit`; returns whether one
+    /// does. `docker run -d` returns when the process is started, and nginx listens 20-30 ms
+    /// later on an idle host (more under a parallel suite): a test that attached and asked at
+    /// once could be refused.
+    pub fn wait_listening(&self, port: u16, limit: Duration) -> bool {
+        let pid = self.pid();
+        if pid == 0 {
+            return false;
+        }
+        let local = format!(":{port:04X}");
+        let listens = || {
+            ["tcp", "tcp6"].iter().any(|f| {
+                std::fs::read_to_string(format!("/proc/{pid}/net/{f}"))
+                    .unwrap_or_default()
+                    .lines()
+                    .skip(1)
+                    .any(|l| {
+                        let cols: Vec<&str> = l.split_whitespace().collect();
+                        cols.len() > 3 && cols[1].ends_with(&local) && cols[3] == "0A"
+                    })
+            })
+        };
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if listens() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        false
     }
 
     pub fn pid(&self) -> u32 {
