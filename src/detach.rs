@@ -261,19 +261,15 @@ async fn leases_for(
     Ok((all, ids))
 }
 
-/// The leases of the (container, network) pairs `keys` as the store holds them now: through
-/// the index, and by reading every lease file only when the index misses one of them (a lease
-/// without an index entry: written by hand, or left by an older version).
+/// The leases of the (container, network) pairs `keys` as the store holds them now: each
+/// through its own index entry (no listing of the index: at 200 leases each listing was ~0.2 ms
+/// of a detach's ~5, and a detach rereads twice), and by reading every lease file only when
+/// the index misses one of them (a lease without an index entry: written by hand, or left by
+/// an older version; or one another command removed meanwhile).
 fn reread(store: &LeaseStore, keys: &BTreeSet<(String, String)>) -> Result<Vec<Lease>> {
-    let ids: BTreeSet<&String> = keys.iter().map(|(id, _)| id).collect();
     let mut out = Vec::new();
-    for id in ids {
-        out.extend(
-            store
-                .of_container(id)?
-                .into_iter()
-                .filter(|l| keys.contains(&key_of(l))),
-        );
+    for (id, net) in keys {
+        out.extend(store.find(id, net)?);
     }
     if out.len() < keys.len() {
         out = store
