@@ -531,6 +531,43 @@ mod tests {
         assert!(choose(&all, "", &nf).is_err());
     }
 
+    /// The chosen leases are read again through their own index entries; a lease without one
+    /// (written by hand) is still found, by reading every lease; a removed one is not.
+    #[test]
+    fn reread_finds_the_chosen_leases_with_or_without_an_index_entry() {
+        let lease = |cid: &str, ip: &str| Lease {
+            network_id: "netid".into(),
+            ..Lease::sample(cid, &format!("name-{cid}"), ip)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = LeaseStore::open(&dir.path().join("state")).unwrap();
+        let lock = store.lock().unwrap();
+        let a = lease("aaa", "172.17.0.5");
+        let a2 = Lease {
+            network_id: "othernet".into(),
+            ..lease("aaa", "10.9.0.5")
+        };
+        let b = lease("bbb", "172.17.0.6");
+        for l in [&a, &a2, &b] {
+            store.insert(&lock, l).unwrap();
+        }
+        drop(lock);
+        let keys: BTreeSet<_> = [key_of(&a), key_of(&b)].into_iter().collect();
+        let mut got = reread(&store, &keys).unwrap();
+        got.sort_by(|x, y| x.container_id.cmp(&y.container_id));
+        assert_eq!(got, vec![a.clone(), b.clone()]);
+
+        std::fs::remove_file(store.root().join("by-container/bbb@netid")).unwrap();
+        let mut got = reread(&store, &keys).unwrap();
+        got.sort_by(|x, y| x.container_id.cmp(&y.container_id));
+        assert_eq!(got, vec![a.clone(), b.clone()]);
+
+        let lock = store.lock().unwrap();
+        store.remove(&lock, &a).unwrap();
+        drop(lock);
+        assert_eq!(reread(&store, &keys).unwrap(), vec![b]);
+    }
+
     #[test]
     fn docker_is_the_truth_for_a_name_it_knows() {
         // 'web' was renamed; a new, unattached 'web' exists.
