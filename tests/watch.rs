@@ -258,19 +258,12 @@ fn a_labelled_container_is_attached_while_docker_starts_it_and_counted_once() {
     let tool = Tool::new();
     let d = Daemon::start(&tool, &[]);
     let ip = test_ip();
-    let labels = [
-        "--network=none".to_string(),
-        "--label".into(),
-        d.label("network", "bridge"),
-        "--label".into(),
-        d.label("ip", &ip),
-    ];
-    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-    let c = Container::create("na-t-ahead", &labels, &[]);
-    let ahead_of = |name: &str| {
+    let c = Container::labelled_created("na-t-ahead", &d.prefix, &ip);
+    // Lines of the daemon's log that say `what` about container `name`.
+    let logged = |what: &str, name: &str| {
         d.log()
             .lines()
-            .filter(|l| l.contains("attached ahead of the start event") && l.contains(name))
+            .filter(|l| l.contains(what) && l.contains(name))
             .count()
     };
     for start in 1..=2 {
@@ -287,10 +280,15 @@ fn a_labelled_container_is_attached_while_docker_starts_it_and_counted_once() {
             d.log()
         );
         assert!(answers(&ip), "start {start}: {ip} does not answer");
-        assert_eq!(ahead_of(&c.name), start, "start {start}:\n{}", d.log());
+        let ahead = logged("attached ahead of the start event", &c.name);
+        assert_eq!(ahead, start, "start {start}:\n{}", d.log());
+        // One attach per start: the start event's job asked Docker nothing more.
+        let asked = logged("docker facts", &c.name);
+        assert_eq!(asked, start, "start {start}:\n{}", d.log());
         assert_eq!(veths_of(&c.id).len(), 1);
     }
-    // Counted once per start, with a latency each: the start event's attach found the work done.
+    // Counted once per start, with a latency each: the start event's job counted the attach
+    // made ahead (and did not attach again).
     assert_eq!(
         d.metric("netattach_attaches_total{result=\"attached\"}"),
         2.0

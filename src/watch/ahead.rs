@@ -6,8 +6,10 @@
 //! the attach of a labelled container at its `connect` to `none`; the attach runs as always
 //! once the answer says the container runs (and gives up quietly when it does not: the
 //! `start` event's attach, queued behind it, then does the work as before). The `start`
-//! event's attach then finds the attachment made and counts it, with its latency from the
-//! `start` event to the moment it was done. (Measured with issue 13's watch bench: see
+//! event's job then counts the attachment made, with its latency from the `start` event to the
+//! moment it was done, without attaching again: it was made for this start when it was done
+//! after the event (Docker logs `start` before it lets the inspect through; one made for an
+//! earlier start was done before this one began). (Measured with issue 13's watch bench: see
 //! docs/benchmarks.md.)
 //!
 //! Pure: which containers are labelled (a network event does not carry the container's
@@ -19,6 +21,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use super::labels::{Job, Wanted, wanted};
+use crate::lease::Lease;
 
 /// Labelled containers remembered at most (their `destroy` forgets them); more are attached
 /// on their `start` event only.
@@ -28,8 +31,8 @@ pub const MAX_KNOWN: usize = 65_536;
 pub struct Ahead {
     /// Container ID → its name and what its labels ask for, from its `create` event.
     labelled: HashMap<String, (String, Wanted)>,
-    /// Container ID → when its attach made ahead of the `start` event was done.
-    done: HashMap<String, SystemTime>,
+    /// Container ID → when its attach made ahead of the `start` event was done, and its lease.
+    done: HashMap<String, (SystemTime, Lease)>,
 }
 
 impl Ahead {
@@ -61,16 +64,23 @@ impl Ahead {
         })
     }
 
-    /// The attach begun at the `connect` was done at `at`.
-    pub fn attached(&mut self, id: &str, at: SystemTime) {
+    /// The attach begun at the `connect` was done at `at`, with `lease`.
+    pub fn attached(&mut self, id: &str, at: SystemTime, lease: Lease) {
         if self.labelled.contains_key(id) {
-            self.done.insert(id.to_string(), at);
+            self.done.insert(id.to_string(), (at, lease));
         }
     }
 
-    /// When the attach made ahead of this start was done (once: it is forgotten).
-    pub fn take_attached(&mut self, id: &str) -> Option<SystemTime> {
-        self.done.remove(id)
+    /// The attach made ahead of the start whose event is at `event` (ns since the epoch):
+    /// when it was done and its lease, if it was done after that event (once: any record is
+    /// forgotten). One done before it was made for an earlier start, whose event the daemon
+    /// did not act on (its event stream was reconnecting): the `start` event's attach decides
+    /// then.
+    pub fn take_attached(&mut self, id: &str, event: Option<i64>) -> Option<(SystemTime, Lease)> {
+        let (at, lease) = self.done.remove(id)?;
+        let event =
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(u64::try_from(event?).ok()?);
+        (at >= event).then_some((at, lease))
     }
 
     /// A container `destroy` event: forgotten.
@@ -90,11 +100,7 @@ impl Ahead {
 mod tests {
     use super::*;
 
-    fn attrs(kv: &[(&str, &str)]) -> HashMap<String, String> {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::watch::labels::tests::labels as attrs;
 
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -162,20 +168,33 @@ mod tests {
     }
 
     #[test]
-    fn the_time_it_was_done_is_taken_once_and_destroy_forgets() {
+    fn an_attach_done_after_the_start_event_is_taken_once_and_destroy_forgets() {
         let mut a = Ahead::default();
-        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(7);
+        let secs = |s: u64| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        let event = Some(7_000_000_000); // the start event, at 7 s
+        let lease = Lease::sample(ID, "web", "10.1.2.3");
+        let done = Some((secs(8), lease.clone()));
         // Unknown containers get no record.
-        a.attached("x", at);
-        assert_eq!(a.take_attached("x"), None);
+        a.attached("x", secs(8), lease.clone());
+        assert_eq!(a.take_attached("x", event), None);
         a.created(ID, &attrs(&[("na.network", "bridge")]), "na");
-        a.attached(ID, at);
-        assert_eq!(a.take_attached(ID), Some(at));
-        assert_eq!(a.take_attached(ID), None);
-        a.attached(ID, at);
+        a.attached(ID, secs(8), lease.clone());
+        assert_eq!(a.take_attached(ID, event), done);
+        assert_eq!(a.take_attached(ID, event), None);
+        // Done at the event: this start's. Before it: an earlier start's, not taken, and
+        // forgotten; without the event's time, not taken either.
+        a.attached(ID, secs(7), lease.clone());
+        assert_eq!(a.take_attached(ID, event), Some((secs(7), lease.clone())));
+        a.attached(ID, secs(6), lease.clone());
+        assert_eq!(a.take_attached(ID, event), None);
+        assert_eq!(a.take_attached(ID, Some(5_000_000_000)), None);
+        a.attached(ID, secs(8), lease.clone());
+        assert_eq!(a.take_attached(ID, None), None);
+        assert_eq!(a.take_attached(ID, event), None);
+        a.attached(ID, secs(8), lease);
         a.destroyed(ID);
         assert_eq!(a.known(), 0);
-        assert_eq!(a.take_attached(ID), None);
+        assert_eq!(a.take_attached(ID, event), None);
         assert!(
             a.connected(&attrs(&[("container", ID), ("type", "null")]))
                 .is_none()

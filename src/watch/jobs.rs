@@ -136,16 +136,17 @@ async fn attach_job(
         event_age_us = event_ns.and_then(since_event).map(|d| d.as_micros() as u64),
         "attach job dispatched"
     );
-    // Made ahead of this start (begun at its `connect`, see super::ahead): counted here.
-    let ahead = shared.ahead().take_attached(&id);
+    // Made ahead of this start (begun at its `connect`, see super::ahead): counted here, not
+    // attached again (no second inspect of a container Docker has just started).
+    let ahead = shared.ahead().take_attached(&id, event_ns);
+    if let Some((at, lease)) = ahead {
+        attached_at(shared, &name, &lease, event_ns, at, "attached");
+        return;
+    }
     match attach_on_thread(shared, wanted.opts(&id)).await {
         Ok((Outcome::Attached(lease), hints)) => {
             attached(shared, &name, &lease, event_ns, "attached");
             show_hints(shared, hints);
-        }
-        Ok((Outcome::Existing(lease), _)) if ahead.is_some() => {
-            let at = ahead.unwrap_or_else(SystemTime::now);
-            attached_at(shared, &name, &lease, event_ns, at, "attached");
         }
         Ok((Outcome::Existing(lease), _)) => {
             tracing::debug!(container = %name, ip = %lease.v4.ip, "already attached");
@@ -187,8 +188,8 @@ async fn attach_ahead(shared: &Arc<Shared>, id: String, name: String, wanted: la
     opts.running_only = true;
     match attach_on_thread(shared, opts).await {
         Ok((Outcome::Attached(lease), hints)) => {
-            shared.ahead().attached(&id, SystemTime::now());
             tracing::debug!(container = %name, ip = %lease.v4.ip, "attached ahead of the start event");
+            shared.ahead().attached(&id, SystemTime::now(), lease);
             show_hints(shared, hints);
         }
         Ok(_) => {}
@@ -207,7 +208,6 @@ pub(super) fn since_event(event_ns: i64) -> Option<Duration> {
 /// Time from a Docker event (nanoseconds since the Unix epoch) to `at`.
 fn between(event_ns: i64, at: SystemTime) -> Option<Duration> {
     let at = at.duration_since(UNIX_EPOCH).ok()?;
-    // Never negative: an attach made ahead is done after the event (Docker logs `start`
-    // before it lets the inspect through), and both clocks are this host's.
+    // Never negative: an attach made ahead is counted only when done after the event.
     Some(at.saturating_sub(Duration::from_nanos(u64::try_from(event_ns).ok()?)))
 }

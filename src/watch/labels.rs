@@ -171,10 +171,11 @@ pub fn job_of_event(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn labels(kv: &[(&str, &str)]) -> HashMap<String, String> {
+    /// A label (or event attribute) map.
+    pub(crate) fn labels(kv: &[(&str, &str)]) -> HashMap<String, String> {
         kv.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()

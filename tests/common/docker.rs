@@ -57,9 +57,23 @@ impl Container {
     /// A `--network=none` container labelled for a daemon with label prefix `labels`: attach
     /// it to the bridge network at `ip`.
     pub fn labelled(prefix: &str, labels: &str, ip: &str) -> Self {
+        Self::labelled_by(Self::run, prefix, labels, ip)
+    }
+
+    /// [`Container::labelled`], created only (`docker create`): never started yet.
+    pub fn labelled_created(prefix: &str, labels: &str, ip: &str) -> Self {
+        Self::labelled_by(Self::create, prefix, labels, ip)
+    }
+
+    fn labelled_by(
+        make: fn(&str, &[&str], &[&str]) -> Self,
+        prefix: &str,
+        labels: &str,
+        ip: &str,
+    ) -> Self {
         let network = format!("{labels}.network=bridge");
         let address = format!("{labels}.ip={ip}");
-        Self::run(
+        make(
             prefix,
             &["--network=none", "--label", &network, "--label", &address],
             &[],
