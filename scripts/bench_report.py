@@ -925,8 +925,8 @@ def exec_section(res, meta, w, results):
     w(f"| `/bin/true` (exec floor, dynamically linked) | {quantile(t, 0.5):.0f} | {quantile(t, 0.9):.0f} | {min(t)} |")
     w("")
     w(f"The binary is {'static (ldd: not a dynamic executable)' if static == 'yes' else 'dynamically linked (' + (libs or '?') + ')'}; "
-      f"its start, argument parsing and exit cost {quantile(b, 0.5) - quantile(t, 0.5):.0f} µs over `/bin/true` "
-      f"(median difference).")
+      f"its start, argument parsing and exit take {abs(quantile(b, 0.5) - quantile(t, 0.5)):.0f} µs "
+      f"{'more' if quantile(b, 0.5) >= quantile(t, 0.5) else 'less'} than `/bin/true` (median difference).")
     w("")
     results["exec"] = (quantile(b, 0.5), quantile(b, 0.9), quantile(t, 0.5), static)
 
