@@ -534,8 +534,9 @@ fn many_jobs_at_once_use_a_bounded_number_of_threads_and_idle_queues_are_dropped
         d.log()
     );
     eprintln!("peak: {peak} threads for {N} queued attaches");
-    // The main thread, the bounded job threads, the namespace thread of the attach holding the
-    // lock (they run one at a time) and a few of tokio's blocking pool.
+    // The main thread, the bounded job threads, the two lease-sync threads, the namespace
+    // thread of the attach holding the lock (they run one at a time) and a few of tokio's
+    // blocking pool.
     assert!(
         peak <= BOUND + 6,
         "the daemon ran {peak} threads for {N} queued attaches (bound {BOUND} job threads)"

@@ -30,8 +30,8 @@
 //! lease, its index entry) is worthless afterwards and is not synced; the complete lease (the
 //! intent `watch` re-applies when the container starts again), a `pending` lease, a removal and
 //! a bridge marker are. The completion is prepared while the attach runs ([`Completion`]): the
-//! complete record is written and synced, and the index entry synced, on the lease-sync thread
-//! during the kernel work, so that completing costs one rename and one directory fsync (which
+//! complete record is written and synced on the lease-sync thread, and the index entry synced
+//! on its second thread at the same time, during the kernel work, so that completing costs one rename and one directory fsync (which
 //! that thread also does, while the announcement goes out). (Measured on this VM's
 //! ext4: fdatasync of a record 0.5–0.75 ms, fsync of a directory 0.25–0.4 ms; five of them
 //! were a third of an attach.)
@@ -414,9 +414,18 @@ impl DiskStore {
         let tmp = temporary_path(&dir, &done, ".complete");
         let index_dir = self.by_container();
         let (path, record) = (tmp.clone(), done.clone());
+        let beside = syncer.beside();
         let synced = syncer.run(move || {
-            write_record(&path, &record)?.sync_data()?;
-            fsutil::fsync_dir(&index_dir)
+            let file = write_record(&path, &record)?;
+            // The index entry's directory is synced on the second thread while this one syncs
+            // the record: one journal commit for both on ext4 instead of two in a row (~0.15
+            // ms). Both are durable before `commit` renames the record into place.
+            let index = beside.run(move || fsutil::fsync_dir(&index_dir));
+            let record = file.sync_data();
+            let index = index
+                .wait()
+                .unwrap_or_else(|| Err(std::io::Error::other("the lease-sync thread panicked")));
+            record.and(index)
         });
         Ok(Completion {
             lease: done,

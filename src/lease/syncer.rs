@@ -2,9 +2,13 @@
 //! the attach goes on with its kernel work. One per process ([`Syncer::shared`]), started by
 //! the first attach early (before its Docker requests go out), so that neither its start nor a
 //! sync is on the attach's path; the daemon's jobs share it (they do their store work one at a
-//! time, under the store lock, so its queue stays short). Side effects: one thread.
+//! time, under the store lock, so its queue stays short). It starts a second thread of its own
+//! ([`Beside`]), for a sync that is to run at the same time as the one it is doing: two syncs
+//! on one ext4 file system issued together complete in one journal commit, one after the other
+//! they take two (a record's `fdatasync` and a directory's `fsync`: 0.69-0.73 ms together
+//! against 0.85-0.87 in a row, medians of 150, a C loop on this VM). Side effects: two threads.
 
-use std::sync::mpsc;
+use std::sync::{Arc, OnceLock, mpsc};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -13,6 +17,39 @@ type Job = Box<dyn FnOnce() + Send>;
 /// not joined: every result that matters was waited for through its [`Ticket`]).
 pub struct Syncer {
     jobs: Option<mpsc::Sender<Job>>,
+    beside: Beside,
+}
+
+/// The syncer's second thread, for a job that should run beside the one the first thread is
+/// running ([`Beside::run`]). Started by the first thread, off the caller's path; until it runs
+/// (or when it could not be started) its jobs run in line on the calling thread, one after the
+/// other as before. Cloned into a job of the first thread.
+#[derive(Clone, Default)]
+pub struct Beside(Arc<OnceLock<mpsc::Sender<Job>>>);
+
+impl Beside {
+    /// Runs `f` on the second thread, or at once on this one when there is none.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Ticket<T> {
+        submit(self.0.get(), f)
+    }
+
+    /// Starts the thread (called on the first thread, at its start).
+    fn start(&self) {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new()
+            .name("lease-sync-2".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            });
+        match spawned {
+            Ok(_detached) => {
+                let _ = self.0.set(tx);
+            }
+            Err(e) => tracing::debug!("cannot start the second lease-sync thread ({e})"),
+        }
+    }
 }
 
 static SHARED: std::sync::OnceLock<Syncer> = std::sync::OnceLock::new();
@@ -26,15 +63,21 @@ impl Syncer {
     /// Starts a thread of its own.
     pub fn start() -> Syncer {
         let (tx, rx) = mpsc::channel::<Job>();
+        let beside = Beside::default();
+        let second = beside.clone();
         let spawned = std::thread::Builder::new()
             .name("lease-sync".into())
             .spawn(move || {
+                second.start();
                 for job in rx {
                     job();
                 }
             });
         match spawned {
-            Ok(_detached) => Syncer { jobs: Some(tx) },
+            Ok(_detached) => Syncer {
+                jobs: Some(tx),
+                beside,
+            },
             Err(e) => {
                 tracing::debug!("cannot start the lease-sync thread ({e}); syncing in line");
                 Syncer::inline()
@@ -43,27 +86,43 @@ impl Syncer {
     }
 
     /// No thread: every job runs at once on the caller's thread.
-    pub const fn inline() -> Syncer {
-        Syncer { jobs: None }
+    pub fn inline() -> Syncer {
+        Syncer {
+            jobs: None,
+            beside: Beside::default(),
+        }
     }
 
     /// Runs `f` on the thread; [`Ticket::wait`] gives its result.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Ticket<T> {
-        let Some(jobs) = &self.jobs else {
-            return Ticket(Waiting::Ready(f()));
-        };
-        let (tx, rx) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move || {
-            let _ = tx.send(f());
-        });
-        match jobs.send(job) {
-            Ok(()) => Ticket(Waiting::On(rx)),
-            // The thread is gone (it cannot be: it only ends when the sender is dropped); the
-            // job comes back undone.
-            Err(mpsc::SendError(job)) => {
-                job();
-                Ticket(Waiting::On(rx))
-            }
+        submit(self.jobs.as_ref(), f)
+    }
+
+    /// The second thread, to hand to a job of the first (an inline syncer has none).
+    pub fn beside(&self) -> Beside {
+        self.beside.clone()
+    }
+}
+
+/// Sends `f` to a thread's queue, or runs it at once without one.
+fn submit<T: Send + 'static>(
+    jobs: Option<&mpsc::Sender<Job>>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Ticket<T> {
+    let Some(jobs) = jobs else {
+        return Ticket(Waiting::Ready(f()));
+    };
+    let (tx, rx) = mpsc::sync_channel(1);
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    match jobs.send(job) {
+        Ok(()) => Ticket(Waiting::On(rx)),
+        // The thread is gone (it cannot be: it only ends when the sender is dropped); the
+        // job comes back undone.
+        Err(mpsc::SendError(job)) => {
+            job();
+            Ticket(Waiting::On(rx))
         }
     }
 }
@@ -107,6 +166,40 @@ mod tests {
             assert_eq!(results, [Some(0), Some(10), Some(20)]);
             assert_eq!(*log.lock().unwrap(), [0, 1, 2]);
         }
+    }
+
+    #[test]
+    fn a_job_beside_runs_on_the_second_thread_at_the_same_time_or_in_line_without_one() {
+        let syncer = Syncer::start();
+        // The first thread starts the second before it takes its first job.
+        let beside = syncer.beside();
+        let (first, second) = syncer
+            .run(move || {
+                let me = std::thread::current().id();
+                // This job waits for a sign from the one beside it: they run at the same time.
+                let (tx, rx) = mpsc::channel();
+                let other = beside.run(move || {
+                    tx.send(()).unwrap();
+                    std::thread::current().id()
+                });
+                rx.recv_timeout(std::time::Duration::from_secs(10))
+                    .expect("the job beside did not run while this one waited");
+                (me, other.wait().unwrap())
+            })
+            .wait()
+            .unwrap();
+        assert_ne!(first, second);
+        assert_ne!(first, std::thread::current().id());
+
+        let inline = Syncer::inline();
+        let here = std::thread::current().id();
+        assert_eq!(
+            inline
+                .beside()
+                .run(move || std::thread::current().id())
+                .wait(),
+            Some(here)
+        );
     }
 
     #[test]
