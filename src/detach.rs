@@ -14,7 +14,7 @@ use anyhow::{Result, anyhow, bail};
 
 use crate::docker::{DockerClient, Lookup};
 use crate::error::Errors;
-use crate::lease::{Lease, LeaseStore, Prepared};
+use crate::lease::{Lease, LeaseStore, Prepared, hint};
 use crate::link::{Rtnl, unregister};
 use crate::{hostns, netns, owner, plan, privilege};
 
@@ -89,9 +89,23 @@ pub async fn detach_using(
     //    other deletions for the kernel's RTNL lock: 50 concurrent detaches queued on the store
     //    lock behind it). Safe without the lock: it is deleted by index below, so only the
     //    interface checked here can go, and one an attach makes meanwhile is the teardown's.
+    //    First through the veth's hint (src/lease/hint.rs: its attach recorded the index; one
+    //    SIOCGIFINDEX, which needs no RTNL, proves the interface under the name is that one),
+    //    else read in full.
     let mut found = Vec::new();
+    let place = hint::Place::here();
     for lease in &chosen {
-        if let Ok(Some(iface)) = rtnl.link_by_name(&owner::host_ifname(lease)).await {
+        let name = owner::host_ifname(lease);
+        if let Some(h) =
+            hint::read(store.root(), &name).filter(|h| Some(&h.place) == place.as_ref())
+        {
+            if rtnl.index_of(&name).ok().flatten() == Some(h.index) {
+                tracing::debug!(ifname = %name, index = h.index, "veth found through its hint");
+                found.push((key_of(lease), h.index, Some(h.peer)));
+                continue;
+            }
+        }
+        if let Ok(Some(iface)) = rtnl.link_by_name(&name).await {
             if owner::owns(&iface, lease) {
                 found.push((key_of(lease), iface.index, iface.peer));
             }

@@ -8,6 +8,7 @@
 //! - `lease/scan.rs`: reading every record, readable or not;
 //! - `lease/repair.rs`: `sweep` and the quarantine of corrupt lease files;
 //! - `lease/files.rs`: the file-level steps (one record, its names, private directories);
+//! - `lease/hint.rs`: where each lease's host veth is, for a detach that needs no RTNL lock;
 //! - `lease/memory.rs` (tests only): the same interface in memory.
 //!
 //! A file that cannot be read (garbage, a planted symlink, a record under the wrong name) blocks
@@ -26,6 +27,7 @@ use crate::endpoint::Mac;
 
 mod disk;
 mod files;
+pub mod hint;
 #[cfg(test)]
 pub(crate) mod memory;
 mod repair;
@@ -33,7 +35,7 @@ mod scan;
 mod syncer;
 
 pub use disk::{Committed, Completion, DiskStore, Prepared};
-pub use syncer::Syncer;
+pub use syncer::{Syncer, Ticket};
 
 /// The store every command opens: the one on disk.
 pub type LeaseStore = DiskStore;

@@ -15,6 +15,7 @@ use rtnetlink::packet_route::link::{
 pub mod carrier;
 mod inside;
 mod neighbour;
+mod nsid;
 pub mod unregister;
 pub use inside::{Announce, InterfaceConfig};
 pub use neighbour::{Cached, announcement_corrects};

@@ -8,8 +8,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use anyhow::{Result, anyhow, bail};
 
 use crate::error::Errors;
-use crate::lease::{InsertError, Lease, LeaseStore, StoreLock, Syncer};
+use crate::lease::{InsertError, Lease, LeaseStore, StoreLock, Syncer, Ticket, hint};
 use crate::link::{Announce, InterfaceConfig, Made, Rtnl, VethSpec, announcement_corrects};
+use crate::model::Peer;
 use crate::netns::{self, LinkOutcome, Netns, NsId};
 use crate::plan::{self, AttachPlan};
 
@@ -108,6 +109,7 @@ pub async fn run(
         done: Vec::new(),
         step: "start",
         hooks: Hooks::from_env(),
+        hint: None,
     };
     match txn.steps(plan, ns, bridge_index, replacing).await {
         Ok(()) => Ok(()),
@@ -148,6 +150,8 @@ struct Txn<'a> {
     done: Vec<Undo>,
     step: &'static str,
     hooks: Hooks,
+    /// The veth's hint being written ([`Txn::veth_hint`]).
+    hint: Option<Ticket<Result<()>>>,
 }
 
 impl Txn<'_> {
@@ -259,11 +263,25 @@ impl Txn<'_> {
         self.step = "configure";
         // The host's neighbour entry for the address, read while the container is configured
         // (its own socket; the answer waits on ours): it decides whether the announcement below
-        // goes out at all.
+        // goes out at all. Before the configuration, the veth's hint (src/lease/hint.rs): the
+        // ID the host gives the container's namespace is asked while the socket in there is
+        // opened, and the hint is written on the second sync thread while the container is
+        // configured (not later: its file would then join the journal commit of the lease's
+        // directory that the attach waits for).
+        let mut hinted = None;
+        let inside = async {
+            let (nsid, opened) =
+                futures::join!(self.rtnl.nsid_of(ns.fd()), async { open_container(p, ns) });
+            let (rtnl, ifindex) = opened?;
+            hinted = self.veth_hint(lease, ifindex, nsid.ok().flatten());
+            configure_container(p, ns, &rtnl, ifindex).await?;
+            Ok::<_, anyhow::Error>((rtnl, ifindex))
+        };
         let (inside, cached) = futures::join!(
-            configure_container(p, ns),
+            inside,
             self.rtnl.cached_neighbour(bridge_index, lease.v4.ip)
         );
+        self.hint = hinted;
         let inside = inside?;
         self.finished("configure")?;
 
@@ -311,19 +329,52 @@ impl Txn<'_> {
                 lease.v4.gateway
             );
         }
+        if let Some(Some(Err(e))) = self.hint.take().map(Ticket::wait) {
+            tracing::debug!("{e:#}; a detach reads the veth in full");
+        }
         committed.durable()
     }
 
-    async fn rollback(self, cause: anyhow::Error) -> anyhow::Error {
+    /// Writes the hint of the lease's host veth ([`hint`]) on the second sync thread; `None`
+    /// when the veth's index or the peer's namespace ID is unknown (a detach then reads the
+    /// veth in full, as always). A rollback removes it.
+    fn veth_hint(
+        &self,
+        lease: &Lease,
+        peer_index: u32,
+        nsid: Option<i32>,
+    ) -> Option<Ticket<Result<()>>> {
+        // Here only what must be asked on this thread (its namespace is the host socket's);
+        // the boot ID is read on the sync thread.
+        let index = self.rtnl.index_of(&lease.host_ifname).ok().flatten()?;
+        let netns = hint::netns_here()?;
+        let peer = Peer {
+            index: peer_index,
+            nsid: Some(nsid?),
+        };
+        let (root, name) = (self.store.root().to_path_buf(), lease.host_ifname.clone());
+        Some(self.syncer.beside().run(move || {
+            let place = hint::Place::of(netns).ok_or_else(|| anyhow!("cannot read the boot ID"))?;
+            let hint = hint::VethHint { place, index, peer };
+            hint::write(&root, &name, &hint)
+        }))
+    }
+
+    async fn rollback(mut self, cause: anyhow::Error) -> anyhow::Error {
         let mut undone = Vec::new();
         let mut failed = Errors::new();
+        // A hint being written is waited for, so that it goes with its veth below.
+        if let Some(t) = self.hint.take() {
+            let _ = t.wait();
+        }
         for undo in self.done.iter().rev() {
             let res = match undo {
                 Undo::Veth(name) => match self.rtnl.link_by_name(name).await {
                     Ok(Some(i)) => self.rtnl.delete(i.index).await.map(|_| ()),
                     Ok(None) => Ok(()),
                     Err(e) => Err(e),
-                },
+                }
+                .and_then(|()| hint::remove(self.store.root(), name)),
                 Undo::Bridge(name, index) => match self.rtnl.link_by_name(name).await {
                     Ok(Some(i)) if i.index == *index => self.rtnl.delete(i.index).await.map(|_| ()),
                     Ok(_) => Ok(()),
@@ -359,16 +410,21 @@ impl Txn<'_> {
     }
 }
 
-/// Configures the container's interface through a netlink socket opened in its namespace, from
-/// this thread and runtime (no thread of its own). Returns that socket and the interface's
-/// index, for the announcement.
-async fn configure_container(p: &AttachPlan, ns: &Netns) -> Result<(Rtnl, u32)> {
+/// A netlink socket in the container's namespace, opened from this thread (no thread of its
+/// own), and the index of the veth's end there: for the configuration and the announcement.
+fn open_container(p: &AttachPlan, ns: &Netns) -> Result<(Rtnl, u32)> {
     let p = &p.lease;
     let rtnl = Rtnl::connect_in(ns)?;
     // Its index is all that is needed: asked without the RTNL lock (Rtnl::index_of).
     let ifindex = rtnl
         .index_of(&p.ifname)?
         .ok_or_else(|| anyhow!("interface {} vanished from the container", p.ifname))?;
+    Ok((rtnl, ifindex))
+}
+
+/// Configures the container's interface through that socket, on this thread and runtime.
+async fn configure_container(p: &AttachPlan, ns: &Netns, rtnl: &Rtnl, ifindex: u32) -> Result<()> {
+    let p = &p.lease;
     let gateway4: Option<Ipv4Addr> = p.default_route.then_some(p.v4.gateway);
     rtnl.configure_interface(&InterfaceConfig {
         ifname: &p.ifname,
@@ -381,8 +437,7 @@ async fn configure_container(p: &AttachPlan, ns: &Netns) -> Result<(Rtnl, u32)> 
         announce: None,
         netns: Some(ns),
     })
-    .await?;
-    Ok((rtnl, ifindex))
+    .await
 }
 
 #[cfg(test)]

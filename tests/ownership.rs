@@ -232,6 +232,51 @@ fn detach_never_deletes_a_foreign_interface_a_lease_names() {
     assert!(iface_exists(&veth), "detach deleted the bridge {veth}");
 }
 
+/// The hint of a lease's host veth (`<state>/veths/<veth>`, src/lease/hint.rs): written by the
+/// attach with the veth's index, used by the detach only while the interface under the name has
+/// that index (else the interface is read and checked in full), removed with the lease, and
+/// swept by `gc` when its lease is gone.
+#[test]
+fn a_veth_hint_is_used_only_while_it_names_the_interface_and_goes_with_its_lease() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let hints = tool.state.path().join("veths");
+    let debug = [("RUST_LOG", "docker_netattach=debug")];
+    let by_hint = "veth found through its hint";
+
+    // Attach: the hint holds the veth's index; detach finds the veth through it.
+    let c = Container::none("na-t-hint");
+    tool.ok(&["attach", &c.name, "--ip", &test_ip()]);
+    let veth = veths_of(&c.id).pop().expect("the container's veth");
+    let index = std::fs::read_to_string(format!("/sys/class/net/{veth}/ifindex")).unwrap();
+    let text = std::fs::read_to_string(hints.join(&veth)).expect("the attach wrote a hint");
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(fields.get(3), Some(&index.trim()), "{text}");
+    let o = tool.run_env(&["detach", &c.name], &debug);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains(by_hint), "{}", stderr(&o));
+    assert!(veths_of(&c.id).is_empty());
+    assert!(!hints.join(&veth).exists(), "the hint outlived its lease");
+
+    // A hint whose index is not the interface's (a veth made again under the name): not used;
+    // the interface is read in full and, being the lease's own, deleted all the same.
+    tool.ok(&["attach", &c.name, "--ip", &test_ip()]);
+    let wrong = text.replace(&format!(" {} ", index.trim()), " 2147483000 ");
+    assert_ne!(wrong, text);
+    std::fs::write(hints.join(&veth), &wrong).unwrap();
+    let o = tool.run_env(&["detach", &c.name], &debug);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains(by_hint), "{}", stderr(&o));
+    assert!(veths_of(&c.id).is_empty());
+
+    // A hint whose lease is gone: swept by gc.
+    std::fs::write(hints.join("nax0orphan"), &text).unwrap();
+    tool.ok(&["gc"]);
+    assert!(!hints.join("nax0orphan").exists(), "gc left an orphan hint");
+}
+
 /// The tool in a network namespace of its own (`unshare --net`, with `--pid --fork
 /// --mount-proc` also a PID namespace whose PID 1 is the tool itself): like the image run
 /// without --network=host, it cannot reach the host's namespace through PID 1's.

@@ -12,6 +12,9 @@
 //! <state>/by-container/<container-id>@<network-id>
 //!                                           symlink whose target *text* is the address (an index;
 //!                                           it is read with readlink, never followed)
+//! <state>/veths/<host-ifname>                where the lease's host veth is (its index, its
+//!                                           peer's): a detach proves the veth is its own
+//!                                           without the RTNL lock (`hint.rs`); not synced
 //! <state>/quarantine/<network-id>/<ip>[~n]   a lease file that could not be read, set aside by
 //!                                           `gc`; its address stays taken until a person
 //!                                           deletes it
@@ -326,6 +329,12 @@ impl DiskStore {
         let index = self.index_path(&lease.container_id, &lease.network_id)?;
         if fs::read_link(&index).is_ok_and(|t| t.as_os_str() == lease.v4.ip.to_string().as_str()) {
             remove_if_present(&index)?;
+        }
+        // The veth's hint goes with the lease (not synced either: worthless after a crash).
+        if removed.is_some() {
+            let name =
+                crate::plan::host_ifname(&lease.container_id, &lease.network_id, &lease.ifname);
+            super::hint::remove(&self.root, &name)?;
         }
         Ok(removed)
     }

@@ -14,7 +14,7 @@ use super::files::{
     address_of, addresses_named_in, ensure_private_dir, file_name, fsync_dir, is_v4_name,
     read_lease, read_record, remove_if_present, remove_names, sorted_entries,
 };
-use super::{CorruptLease, StoreLock, state_err};
+use super::{CorruptLease, StoreLock, hint, state_err};
 
 impl DiskStore {
     /// Moves a corrupt lease file (all its names) to `quarantine/<network-id>/`. At every
@@ -57,9 +57,11 @@ impl DiskStore {
     /// lease, and removes index entries whose lease is gone and IPv6 names whose lease is gone.
     pub fn sweep(&self, _lock: &StoreLock) -> Result<usize> {
         let mut removed = 0;
-        let dirs = sorted_entries(&self.leases_dir())?
-            .into_iter()
-            .chain([self.by_container(), self.root.join("bridges")]);
+        let dirs = sorted_entries(&self.leases_dir())?.into_iter().chain([
+            self.by_container(),
+            self.root.join("bridges"),
+            self.root.join(hint::DIR),
+        ]);
         for dir in dirs {
             for file in sorted_entries(&dir)? {
                 if file_name(&file).is_some_and(|n| n.starts_with(".tmp.")) {
@@ -165,6 +167,19 @@ impl DiskStore {
             }
         }
         fsync_dir(&self.by_container())?;
+        // Veth hints whose lease is gone (a command killed between removing the lease and its
+        // hint). Not synced: hints never are.
+        let owned: std::collections::BTreeSet<String> = self
+            .all()?
+            .iter()
+            .map(|l| crate::plan::host_ifname(&l.container_id, &l.network_id, &l.ifname))
+            .collect();
+        for name in hint::names(&self.root).map_err(|e| state_err(&self.root.join(hint::DIR), e))? {
+            if !owned.contains(&name) {
+                hint::remove(&self.root, &name)?;
+                removed += 1;
+            }
+        }
         Ok(removed)
     }
 }

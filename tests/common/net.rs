@@ -153,6 +153,13 @@ pub fn leftovers(c: &Container, tool: &Tool) -> Vec<String> {
     for f in tool.lease_files_of(&c.id) {
         found.push(format!("lease {}", f.display()));
     }
+    // The hint of its veth on the default network (src/lease/hint.rs), named like the veth.
+    let net = ok("docker", &["network", "inspect", "-f", "{{.Id}}", "bridge"]);
+    let veth = docker_netattach::plan::host_ifname(&c.id, net.trim(), "eth0");
+    let hint = tool.state.path().join("veths").join(veth);
+    if hint.exists() {
+        found.push(format!("veth hint {}", hint.display()));
+    }
     found
 }
 
