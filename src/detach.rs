@@ -5,7 +5,8 @@
 //! container) or cannot be asked — and that this process works in the host's network
 //! namespace. Then, under the lock, the leases are read again and what is still there is torn
 //! down. Already gone (no interface, dangling link) is success; other errors are collected and
-//! all reported. Only the lease's own veth ([`owner::owns`]) is ever deleted.
+//! all reported. Only the lease's own veth is ever deleted: the one its attach recorded in the
+//! veth's hint ([`hint::proves`]) or, read in full, [`owner::owns`].
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -96,10 +97,9 @@ pub async fn detach_using(
     let place = hint::Place::here();
     for lease in &chosen {
         let name = owner::host_ifname(lease);
-        if let Some(h) =
-            hint::read(store.root(), &name).filter(|h| Some(&h.place) == place.as_ref())
-        {
-            if rtnl.index_of(&name).ok().flatten() == Some(h.index) {
+        if let Some(h) = hint::read(store.root(), &name) {
+            let live = rtnl.index_of(&name).ok().flatten();
+            if hint::proves(&h, &lease.container_id, place.as_ref(), live) {
                 tracing::debug!(ifname = %name, index = h.index, "veth found through its hint");
                 found.push((key_of(lease), h.index, Some(h.peer)));
                 continue;

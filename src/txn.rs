@@ -353,9 +353,15 @@ impl Txn<'_> {
             nsid: Some(nsid?),
         };
         let (root, name) = (self.store.root().to_path_buf(), lease.host_ifname.clone());
+        let owner = lease.container_id.clone();
         Some(self.syncer.beside().run(move || {
             let place = hint::Place::of(netns).ok_or_else(|| anyhow!("cannot read the boot ID"))?;
-            let hint = hint::VethHint { place, index, peer };
+            let hint = hint::VethHint {
+                owner,
+                place,
+                index,
+                peer,
+            };
             hint::write(&root, &name, &hint)
         }))
     }

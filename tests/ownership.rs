@@ -253,7 +253,8 @@ fn a_veth_hint_is_used_only_while_it_names_the_interface_and_goes_with_its_lease
     let index = std::fs::read_to_string(format!("/sys/class/net/{veth}/ifindex")).unwrap();
     let text = std::fs::read_to_string(hints.join(&veth)).expect("the attach wrote a hint");
     let fields: Vec<&str> = text.split_whitespace().collect();
-    assert_eq!(fields.get(3), Some(&index.trim()), "{text}");
+    assert_eq!(fields.get(1), Some(&c.id.as_str()), "{text}");
+    assert_eq!(fields.get(4), Some(&index.trim()), "{text}");
     let o = tool.run_env(&["detach", &c.name], &debug);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains(by_hint), "{}", stderr(&o));

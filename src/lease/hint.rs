@@ -1,19 +1,23 @@
 //! Where a lease's host veth is, as the attach that made it saw it (`<state>/veths/<host
-//! ifname>`): its index, its peer's index and namespace ID, and the boot and network namespace
-//! those numbers hold in. A detach proves with it that the interface now under the name is the
-//! one its attach made — one SIOCGIFINDEX, which the kernel answers without the RTNL lock —
-//! instead of reading the interface with an RTM_GETLINK, which waits for that lock behind every
-//! other creation and deletion (50 concurrent detaches: a median 8.6 ms each, docs/benchmarks.md).
+//! ifname>`): the container it was made for, its index, its peer's index and namespace ID, and
+//! the boot and network namespace those numbers hold in. A detach proves with it that the
+//! interface now under the name is the one its attach made — one SIOCGIFINDEX, which the kernel
+//! answers without the RTNL lock — instead of reading the interface with an RTM_GETLINK, which
+//! waits for that lock behind every other creation and deletion (50 concurrent detaches: a
+//! median 8.6 ms each, docs/benchmarks.md).
 //!
-//! Why the proof holds: the kernel numbers a namespace's interfaces cyclically and never hands
-//! an index out again within a boot until 2^31 have been used, so an interface with the hint's
-//! name *and* index in the hint's namespace of the hint's boot is the interface the attach
-//! created (and named with the container's ID, [`crate::owner::owns`]). Anything else — no
-//! hint, another boot or namespace, another index under the name (a veth deleted and made again
-//! by hand) — and the interface is read and checked in full, as without hints.
+//! Why the proof holds ([`proves`]): the kernel numbers a namespace's interfaces cyclically and
+//! does not hand an index out again within a boot until 2^31 have been used, so an interface
+//! with the hint's name *and* index in the hint's namespace of the hint's boot is the interface
+//! the attach created for that container. Anything else — no hint, another container, boot or
+//! namespace, another index under the name (a veth deleted and made again) — and the interface
+//! is read and checked in full ([`crate::owner::owns`]: a veth carrying the container's ID as
+//! alias). (Only a person could defeat it, by deleting our veth and making another interface
+//! under its name with `ip link add … index N` of the same number — as a person could copy our
+//! alias onto a veth of theirs for the full check.)
 //!
-//! Not synced: worthless after a crash of the machine (a new boot), written after the lease
-//! is complete (so a failed attach leaves none), removed with the lease; `gc` sweeps those
+//! Not synced: worthless after a crash of the machine (a new boot). Written while the attach
+//! configures the container (a rollback removes it), removed with the lease; `gc` sweeps those
 //! whose lease is gone.
 
 use std::fs;
@@ -61,25 +65,41 @@ pub fn netns_here() -> Option<(u64, u64)> {
 /// The host veth of a lease, as its attach made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VethHint {
+    /// The container (or `--netns` target) ID the veth was made for.
+    pub owner: String,
     pub place: Place,
     pub index: u32,
     pub peer: Peer,
+}
+
+/// Whether `hint` proves that the interface now under its name, whose index is `live` (asked
+/// in `here`), is the veth its attach made for container `owner`.
+pub fn proves(hint: &VethHint, owner: &str, here: Option<&Place>, live: Option<u32>) -> bool {
+    hint.owner == owner && Some(&hint.place) == here && live == Some(hint.index)
 }
 
 impl VethHint {
     fn to_line(&self) -> String {
         let nsid = self.peer.nsid.map_or("-".to_string(), |n| n.to_string());
         format!(
-            "{VERSION} {} {}:{} {} {} {nsid}\n",
-            self.place.boot, self.place.netns.0, self.place.netns.1, self.index, self.peer.index
+            "{VERSION} {} {} {}:{} {} {} {nsid}\n",
+            self.owner,
+            self.place.boot,
+            self.place.netns.0,
+            self.place.netns.1,
+            self.index,
+            self.peer.index
         )
     }
 
     fn parse(text: &str) -> Option<VethHint> {
+        // Whole lines only: a reader racing the writer sees a prefix at worst.
+        let text = text.strip_suffix('\n')?;
         let mut f = text.split_ascii_whitespace();
         if f.next()? != VERSION {
             return None;
         }
+        let owner = f.next()?.to_string();
         let boot = f.next()?.to_string();
         let (dev, ino) = f.next()?.split_once(':')?;
         let index = f.next()?.parse().ok()?;
@@ -92,6 +112,7 @@ impl VethHint {
             return None;
         }
         Some(VethHint {
+            owner,
             place: Place {
                 boot,
                 netns: (dev.parse().ok()?, ino.parse().ok()?),
@@ -128,9 +149,22 @@ pub fn write(root: &Path, ifname: &str, hint: &VethHint) -> anyhow::Result<()> {
     written.map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }
 
-/// The hint for `ifname`, if there is a readable one.
+/// The hint for `ifname`, if there is a readable one (a regular file, never followed through
+/// a symlink nor waited on as a FIFO).
 pub fn read(root: &Path, ifname: &str) -> Option<VethHint> {
-    VethHint::parse(&fs::read_to_string(path(root, ifname)?).ok()?)
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path(root, ifname)?)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(512).read_to_string(&mut text).ok()?;
+    VethHint::parse(&text)
 }
 
 /// Removes the hint for `ifname` (none is fine).
@@ -163,8 +197,11 @@ pub fn names(root: &Path) -> std::io::Result<Vec<String>> {
 mod tests {
     use super::*;
 
+    const OWNER: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
     fn hint(nsid: Option<i32>) -> VethHint {
         VethHint {
+            owner: OWNER.into(),
             place: Place {
                 boot: "0b8c4a3e-7f1d-4c55-9a51-2b6b1d3f4e5a".into(),
                 netns: (4, 4026531840),
@@ -201,12 +238,50 @@ mod tests {
             whole.replace("v1", "v2"),
             whole.replace(" 4711 ", " x "),
             whole.replace("4:4026531840", "4026531840"),
-            whole.trim_end().to_string() + " extra",
+            whole.trim_end().to_string() + " extra\n",
+            whole.trim_end().to_string(),
+            whole.replace(&format!(" {OWNER} "), " "),
         ];
         bad.push(whole[..whole.len() / 2].to_string());
         for text in bad {
             assert_eq!(VethHint::parse(&text), None, "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_hint_proves_only_its_own_container_s_interface_by_index_in_its_place() {
+        let h = hint(Some(3));
+        let here = h.place.clone();
+        assert!(proves(&h, OWNER, Some(&here), Some(4711)));
+        // Another container whose veth name is the same (the name keeps 8 hex digits of the ID).
+        let other = OWNER.replace("0123456789abcdef0123", "0123456799abcdef0123");
+        assert!(!proves(&h, &other, Some(&here), Some(4711)));
+        // Another index under the name, no interface, no place, another boot or namespace.
+        assert!(!proves(&h, OWNER, Some(&here), Some(4712)));
+        assert!(!proves(&h, OWNER, Some(&here), None));
+        assert!(!proves(&h, OWNER, None, Some(4711)));
+        let rebooted = Place {
+            boot: "another boot".into(),
+            ..here.clone()
+        };
+        assert!(!proves(&h, OWNER, Some(&rebooted), Some(4711)));
+        let elsewhere = Place {
+            netns: (4, 4026532000),
+            ..here
+        };
+        assert!(!proves(&h, OWNER, Some(&elsewhere), Some(4711)));
+    }
+
+    #[test]
+    fn a_symlink_or_a_fifo_is_no_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "real", &hint(None)).unwrap();
+        std::os::unix::fs::symlink(root.join(DIR).join("real"), root.join(DIR).join("link"))
+            .unwrap();
+        assert_eq!(read(root, "link"), None);
+        nix::unistd::mkfifo(&root.join(DIR).join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(read(root, "fifo"), None);
     }
 
     #[test]
