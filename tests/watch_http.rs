@@ -178,6 +178,24 @@ fn readiness_is_503_when_docker_is_unreachable() {
 }
 
 #[test]
+fn sigterm_and_sigint_stop_the_daemon_with_exit_code_0() {
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let mut d = Daemon::start(&tool, &[]);
+        assert!(d.wait_ready(Duration::from_secs(10)), "{}", d.log());
+        assert_eq!(
+            d.stop_with(signal, Duration::from_secs(5)),
+            Some(0),
+            "signal {signal}:\n{}",
+            d.log()
+        );
+    }
+}
+
+#[test]
 fn listen_address_in_use_is_a_clear_error() {
     if !need_docker() {
         return;

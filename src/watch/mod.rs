@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod reconcile;
 mod request;
 pub mod restore;
+mod signals;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -259,7 +260,7 @@ async fn daemon(
 
     let dispatcher = Arc::new(Dispatcher::default());
     let reconciling = Arc::new(tokio::sync::Mutex::new(()));
-    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut shutdown = std::pin::pin!(signals::shutdown());
     let mut backoff = FIRST_BACKOFF;
     let mut was_connected = false;
     let mut logged_down = false;
@@ -443,19 +444,4 @@ fn unix_secs() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

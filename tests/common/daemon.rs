@@ -179,6 +179,21 @@ impl Daemon {
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Sends `signal` and waits up to `limit` for the daemon to exit: its exit code (`None`:
+    /// still running, or ended by a signal).
+    pub fn stop_with(&mut self, signal: i32, limit: Duration) -> Option<i32> {
+        // SAFETY: kill(2) on our own child's process ID.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
 }
 
 impl Drop for Daemon {
