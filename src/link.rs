@@ -20,6 +20,8 @@ pub mod unregister;
 pub use inside::{Announce, InterfaceConfig};
 pub use neighbour::{Cached, announcement_corrects};
 
+use rtnetlink::packet_core::{NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
 pub use crate::model::{Iface, Peer};
@@ -93,6 +95,26 @@ impl Rtnl {
             .map_err(|e| anyhow!("cannot duplicate the netlink socket: {e}"))?;
         tokio::spawn(conn);
         Ok(Rtnl { handle, socket })
+    }
+
+    /// Sends one request that is not a dump and returns the kernel's answer: its first
+    /// message (`None`: it sent none), or the error it answered with.
+    async fn ask(
+        &self,
+        msg: RouteNetlinkMessage,
+    ) -> Result<Option<RouteNetlinkMessage>, rtnetlink::Error> {
+        let mut req = NetlinkMessage::from(msg);
+        req.header.flags = NLM_F_REQUEST;
+        let answers = self.handle.clone().request(req)?;
+        let mut answers = std::pin::pin!(answers);
+        while let Some(answer) = futures::StreamExt::next(&mut answers).await {
+            match answer.payload {
+                NetlinkPayload::InnerMessage(m) => return Ok(Some(m)),
+                NetlinkPayload::Error(e) => return Err(rtnetlink::Error::NetlinkError(e)),
+                _ => {}
+            }
+        }
+        Ok(None)
     }
 
     /// The index of interface `name` in this connection's namespace, `None` when there is

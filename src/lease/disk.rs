@@ -436,9 +436,7 @@ impl DiskStore {
             // ms). Both are durable before `commit` renames the record into place.
             let index = beside.run(move || fsutil::fsync_dir(&index_dir));
             let record = file.sync_data();
-            let index = index
-                .wait()
-                .unwrap_or_else(|| Err(std::io::Error::other("the lease-sync thread panicked")));
+            let index = index.synced();
             record.and(index)
         });
         Ok(Completion {
@@ -459,11 +457,14 @@ impl DiskStore {
         mut c: Completion,
         syncer: &Syncer,
     ) -> Result<Committed> {
-        let synced = c
-            .synced
-            .take()
-            .and_then(Ticket::wait)
-            .unwrap_or_else(|| Err(std::io::Error::other("the lease-sync thread panicked")));
+        let synced = c.synced.take().map_or_else(
+            || {
+                Err(std::io::Error::other(
+                    "the completion was committed already",
+                ))
+            },
+            Ticket::synced,
+        );
         synced.map_err(|e| state_err(&c.tmp, e))?;
         put_in_place(&c.dir, &c.tmp, &c.lease)?;
         let dir = c.dir.clone();
@@ -599,10 +600,7 @@ pub struct Committed {
 impl Committed {
     /// Waits for the directory's sync: the complete lease is durable when this returns Ok.
     pub fn durable(self) -> Result<()> {
-        self.synced
-            .wait()
-            .unwrap_or_else(|| Err(std::io::Error::other("the lease-sync thread panicked")))
-            .map_err(|e| state_err(&self.dir, e))
+        self.synced.synced().map_err(|e| state_err(&self.dir, e))
     }
 }
 

@@ -145,6 +145,14 @@ impl<T> Ticket<T> {
     }
 }
 
+impl<T> Ticket<std::io::Result<T>> {
+    /// Waits for a sync job: its result, or an error when it panicked.
+    pub fn synced(self) -> std::io::Result<T> {
+        self.wait()
+            .unwrap_or_else(|| Err(std::io::Error::other("the lease-sync thread panicked")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

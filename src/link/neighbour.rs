@@ -14,8 +14,6 @@
 use std::net::Ipv4Addr;
 
 use anyhow::Result;
-use futures::StreamExt;
-use rtnetlink::packet_core::{NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::neighbour::{
@@ -41,38 +39,22 @@ impl Rtnl {
         msg.header.ifindex = index;
         msg.attributes
             .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
-        let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNeighbour(msg));
-        req.header.flags = NLM_F_REQUEST;
         let doing = format!("look up {ip} in the neighbour cache");
-        let answers = self
-            .handle
-            .clone()
-            .request(req)
-            .map_err(|e| nl_err(&e, &doing))?;
-        let mut answers = std::pin::pin!(answers);
-        while let Some(answer) = answers.next().await {
-            match answer.payload {
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(n)) => {
-                    let mac = n.attributes.iter().find_map(|a| match a {
-                        NeighbourAttribute::LinkLayerAddress(m) => Some(m.clone()),
-                        _ => None,
-                    });
-                    return Ok(Some(Cached {
-                        state: n.header.state,
-                        mac,
-                    }));
-                }
-                NetlinkPayload::Error(e) => {
-                    let e = rtnetlink::Error::NetlinkError(e);
-                    if errno(&e) == Some(libc::ENOENT) {
-                        return Ok(None);
-                    }
-                    return Err(nl_err(&e, &doing));
-                }
-                _ => {}
+        match self.ask(RouteNetlinkMessage::GetNeighbour(msg)).await {
+            Ok(Some(RouteNetlinkMessage::NewNeighbour(n))) => {
+                let mac = n.attributes.iter().find_map(|a| match a {
+                    NeighbourAttribute::LinkLayerAddress(m) => Some(m.clone()),
+                    _ => None,
+                });
+                Ok(Some(Cached {
+                    state: n.header.state,
+                    mac,
+                }))
             }
+            Ok(_) => Ok(None),
+            Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(nl_err(&e, &doing)),
         }
-        Ok(None)
     }
 }
 

@@ -5,8 +5,6 @@
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use anyhow::Result;
-use futures::StreamExt;
-use rtnetlink::packet_core::{NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::nsid::{NsidAttribute, NsidMessage};
 
@@ -18,29 +16,18 @@ impl Rtnl {
         let mut msg = NsidMessage::default();
         let fd = u32::try_from(ns.as_raw_fd()).unwrap_or_default();
         msg.attributes.push(NsidAttribute::Fd(fd));
-        let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(msg));
-        req.header.flags = NLM_F_REQUEST;
-        let doing = "ask for the ID of the container's network namespace";
-        let answers = self
-            .handle
-            .clone()
-            .request(req)
-            .map_err(|e| nl_err(&e, doing))?;
-        let mut answers = std::pin::pin!(answers);
-        while let Some(answer) = answers.next().await {
-            match answer.payload {
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(m)) => {
-                    return Ok(m.attributes.iter().find_map(|a| match a {
-                        NsidAttribute::Id(id) if *id >= 0 => Some(*id),
-                        _ => None,
-                    }));
-                }
-                NetlinkPayload::Error(e) => {
-                    return Err(nl_err(&rtnetlink::Error::NetlinkError(e), doing));
-                }
-                _ => {}
+        match self.ask(RouteNetlinkMessage::GetNsId(msg)).await {
+            Ok(Some(RouteNetlinkMessage::NewNsId(m))) => {
+                Ok(m.attributes.iter().find_map(|a| match a {
+                    NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+                    _ => None,
+                }))
             }
+            Ok(_) => Ok(None),
+            Err(e) => Err(nl_err(
+                &e,
+                "ask for the ID of the container's network namespace",
+            )),
         }
-        Ok(None)
     }
 }
