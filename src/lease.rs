@@ -9,6 +9,7 @@
 //! - `lease/repair.rs`: `sweep` and the quarantine of corrupt lease files;
 //! - `lease/files.rs`: the file-level steps (one record, its names, private directories);
 //! - `lease/hint.rs`: where each lease's host veth is, for a detach that needs no RTNL lock;
+//! - `lease/reboot.rs`: what a crash of the machine left of an attach, put in place once per boot;
 //! - `lease/memory.rs` (tests only): the same interface in memory.
 //!
 //! A file that cannot be read (garbage, a planted symlink, a record under the wrong name) blocks
@@ -30,11 +31,12 @@ mod files;
 pub mod hint;
 #[cfg(test)]
 pub(crate) mod memory;
+mod reboot;
 mod repair;
 mod scan;
 mod syncer;
 
-pub use disk::{Committed, Completion, DiskStore, Prepared};
+pub use disk::{Completion, DiskStore, Prepared};
 pub use syncer::{Syncer, Ticket};
 
 /// The store every command opens: the one on disk.

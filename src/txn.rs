@@ -266,8 +266,7 @@ impl Txn<'_> {
         // goes out at all. Before the configuration, the veth's hint (src/lease/hint.rs): the
         // ID the host gives the container's namespace is asked while the socket in there is
         // opened, and the hint is written on the second sync thread while the container is
-        // configured (not later: its file would then join the journal commit of the lease's
-        // directory that the attach waits for).
+        // configured, off the attach's path.
         let mut hinted = None;
         let inside = async {
             let (nsid, opened) =
@@ -304,9 +303,9 @@ impl Txn<'_> {
             );
         }
         self.step = "complete";
-        let committed = self.store.commit(self.lock, completion, self.syncer)?;
+        self.store.commit(self.lock, completion)?;
         // The announcement decides nothing any more (the attachment works without it: the
-        // neighbours would ask), so it runs while the lease's directory is synced.
+        // neighbours would ask).
         let (inside, ifindex) = inside;
         // The request is flooded to every port of the bridge: sent only when the host's cache
         // shows something to correct (src/link/neighbour.rs); a failed lookup sends it.
@@ -332,7 +331,7 @@ impl Txn<'_> {
         if let Some(Some(Err(e))) = self.hint.take().map(Ticket::wait) {
             tracing::debug!("{e:#}; a detach reads the veth in full");
         }
-        committed.durable()
+        Ok(())
     }
 
     /// Writes the hint of the lease's host veth ([`hint`]) on the second sync thread; `None`

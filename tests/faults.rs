@@ -57,6 +57,82 @@ fn a_container_that_exits_mid_attach_is_rolled_back() {
     }
 }
 
+/// An attach stopped after its kernel work, as a crash of the machine stops it (SIGKILL during
+/// the pause after `configure`, when the complete record is synced under its temporary name):
+/// in this boot its lease stays incomplete (`stale`, for gc or the next attach to deal with);
+/// once the state directory's mark names another boot, as after a restart of the machine, the
+/// first command keeps the lease as complete (src/lease/reboot.rs).
+#[test]
+fn an_attach_a_crash_stops_after_its_kernel_work_keeps_its_lease_in_the_next_boot() {
+    if !cfg!(feature = "test-hooks") {
+        panic!(
+            "this test pauses an attach with DOCKER_NETATTACH_PAUSE_AFTER, which only a `--features test-hooks` build honours; run it with that feature (scripts/test does)"
+        );
+    }
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let web = Container::none("na-ft-boot");
+    let mut child = tool
+        .cmd()
+        .arg(&web.name)
+        .env("DOCKER_NETATTACH_PAUSE_AFTER", "configure")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let complete_record = || {
+        tool.lease_files().into_iter().any(|f| {
+            f.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(".complete"))
+        })
+    };
+    let configured = || {
+        stdout(&run(
+            "ip",
+            &["-n", &web.name, "-4", "-o", "addr", "show", "dev", "eth0"],
+        ))
+        .contains("inet ")
+    };
+    let reached = wait_until(Duration::from_secs(10), || {
+        configured() && complete_record()
+    });
+    assert!(
+        reached,
+        "the attach did not get past its kernel work within 10 s"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (ip, status) = status_of(&tool, &web.name).expect("the reservation is listed");
+    assert_eq!(status, "stale", "in the boot that made it");
+    assert!(
+        complete_record(),
+        "the complete record is still where it was"
+    );
+
+    let mark = tool.state.path().join("boot");
+    let _ = std::fs::remove_file(&mark);
+    std::os::unix::fs::symlink("an-earlier-boot", &mark).unwrap();
+    assert_eq!(
+        status_of(&tool, &web.name),
+        Some((ip.clone(), "attached".to_string())),
+        "in the next boot the lease is complete (its veth and namespace are still here: no real reboot)"
+    );
+    assert!(!complete_record(), "the temporary went into place");
+    assert_ne!(
+        std::fs::read_link(&mark).unwrap(),
+        Path::new("an-earlier-boot")
+    );
+    tool.ok(&["detach", &web.name]);
+    assert!(
+        leftovers(&web, &tool).is_empty(),
+        "{:?}",
+        leftovers(&web, &tool)
+    );
+}
+
 #[test]
 fn a_restart_between_attach_and_detach() {
     if !need_docker() {

@@ -29,7 +29,6 @@ use crate::model::Peer;
 
 /// The directory of the hints, under the state directory.
 pub const DIR: &str = "veths";
-const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 const VERSION: &str = "v1";
 
 /// A boot and a network namespace: where an interface index means one interface.
@@ -50,7 +49,7 @@ impl Place {
     /// The namespace `netns` ([`netns_here`] of some thread) in this boot.
     pub fn of(netns: (u64, u64)) -> Option<Place> {
         Some(Place {
-            boot: fs::read_to_string(BOOT_ID).ok()?.trim().to_string(),
+            boot: super::reboot::boot_id()?,
             netns,
         })
     }

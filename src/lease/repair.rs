@@ -14,7 +14,7 @@ use super::files::{
     address_of, addresses_named_in, ensure_private_dir, file_name, fsync_dir, is_v4_name,
     read_lease, read_record, remove_if_present, remove_names, sorted_entries,
 };
-use super::{CorruptLease, StoreLock, hint, state_err};
+use super::{CorruptLease, StoreLock, hint, reboot, state_err};
 
 impl DiskStore {
     /// Moves a corrupt lease file (all its names) to `quarantine/<network-id>/`. At every
@@ -52,7 +52,8 @@ impl DiskStore {
     /// Repairs what killed commands and damaged files left, under the lock: removes temporary
     /// files (every writer holds the lock, so under it none is in use — but for a record that a
     /// detach writes ahead of taking it: should it go, that detach writes it again under the
-    /// lock), sets corrupt lease
+    /// lock; the complete record of an attach killed in this boot goes too, its lease stays
+    /// incomplete, for `gc` to judge), sets corrupt lease
     /// files aside (their addresses stay taken), rebuilds corrupt index entries from their
     /// lease, and removes index entries whose lease is gone and IPv6 names whose lease is gone.
     pub fn sweep(&self, _lock: &StoreLock) -> Result<usize> {
@@ -61,13 +62,21 @@ impl DiskStore {
             self.by_container(),
             self.root.join("bridges"),
             self.root.join(hint::DIR),
+            self.root.clone(),
         ]);
         for dir in dirs {
+            let mut complete = false;
             for file in sorted_entries(&dir)? {
-                if file_name(&file).is_some_and(|n| n.starts_with(".tmp.")) {
+                if let Some(name) = file_name(&file).filter(|n| n.starts_with(".tmp.")) {
+                    complete |= name.ends_with(reboot::COMPLETE);
                     remove_if_present(&file)?;
                     removed += 1;
                 }
+            }
+            // A complete record's name was synced (`reboot.rs`): so is its removal, or a crash
+            // could bring it back for the next boot to put in place.
+            if complete {
+                fsync_dir(&dir)?;
             }
         }
         for c in self.scan()?.corrupt.iter().filter(|c| !c.quarantined) {
