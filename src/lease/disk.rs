@@ -400,9 +400,12 @@ impl DiskStore {
     }
 
     /// Puts a record written ahead in place of the lease's names, as
-    /// [`rewrite_reservation`](Self::rewrite_reservation) does (no sync).
+    /// [`rewrite_reservation`](Self::rewrite_reservation) does (no sync). The record is an
+    /// incomplete one (a detach's, a re-attach's reservation): a complete record a killed attach
+    /// left for the address (`reboot.rs`) goes first, so that no restart brings it back.
     pub fn install(&self, _lock: &StoreLock, mut p: Prepared) -> Result<()> {
         p.installed = true;
+        remove_if_present(&super::reboot::complete_path(&p.dir, p.lease.v4.ip))?;
         put_in_place(&p.dir, &p.tmp, &p.lease)
     }
 

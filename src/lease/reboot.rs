@@ -42,9 +42,17 @@ const MARK: &str = "boot";
 pub(super) const COMPLETE: &str = ".complete";
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
-/// This boot's ID (None when /proc cannot tell).
+/// This boot's ID (None when /proc cannot tell), read once per process.
 pub fn boot_id() -> Option<String> {
-    Some(fs::read_to_string(BOOT_ID).ok()?.trim().to_string())
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| Some(fs::read_to_string(BOOT_ID).ok()?.trim().to_string()))
+        .clone()
+}
+
+/// Whether the state directory `root` is marked with this boot: what a crash left in it has
+/// been put in place (`gc` leaves complete records alone until then).
+pub(super) fn marked_this_boot(root: &Path) -> bool {
+    boot_id().is_some_and(|now| read_mark(&root.join(MARK)).as_deref() == Some(now.as_str()))
 }
 
 /// Where an attach writes the complete record of its lease on `ip` in `dir` (the network's
@@ -153,36 +161,46 @@ impl DiskStore {
         {
             return Ok(Left::Dropped("its address is quarantined".into()));
         }
-        let index = self.index_entry(cid, nid)?;
         let path = net.join(ip.to_string());
         match read_lease(&path) {
             Ok(Some(l)) if l.container_id == *cid => put_in_place(net, tmp, &record)?,
             Ok(Some(_)) => return Ok(Left::Dropped("its address is another lease's".into())),
             Ok(None) => {
-                if let IndexEntry::Points(other) = index {
-                    if other != ip && self.find(cid, nid)?.is_some() {
-                        return Ok(Left::Dropped(format!(
-                            "its container holds {other} on that network"
-                        )));
-                    }
+                if let Some(other) = self.find(cid, nid)?.filter(|l| l.v4.ip != ip) {
+                    return Ok(Left::Dropped(format!(
+                        "its container holds {} on that network",
+                        other.v4.ip
+                    )));
                 }
-                match link_new(tmp, net, &record) {
-                    Ok(()) => remove_if_present(tmp)?,
-                    Err((a, _, e)) if e.kind() == ErrorKind::AlreadyExists => {
-                        return Ok(Left::Dropped(format!("{a} is another lease's")));
+                // The IPv6 name may have come back without the IPv4 one: the lease's own when it
+                // holds this record or another of this container.
+                let own6 = record.ip6().is_some_and(|ip6| {
+                    read_record(&net.join(ip6.to_string()))
+                        .is_ok_and(|r| r.container_id == *cid && r.v4.ip == ip)
+                });
+                if own6 {
+                    put_in_place(net, tmp, &record)?;
+                } else {
+                    match link_new(tmp, net, &record) {
+                        Ok(()) => {}
+                        Err((a, _, e)) if e.kind() == ErrorKind::AlreadyExists => {
+                            return Ok(Left::Dropped(format!("{a} is another lease's")));
+                        }
+                        Err((_, p, e)) => return Err(state_err(&p, e)),
                     }
-                    Err((_, p, e)) => return Err(state_err(&p, e)),
                 }
             }
             // What the crash left of the reservation (its data is not synced): ours when the
             // container's index entry names the address.
-            Err(_) if matches!(index, IndexEntry::Points(i) if i == ip) => {
+            Err(e) if is_io(&e) => return Err(e),
+            Err(_) if matches!(self.index_entry(cid, nid)?, IndexEntry::Points(i) if i == ip) => {
                 put_in_place(net, tmp, &record)?
             }
             Err(_) => return Ok(Left::Dropped("its address holds an unreadable file".into())),
         }
-        // A crash between the commit's two renames (dual-stack) left the IPv6 name on this
-        // very record: the rename of its link over it did nothing, and the link stays.
+        // Left where a rename found the same file under the target name (a put-back killed
+        // after its link; a crash between the commit's two renames, dual-stack).
+        remove_if_present(tmp)?;
         if let Some(ip6) = record.ip6() {
             remove_if_present(&net.join(format!(".tmp.{ip6}.{}", std::process::id())))?;
         }
@@ -375,6 +393,79 @@ mod tests {
         assert!(
             !names.iter().any(|n| n == "172.17.0.7" || n == "172.17.0.9"),
             "{names:?}"
+        );
+        assert_eq!(temporaries(&store), Vec::<String>::new());
+    }
+
+    /// A killed attach, then a detach that marked the lease incomplete and was killed or
+    /// failed: what the user tried to detach does not come back complete.
+    #[test]
+    fn a_lease_a_detach_marked_incomplete_does_not_come_back_complete() {
+        let (_d, store) = tmp_store();
+        let a = interrupted(&store, "aaa", "172.17.0.5");
+        let lock = store.lock().unwrap();
+        let marked = store.prepare_reservation(&a).unwrap();
+        store.install(&lock, marked).unwrap();
+        drop(lock);
+        let store = next_boot(&store);
+        assert_eq!(
+            complete_of(&store, "aaa"),
+            Some(("172.17.0.5".into(), false))
+        );
+    }
+
+    /// The put-back waits when it could not run (a warning): gc does not remove its records.
+    #[test]
+    fn gc_leaves_an_earlier_boots_records_to_their_put_back() {
+        let (_d, store) = tmp_store();
+        interrupted(&store, "aaa", "172.17.0.5");
+        let mark = store.root().join(MARK);
+        fs::remove_file(&mark).unwrap();
+        std::os::unix::fs::symlink("an earlier boot", &mark).unwrap();
+        let lock = store.lock().unwrap();
+        store.sweep(&lock).unwrap();
+        drop(lock);
+        assert_eq!(temporaries(&store).len(), 1);
+        let store = DiskStore::open(store.root()).unwrap();
+        assert_eq!(
+            complete_of(&store, "aaa"),
+            Some(("172.17.0.5".into(), true))
+        );
+    }
+
+    /// Dual-stack: the IPv6 name came back without the IPv4 one; a put-back killed after
+    /// linking the record under the address.
+    #[test]
+    fn what_a_crash_or_a_killed_put_back_left_of_the_names_is_completed() {
+        let (_d, store) = tmp_store();
+        let dir = store.root().join("leases/netid");
+        let lock = store.lock().unwrap();
+        let mut l = lease("aaa", "172.17.0.5");
+        l.v6 = Some(crate::attachment::V6Part::sample("fd00::5"));
+        l.complete = false;
+        store.insert(&lock, &l).unwrap();
+        std::mem::forget(
+            store
+                .prepare_completion(&lock, &l, &Syncer::inline())
+                .unwrap(),
+        );
+        drop(lock);
+        fs::remove_file(dir.join("172.17.0.5")).unwrap();
+        interrupted(&store, "bbb", "172.17.0.6");
+        fs::remove_file(dir.join("172.17.0.6")).unwrap();
+        fs::hard_link(dir.join(".tmp.172.17.0.6.complete"), dir.join("172.17.0.6")).unwrap();
+
+        let store = next_boot(&store);
+        let kept = store.find("aaa", "netid").unwrap().unwrap();
+        assert!(kept.complete && kept.ip6().is_some(), "{kept:?}");
+        assert_eq!(
+            read_record(&dir.join("fd00::5")).unwrap(),
+            kept,
+            "the IPv6 name holds the complete record"
+        );
+        assert_eq!(
+            complete_of(&store, "bbb"),
+            Some(("172.17.0.6".into(), true))
         );
         assert_eq!(temporaries(&store), Vec::<String>::new());
     }

@@ -64,11 +64,19 @@ impl DiskStore {
             self.root.join(hint::DIR),
             self.root.clone(),
         ]);
+        // A complete record of an earlier boot is for its put-back (`reboot.rs`), which a
+        // failure has held up: left for the command that does it.
+        let this_boot = reboot::marked_this_boot(&self.root);
         for dir in dirs {
             let mut complete = false;
             for file in sorted_entries(&dir)? {
                 if let Some(name) = file_name(&file).filter(|n| n.starts_with(".tmp.")) {
-                    complete |= name.ends_with(reboot::COMPLETE);
+                    if name.ends_with(reboot::COMPLETE) {
+                        if !this_boot {
+                            continue;
+                        }
+                        complete = true;
+                    }
                     remove_if_present(&file)?;
                     removed += 1;
                 }
