@@ -78,11 +78,10 @@ impl DiskStore {
         let Some(now) = boot_id() else {
             return;
         };
-        let mark = self.root.join(MARK);
-        if read_mark(&mark).as_deref() == Some(now.as_str()) {
+        if marked_this_boot(&self.root) {
             return;
         }
-        if let Err(e) = self.look_after_boot(&mark, &now) {
+        if let Err(e) = self.look_after_boot(&self.root.join(MARK), &now) {
             tracing::warn!(
                 "{e:#}; a lease whose attach a restart of the machine interrupted may still be incomplete (the next command tries again)"
             );
@@ -255,8 +254,12 @@ mod tests {
     /// An attach of `cid` on `ip` as a crash leaves it after its lease step: the incomplete
     /// reservation under the address, the complete record synced under its temporary name.
     fn interrupted(store: &DiskStore, cid: &str, ip: &str) -> Lease {
+        interrupt(store, lease(cid, ip))
+    }
+
+    /// [`interrupted`] for a lease of the caller's making.
+    fn interrupt(store: &DiskStore, mut l: Lease) -> Lease {
         let lock = store.lock().unwrap();
-        let mut l = lease(cid, ip);
         l.complete = false;
         store.insert(&lock, &l).unwrap();
         let completion = store
@@ -266,11 +269,16 @@ mod tests {
         l
     }
 
-    /// The state directory as the next boot finds it.
-    fn next_boot(store: &DiskStore) -> DiskStore {
+    /// Marks the state directory with another boot, as the next boot finds it.
+    fn mark_earlier_boot(store: &DiskStore) {
         let mark = store.root().join(MARK);
         fs::remove_file(&mark).unwrap();
         std::os::unix::fs::symlink("an earlier boot", &mark).unwrap();
+    }
+
+    /// The store as the first command of the next boot opens it.
+    fn next_boot(store: &DiskStore) -> DiskStore {
+        mark_earlier_boot(store);
         DiskStore::open(store.root()).unwrap()
     }
 
@@ -419,9 +427,7 @@ mod tests {
     fn gc_leaves_an_earlier_boots_records_to_their_put_back() {
         let (_d, store) = tmp_store();
         interrupted(&store, "aaa", "172.17.0.5");
-        let mark = store.root().join(MARK);
-        fs::remove_file(&mark).unwrap();
-        std::os::unix::fs::symlink("an earlier boot", &mark).unwrap();
+        mark_earlier_boot(&store);
         let lock = store.lock().unwrap();
         store.sweep(&lock).unwrap();
         drop(lock);
@@ -439,17 +445,9 @@ mod tests {
     fn what_a_crash_or_a_killed_put_back_left_of_the_names_is_completed() {
         let (_d, store) = tmp_store();
         let dir = store.root().join("leases/netid");
-        let lock = store.lock().unwrap();
         let mut l = lease("aaa", "172.17.0.5");
         l.v6 = Some(crate::attachment::V6Part::sample("fd00::5"));
-        l.complete = false;
-        store.insert(&lock, &l).unwrap();
-        std::mem::forget(
-            store
-                .prepare_completion(&lock, &l, &Syncer::inline())
-                .unwrap(),
-        );
-        drop(lock);
+        interrupt(&store, l);
         fs::remove_file(dir.join("172.17.0.5")).unwrap();
         interrupted(&store, "bbb", "172.17.0.6");
         fs::remove_file(dir.join("172.17.0.6")).unwrap();
