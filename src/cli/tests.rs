@@ -229,6 +229,80 @@ fn invoked_as_a_docker_cli_plugin() {
     assert!(err.to_string().contains("docker netattach"), "{err}");
 }
 
+/// The clap-free parse of `attach NAME` / `detach NAME` (`parse_plain`) gives what clap gives
+/// for the same line in this process's environment, and with the environment variables of the
+/// global options set (through its lookup; clap reads the real environment, so those cases are
+/// compared with the values clap would take); every other line, and a variable set but empty
+/// (clap refuses an empty value), is left to clap.
+#[test]
+fn the_plain_parse_equals_clap() {
+    let argv = |line: &str| -> Vec<OsString> {
+        std::iter::once("docker-netattach")
+            .chain(line.split_whitespace())
+            .map(OsString::from)
+            .collect()
+    };
+    let real = |k: &str| std::env::var_os(k);
+    let unusable = [
+        "DOCKER_NETATTACH_STATE_DIR",
+        "DOCKER_NETATTACH_PROC_ROOT",
+        "DOCKER_HOST",
+    ]
+    .iter()
+    .any(|k| real(k).is_some_and(|v| v.is_empty() || v.to_str().is_none()));
+    for line in [
+        "attach web",
+        "detach web",
+        "attach my_app.1-x",
+        "detach 3f9a2b",
+    ] {
+        if unusable {
+            break; // clap's turn (checked below with a lookup of our own)
+        }
+        let plain = parse_plain(&argv(line), real).unwrap_or_else(|| panic!("{line:?} not taken"));
+        let full = Cli::try_parse_from(argv(line)).unwrap();
+        assert_eq!(format!("{plain:?}"), format!("{full:?}"), "{line:?}");
+    }
+    for line in [
+        "attach",
+        "attach -v web",
+        "attach web -v",
+        "attach --help",
+        "attach -",
+        "detach web --json",
+        "detach a b",
+        "web",
+        "list web",
+        "inspect web",
+    ] {
+        assert!(parse_plain(&argv(line), real).is_none(), "{line:?} taken");
+    }
+    // The environment: what clap takes for each variable when it is set.
+    let set = |k: &str| match k {
+        "DOCKER_NETATTACH_STATE_DIR" => Some(OsString::from("/srv/leases")),
+        "DOCKER_NETATTACH_PROC_ROOT" => Some(OsString::from("/host/proc")),
+        "DOCKER_HOST" => Some(OsString::from("tcp://10.0.0.1:2375")),
+        _ => None,
+    };
+    let cli = parse_plain(&argv("attach web"), set).unwrap();
+    let full = Cli::try_parse_from(argv(
+        "attach web --state-dir /srv/leases --proc-root /host/proc -H tcp://10.0.0.1:2375",
+    ))
+    .unwrap();
+    assert_eq!(format!("{cli:?}"), format!("{full:?}"));
+    for key in [
+        "DOCKER_NETATTACH_STATE_DIR",
+        "DOCKER_NETATTACH_PROC_ROOT",
+        "DOCKER_HOST",
+    ] {
+        let empty = |k: &str| (k == key).then(OsString::new);
+        assert!(
+            parse_plain(&argv("detach web"), empty).is_none(),
+            "{key} empty"
+        );
+    }
+}
+
 /// The one-subcommand parse (`parse_one`) takes the common `attach`/`detach` lines and gives
 /// exactly what the full tree gives; what it refuses is left to the full parse.
 #[test]
