@@ -83,8 +83,8 @@ fn parse_plain(args: &[OsString], env: impl Fn(&str) -> Option<OsString>) -> Opt
     let name = name
         .to_str()
         .filter(|n| !n.is_empty() && !n.starts_with('-'))?;
-    // Unset: the default; set: the value (clap takes a set but empty one as a value, and then
-    // refuses it: left to clap).
+    // Unset: the default; set: the value. Set but empty: clap's to judge (it refuses an empty
+    // --state-dir, for one).
     let path = |key: &str, default: &str| match env(key) {
         None => Some(PathBuf::from(default)),
         Some(v) if v.is_empty() => None,

@@ -233,7 +233,7 @@ fn invoked_as_a_docker_cli_plugin() {
 /// for the same line in this process's environment, and with the environment variables of the
 /// global options set (through its lookup; clap reads the real environment, so those cases are
 /// compared with the values clap would take); every other line, and a variable set but empty
-/// (clap refuses an empty value), is left to clap.
+/// (clap refuses an empty --state-dir), is left to clap.
 #[test]
 fn the_plain_parse_equals_clap() {
     let argv = |line: &str| -> Vec<OsString> {
