@@ -76,8 +76,9 @@ impl Cli {
 /// the runtime's first system call: 241-250 µs with it, 148-159 µs without, medians of 30
 /// attaches traced with `perf record -e raw_syscalls:sys_enter`). The result is the `Cli` clap
 /// gives for the same line, defaults and the three environment variables of the global
-/// options included (a unit test compares the two); a variable set but empty or not UTF-8, and
-/// every other line, go to clap, so its messages and rules stay the only ones.
+/// options included (unit tests compare the two, also in a child process with the variables
+/// set); an empty variable, a `DOCKER_HOST` that is not UTF-8, and every other line go to clap,
+/// so its messages and rules stay the only ones.
 fn parse_plain(args: &[OsString], env: impl Fn(&str) -> Option<OsString>) -> Option<Cli> {
     let [_, sub, name] = args else { return None };
     let name = name

@@ -303,6 +303,78 @@ fn the_plain_parse_equals_clap() {
     }
 }
 
+/// The same comparison in this test binary run again with the global options' environment
+/// variables really set (clap reads them from the process's environment; setting them here
+/// would change them for the tests running beside): each child runs
+/// `plain_parse_child_compares` and fails on a difference. Also through the Docker CLI
+/// plugin's form (`netattach attach NAME`).
+#[test]
+fn the_plain_parse_equals_clap_with_the_variables_set() {
+    let exe = std::env::current_exe().unwrap();
+    let cases: [&[(&str, &str)]; 4] = [
+        &[],
+        &[
+            ("DOCKER_NETATTACH_STATE_DIR", "/srv/leases"),
+            ("DOCKER_NETATTACH_PROC_ROOT", "/host/proc"),
+            ("DOCKER_HOST", "tcp://10.0.0.1:2375"),
+        ],
+        &[("DOCKER_NETATTACH_STATE_DIR", "")],
+        &[("DOCKER_HOST", "")],
+    ];
+    for vars in cases {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args([
+            "--exact",
+            "cli::tests::plain_parse_child_compares",
+            "--nocapture",
+        ])
+        .env("NETATTACH_PLAIN_PARSE_CHILD", "1")
+        .env_remove("DOCKER_NETATTACH_STATE_DIR")
+        .env_remove("DOCKER_NETATTACH_PROC_ROOT")
+        .env_remove("DOCKER_HOST");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{vars:?}: {text}");
+        assert!(
+            text.contains("plain parse compared"),
+            "{vars:?}: the child ran nothing: {text}"
+        );
+    }
+}
+
+/// The child of the test above (does nothing in an ordinary run).
+#[test]
+fn plain_parse_child_compares() {
+    if std::env::var_os("NETATTACH_PLAIN_PARSE_CHILD").is_none() {
+        return;
+    }
+    let real = |k: &str| std::env::var_os(k);
+    let empty = ["DOCKER_NETATTACH_STATE_DIR", "DOCKER_HOST"]
+        .iter()
+        .any(|k| real(k).is_some_and(|v| v.is_empty()));
+    for line in [
+        ["docker-netattach", "attach", "web"].as_slice(),
+        &["docker-netattach", "detach", "web"],
+        &["docker-netattach", "netattach", "attach", "web"],
+    ] {
+        let args = crate::plugin::strip_plugin_arg(line.iter().map(OsString::from).collect());
+        let plain = parse_plain(&args, real);
+        if empty {
+            assert!(plain.is_none(), "{line:?} taken with an empty variable");
+            continue;
+        }
+        let plain = plain.unwrap_or_else(|| panic!("{line:?} not taken"));
+        let full = Cli::try_parse_from(&args).unwrap();
+        assert_eq!(format!("{plain:?}"), format!("{full:?}"), "{line:?}");
+        let via = Cli::parse_args(line.iter().copied()).unwrap();
+        assert_eq!(format!("{via:?}"), format!("{full:?}"), "{line:?}");
+    }
+    println!("plain parse compared");
+}
+
 /// The one-subcommand parse (`parse_one`) takes the common `attach`/`detach` lines and gives
 /// exactly what the full tree gives; what it refuses is left to the full parse.
 #[test]
