@@ -372,7 +372,8 @@ fn plain_parse_child_compares() {
         let via = Cli::parse_args(line.iter().copied()).unwrap();
         assert_eq!(format!("{via:?}"), format!("{full:?}"), "{line:?}");
     }
-    println!("plain parse compared");
+    use std::io::Write;
+    writeln!(std::io::stdout(), "plain parse compared").unwrap();
 }
 
 /// The one-subcommand parse (`parse_one`) takes the common `attach`/`detach` lines and gives
