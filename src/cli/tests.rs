@@ -229,40 +229,29 @@ fn invoked_as_a_docker_cli_plugin() {
     assert!(err.to_string().contains("docker netattach"), "{err}");
 }
 
-/// The clap-free parse of `attach NAME` / `detach NAME` (`parse_plain`) gives what clap gives
-/// for the same line in this process's environment, and with the environment variables of the
-/// global options set (through its lookup; clap reads the real environment, so those cases are
-/// compared with the values clap would take); every other line, and a variable set but empty
-/// (clap refuses an empty --state-dir), is left to clap.
+/// `docker-netattach` followed by the words of `line`.
+fn argv(line: &str) -> Vec<OsString> {
+    std::iter::once("docker-netattach")
+        .chain(line.split_whitespace())
+        .map(OsString::from)
+        .collect()
+}
+
+/// `got` is what clap gives for `args` in this process's environment.
+fn assert_as_clap(got: Option<Cli>, args: &[OsString]) {
+    let got = got.unwrap_or_else(|| panic!("{args:?} not taken"));
+    let full = Cli::try_parse_from(args).unwrap();
+    assert_eq!(format!("{got:?}"), format!("{full:?}"), "{args:?}");
+}
+
+/// The clap-free parse of `attach NAME` / `detach NAME` (`parse_plain`) takes only those lines,
+/// reads the global options' environment variables as clap does (through its lookup here: the
+/// values clap takes from the variables, given as flags), and leaves a variable set but empty
+/// (clap refuses an empty --state-dir) to clap. The comparison in the real environment is the
+/// next test's.
 #[test]
 fn the_plain_parse_equals_clap() {
-    let argv = |line: &str| -> Vec<OsString> {
-        std::iter::once("docker-netattach")
-            .chain(line.split_whitespace())
-            .map(OsString::from)
-            .collect()
-    };
-    let real = |k: &str| std::env::var_os(k);
-    let unusable = [
-        "DOCKER_NETATTACH_STATE_DIR",
-        "DOCKER_NETATTACH_PROC_ROOT",
-        "DOCKER_HOST",
-    ]
-    .iter()
-    .any(|k| real(k).is_some_and(|v| v.is_empty() || v.to_str().is_none()));
-    for line in [
-        "attach web",
-        "detach web",
-        "attach my_app.1-x",
-        "detach 3f9a2b",
-    ] {
-        if unusable {
-            break; // clap's turn (checked below with a lookup of our own)
-        }
-        let plain = parse_plain(&argv(line), real).unwrap_or_else(|| panic!("{line:?} not taken"));
-        let full = Cli::try_parse_from(argv(line)).unwrap();
-        assert_eq!(format!("{plain:?}"), format!("{full:?}"), "{line:?}");
-    }
+    let unset = |_: &str| None;
     for line in [
         "attach",
         "attach -v web",
@@ -275,20 +264,18 @@ fn the_plain_parse_equals_clap() {
         "list web",
         "inspect web",
     ] {
-        assert!(parse_plain(&argv(line), real).is_none(), "{line:?} taken");
+        assert!(parse_plain(&argv(line), unset).is_none(), "{line:?} taken");
     }
-    // The environment: what clap takes for each variable when it is set.
     let set = |k: &str| match k {
         "DOCKER_NETATTACH_STATE_DIR" => Some(OsString::from("/srv/leases")),
         "DOCKER_NETATTACH_PROC_ROOT" => Some(OsString::from("/host/proc")),
         "DOCKER_HOST" => Some(OsString::from("tcp://10.0.0.1:2375")),
         _ => None,
     };
+    let flags =
+        argv("attach web --state-dir /srv/leases --proc-root /host/proc -H tcp://10.0.0.1:2375");
     let cli = parse_plain(&argv("attach web"), set).unwrap();
-    let full = Cli::try_parse_from(argv(
-        "attach web --state-dir /srv/leases --proc-root /host/proc -H tcp://10.0.0.1:2375",
-    ))
-    .unwrap();
+    let full = Cli::try_parse_from(flags).unwrap();
     assert_eq!(format!("{cli:?}"), format!("{full:?}"));
     for key in [
         "DOCKER_NETATTACH_STATE_DIR",
@@ -303,11 +290,10 @@ fn the_plain_parse_equals_clap() {
     }
 }
 
-/// The same comparison in this test binary run again with the global options' environment
-/// variables really set (clap reads them from the process's environment; setting them here
-/// would change them for the tests running beside): each child runs
-/// `plain_parse_child_compares` and fails on a difference. Also through the Docker CLI
-/// plugin's form (`netattach attach NAME`).
+/// `parse_plain` against clap in the real environment: this test binary run again, once with
+/// the global options' variables unset, once set, once each empty (clap reads them from the
+/// process's environment; setting them here would change them for the tests running beside).
+/// Each child runs `plain_parse_child_compares` and fails on a difference.
 #[test]
 fn the_plain_parse_equals_clap_with_the_variables_set() {
     let exe = std::env::current_exe().unwrap();
@@ -345,7 +331,9 @@ fn the_plain_parse_equals_clap_with_the_variables_set() {
     }
 }
 
-/// The child of the test above (does nothing in an ordinary run).
+/// The child of the test above (does nothing in an ordinary run): the plain lines, also in the
+/// Docker CLI plugin's form (`netattach attach NAME`), give clap's result, through
+/// `parse_plain` and through `Cli::parse_args`; with an empty variable `parse_plain` takes none.
 #[test]
 fn plain_parse_child_compares() {
     if std::env::var_os("NETATTACH_PLAIN_PARSE_CHILD").is_none() {
@@ -356,21 +344,20 @@ fn plain_parse_child_compares() {
         .iter()
         .any(|k| real(k).is_some_and(|v| v.is_empty()));
     for line in [
-        ["docker-netattach", "attach", "web"].as_slice(),
-        &["docker-netattach", "detach", "web"],
-        &["docker-netattach", "netattach", "attach", "web"],
+        "attach web",
+        "detach web",
+        "attach my_app.1-x",
+        "detach 3f9a2b",
+        "netattach attach web",
     ] {
-        let args = crate::plugin::strip_plugin_arg(line.iter().map(OsString::from).collect());
+        let args = crate::plugin::strip_plugin_arg(argv(line));
         let plain = parse_plain(&args, real);
         if empty {
             assert!(plain.is_none(), "{line:?} taken with an empty variable");
             continue;
         }
-        let plain = plain.unwrap_or_else(|| panic!("{line:?} not taken"));
-        let full = Cli::try_parse_from(&args).unwrap();
-        assert_eq!(format!("{plain:?}"), format!("{full:?}"), "{line:?}");
-        let via = Cli::parse_args(line.iter().copied()).unwrap();
-        assert_eq!(format!("{via:?}"), format!("{full:?}"), "{line:?}");
+        assert_as_clap(plain, &args);
+        assert_as_clap(Cli::parse_args(argv(line)).ok(), &args);
     }
     use std::io::Write;
     writeln!(std::io::stdout(), "plain parse compared").unwrap();
@@ -380,12 +367,6 @@ fn plain_parse_child_compares() {
 /// exactly what the full tree gives; what it refuses is left to the full parse.
 #[test]
 fn the_one_subcommand_parse_equals_the_full_parse() {
-    let argv = |line: &str| -> Vec<OsString> {
-        std::iter::once("docker-netattach")
-            .chain(line.split_whitespace())
-            .map(OsString::from)
-            .collect()
-    };
     for line in [
         "attach web",
         "detach web",
@@ -399,9 +380,7 @@ fn the_one_subcommand_parse_equals_the_full_parse() {
         "detach web --network n1 --json -v",
         "detach --state-dir=/x web",
     ] {
-        let one = parse_one(&argv(line)).unwrap_or_else(|| panic!("{line:?} not taken"));
-        let full = Cli::try_parse_from(argv(line)).unwrap();
-        assert_eq!(format!("{one:?}"), format!("{full:?}"), "{line:?}");
+        assert_as_clap(parse_one(&argv(line)), &argv(line));
     }
     for line in [
         "attach",
