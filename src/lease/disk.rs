@@ -178,17 +178,26 @@ impl DiskStore {
         Ok(out)
     }
 
-    /// Every lease a container (or `--netns` target) holds, on any network.
+    /// Every lease a container (or `--netns` target) holds, on any network, in network ID
+    /// order: one index entry looked up per network that has leases (`leases/` lists them, a
+    /// handful), not a listing of the whole index (an entry per lease: at 200 leases that
+    /// listing was 0.15 ms of an attach, half of what the lease step grew by). The same leases
+    /// as a listing would find: a lease is found through its index entry, in its network's
+    /// directory.
     pub fn of_container(&self, container_id: &str) -> Result<Vec<Lease>> {
         check_component(container_id, "container id")?;
-        let dir = self.by_container();
-        let prefix = format!("{container_id}@");
+        let dir = self.leases_dir();
+        let mut networks: Vec<String> = fsutil::names_in(&dir)
+            .map_err(|e| state_err(&dir, e))?
+            .into_iter()
+            .filter_map(|n| n.into_string().ok())
+            .filter(|n| !n.starts_with('.') && check_component(n, "network id").is_ok())
+            .collect();
+        networks.sort_unstable();
         let mut out = Vec::new();
-        for name in fsutil::names_in(&dir).map_err(|e| state_err(&dir, e))? {
-            if let Some(net) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) {
-                if let Some(lease) = self.find(container_id, net)? {
-                    out.push(lease);
-                }
+        for net in networks {
+            if let Some(lease) = self.find(container_id, &net)? {
+                out.push(lease);
             }
         }
         Ok(out)
@@ -650,6 +659,54 @@ pub(super) mod tests {
             fs::read_link(store.root().join("by-container/aaa@netid")).unwrap(),
             Path::new("172.17.255.254")
         );
+    }
+
+    /// A container's leases on every network, found through the index, in network ID order;
+    /// not another container's, not a lease without its index entry (written by hand: left to
+    /// `gc`), nothing for an index entry whose lease is gone; a corrupt entry is made up for by
+    /// reading its network's leases.
+    #[test]
+    fn the_leases_of_a_container_are_those_its_index_entries_find_on_each_network() {
+        let (_d, store) = tmp_store();
+        let lock = store.lock().unwrap();
+        let on = |net: &str, cid: &str, ip: &str| Lease {
+            network_id: net.into(),
+            ..lease(cid, ip)
+        };
+        let (a2, a1) = (on("net2", "aaa", "10.2.0.9"), on("net1", "aaa", "10.1.0.9"));
+        for l in [
+            &a2,
+            &a1,
+            &on("net1", "bbb", "10.1.0.8"),
+            &on("net3", "bbb", "10.3.0.8"),
+        ] {
+            store.insert(&lock, l).unwrap();
+        }
+        assert_eq!(
+            store.of_container("aaa").unwrap(),
+            vec![a1.clone(), a2.clone()]
+        );
+        assert_eq!(store.of_container("ccc").unwrap(), vec![]);
+
+        let by_hand = on("net3", "aaa", "10.3.0.9");
+        store.insert(&lock, &by_hand).unwrap();
+        fs::remove_file(store.index_path("aaa", "net3").unwrap()).unwrap();
+        store
+            .write_index("aaa", "net4", "10.4.0.9".parse().unwrap())
+            .unwrap();
+        fs::write(
+            store.index_path("aaa", "net2").unwrap().with_extension("x"),
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            store.of_container("aaa").unwrap(),
+            vec![a1.clone(), a2.clone()]
+        );
+
+        fs::remove_file(store.index_path("aaa", "net1").unwrap()).unwrap();
+        std::os::unix::fs::symlink("garbage", store.index_path("aaa", "net1").unwrap()).unwrap();
+        assert_eq!(store.of_container("aaa").unwrap(), vec![a1, a2]);
     }
 
     /// A new index entry is made under its name at once; an existing one (another address,
