@@ -661,6 +661,44 @@ pub(super) mod tests {
         );
     }
 
+    /// The taken addresses are the names of the network's lease files (IPv4 and IPv6 names)
+    /// and of its quarantined files (`<ip>~<n>` too); a temporary, a name that is no address
+    /// (or not UTF-8) and another network's files are not.
+    #[test]
+    fn the_taken_addresses_are_the_names_of_the_lease_and_quarantined_files() {
+        use std::os::unix::ffi::OsStrExt;
+        let (_d, store) = tmp_store();
+        let (net, quarantine) = (store.root().join("leases/netid"), store.quarantine_dir());
+        for dir in [
+            &net,
+            &quarantine.join("netid"),
+            &store.root().join("leases/other"),
+        ] {
+            fs::create_dir_all(dir).unwrap();
+        }
+        for name in [
+            "10.0.0.9",
+            "fd00::9",
+            ".tmp.10.0.0.8.77",
+            ".tmp.10.0.0.7.complete",
+            "README",
+        ] {
+            fs::write(net.join(name), "").unwrap();
+        }
+        fs::write(net.join(std::ffi::OsStr::from_bytes(b"10.0.0.6\xff")), "").unwrap();
+        for name in ["10.0.0.5", "10.0.0.4~2", "fd00::4~1"] {
+            fs::write(quarantine.join("netid").join(name), "").unwrap();
+        }
+        fs::write(store.root().join("leases/other/10.0.0.3"), "").unwrap();
+        let key = |s: &str| crate::ipam::key(s.parse().unwrap());
+        let taken = store.taken("netid").unwrap();
+        let v4: Vec<u128> = ["10.0.0.4", "10.0.0.5", "10.0.0.9"].map(key).into();
+        assert_eq!(taken.v4.into_iter().collect::<Vec<_>>(), v4);
+        let v6: Vec<u128> = ["fd00::4", "fd00::9"].map(key).into();
+        assert_eq!(taken.v6.into_iter().collect::<Vec<_>>(), v6);
+        assert_eq!(store.taken("none-here").unwrap(), Taken::default());
+    }
+
     /// A container's leases on every network, found through the index, in network ID order;
     /// not another container's, not a lease without its index entry (written by hand: left to
     /// `gc`), nothing for an index entry whose lease is gone; a corrupt entry is made up for by
