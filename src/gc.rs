@@ -33,7 +33,7 @@ use crate::error::Errors;
 use crate::lease::{Lease, LeaseStore, StoreLock};
 use crate::link::{Iface, Rtnl};
 use crate::netns;
-use crate::plan;
+use crate::plan::{self, is_netns_target_id};
 use crate::{hostns, owner};
 
 mod decide;
@@ -256,18 +256,6 @@ fn ns_alive(l: &Lease) -> bool {
 /// A lease of a `--netns` target rather than a container.
 fn is_netns_lease(l: &Lease) -> bool {
     !l.netns_path.is_empty()
-}
-
-/// Pure: whether a 64-hex ID is one `attach --netns` derived from a namespace identity
-/// ([`plan::netns_target_id`]) rather than a Docker container ID.
-pub fn is_netns_target_id(id: &str) -> bool {
-    let Some(tail) = id.get(32..) else {
-        return false;
-    };
-    let Ok(v) = u128::from_str_radix(tail, 16) else {
-        return false;
-    };
-    plan::netns_target_id((v >> 64) as u64, v as u64) == id
 }
 
 /// Pure: a netns link (and its resolv.conf) stays while another lease that is not being
