@@ -18,27 +18,17 @@ copy of itself, in three runs; after `drop_caches` the two were within 0.13 ms),
 compared starts from the same state. Prints the
 medians, p90s and the ratios to the minimal form: the figures issue 13's notes and the table in
 docs/benchmarks.md ("What changed") come from. Everything it makes is named nabab-<random>, uses a
-private state directory, and is removed at the end, also on failure. Root, Docker, iproute2.
+private state directory, and is removed at the end, also on failure (scripts/bench_lab.py). Root,
+Docker, iproute2.
 """
 
 import argparse
 import os
 import random
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 
-IMAGE = os.environ.get("NETATTACH_TEST_IMAGE", "netattach-test:latest")
-
-
-def run(args, env=None, data=None):
-    t = time.perf_counter_ns()
-    r = subprocess.run(args, env=env, input=data, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if r.returncode:
-        sys.exit(f"bench_ab: {' '.join(args)} failed: {r.stderr.decode().strip()}")
-    return (time.perf_counter_ns() - t) / 1e6
+from bench_lab import Lab, run
 
 
 def main():
@@ -49,62 +39,38 @@ def main():
     ap.add_argument("bins", nargs="+")
     a = ap.parse_args()
     tag = "nabab-" + os.urandom(3).hex()
-    state = tempfile.mkdtemp(prefix=tag + ".")
-    env = dict(os.environ, DOCKER_NETATTACH_STATE_DIR=state)
     bindir = tempfile.mkdtemp(prefix=tag + "-bin.")
-    copies = {}
-    for i, b in enumerate(a.bins):
-        copies[b] = os.path.join(bindir, f"bin{i}")
-        shutil.copy2(b, copies[b])
-    ctr, keep, ns, host = tag + "-c", tag + "-keep", tag, "nb" + tag[-6:] + "ab"
-    link = "/var/run/netns/" + ns
     try:
-        run(["docker", "run", "-d", "--network", "bridge", "--name", keep, IMAGE, "sleep", "3600"])
-        run(["docker", "run", "-d", "--network", "none", "--name", ctr, IMAGE])
-        pid = subprocess.check_output(["docker", "inspect", "-f", "{{.State.Pid}}", ctr]).decode().strip()
-        os.makedirs("/var/run/netns", exist_ok=True)
-        os.symlink(f"/proc/{pid}/ns/net", link)
-
-        def ipmin():
-            t = time.perf_counter_ns()
-            run(["ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns])
-            run(["ip", "link", "set", host, "master", "docker0", "up"])
-            run(["ip", "-n", ns, "-batch", "-"], data=b"addr add 172.17.151.2/16 dev eth0\n"
-                b"link set eth0 up\nlink set lo up\nroute add default via 172.17.0.1\n")
-            return (time.perf_counter_ns() - t) / 1e6, run(["ip", "link", "del", host])
-
-        methods = a.bins + ["ip"]
-        res = {m: ([], []) for m in methods}
-        seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), "big")
-        order = random.Random(seed)
-        for _ in range(a.rounds):
-            for m in order.sample(methods, len(methods)):
-                if m == "ip":
-                    up, down = ipmin()
-                else:
-                    ip = f"172.17.150.{methods.index(m) + 2}"
-                    up = run([copies[m], "attach", ctr] + ([] if a.pick else ["--ip", ip]), env)
-                    down = run([copies[m], "detach", ctr], env)
-                res[m][0].append(up)
-                res[m][1].append(down)
-        med = lambda v: sorted(v)[len(v) // 2]
-        p90 = lambda v: sorted(v)[int(len(v) * 0.9)]
-        ia, idl = med(res["ip"][0]), med(res["ip"][1])
-        print(f"{a.rounds} rounds (order seed {seed}{', the tool picks the address' if a.pick else ''});"
-              " ms; ratio to the minimal ip form (its detach is `ip link del`)")
-        for m in methods:
-            up, down = res[m]
-            print(f"{m:40s} attach {med(up):6.2f} p90 {p90(up):6.2f} x{med(up) / ia:4.2f}"
-                  f"   detach {med(down):6.2f} p90 {p90(down):6.2f} x{med(down) / idl:4.2f}")
+        copies = {}
+        for i, b in enumerate(a.bins):
+            copies[b] = os.path.join(bindir, f"bin{i}")
+            shutil.copy2(b, copies[b])
+        with Lab(tag, "nb" + tag[-6:] + "ab", a.bins) as lab:
+            methods = a.bins + ["ip"]
+            res = {m: ([], []) for m in methods}
+            seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), "big")
+            order = random.Random(seed)
+            for _ in range(a.rounds):
+                for m in order.sample(methods, len(methods)):
+                    if m == "ip":
+                        up, down = lab.ipmin_up("172.17.151.2"), lab.ipmin_down()
+                    else:
+                        ip = f"172.17.150.{methods.index(m) + 2}"
+                        up = run([copies[m], "attach", lab.ctr] + ([] if a.pick else ["--ip", ip]), lab.env)
+                        down = run([copies[m], "detach", lab.ctr], lab.env)
+                    res[m][0].append(up)
+                    res[m][1].append(down)
     finally:
-        for b in a.bins:
-            subprocess.run([b, "detach", ctr], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        subprocess.run(["ip", "link", "del", host], stderr=subprocess.DEVNULL)
-        subprocess.run(["docker", "rm", "-f", ctr, keep], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if os.path.islink(link):
-            os.unlink(link)
-        shutil.rmtree(state, ignore_errors=True)
         shutil.rmtree(bindir, ignore_errors=True)
+    med = lambda v: sorted(v)[len(v) // 2]
+    p90 = lambda v: sorted(v)[int(len(v) * 0.9)]
+    ia, idl = med(res["ip"][0]), med(res["ip"][1])
+    print(f"{a.rounds} rounds (order seed {seed}{', the tool picks the address' if a.pick else ''});"
+          " ms; ratio to the minimal ip form (its detach is `ip link del`)")
+    for m in methods:
+        up, down = res[m]
+        print(f"{m:40s} attach {med(up):6.2f} p90 {p90(up):6.2f} x{med(up) / ia:4.2f}"
+              f"   detach {med(down):6.2f} p90 {p90(down):6.2f} x{med(down) / idl:4.2f}")
 
 
 if __name__ == "__main__":

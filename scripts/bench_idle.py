@@ -13,27 +13,17 @@ Why: scripts/bench.sh's per-method phase puts the tool after the other methods, 
 been idle for ~0.1 s at each of the tool's attaches, while its scale phase (the tool and the
 minimal form in turn) keeps it busier; the tool is the only method that waits for dockerd.
 Everything it makes is named naidle-<random>, uses a private state directory, and is removed at
-the end, also on failure. Root, Docker, iproute2, curl; the image of
+the end, also on failure (scripts/bench_lab.py). Root, Docker, iproute2, curl; the image of
 scripts/build-test-image.sh.
 """
 
 import argparse
 import os
 import random
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 
-IMAGE = os.environ.get("NETATTACH_TEST_IMAGE", "netattach-test:latest")
-
-
-def run(args, env=None, data=None):
-    r = subprocess.run(args, env=env, input=data, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if r.returncode:
-        sys.exit(f"bench_idle: {' '.join(args)} failed: {r.stderr.decode().strip()}")
+from bench_lab import Lab, run
 
 
 def main():
@@ -44,31 +34,14 @@ def main():
     a = ap.parse_args()
     gaps = [float(g) for g in a.gaps.split(",")]
     tag = "naidle-" + os.urandom(3).hex()
-    state = tempfile.mkdtemp(prefix=tag + ".")
-    env = dict(os.environ, DOCKER_NETATTACH_STATE_DIR=state)
-    ctr, keep, ns, host = tag + "-c", tag + "-keep", tag, "ni" + tag[-6:]
-    link = "/var/run/netns/" + ns
-    try:
-        run(["docker", "run", "-d", "--network", "bridge", "--name", keep, IMAGE, "sleep", "3600"])
-        run(["docker", "run", "-d", "--network", "none", "--name", ctr, IMAGE])
-        pid = subprocess.check_output(["docker", "inspect", "-f", "{{.State.Pid}}", ctr]).decode().strip()
-        os.makedirs("/var/run/netns", exist_ok=True)
-        os.symlink(f"/proc/{pid}/ns/net", link)
-
-        def tool():
-            run([a.bin, "attach", ctr], env)
-
-        def ipmin():
-            run(["ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns])
-            run(["ip", "link", "set", host, "master", "docker0", "up"])
-            run(["ip", "-n", ns, "-batch", "-"], data=b"addr add 172.17.152.2/16 dev eth0\n"
-                b"link set eth0 up\nlink set lo up\nroute add default via 172.17.0.1\n")
-
+    with Lab(tag, "ni" + tag[-6:], [a.bin]) as lab:
+        attach = lambda: run([a.bin, "attach", lab.ctr], lab.env)
+        detach = lambda: run([a.bin, "detach", lab.ctr], lab.env)
         ping = ["curl", "-s", "-o", "/dev/null", "--unix-socket", "/var/run/docker.sock", "http://d/_ping"]
-        methods = {
-            "tool": (None, tool, lambda: run([a.bin, "detach", ctr], env)),
-            "tool, dockerd pinged first": (lambda: run(ping), tool, lambda: run([a.bin, "detach", ctr], env)),
-            "minimal ip": (None, ipmin, lambda: run(["ip", "link", "del", host])),
+        methods = {  # name: (untimed before, timed, untimed after)
+            "tool": (None, attach, detach),
+            "tool, dockerd pinged first": (lambda: run(ping), attach, detach),
+            "minimal ip": (None, lambda: lab.ipmin_up("172.17.152.2"), lab.ipmin_down),
             "/bin/true": (None, lambda: run(["/bin/true"]), lambda: None),
         }
         cases = [(g, m) for g in gaps for m in methods]
@@ -79,21 +52,12 @@ def main():
                 time.sleep(g)
                 if before:
                     before()
-                t = time.perf_counter_ns()
-                timed()
-                res[(g, m)].append((time.perf_counter_ns() - t) / 1e6)
+                res[(g, m)].append(timed())
                 undo()
-        print(f"{a.rounds} rounds; median ms of one attach after an idle gap")
-        print(f"{'method':28s}" + "".join(f"{f'{g * 1000:.0f} ms idle':>14s}" for g in gaps))
-        for m in methods:
-            print(f"{m:28s}" + "".join(f"{statistics.median(res[(g, m)]):14.2f}" for g in gaps))
-    finally:
-        subprocess.run([a.bin, "detach", ctr], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        subprocess.run(["ip", "link", "del", host], stderr=subprocess.DEVNULL)
-        subprocess.run(["docker", "rm", "-f", ctr, keep], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if os.path.islink(link):
-            os.unlink(link)
-        shutil.rmtree(state, ignore_errors=True)
+    print(f"{a.rounds} rounds; median ms of one attach after an idle gap")
+    print(f"{'method':28s}" + "".join(f"{f'{g * 1000:.0f} ms idle':>14s}" for g in gaps))
+    for m in methods:
+        print(f"{m:28s}" + "".join(f"{statistics.median(res[(g, m)]):14.2f}" for g in gaps))
 
 
 if __name__ == "__main__":
