@@ -68,7 +68,11 @@ async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -
         dry_run: a.dry_run,
         running_only: false,
     };
-    let (outcome, hints) = attach::attach(&opts, state_dir).await?;
+    let attached = attach::attach(&opts, state_dir).await;
+    // Nothing more to sync: the lease-sync threads end while the result is printed.
+    crate::lease::Syncer::retire_shared();
+    let (outcome, hints) = attached?;
+    crate::lease::Syncer::retire_shared();
     for h in hints {
         eprintln!("{h}");
     }

@@ -6,9 +6,10 @@
 //! ([`Beside`]), for a sync that is to run at the same time as the one it is doing: two syncs
 //! on one ext4 file system issued together complete in one journal commit, one after the other
 //! they take two (a record's `fdatasync` and a directory's `fsync`: 0.69-0.73 ms together
-//! against 0.85-0.87 in a row, medians of 150, a C loop on this VM). Side effects: two threads.
+//! against 0.85-0.87 in a row, medians of 150, a C loop on this VM). Side effects: two threads,
+//! which a one-shot command ends ([`Syncer::retire_shared`]) once it has nothing more to sync.
 
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -16,8 +17,33 @@ type Job = Box<dyn FnOnce() + Send>;
 /// the caller's thread (correct, only slower). Dropped, it lets the thread end on its own (it is
 /// not joined: every result that matters was waited for through its [`Ticket`]).
 pub struct Syncer {
-    jobs: Option<mpsc::Sender<Job>>,
+    jobs: Queue,
     beside: Beside,
+}
+
+/// The sending end of a thread's queue, until it is closed: the thread runs what was sent and
+/// ends; from then on jobs run in line. (A job is never lost: a job sent before the close
+/// runs on the thread, one sent after runs on the caller's.)
+#[derive(Default)]
+struct Queue(Mutex<Option<mpsc::Sender<Job>>>);
+
+impl Queue {
+    fn open(tx: mpsc::Sender<Job>) -> Queue {
+        Queue(Mutex::new(Some(tx)))
+    }
+
+    fn set(&self, tx: mpsc::Sender<Job>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+    }
+
+    /// A sender of its own (not the lock held while the job is sent or run in line).
+    fn sender(&self) -> Option<mpsc::Sender<Job>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn close(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
 }
 
 /// The syncer's second thread, for a job that should run beside the one the first thread is
@@ -25,12 +51,12 @@ pub struct Syncer {
 /// (or when it could not be started) its jobs run in line on the calling thread, one after the
 /// other as before. Cloned into a job of the first thread.
 #[derive(Clone, Default)]
-pub struct Beside(Arc<OnceLock<mpsc::Sender<Job>>>);
+pub struct Beside(Arc<Queue>);
 
 impl Beside {
     /// Runs `f` on the second thread, or at once on this one when there is none.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Ticket<T> {
-        submit(self.0.get(), f)
+        submit(self.0.sender(), f)
     }
 
     /// Starts the thread (called on the first thread, at its start).
@@ -44,9 +70,7 @@ impl Beside {
                 }
             });
         match spawned {
-            Ok(_detached) => {
-                let _ = self.0.set(tx);
-            }
+            Ok(_detached) => self.0.set(tx),
             Err(e) => tracing::debug!("cannot start the second lease-sync thread ({e})"),
         }
     }
@@ -72,10 +96,13 @@ impl Syncer {
                 for job in rx {
                     job();
                 }
+                // Retired (every sender dropped, every job run): the second thread ends too,
+                // once it has run what was sent to it.
+                second.0.close();
             });
         match spawned {
             Ok(_detached) => Syncer {
-                jobs: Some(tx),
+                jobs: Queue::open(tx),
                 beside,
             },
             Err(e) => {
@@ -88,14 +115,30 @@ impl Syncer {
     /// No thread: every job runs at once on the caller's thread.
     pub fn inline() -> Syncer {
         Syncer {
-            jobs: None,
+            jobs: Queue::default(),
             beside: Beside::default(),
         }
     }
 
     /// Runs `f` on the thread; [`Ticket::wait`] gives its result.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Ticket<T> {
-        submit(self.jobs.as_ref(), f)
+        submit(self.jobs.sender(), f)
+    }
+
+    /// Ends both threads once they have run what was sent to them; later jobs run in line.
+    /// The threads end beside what is left of the command, not in its `exit`: a process whose
+    /// other threads are blocked takes longer to be reaped (0.09-0.11 ms of an attach,
+    /// scripts/bench_ab.py).
+    pub fn retire(&self) {
+        self.jobs.close();
+    }
+
+    /// [`retire`](Self::retire) of the process's syncer, if it was started: for a one-shot
+    /// command that has nothing more to sync (never the daemon, whose jobs share it).
+    pub fn retire_shared() {
+        if let Some(syncer) = SHARED.get() {
+            syncer.retire();
+        }
     }
 
     /// The second thread, to hand to a job of the first (an inline syncer has none).
@@ -106,7 +149,7 @@ impl Syncer {
 
 /// Sends `f` to a thread's queue, or runs it at once without one.
 fn submit<T: Send + 'static>(
-    jobs: Option<&mpsc::Sender<Job>>,
+    jobs: Option<mpsc::Sender<Job>>,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Ticket<T> {
     let Some(jobs) = jobs else {
@@ -118,8 +161,7 @@ fn submit<T: Send + 'static>(
     });
     match jobs.send(job) {
         Ok(()) => Ticket(Waiting::On(rx)),
-        // The thread is gone (it cannot be: it only ends when the sender is dropped); the
-        // job comes back undone.
+        // The thread is gone (it died with a panic); the job comes back undone.
         Err(mpsc::SendError(job)) => {
             job();
             Ticket(Waiting::On(rx))
@@ -206,6 +248,36 @@ mod tests {
                 .beside()
                 .run(move || std::thread::current().id())
                 .wait(),
+            Some(here)
+        );
+    }
+
+    #[test]
+    fn retired_the_threads_run_what_was_sent_and_end_and_later_jobs_run_in_line() {
+        let syncer = Syncer::start();
+        let beside = syncer.beside();
+        let here = std::thread::current().id();
+        let (go, wait) = mpsc::channel::<()>();
+        // Still queued when the syncer retires: it runs on the thread all the same.
+        let held = syncer.run(move || {
+            let _ = wait.recv_timeout(std::time::Duration::from_secs(10));
+            std::thread::current().id()
+        });
+        syncer.retire();
+        assert_eq!(
+            syncer.run(move || std::thread::current().id()).wait(),
+            Some(here)
+        );
+        go.send(()).unwrap();
+        assert!(held.wait().is_some_and(|id| id != here));
+        // The first thread ends and closes the second one's queue (which then ends too).
+        let t0 = std::time::Instant::now();
+        while beside.0.sender().is_some() {
+            assert!(t0.elapsed().as_secs() < 10, "the first thread did not end");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(
+            beside.run(move || std::thread::current().id()).wait(),
             Some(here)
         );
     }
