@@ -76,7 +76,7 @@ impl Beside {
     }
 }
 
-static SHARED: std::sync::OnceLock<Syncer> = std::sync::OnceLock::new();
+static SHARED: OnceLock<Syncer> = OnceLock::new();
 
 impl Syncer {
     /// The process's syncer, its thread started on first use.
