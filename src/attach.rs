@@ -22,7 +22,9 @@ mod decide;
 mod pending;
 
 pub use decide::next_ifname;
+#[cfg(test)]
 pub(crate) use decide::pick_addresses;
+pub(crate) use decide::pick_addresses_ahead;
 use decide::{
     Names, Ns, bridge_mtu, decide_endpoint, needs_bridge_addrs, plain_bridge, refuse_other_ip,
 };
@@ -111,6 +113,9 @@ pub async fn attach_using(
         }
         let mut local = Local::open(opts, state_dir)?;
         local.read_ahead = read_ahead(&local.rtnl, opts).await;
+        if let Some(store) = &local.store {
+            local.taken_ahead = store.taken_ahead(TAKEN_AHEAD_NETWORKS);
+        }
         Ok::<_, anyhow::Error>(local)
     };
     let (facts, local) = futures::join!(facts(opts, docker), local);
@@ -155,7 +160,14 @@ struct Local {
     rtnl: Rtnl,
     store: Option<LeaseStore>,
     read_ahead: Option<ReadAhead>,
+    /// The taken addresses per network ID, read while Docker answers (confirmed under the
+    /// lock: `pick_addresses_ahead`). At 200 leases the listing is 0.11-0.13 ms that no longer
+    /// waits behind the answer.
+    taken_ahead: std::collections::BTreeMap<String, crate::model::Taken>,
 }
+
+/// The most networks whose taken addresses an attach reads ahead (it needs one of them).
+const TAKEN_AHEAD_NETWORKS: usize = 4;
 
 /// The bridge of Docker's default network unless dockerd was started with another one
 /// (`"bridge"` in daemon.json).
@@ -204,6 +216,7 @@ impl Local {
             rtnl,
             store,
             read_ahead: None,
+            taken_ahead: Default::default(),
         })
     }
 }
@@ -222,6 +235,7 @@ async fn attach_target(
         rtnl,
         store,
         read_ahead,
+        mut taken_ahead,
     } = local;
     let rtnl = &rtnl;
     // The bridge is read under the lock (unless it was read ahead: a Docker network's, which no
@@ -321,8 +335,9 @@ async fn attach_target(
             (v4, v6)
         }
         None => {
-            let (taken, v4, v6) = pick_addresses(
+            let (taken, v4, v6) = pick_addresses_ahead(
                 store.as_ref().map(|s| s as &dyn Store),
+                taken_ahead.remove(&network.id),
                 &network,
                 &gw4,
                 &gw6,

@@ -109,6 +109,17 @@ pub trait Store {
     fn lock(&self) -> Result<StoreLock>;
     /// Addresses leased (or otherwise held, e.g. by a quarantined file) on a network.
     fn taken(&self, network_id: &str) -> Result<Taken>;
+    /// Whether `ip` is leased on a network now (a quarantined file is not asked: `insert`
+    /// checks those). The default asks [`taken`](Self::taken); the disk store looks up the one
+    /// name instead of listing the directory.
+    fn leased(&self, network_id: &str, ip: IpAddr) -> Result<bool> {
+        let taken = self.taken(network_id)?;
+        let key = crate::ipam::key(ip);
+        Ok(match ip {
+            IpAddr::V4(_) => taken.v4.contains(&key),
+            IpAddr::V6(_) => taken.v6.contains(&key),
+        })
+    }
     /// The lease a container holds on a network.
     fn find(&self, container_id: &str, network_id: &str) -> Result<Option<Lease>>;
     /// Every lease a container holds, on any network.

@@ -1,6 +1,6 @@
 //! Pure: what an attachment's facts decide (its addresses, gateway, MAC, MTU, routes, interface
 //! name, the lease record), the same for a running target and a pending reservation. No I/O
-//! but the lease store's reads in `pick_addresses`.
+//! but the lease store's reads in `pick_addresses` and `pick_addresses_ahead`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -173,6 +173,50 @@ pub(crate) fn pick_addresses(
         Some(s) => s.taken(&network.id)?,
         None => Taken::default(),
     };
+    let (v4, v6) = pick_from(store, &taken, network, gw4, gw6, want)?;
+    Ok((taken, v4, v6))
+}
+
+/// [`pick_addresses`] from a taken set read ahead (without the store lock, while Docker
+/// answered: `DiskStore::taken_ahead`), confirmed under the lock: the chosen addresses must not
+/// be leased now. If one is (another attach leased it meanwhile), or the pick from what was
+/// read ahead fails, the pick is made again from the store, as without a read-ahead. (A stale
+/// set can only hold addresses freed meanwhile, skipped, or miss ones leased meanwhile, which
+/// the confirmation catches; `insert` refuses a taken address in any case.)
+pub(crate) fn pick_addresses_ahead(
+    store: Option<&dyn Store>,
+    ahead: Option<Taken>,
+    network: &NetworkInfo,
+    gw4: &[Option<IpAddr>],
+    gw6: &[Option<IpAddr>],
+    want: (Option<Ipv4Addr>, Option<Ipv6Addr>),
+) -> Result<(Taken, Choice<Ipv4Addr>, Option<Choice<Ipv6Addr>>)> {
+    if let (Some(s), Some(taken)) = (store, ahead) {
+        if let Ok((v4, v6)) = pick_from(store, &taken, network, gw4, gw6, want) {
+            let chosen =
+                std::iter::once(IpAddr::V4(v4.ip)).chain(v6.as_ref().map(|c| IpAddr::V6(c.ip)));
+            let mut free = true;
+            for ip in chosen {
+                free &= !s.leased(&network.id, ip)?;
+            }
+            if free {
+                return Ok((taken, v4, v6));
+            }
+            tracing::debug!("an address read ahead was leased meanwhile; picking again");
+        }
+    }
+    pick_addresses(store, network, gw4, gw6, want)
+}
+
+/// The addresses picked against `taken`.
+fn pick_from(
+    store: Option<&dyn Store>,
+    taken: &Taken,
+    network: &NetworkInfo,
+    gw4: &[Option<IpAddr>],
+    gw6: &[Option<IpAddr>],
+    want: (Option<Ipv4Addr>, Option<Ipv6Addr>),
+) -> Result<(Choice<Ipv4Addr>, Option<Choice<Ipv6Addr>>)> {
     // Only asked to explain a refused --ip/--ip6: whose lease holds it.
     let leased_to = |ip: IpAddr| {
         let leases = store?.all().ok()?;
@@ -181,9 +225,9 @@ pub(crate) fn pick_addresses(
             .find(|l| l.network_id == network.id && l.holds(ip))
             .map(|l| l.container_name)
     };
-    let v4 = address::pick_v4(network, gw4, &taken, want.0, &leased_to)?;
-    let v6 = address::pick_v6(network, gw6, &taken, want.1, &leased_to)?;
-    Ok((taken, v4, v6))
+    let v4 = address::pick_v4(network, gw4, taken, want.0, &leased_to)?;
+    let v6 = address::pick_v6(network, gw6, taken, want.1, &leased_to)?;
+    Ok((v4, v6))
 }
 
 /// A Linux bridge outside Docker, described like a Docker network.

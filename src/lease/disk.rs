@@ -162,6 +162,37 @@ impl DiskStore {
         Ok(taken)
     }
 
+    /// Whether `ip` is leased on a network now: one lookup of its name in the network's
+    /// directory, no listing. (Quarantined files are `insert`'s to check.)
+    pub fn leased(&self, network_id: &str, ip: IpAddr) -> Result<bool> {
+        let path = self.network_dir(network_id)?.join(ip.to_string());
+        match fs::symlink_metadata(&path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(state_err(&path, e)),
+        }
+    }
+
+    /// [`taken`](Self::taken) of every network that holds leases, read without the lock: an
+    /// attach reads them while Docker answers and confirms its pick under the lock with
+    /// [`leased`](Self::leased). Nothing when there are more than `max` such networks (or the
+    /// directory cannot be read): the attach then lists its network's directory under the lock
+    /// as before.
+    pub fn taken_ahead(&self, max: usize) -> std::collections::BTreeMap<String, Taken> {
+        let Ok(networks) = fsutil::names_in(&self.root.join("leases")) else {
+            return Default::default();
+        };
+        if networks.len() > max {
+            return Default::default();
+        }
+        networks
+            .iter()
+            .filter_map(|n| n.to_str())
+            .filter(|n| !n.starts_with('.'))
+            .filter_map(|n| Some((n.to_string(), self.taken(n).ok()?)))
+            .collect()
+    }
+
     /// The container (and `--netns` target) IDs that the index lists, each with its network
     /// IDs: one directory listing, no lease read. A lease without an index entry (written by
     /// hand) is not among them.
@@ -611,6 +642,9 @@ impl Store for DiskStore {
     fn taken(&self, network_id: &str) -> Result<Taken> {
         DiskStore::taken(self, network_id)
     }
+    fn leased(&self, network_id: &str, ip: IpAddr) -> Result<bool> {
+        DiskStore::leased(self, network_id, ip)
+    }
     fn find(&self, container_id: &str, network_id: &str) -> Result<Option<Lease>> {
         DiskStore::find(self, container_id, network_id)
     }
@@ -642,6 +676,39 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = DiskStore::open(&dir.path().join("state")).unwrap();
         (dir, store)
+    }
+
+    /// `leased` looks up one name: a lease's IPv4 and IPv6 names are leased, a temporary or
+    /// another network's lease is not. `taken_ahead` gives every network's taken set, or none
+    /// when there are more networks than asked for.
+    #[test]
+    fn leased_looks_up_one_name_and_taken_ahead_reads_each_network() {
+        let (_d, store) = tmp_store();
+        let lock = store.lock().unwrap();
+        let mut l = lease("c1", "10.9.0.5");
+        l.v6 = Some(crate::attachment::V6Part {
+            ip: "fd00::5".parse().unwrap(),
+            prefix_len: 64,
+            gateway: None,
+        });
+        store.insert(&lock, &l).unwrap();
+        let mut other = lease("c2", "10.9.0.6");
+        other.network_id = "othernet".into();
+        store.insert(&lock, &other).unwrap();
+        fs::write(
+            store.network_dir("netid").unwrap().join(".tmp.10.9.0.7.1"),
+            "",
+        )
+        .unwrap();
+        let leased = |ip: &str| store.leased("netid", ip.parse().unwrap()).unwrap();
+        assert!(leased("10.9.0.5") && leased("fd00::5"));
+        assert!(!leased("10.9.0.6") && !leased("10.9.0.7") && !leased("10.9.0.8"));
+
+        let ahead = store.taken_ahead(4);
+        assert_eq!(ahead.len(), 2);
+        assert_eq!(ahead["netid"], store.taken("netid").unwrap());
+        assert_eq!(ahead["othernet"], store.taken("othernet").unwrap());
+        assert!(store.taken_ahead(1).is_empty());
     }
 
     #[test]

@@ -273,4 +273,38 @@ mod tests {
         let gw_ip = Some(Ipv4Addr::new(10, 9, 0, 1));
         assert!(crate::attach::pick_addresses(Some(&store), &n, &gw, &[], (gw_ip, None)).is_err());
     }
+
+    /// A taken set read ahead of the lock is confirmed under it: an address leased after the
+    /// read (missing from it) is not given twice, an address freed after it (still in it) is
+    /// merely skipped, and an explicit address refused by the stale set is judged by the store.
+    #[test]
+    fn a_pick_from_a_taken_set_read_ahead_never_gives_an_address_leased_since() {
+        use crate::attach::pick_addresses_ahead;
+        let store = MemStore::new();
+        let lock = store.lock().unwrap();
+        let n = net("10.9.0.0/29", "10.9.0.1");
+        let gw = crate::address::gateways(&n.v4, &[]);
+        let pick = |ahead: Option<Taken>, want| {
+            pick_addresses_ahead(Some(&store), ahead, &n, &gw, &[], (want, None))
+        };
+        let before = store.taken("netid").unwrap();
+        let first = pick(Some(before.clone()), None).unwrap().1.ip;
+        // Another attach leases that address after the read-ahead.
+        store
+            .insert(&lock, &lease("other", &first.to_string()))
+            .unwrap();
+        let (taken, v4, _) = pick(Some(before.clone()), None).unwrap();
+        assert_ne!(v4.ip, first);
+        assert!(taken.v4.contains(&crate::ipam::key(IpAddr::V4(first))));
+        // Read ahead while "other" held it, freed since: skipped, still a free address.
+        let stale = store.taken("netid").unwrap();
+        let holder = store.find("other", "netid").unwrap().unwrap();
+        store.remove(&lock, &holder).unwrap();
+        let (_, v4, _) = pick(Some(stale.clone()), None).unwrap();
+        assert!(!store.leased("netid", IpAddr::V4(v4.ip)).unwrap());
+        // Asked for explicitly, the freed address is given (the stale set alone refused it).
+        assert_eq!(pick(Some(stale), Some(first)).unwrap().1.ip, first);
+        // Without a read-ahead: as pick_addresses.
+        assert_eq!(pick(None, None).unwrap().1.ip, first);
+    }
 }
