@@ -117,8 +117,18 @@ die() { log "error: $*"; exit 1; }
 # batches of 25. A goroutine dump (kill -USR1 dockerd) showed libnetwork's lock-order deadlock
 # between the controller and a network's mutex (moby/libnetwork#2649, moby/moby#46661; fixed in
 # 20.10.27) among the exit handlers of the containers being removed; no API client is involved.
-# Smaller batches make the race rarer; only a newer engine removes it.
-rm_containers() { printf '%s\n' "$@" | xargs -r -n 8 docker rm -f >/dev/null 2>&1; }
+# Smaller batches make the race rarer; only a newer engine removes it. It happened again on
+# 2026-12-05 (the watch phase's 200 containers, batches of 8): a batch that does not return
+# within 120 s (one takes ~1 s) stops the removal with a message instead of a run that hangs.
+rm_containers() {
+    local rc=0
+    printf '%s\n' "$@" | xargs -r -n 8 sh -c \
+        'timeout 120 docker rm -f "$@" >/dev/null 2>&1; [ "$?" = 124 ] && exit 255; exit 0' sh ||
+        rc=$?
+    [ "$rc" = 0 ] && return 0
+    log "docker rm -f of a batch of containers did not return within 120 s: Docker 20.10.24's libnetwork deadlock (moby/moby#46661, fixed in 20.10.27) may have wedged the engine; if no container can be removed any more, restart dockerd"
+    return 1
+}
 
 # --- preflight -----------------------------------------------------------------------------
 [ "$(id -u)" = 0 ] || die "needs root (veths, netns links, the tool itself)"
@@ -788,7 +798,7 @@ done
     die "the daemon attached $(attached_count) of the $((WATCH_SAMPLES + 1)) sample containers"
 log "watch: removing them (the daemon releases the leases on destroy)"
 mapfile -t ids < <(docker ps -aq --filter "label=nab.run=$R" --filter "label=$LP.ip")
-rm_containers "${ids[@]}"
+rm_containers "${ids[@]}" || die "the sample containers could not be removed"
 wait_until 20 no_leases || die "$(leases_count) leases left 20 s after the sample containers were removed"
 sleep 0.5
 daemon_mem "after-samples" 0
@@ -801,7 +811,7 @@ sleep 1
 daemon_mem attached "$SCALE"
 log "watch: removing them"
 mapfile -t ids < <(docker ps -aq --filter "label=nab.run=$R" --filter "label=$LP.network")
-rm_containers "${ids[@]}"
+rm_containers "${ids[@]}" || die "the labelled containers could not be removed"
 wait_until $((30 + SCALE / 2)) no_leases || die "$(leases_count) leases left after the labelled containers were removed"
 sleep 1
 daemon_mem released 0
