@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A/B comparison of docker-netattach binaries against the minimal `ip` form, interleaved.
 
-  sudo scripts/bench_ab.py [-n ROUNDS] [--pick] [--seed S] BIN [BIN ...]
+  sudo scripts/bench_ab.py [-n ROUNDS] [--pick] [--seed S] [--attached N] [--gap S] BIN [BIN ...]
 
 One --network=none container (netattach-test:latest, scripts/build-test-image.sh) and one
 ordinary keeper container on docker0; each round attaches and detaches that container once with
@@ -17,7 +17,10 @@ moves its figure too (a binary copied an hour earlier measured 0.4-0.5 ms slower
 copy of itself, in three runs; after `drop_caches` the two were within 0.13 ms), so every binary
 compared starts from the same state. Prints the
 medians, p90s and the ratios to the minimal form: the figures issue 13's notes and the table in
-docs/benchmarks.md ("What changed") come from. Everything it makes is named nabab-<random>, uses a
+docs/benchmarks.md ("What changed") come from. With --attached N, N more --network=none
+containers stay attached (by the first BIN, in the same state directory) throughout: the A/B
+at scale, as in scripts/bench.sh's scale phase. With --gap S, each timed attach follows S seconds
+of idleness (scripts/bench.sh's methods sit 20-40 ms apart; see scripts/bench_idle.py). Everything it makes is named nabab-<random>, uses a
 private state directory, and is removed at the end, also on failure (scripts/bench_lab.py). Root,
 Docker, iproute2.
 """
@@ -27,6 +30,7 @@ import os
 import random
 import shutil
 import tempfile
+import time
 
 from bench_lab import Lab, run
 
@@ -36,6 +40,9 @@ def main():
     ap.add_argument("-n", "--rounds", type=int, default=25)
     ap.add_argument("--pick", action="store_true", help="attach without --ip (the tool picks)")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--gap", type=float, default=0.0, help="seconds of idleness before each attach")
+    ap.add_argument("--attached", type=int, default=0,
+                    help="more containers attached (by the first BIN) throughout, as in the scale phase")
     ap.add_argument("bins", nargs="+")
     a = ap.parse_args()
     tag = "nabab-" + os.urandom(3).hex()
@@ -45,13 +52,14 @@ def main():
         for i, b in enumerate(a.bins):
             copies[b] = os.path.join(bindir, f"bin{i}")
             shutil.copy2(b, copies[b])
-        with Lab(tag, "nb" + tag[-6:] + "ab", a.bins) as lab:
+        with Lab(tag, "nb" + tag[-6:] + "ab", a.bins, a.attached) as lab:
             methods = a.bins + ["ip"]
             res = {m: ([], []) for m in methods}
             seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), "big")
             order = random.Random(seed)
             for _ in range(a.rounds):
                 for m in order.sample(methods, len(methods)):
+                    time.sleep(a.gap)
                     if m == "ip":
                         up, down = lab.ipmin_up("172.17.151.2"), lab.ipmin_down()
                     else:
@@ -65,7 +73,9 @@ def main():
     med = lambda v: sorted(v)[len(v) // 2]
     p90 = lambda v: sorted(v)[int(len(v) * 0.9)]
     ia, idl = med(res["ip"][0]), med(res["ip"][1])
-    print(f"{a.rounds} rounds (order seed {seed}{', the tool picks the address' if a.pick else ''});"
+    print(f"{a.rounds} rounds (order seed {seed}{', the tool picks the address' if a.pick else ''}"
+          f"{f', {a.attached} more containers attached' if a.attached else ''}"
+          f"{f', {a.gap * 1000:.0f} ms idle before each attach' if a.gap else ''});"
           " ms; ratio to the minimal ip form (its detach is `ip link del`)")
     for m in methods:
         up, down = res[m]

@@ -1,8 +1,10 @@
 """What scripts/bench_ab.py and scripts/bench_idle.py share (imported, not run).
 
-`Lab(tag, host)`: one --network=none container (netattach-test:latest, scripts/build-test-image.sh)
-with a /var/run/netns link for the minimal `ip` form, one ordinary keeper container on docker0 (an
-empty bridge flushes its neighbour cache), and a private state directory for the tool. Everything
+`Lab(tag, host, bins, attached)`: one --network=none container (netattach-test:latest,
+scripts/build-test-image.sh) with a /var/run/netns link for the minimal `ip` form, one ordinary
+keeper container on docker0 (an empty bridge flushes its neighbour cache), a private state
+directory for the tool, and `attached` more --network=none containers attached by the first of
+`bins` throughout (as in scripts/bench.sh's scale phase). Everything
 is named <tag>-..., and a `with` block removes it at its end, also on failure: the tool binaries
 given detach the container, the minimal form's veth is deleted. Root, Docker, iproute2.
 """
@@ -29,12 +31,13 @@ def run(args, env=None, data=None):
 
 
 class Lab:
-    def __init__(self, tag, host, bins=()):
+    def __init__(self, tag, host, bins=(), attached=0):
         self.state = tempfile.mkdtemp(prefix=tag + ".")
         self.env = dict(os.environ, DOCKER_NETATTACH_STATE_DIR=self.state)
         self.ctr, self.keep, self.ns, self.host = tag + "-c", tag + "-keep", tag, host
         self.link = "/var/run/netns/" + tag
         self.bins = list(bins)
+        self.attached = [f"{tag}-s{k}" for k in range(attached if bins else 0)]
 
     def __enter__(self):
         try:
@@ -43,6 +46,10 @@ class Lab:
             pid = subprocess.check_output(["docker", "inspect", "-f", "{{.State.Pid}}", self.ctr]).decode().strip()
             os.makedirs("/var/run/netns", exist_ok=True)
             os.symlink(f"/proc/{pid}/ns/net", self.link)
+            for name in self.attached:
+                run(["docker", "run", "-d", "--network", "none", "--name", name, IMAGE, "sleep", "3600"])
+            for name in self.attached:
+                run([self.bins[0], "attach", name], self.env)
         except BaseException:
             self.__exit__()
             raise
@@ -65,8 +72,13 @@ class Lab:
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         for b in self.bins:
             subprocess.run([b, "detach", self.ctr], env=self.env, **quiet)
+        for name in self.attached:
+            subprocess.run([self.bins[0], "detach", name], env=self.env, **quiet)
         subprocess.run(["ip", "link", "del", self.host], **quiet)
-        subprocess.run(["docker", "rm", "-f", self.ctr, self.keep], **quiet)
+        # 8 at a time: Docker 20.10.24 can deadlock on larger concurrent removals.
+        names = [self.ctr, self.keep] + self.attached
+        for i in range(0, len(names), 8):
+            subprocess.run(["docker", "rm", "-f"] + names[i:i + 8], **quiet)
         if os.path.islink(self.link):
             os.unlink(self.link)
         shutil.rmtree(self.state, ignore_errors=True)
