@@ -179,18 +179,29 @@ impl DiskStore {
     /// directory cannot be read): the attach then lists its network's directory under the lock
     /// as before.
     pub fn taken_ahead(&self, max: usize) -> std::collections::BTreeMap<String, Taken> {
-        let Ok(networks) = fsutil::names_in(&self.root.join("leases")) else {
-            return Default::default();
-        };
-        if networks.len() > max {
-            return Default::default();
+        match self.networks() {
+            Ok(networks) if networks.len() <= max => networks
+                .into_iter()
+                .filter_map(|n| {
+                    let taken = self.taken(&n).ok()?;
+                    Some((n, taken))
+                })
+                .collect(),
+            _ => Default::default(),
         }
-        networks
-            .iter()
-            .filter_map(|n| n.to_str())
-            .filter(|n| !n.starts_with('.'))
-            .filter_map(|n| Some((n.to_string(), self.taken(n).ok()?)))
-            .collect()
+    }
+
+    /// The IDs of the networks that hold leases (the directories `leases/` lists), sorted.
+    fn networks(&self) -> Result<Vec<String>> {
+        let dir = self.leases_dir();
+        let mut networks: Vec<String> = fsutil::names_in(&dir)
+            .map_err(|e| state_err(&dir, e))?
+            .into_iter()
+            .filter_map(|n| n.into_string().ok())
+            .filter(|n| !n.starts_with('.') && check_component(n, "network id").is_ok())
+            .collect();
+        networks.sort_unstable();
+        Ok(networks)
     }
 
     /// The container (and `--netns` target) IDs that the index lists, each with its network
@@ -217,16 +228,8 @@ impl DiskStore {
     /// directory.
     pub fn of_container(&self, container_id: &str) -> Result<Vec<Lease>> {
         check_component(container_id, "container id")?;
-        let dir = self.leases_dir();
-        let mut networks: Vec<String> = fsutil::names_in(&dir)
-            .map_err(|e| state_err(&dir, e))?
-            .into_iter()
-            .filter_map(|n| n.into_string().ok())
-            .filter(|n| !n.starts_with('.') && check_component(n, "network id").is_ok())
-            .collect();
-        networks.sort_unstable();
         let mut out = Vec::new();
-        for net in networks {
+        for net in self.networks()? {
             if let Some(lease) = self.find(container_id, &net)? {
                 out.push(lease);
             }
