@@ -13,6 +13,7 @@ pub mod docker;
 pub(crate) mod doctor;
 pub(crate) mod endpoint;
 pub(crate) mod error;
+pub(crate) mod forked;
 pub(crate) mod fsutil;
 pub(crate) mod gc;
 pub(crate) mod generate;

@@ -178,25 +178,10 @@ fn dellink(index: u32) -> Vec<u8> {
 /// caller's stdout open after the parent exits, nor a lock), the request sent, the kernel's
 /// answer (0 or an errno) written to the pipe.
 fn child(keep: [RawFd; 2], request: &[u8]) -> ! {
-    let (lo, hi) = (keep[0].min(keep[1]) as u32, keep[0].max(keep[1]) as u32);
-    // The system call itself: musl's libc has no close_range wrapper.
-    // SAFETY: closes descriptors of this (forked, single-threaded) process only.
-    let close_range = |first: u32, last: u32| unsafe {
-        let (first, last) = (first as libc::c_long, last as libc::c_long);
-        libc::syscall(libc::SYS_close_range, first, last, 0 as libc::c_long) == 0
-    };
     let code: i32;
     // SAFETY: plain system calls on descriptors and buffers this process owns.
     unsafe {
-        let mut closed = true;
-        if lo > 0 {
-            closed &= close_range(0, lo - 1);
-        }
-        if hi > lo + 1 {
-            closed &= close_range(lo + 1, hi - 1);
-        }
-        closed &= close_range(hi + 1, u32::MAX);
-        let sent = if closed {
+        let sent = if crate::forked::close_all_but(&keep) {
             libc::send(keep[0], request.as_ptr().cast(), request.len(), 0)
         } else {
             // No close_range (a kernel before 5.9, a seccomp profile): nothing is sent, and the

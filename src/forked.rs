@@ -1,0 +1,51 @@
+//! Forked children of a one-shot command: work that may go on after the command has exited.
+//! Side effects: a child process, whose life ends with its one job.
+//!
+//! Such a child is forked from a process with other threads, so it runs only async-signal-safe
+//! system calls on memory prepared before the fork (no allocation, no lock another thread may
+//! have held) and never returns into Rust code. It first closes every descriptor but the ones
+//! it needs: it must not hold the caller's stdout open after the command exits (a
+//! `$(docker-netattach …)` ends when the command does), nor the store's lock.
+//! Users: the detach's RTM_DELLINK (`link/unregister.rs`) and the syncs that make an attach's
+//! lease durable (`lease/durable.rs`).
+
+use std::os::fd::RawFd;
+
+/// Closes every descriptor of this (forked, single-threaded) process but `keep`. False when
+/// it could not (no close_range: a kernel before 5.9, a seccomp profile); the caller then
+/// does not go on, rather than hold what it should not.
+///
+/// # Safety
+/// Only in a forked child, which owns every descriptor it closes.
+pub unsafe fn close_all_but(keep: &[RawFd]) -> bool {
+    // The system call itself: musl's libc has no close_range wrapper.
+    let close_range = |first: u32, last: u32| {
+        let (first, last) = (first as libc::c_long, last as libc::c_long);
+        // SAFETY: closes descriptors of this process only (the caller's contract).
+        unsafe { libc::syscall(libc::SYS_close_range, first, last, 0 as libc::c_long) == 0 }
+    };
+    // Sorted without allocating: at most a handful of descriptors.
+    let mut kept = [RawFd::MAX; 8];
+    if keep.len() > kept.len() || keep.iter().any(|&fd| fd < 0) {
+        return false;
+    }
+    kept[..keep.len()].copy_from_slice(keep);
+    kept[..keep.len()].sort_unstable();
+    let mut closed = true;
+    let mut next: u32 = 0;
+    for &fd in &kept[..keep.len()] {
+        let fd = fd as u32;
+        if fd > next {
+            closed &= close_range(next, fd - 1);
+        }
+        next = next.max(fd + 1);
+    }
+    closed & close_range(next, u32::MAX)
+}
+
+/// Whether a child left running after this process exits has a parent to reap it: not when
+/// this process is PID 1 of its namespace (a container whose command is this tool), whose
+/// exit kills every process left in the namespace.
+pub fn can_outlive() -> bool {
+    std::process::id() != 1
+}
