@@ -78,7 +78,12 @@ pub enum Outcome {
 pub type Hints = Vec<String>;
 
 /// Attaches with a Docker client of its own (made only if Docker is asked).
+/// The one-shot command's: the syncs that make its lease durable may end after it has exited
+/// (`lease/durable.rs`).
 pub async fn attach(opts: &AttachOpts, state_dir: &Path) -> Result<(Outcome, Hints)> {
+    if !opts.dry_run {
+        Syncer::shared().let_syncs_outlive();
+    }
     attach_using(opts, state_dir, None).await
 }
 

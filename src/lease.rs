@@ -27,6 +27,7 @@ use nix::fcntl::Flock;
 use crate::endpoint::Mac;
 
 mod disk;
+pub mod durable;
 mod files;
 pub mod hint;
 #[cfg(test)]

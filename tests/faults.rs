@@ -382,3 +382,99 @@ fn a_restart_after_pid_reuse_keeps_the_address_and_replaces_only_our_link() {
     assert_eq!(tool.lease_count(), 0);
     assert!(!netns_link_exists(&web.name));
 }
+
+/// The processes whose command line is `docker-netattach attach <name>`: an attach, or the
+/// child it forked to sync its lease (src/lease/durable.rs).
+fn attach_processes(name: &str) -> Vec<u32> {
+    let mut pids = vec![];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.len() >= 3 && args[1] == b"attach" && args[2] == name.as_bytes() {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// A slow disk does not hold a one-shot attach: its lease is in place and complete when the
+/// command returns (its output closed: a `$(…)` ends), and the child it forked syncs the
+/// record afterwards and ends on its own. A failed attach waits for that child and leaves no
+/// record behind.
+#[test]
+fn an_attach_returns_before_a_slow_disk_has_synced_its_lease_and_the_sync_ends_on_its_own() {
+    if !cfg!(feature = "test-hooks") {
+        panic!(
+            "this test slows the lease's sync with DOCKER_NETATTACH_TEST_SLOW_SYNC_MS, which only a `--features test-hooks` build honours; run it with that feature (scripts/test does)"
+        );
+    }
+    if !need_docker() {
+        return;
+    }
+    let tool = Tool::new();
+    let web = Container::none("na-ft-sync");
+    let slow = Duration::from_secs(3);
+    let started = std::time::Instant::now();
+    let o = tool
+        .cmd()
+        .args(["attach", &web.name])
+        .env(
+            "DOCKER_NETATTACH_TEST_SLOW_SYNC_MS",
+            slow.as_millis().to_string(),
+        )
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        took < slow / 2,
+        "the attach (output closed, process ended) took {took:?}: it waited for the sync"
+    );
+    assert_eq!(
+        status_of(&tool, &web.name).map(|(_, s)| s).as_deref(),
+        Some("attached"),
+        "the lease is not complete when the attach returns"
+    );
+    assert_eq!(
+        attach_processes(&web.name).len(),
+        1,
+        "no sync child outlived the attach"
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || attach_processes(&web.name)
+            .is_empty()),
+        "the sync child did not end"
+    );
+    tool.ok(&["detach", &web.name]);
+
+    // A failed attach waits for the child before it removes the record.
+    let started = std::time::Instant::now();
+    let o = tool
+        .cmd()
+        .args(["attach", &web.name])
+        .env("DOCKER_NETATTACH_TEST_SLOW_SYNC_MS", "1000")
+        .env("DOCKER_NETATTACH_FAIL_AFTER", "configure")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(attach_processes(&web.name).is_empty(), "a sync child left");
+    assert_eq!(tool.lease_count(), 0, "lease left");
+    assert!(
+        files_under(tool.state.path())
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(".tmp.")),
+        "a record left: {:?}",
+        files_under(tool.state.path())
+    );
+    assert!(veths_of(&web.id).is_empty(), "veth left");
+}

@@ -41,7 +41,9 @@
 //! leaves the complete record under its temporary name, which the first command of the next
 //! boot puts in place (`reboot.rs`). (Measured on this VM's ext4: fdatasync of a record
 //! 0.5–0.75 ms, fsync of a directory 0.25–0.4 ms; five of them were a third of an attach; the
-//! last one, after the rename, was 0.22–0.3 ms of a 3.6–4 ms attach.)
+//! last one, after the rename, was 0.22–0.3 ms of a 3.6–4 ms attach.) A one-shot attach has
+//! those syncs done by a forked child and does not wait for a late answer: its lease is then
+//! durable a moment after the command has exited (`durable.rs`).
 //!
 //! The reads of every record ([`DiskStore::scan`]) are in `scan.rs`, the repairs
 //! ([`DiskStore::sweep`]) in `repair.rs`, the file-level steps in `files.rs`.
@@ -54,6 +56,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow};
 use nix::fcntl::FlockArg;
 
+use super::durable;
 use super::files::{
     addresses_named_in, ensure_private_dir, fsync_dir, is_v4_name, link_new, read_lease,
     remove_if_present, sorted_entries, unlink_names, write_record, write_temporary,
@@ -466,7 +469,9 @@ impl DiskStore {
 
     /// Prepares the completion of `lease` (just inserted, or rewritten for a re-attach): `syncer`
     /// writes the complete record under a temporary name and syncs it, and the index entry,
-    /// while the attach does its kernel work.
+    /// while the attach does its kernel work; for a one-shot attach
+    /// ([`Syncer::let_syncs_outlive`]) a forked child syncs them, which may end after the
+    /// command (`durable.rs`).
     pub fn prepare_completion(
         &self,
         _lock: &StoreLock,
@@ -482,8 +487,17 @@ impl DiskStore {
         let index_dir = self.by_container();
         let (path, record, lease_dir) = (tmp.clone(), done.clone(), dir.clone());
         let beside = syncer.beside();
+        let in_child = syncer.syncs_outlive();
         let synced = syncer.run(move || {
             let file = write_record(&path, &record)?;
+            if in_child {
+                let dirs = [File::open(&lease_dir)?, File::open(&index_dir)?];
+                match durable::start(&file, &dirs) {
+                    Ok(child) => return Ok(Synced::InChild(child)),
+                    // No fork (a process limit): synced here, as the daemon's are.
+                    Err(e) => tracing::debug!("cannot fork to sync the lease ({e}); syncing here"),
+                }
+            }
             // The index entry's directory is synced on the second thread while this one syncs
             // the record: one journal commit for both on ext4 instead of two in a row (~0.15
             // ms). Both are durable before `commit` renames the record into place.
@@ -496,7 +510,7 @@ impl DiskStore {
                 .sync_data()
                 .and_then(|()| fsutil::fsync_dir(&lease_dir));
             let index = index.synced();
-            record.and(index)
+            record.and(index).map(|()| Synced::Done)
         });
         Ok(Completion {
             lease: done,
@@ -507,10 +521,11 @@ impl DiskStore {
     }
 
     /// Commits a lease prepared by [`prepare_completion`](Self::prepare_completion): waits for
-    /// its sync and renames the complete record over the names. The complete lease is durable
-    /// when this returns, without a sync of its own: its record and the record's temporary
-    /// name were synced ahead, so should a crash of the machine lose the rename, the first
-    /// command of the next boot puts the record in place (`reboot.rs`).
+    /// its record and renames it over the names. The complete lease is durable when this
+    /// returns, without a sync of its own: its record and the record's temporary name were
+    /// synced ahead, so should a crash of the machine lose the rename, the first command of the
+    /// next boot puts the record in place (`reboot.rs`). Unless a child syncs them and has not
+    /// answered yet: then it is durable when the child ends, a moment later (`durable.rs`).
     pub fn commit(&self, _lock: &StoreLock, mut c: Completion) -> Result<()> {
         let synced = c.synced.take().map_or_else(
             || {
@@ -520,7 +535,16 @@ impl DiskStore {
             },
             Ticket::synced,
         );
-        synced.map_err(|e| state_err(&c.tmp, e))?;
+        match synced.map_err(|e| state_err(&c.tmp, e))? {
+            Synced::Done => {}
+            Synced::InChild(child) => match child.answer_now() {
+                Some(answer) => answer.map_err(|e| state_err(&c.tmp, e))?,
+                None => tracing::debug!(
+                    pid = child.pid(),
+                    "the lease is made durable by a child that may end after this command"
+                ),
+            },
+        }
         put_in_place(&c.dir, &c.tmp, &c.lease)
     }
 
@@ -591,13 +615,22 @@ pub struct Completion {
     lease: Lease,
     dir: PathBuf,
     tmp: PathBuf,
-    synced: Option<Ticket<std::io::Result<()>>>,
+    synced: Option<Ticket<std::io::Result<Synced>>>,
+}
+
+/// How far a completion's syncs are when its record is written.
+enum Synced {
+    Done,
+    /// A child syncs them (`durable.rs`).
+    InChild(durable::ChildSync),
 }
 
 impl Drop for Completion {
     fn drop(&mut self) {
         if let Some(t) = self.synced.take() {
-            let _ = t.wait();
+            if let Some(Ok(Synced::InChild(child))) = t.wait() {
+                let _ = child.wait();
+            }
         }
         // Its name was synced: its removal is, or a crash could bring it back for the next
         // boot to put in place (`reboot.rs`). Only on the way out of a failed attach.

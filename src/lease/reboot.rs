@@ -4,7 +4,9 @@
 //! An attach commits its lease by renaming the complete record over its reservation, without
 //! a sync after the rename (`DiskStore::commit`): the record and its temporary name
 //! (`.tmp.<ip>.complete`, one per address: the reservation holds the address) were synced while
-//! the kernel work ran, so a crash can lose the rename, never the record. `<state>/boot`, a
+//! the kernel work ran, so a crash can lose the rename, never the record (unless the attach
+//! returned before its sync child answered, `durable.rs`: a crash in that moment may leave the
+//! reservation, or the record in place without its data). `<state>/boot`, a
 //! symlink whose target text is the boot ID of the commands that last used the directory,
 //! tells the first command of a new boot to look: under the lock, it puts each complete record
 //! left under such a name in place of its lease, and only then marks the directory with its

@@ -1,5 +1,6 @@
-//! The lease-sync thread: makes an attach's records durable (fdatasync, directory fsync) while
-//! the attach goes on with its kernel work. One per process ([`Syncer::shared`]), started by
+//! The lease-sync thread: writes an attach's records and makes them durable (fdatasync,
+//! directory fsync) while the attach goes on with its kernel work; for a one-shot attach
+//! ([`Syncer::let_syncs_outlive`]) a child it forks syncs them (`durable.rs`). One per process ([`Syncer::shared`]), started by
 //! the first attach early (before its Docker requests go out), so that neither its start nor a
 //! sync is on the attach's path; the daemon's jobs share it (they do their store work one at a
 //! time, under the store lock, so its queue stays short). It starts a second thread of its own
@@ -9,6 +10,7 @@
 //! against 0.85-0.87 in a row, medians of 150, a C loop on this VM). Side effects: two threads,
 //! which a one-shot command ends ([`Syncer::retire_shared`]) once it has nothing more to sync.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -19,6 +21,7 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct Syncer {
     jobs: Queue,
     beside: Beside,
+    outlive: AtomicBool,
 }
 
 /// The sending end of a thread's queue, until it is closed: the thread runs what was sent and
@@ -104,6 +107,7 @@ impl Syncer {
             Ok(_detached) => Syncer {
                 jobs: Queue::open(tx),
                 beside,
+                outlive: AtomicBool::new(false),
             },
             Err(e) => {
                 tracing::debug!("cannot start the lease-sync thread ({e}); syncing in line");
@@ -117,7 +121,22 @@ impl Syncer {
         Syncer {
             jobs: Queue::default(),
             beside: Beside::default(),
+            outlive: AtomicBool::new(false),
         }
+    }
+
+    /// Lets the syncs of a completion end after this process has exited, in a child process
+    /// (`durable.rs`): for a one-shot `attach`, never the daemon. Not when nothing would reap
+    /// that child (this process is PID 1 of its namespace).
+    pub fn let_syncs_outlive(&self) {
+        if crate::forked::can_outlive() {
+            self.outlive.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether [`let_syncs_outlive`](Self::let_syncs_outlive) was called.
+    pub fn syncs_outlive(&self) -> bool {
+        self.outlive.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on the thread; [`Ticket::wait`] gives its result.
