@@ -43,9 +43,19 @@ pub unsafe fn close_all_but(keep: &[RawFd]) -> bool {
     closed & close_range(next, u32::MAX)
 }
 
-/// Whether a child left running after this process exits has a parent to reap it: not when
-/// this process is PID 1 of its namespace (a container whose command is this tool), whose
-/// exit kills every process left in the namespace.
+/// Whether a child left running after this process exits will be reaped by an init that goes
+/// on: this process is in the host's PID namespace and is not its init. (In a container with a
+/// PID namespace of its own, the container's init takes every process of the namespace with
+/// it when it exits. One that shares the host's, `--pid host`, may see the runtime kill what
+/// its command left once the command ends: a child killed there leaves its syncs to the
+/// kernel's writeback, seconds later.) Asked once per process.
 pub fn can_outlive() -> bool {
-    std::process::id() != 1
+    static CAN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CAN.get_or_init(|| {
+        // PROC_PID_INIT_INO: the inode number of the initial PID namespace (linux/proc_ns.h).
+        const HOST_PID_NS: &str = "pid:[4026531836]";
+        let host_ns =
+            std::fs::read_link("/proc/self/ns/pid").is_ok_and(|t| t.as_os_str() == HOST_PID_NS);
+        host_ns && std::process::id() != 1
+    })
 }

@@ -487,10 +487,10 @@ impl DiskStore {
         let index_dir = self.by_container();
         let (path, record, lease_dir) = (tmp.clone(), done.clone(), dir.clone());
         let beside = syncer.beside();
-        let in_child = syncer.syncs_outlive();
+        let may_outlive = syncer.syncs_may_outlive();
         let synced = syncer.run(move || {
             let file = write_record(&path, &record)?;
-            if in_child {
+            if may_outlive && crate::forked::can_outlive() {
                 let dirs = [File::open(&lease_dir)?, File::open(&index_dir)?];
                 match durable::start(&file, &dirs) {
                     Ok(child) => return Ok(Synced::InChild(child)),

@@ -18,8 +18,8 @@
 //! crash ends the attachment anyway; what is at stake is the intent `watch` applies when the
 //! container starts again. Only a one-shot `attach` leaves syncs to a child
 //! ([`Syncer::let_syncs_outlive`](super::Syncer::let_syncs_outlive)); the daemon waits for
-//! them on its lease-sync thread, and so does an attach that is PID 1 of its namespace (its
-//! exit would kill the child).
+//! them on its lease-sync thread, and so does an attach run in a container with a PID namespace
+//! of its own (`forked::can_outlive`: the container's end would take the child with it).
 
 use std::fs::File;
 use std::io;

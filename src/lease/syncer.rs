@@ -126,16 +126,14 @@ impl Syncer {
     }
 
     /// Lets the syncs of a completion end after this process has exited, in a child process
-    /// (`durable.rs`): for a one-shot `attach`, never the daemon. Not when nothing would reap
-    /// that child (this process is PID 1 of its namespace).
+    /// (`durable.rs`): for a one-shot `attach`, never the daemon.
     pub fn let_syncs_outlive(&self) {
-        if crate::forked::can_outlive() {
-            self.outlive.store(true, Ordering::Relaxed);
-        }
+        self.outlive.store(true, Ordering::Relaxed);
     }
 
-    /// Whether [`let_syncs_outlive`](Self::let_syncs_outlive) was called.
-    pub fn syncs_outlive(&self) -> bool {
+    /// Whether [`let_syncs_outlive`](Self::let_syncs_outlive) was called. (Whether a child
+    /// would be left to finish them is `forked::can_outlive`, asked on the syncer's thread.)
+    pub fn syncs_may_outlive(&self) -> bool {
         self.outlive.load(Ordering::Relaxed)
     }
 
