@@ -384,13 +384,12 @@ def first(ev, pred, after=0.0):
 
 
 ATTACH_PHASES = [
-    ("process start → first Docker connection (exec, loader, clap, tokio runtime)", "exec", "connect"),
-    ("Docker: inspect container + network (in parallel), bridge lookup, gateway dump, netns fd, state dir → lock", "connect", "lock"),
-    ("under the lock: lease file, netns link, veth pair (1 RTM_NEWLINK), alias", "lock", "clone"),
-    ("netns thread start, setns", "clone", "setns"),
-    ("inside: runtime, socket, GETLINK eth0, lo up, eth0 up, address, route", "setns", "packet"),
-    ("gratuitous ARP: packet socket, sendto, close, thread exit", "packet", "texit"),
-    ("join, unlock, print, exit", "texit", "end"),
+    ("process start → first Docker connection (exec, clap, tokio runtime, lease-sync thread)", "exec", "connect"),
+    ("Docker: inspect container + network (in parallel; meanwhile netlink socket, docker0, netns fd, state dir, taken addresses) → lock", "connect", "lock"),
+    ("under the lock: address, lease, netns link, veth pair (1 RTM_NEWLINK) → in the container's namespace", "lock", "setns"),
+    ("inside: netlink socket there, eth0's index, address, routes, up; verify; commit (the sync child not waited for)", "setns", "settle"),
+    ("announcement: both ends' carrier settled (ethtool), the gateway resolved only when needed → unlock", "settle", "unlock"),
+    ("print, exit", "unlock", "end"),
 ]
 DETACH_PHASES = [
     ("process start → lock taken (exec, clap, runtime, leases, Docker lookup of the name, netlink socket)", "exec", "lock"),
@@ -412,10 +411,10 @@ def marks_attach(ev):
     m = {"exec": ev[0][1]}
     m["connect"], _ = first(ev, lambda p, t: t.startswith("connect(") and "docker.sock" in t)
     m["lock"], _ = first(ev, lambda p, t: t.startswith("flock(") and "LOCK_EX" in t)
-    m["clone"], _ = first(ev, lambda p, t: t.startswith("clone3("))
-    m["setns"], _ = first(ev, lambda p, t: t.startswith("setns("))
-    m["packet"], _ = first(ev, lambda p, t: t.startswith("socket(AF_PACKET"))
-    m["texit"], _ = first(ev, lambda p, t: p != main and t.startswith(("exit(", "+++ exited")))
+    m["setns"], _ = first(ev, lambda p, t: t.startswith("setns("), m["lock"] or 0)
+    # The first socket of the announcement: carrier::settle's, for the host end.
+    m["settle"], _ = first(ev, lambda p, t: p == main and t.startswith("socket(AF_INET,"), m["setns"] or 0)
+    m["unlock"], _ = first(ev, lambda p, t: p == main and t.startswith("flock(") and "LOCK_UN" in t)
     m["end"], _ = first(ev, lambda p, t: p == main and t.startswith(("exit_group(", "+++ exited")))
     return m
 
