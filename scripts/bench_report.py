@@ -726,7 +726,7 @@ def build(res, svg_path):
         for c in first["slow"]:
             fd = FD.match(c["args"])
             if c["name"] == "futex" and c["pid"] == main_pid:
-                what = "futex wait: the main thread joins the netns thread"
+                what = "futex wait: the main thread waits for a lease-sync thread"
             elif fd:
                 what = f"{c['name']}({fd.group(1)}) on a {c.get('kind') or '?'} fd"
                 if c.get("kind") == "PACKET":
@@ -736,7 +736,9 @@ def build(res, svg_path):
             else:
                 what = c["name"] + "(" + re.sub(r"\s+", " ", short_path(c["args"], ""))[:60] + "…)"
             what = what.replace("|", "\\|")
-            who = "main" if c["pid"] == main_pid else "netns thread"
+            # Other threads: the lease-sync threads (src/lease/syncer.rs); a forked child is
+            # not followed here.
+            who = "main" if c["pid"] == main_pid else "lease-sync thread"
             w(f"| {(c['t'] - first['t0']) * 1000:.1f} | {who} | {what} | {c['dur'] * 1000:.1f} |")
         w("")
         ph = phase_tables(prof)
