@@ -11,6 +11,25 @@
 
 use std::os::fd::RawFd;
 
+/// Makes a forked child that outlives the command alone: a session of its own (the terminal's
+/// and the caller's process group's signals are not for it) and SIGTERM, SIGHUP and SIGINT
+/// ignored (a service manager stopping what a command left behind, `timeout`), so that its
+/// short job ends. SIGKILL still ends it.
+///
+/// # Safety
+/// Only in a forked child (async-signal-safe calls only).
+pub unsafe fn detach_from_caller() {
+    // SAFETY: setsid and sigaction are async-signal-safe; the action is a plain SIG_IGN.
+    unsafe {
+        libc::setsid();
+        let mut ignore: libc::sigaction = std::mem::zeroed();
+        ignore.sa_sigaction = libc::SIG_IGN;
+        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
+            libc::sigaction(sig, &ignore, std::ptr::null_mut());
+        }
+    }
+}
+
 /// Closes every descriptor of this (forked, single-threaded) process but `keep`. False when
 /// it could not (no close_range: a kernel before 5.9, a seccomp profile); the caller then
 /// does not go on, rather than hold what it should not.
@@ -44,7 +63,8 @@ pub unsafe fn close_all_but(keep: &[RawFd]) -> bool {
 }
 
 /// Whether a child left running after this process exits will be reaped by an init that goes
-/// on: this process is in the host's PID namespace and is not its init. (In a container with a
+/// on, holding nothing of ours: this process is in the host's PID namespace and is not its
+/// init, and the child can close what it must not hold ([`close_all_but`]). (In a container with a
 /// PID namespace of its own, the container's init takes every process of the namespace with
 /// it when it exits. One that shares the host's, `--pid host`, may see the runtime kill what
 /// its command left once the command ends: a child killed there leaves its syncs to the
@@ -56,6 +76,13 @@ pub fn can_outlive() -> bool {
         const HOST_PID_NS: &str = "pid:[4026531836]";
         let host_ns =
             std::fs::read_link("/proc/self/ns/pid").is_ok_and(|t| t.as_os_str() == HOST_PID_NS);
-        host_ns && std::process::id() != 1
+        // close_range(2) present (Linux 5.9) and allowed (a seccomp profile may refuse it):
+        // asked with an empty range of descriptors, which closes nothing.
+        // SAFETY: closes no descriptor (u32::MAX is never open).
+        let close_range = unsafe {
+            let last = libc::c_long::from(u32::MAX);
+            libc::syscall(libc::SYS_close_range, last, last, 0 as libc::c_long) == 0
+        };
+        host_ns && std::process::id() != 1 && close_range
     })
 }

@@ -191,7 +191,8 @@ impl Txn<'_> {
                 self.done.push(Undo::Lease(Box::new(lease.clone())));
             }
         }
-        // Synced on a thread of its own while the kernel work runs; dropped on failure.
+        // Synced on a thread of its own (or, in a one-shot attach, by a child it forks:
+        // lease/durable.rs) while the kernel work runs; dropped on failure.
         let completion = self
             .store
             .prepare_completion(self.lock, lease, self.syncer)?;

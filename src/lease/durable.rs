@@ -1,5 +1,7 @@
 //! The syncs that make a one-shot attach's complete lease durable, done by a forked child
-//! (`src/forked.rs`) that may finish after the command has exited. Side effects: that child;
+//! (`src/forked.rs`) that may finish after the command has exited. Side effects: that child (a
+//! session of its own; SIGTERM, SIGHUP and SIGINT ignored, so that a service manager or a
+//! terminal that stops what the command left does not cut its few milliseconds short);
 //! `fdatasync`/`fsync` of the descriptors it is given.
 //!
 //! Why: after a few tens of milliseconds of idleness this VM's disk takes 1-1.8 ms for a flush
@@ -13,8 +15,9 @@
 //! commit: then the command knows the outcome, and a failure fails the attach as before).
 //!
 //! What a crash of the machine in that moment can leave: the lease's reservation (its attach
-//! interrupted, as by a crash a millisecond earlier), or the complete record under its name
-//! with its data lost (an unreadable lease, which `gc` sets aside and `doctor` explains). A
+//! interrupted, as by a crash a millisecond earlier), or the complete record under its name(s)
+//! with its data lost (an unreadable lease file, IPv4 or IPv6 name, which `gc` sets aside and
+//! `doctor` explains). A
 //! crash ends the attachment anyway; what is at stake is the intent `watch` applies when the
 //! container starts again. Only a one-shot `attach` leaves syncs to a child
 //! ([`Syncer::let_syncs_outlive`](super::Syncer::let_syncs_outlive)); the daemon waits for
@@ -93,14 +96,15 @@ fn slow_sync() -> libc::timespec {
 fn child(keep: &[RawFd], delay: libc::timespec) -> ! {
     // SAFETY: plain system calls on descriptors this process owns.
     unsafe {
+        // Should the descriptors not close (`forked::can_outlive` asked whether they can), the
+        // syncs are still done: the caller's output is held a moment longer, nothing is lost.
+        crate::forked::close_all_but(keep);
+        crate::forked::detach_from_caller();
         let mut code = 0;
-        if !crate::forked::close_all_but(keep) {
-            code = libc::ENOSYS;
-        }
-        if code == 0 && (delay.tv_sec, delay.tv_nsec) != (0, 0) {
+        if (delay.tv_sec, delay.tv_nsec) != (0, 0) {
             libc::nanosleep(&delay, std::ptr::null_mut());
         }
-        if code == 0 && libc::fdatasync(keep[1]) != 0 {
+        if libc::fdatasync(keep[1]) != 0 {
             code = nix::errno::Errno::last_raw();
         }
         for &dir in &keep[2..] {
@@ -126,7 +130,7 @@ impl ChildSync {
             PollFlags::POLLIN,
         )];
         match poll(&mut fds, PollTimeout::ZERO) {
-            Ok(0) => None,
+            Ok(0) | Err(nix::errno::Errno::EINTR) => None,
             // Reaped when it has ended already; else by init once this process has exited.
             Ok(_) => Some(self.read_answer(Some(nix::sys::wait::WaitPidFlag::WNOHANG))),
             Err(e) => Some(Err(e.into())),
@@ -147,7 +151,9 @@ impl ChildSync {
             }
         };
         // It answers just before its `_exit`.
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), reap);
+        while let Err(nix::errno::Errno::EINTR) =
+            nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), reap)
+        {}
         match read {
             Ok(4) => match i32::from_ne_bytes(buf) {
                 0 => Ok(()),
