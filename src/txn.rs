@@ -303,10 +303,10 @@ impl Txn<'_> {
                 ns.source.display()
             );
         }
-        self.step = "complete";
-        self.store.commit(self.lock, completion)?;
-        // The announcement decides nothing any more (the attachment works without it: the
-        // neighbours would ask).
+        // The announcement decides nothing (the attachment works without it: the neighbours
+        // would ask); it goes before the commit, which may wait for the lease's syncs (the
+        // daemon's; a one-shot attach's sync child answers meanwhile more often): the first
+        // answer does not wait for the disk.
         let (inside, ifindex) = inside;
         // The request is flooded to every port of the bridge: sent only when the host's cache
         // shows something to correct (src/link/neighbour.rs); a failed lookup sends it.
@@ -329,6 +329,8 @@ impl Txn<'_> {
                 lease.v4.gateway
             );
         }
+        self.step = "complete";
+        self.store.commit(self.lock, completion)?;
         if let Some(Some(Err(e))) = self.hint.take().map(Ticket::wait) {
             tracing::debug!("{e:#}; a detach reads the veth in full");
         }
