@@ -72,7 +72,6 @@ async fn run_attach(a: AttachArgs, state_dir: &std::path::Path, verbose: bool) -
     // Nothing more to sync: the lease-sync threads end while the result is printed.
     crate::lease::Syncer::retire_shared();
     let (outcome, hints) = attached?;
-    crate::lease::Syncer::retire_shared();
     for h in hints {
         eprintln!("{h}");
     }

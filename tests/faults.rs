@@ -406,10 +406,10 @@ fn attach_processes(name: &str) -> Vec<u32> {
     pids
 }
 
-/// A slow disk does not hold a one-shot attach: its lease is in place and complete when the
-/// command returns (its output closed: a `$(…)` ends), and the child it forked syncs the
-/// record afterwards (SIGTERM does not stop it) and ends on its own. A failed attach waits for that child and leaves no
-/// record behind.
+/// A slow disk does not hold a one-shot attach: its lease is in place and complete when the command
+/// returns (its output closed: a `$(…)` ends), and the child it forked syncs the record afterwards
+/// (SIGTERM does not stop it) and ends on its own. A failed attach waits for that child and leaves
+/// no record behind.
 #[test]
 fn an_attach_returns_before_a_slow_disk_has_synced_its_lease_and_the_sync_ends_on_its_own() {
     if !cfg!(feature = "test-hooks") {

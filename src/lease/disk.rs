@@ -30,18 +30,18 @@
 //! dual-stack lease is linked before and unlinked after its IPv4 name, so while a lease exists
 //! both of its addresses are taken.
 //!
-//! What must survive a crash of the machine (fsync) is what outlives the attachment: a crash
-//! ends every namespace and veth, so a reservation in the middle of an attach (an incomplete
-//! lease, its index entry) is worthless afterwards and is not synced; the complete lease (the
-//! intent `watch` re-applies when the container starts again), a `pending` lease, a removal and
-//! a bridge marker are. The completion is prepared while the attach runs ([`Completion`]): the
-//! complete record is written and synced on the lease-sync thread, then its temporary name (its
-//! directory), and the index entry synced on its second thread at the same time (in a one-shot
-//! attach: by a child the thread forks), during the kernel work, so that completing costs one rename and no sync: a crash that loses the rename
-//! leaves the complete record under its temporary name, which the first command of the next
-//! boot puts in place (`reboot.rs`). (Measured on this VM's ext4: fdatasync of a record
-//! 0.5–0.75 ms, fsync of a directory 0.25–0.4 ms; five of them were a third of an attach; the
-//! last one, after the rename, was 0.22–0.3 ms of a 3.6–4 ms attach.) A one-shot attach has
+//! What must survive a crash of the machine (fsync) is what outlives the attachment: a crash ends
+//! every namespace and veth, so a reservation in the middle of an attach (an incomplete lease, its
+//! index entry) is worthless afterwards and is not synced; the complete lease (the intent `watch`
+//! re-applies when the container starts again), a `pending` lease, a removal and a bridge marker
+//! are. The completion is prepared while the attach runs ([`Completion`]): the complete record is
+//! written and synced on the lease-sync thread, then its temporary name (its directory), and the
+//! index entry synced on its second thread at the same time (in a one-shot attach: by a child the
+//! thread forks), during the kernel work, so that completing costs one rename and no sync: a crash
+//! that loses the rename leaves the complete record under its temporary name, which the first
+//! command of the next boot puts in place (`reboot.rs`). (Measured on this VM's ext4: fdatasync of
+//! a record 0.5–0.75 ms, fsync of a directory 0.25–0.4 ms; five of them were a third of an attach;
+//! the last one, after the rename, was 0.22–0.3 ms of a 3.6–4 ms attach.) A one-shot attach has
 //! those syncs done by a forked child and does not wait for a late answer: its lease is then
 //! durable a moment after the command has exited (`durable.rs`).
 //!

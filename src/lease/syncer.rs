@@ -1,14 +1,15 @@
-//! The lease-sync thread: writes an attach's records and makes them durable (fdatasync,
-//! directory fsync) while the attach goes on with its kernel work; for a one-shot attach
-//! ([`Syncer::let_syncs_outlive`]) a child it forks syncs them (`durable.rs`). One per process ([`Syncer::shared`]), started by
-//! the first attach early (before its Docker requests go out), so that neither its start nor a
-//! sync is on the attach's path; the daemon's jobs share it (they do their store work one at a
-//! time, under the store lock, so its queue stays short). It starts a second thread of its own
-//! ([`Beside`]), for a sync that is to run at the same time as the one it is doing: two syncs
-//! on one ext4 file system issued together complete in one journal commit, one after the other
-//! they take two (a record's `fdatasync` and a directory's `fsync`: 0.69-0.73 ms together
-//! against 0.85-0.87 in a row, medians of 150, a C loop on this VM). Side effects: two threads,
-//! which a one-shot command ends ([`Syncer::retire_shared`]) once it has nothing more to sync.
+//! The lease-sync thread: writes an attach's records and makes them durable (fdatasync, directory
+//! fsync) while the attach goes on with its kernel work; for a one-shot attach
+//! ([`Syncer::let_syncs_outlive`]) a child it forks syncs them (`durable.rs`). One per process
+//! ([`Syncer::shared`]), started by the first attach early (before its Docker requests go out), so
+//! that neither its start nor a sync is on the attach's path; the daemon's jobs share it (they do
+//! their store work one at a time, under the store lock, so its queue stays short). It starts a
+//! second thread of its own ([`Beside`]), for a sync that is to run at the same time as the one it
+//! is doing: two syncs on one ext4 file system issued together complete in one journal commit, one
+//! after the other they take two (a record's `fdatasync` and a directory's `fsync`: 0.69-0.73 ms
+//! together against 0.85-0.87 in a row, medians of 150, a C loop on this VM). Side effects: two
+//! threads, which a one-shot command ends ([`Syncer::retire_shared`]) once it has nothing more to
+//! sync.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
