@@ -33,7 +33,7 @@
 #
 # Options: --quick; -n N (containers per method); --rounds R (passes over them, default 3);
 # --seed S (of the methods' order; default random, printed); --scale M; --concurrency C;
-# --concurrency-rounds R (rounds of the concurrent detach against `ip link del`, default 3); --stale-samples K
+# --concurrency-rounds R (rounds of the concurrent detach against `ip link del`, default 5); --stale-samples K
 # (random-MAC reused-address samples, each may stall up to --stale-limit S seconds, default 30);
 # --watch-samples K (start event → answer samples, at most 240); --out DIR; --docs / --no-docs;
 # --no-cni; --no-ipam (skip cargo bench); --no-install.
@@ -59,7 +59,7 @@ for a in "$@"; do [ "$a" = --quick ] && QUICK=1; done
 if [ "$QUICK" = 1 ]; then
     N=5 ROUNDS=1 SCALE=20 CONC=10 CONC_ROUNDS=1 TTFA_SAMPLES=2 STALE_SAMPLES=1 WATCH_SAMPLES=5 DOCS=0
 else
-    N=20 ROUNDS=3 SCALE=200 CONC=50 CONC_ROUNDS=3 TTFA_SAMPLES=3 STALE_SAMPLES=2 WATCH_SAMPLES=20 DOCS=1
+    N=20 ROUNDS=3 SCALE=200 CONC=50 CONC_ROUNDS=5 TTFA_SAMPLES=3 STALE_SAMPLES=2 WATCH_SAMPLES=20 DOCS=1
 fi
 INSTALL=1
 [ "${BENCH_NO_INSTALL:-0}" = 1 ] && INSTALL=0
@@ -308,6 +308,22 @@ route add default via $GW"
 }
 ipmin_down() { ip link del "${IFP}c$1"; }
 
+# The kernel's share of the minimal ip form (scale comparison only): its netlink requests, in
+# the same order, from one process that times them itself (scripts/kernel_attach.c, compiled
+# below; the attach time recorded is the one it prints, no process start in it).
+kernel_up() {
+    "$KERNEL_ATTACH" "/var/run/netns/$IFP-c$1" "${IFP}k$1" eth0 "$BRIDGE" "$MTU" "$2" \
+        "$PREFIXLEN" "$GW" >"$SCR/out/kernel" 2>>"$SCR/out/kernel.err"
+}
+kernel_down() { ip link del "${IFP}k$1"; }
+KERNEL_ATTACH=""
+if command -v cc >/dev/null &&
+    cc -O2 -o "$WORK/kernel_attach" "$REPO/scripts/kernel_attach.c" 2>"$WORK/cc-kernel.err"; then
+    KERNEL_ATTACH="$WORK/kernel_attach"
+else
+    log "no C compiler or scripts/kernel_attach.c does not build: the scale comparison runs without the kernel-only control"
+fi
+
 CNI_CONF="$WORK/cni.json"
 cat >"$CNI_CONF" <<EOF
 {
@@ -359,6 +375,7 @@ manual_ip() { # method index -> a fixed address per method and container, away f
     case "$1" in
         recipe) echo "172.17.100.$((10 + $2))" ;;
         ipmin) echo "172.17.101.$((10 + $2))" ;;
+        kernel) echo "172.17.99.$((10 + $2))" ;;
         *) echo "" ;;
     esac
 }
@@ -375,7 +392,9 @@ one() { # phase method index attached -> times attach and detach, checks both
     "${m}_down" "$i" || die "$m detach of ${CN[$i]} failed"
     local t3=$EPOCHREALTIME
     check_clean "$i"
-    rec "$phase" "$m" attach "$i" "$k" "$(us "$t0" "$t1")"
+    local took; took="$(us "$t0" "$t1")"
+    [ "$m" = kernel ] && took="$(cat "$SCR/out/kernel")"
+    rec "$phase" "$m" attach "$i" "$k" "$took"
     rec "$phase" "$m" detach "$i" "$k" "$(us "$t2" "$t3")"
 }
 
@@ -388,8 +407,9 @@ for m in "${METHODS[@]}"; do one warmup "$m" 1 0; done
 # scripts/bench_ab.py's runs of 2026-12-03; within the noise in a full run here), so the
 # comparison would carry the order. Seeded ($RANDOM), the seed printed: --seed repeats a run.
 RANDOM=$ORDER_SEED
-shuffled() { # the methods in a random order, one per line
+shuffled() { # the methods (or the arguments) in a random order, one per line
     local a=("${METHODS[@]}") i j t
+    (($#)) && a=("$@")
     for ((i = ${#a[@]} - 1; i > 0; i--)); do
         j=$((RANDOM % (i + 1)))
         t="${a[i]}" a[i]="${a[j]}" a[j]="$t"
@@ -532,22 +552,36 @@ EOF
 # 0 and $SCALE attached are compared with the $SCALE containers running in both: what more
 # containers cost dockerd's answers (only the tool asks Docker) is measured apart, before they
 # start ("scalepre"), and reported beside the comparison, not folded into the tool's growth.
-log "scale: attach/detach on $N containers before the $SCALE containers start"
-for i in $(seq 1 "$N"); do one scalepre tool "$i" 0; one scalepre ipmin "$i" 0; done
+# in_turns PHASE INDEX ATTACHED: the tool, the minimal ip form and the kernel-only control on
+# one container, in a random order (seeded, as in section 1). A fixed order put every tool
+# attach right after a synchronous `ip link del` and every minimal ip attach right after the
+# tool's detach; what ran just before moves an attach (the tool's median was 0.25-0.3 ms
+# higher after `ip link del` than after its own detach in two full runs of 2026-12-05, the
+# minimal ip form's 0.04-0.14 ms), so one order would carry into both sides of the comparison.
+# $ROUNDS passes, as in section 1: medians of 20 moved by ±0.3 ms between runs, as much as the
+# growth being compared.
+SCALE_METHODS=(tool ipmin)
+[ -n "$KERNEL_ATTACH" ] && SCALE_METHODS+=(kernel)
+in_turns() {
+    local m
+    for m in $(shuffled "${SCALE_METHODS[@]}"); do one "$1" "$m" "$2" "$3"; done
+}
+log "scale: attach/detach on $N containers × $ROUNDS before the $SCALE containers start"
+for _ in $(seq 1 "$ROUNDS"); do for i in $(seq 1 "$N"); do in_turns scalepre "$i" 0; done; done
 log "scale: starting $SCALE sleep containers"
 run_containers "$PFX-s" "$SCALE" sleep 3600
 declare -a SN
 for k in $(seq 1 "$SCALE"); do SN[$k]="$PFX-s$k"; done
-log "scale: attach/detach on $N containers with 0 attached ($SCALE containers running)"
-for i in $(seq 1 "$N"); do one scale tool "$i" 0; one scale ipmin "$i" 0; done
+log "scale: attach/detach on $N containers × $ROUNDS with 0 attached ($SCALE containers running)"
+for _ in $(seq 1 "$ROUNDS"); do for i in $(seq 1 "$N"); do in_turns scale "$i" 0; done; done
 log "scale: attaching them one by one"
 for k in $(seq 1 "$SCALE"); do
     t0=$EPOCHREALTIME
     "$BIN" attach "${SN[$k]}" >/dev/null 2>>"$SCR/out/tool.err" || die "attach of ${SN[$k]} failed"
     rec fill tool attach "$k" $((k - 1)) "$(us "$t0" "$EPOCHREALTIME")"
 done
-log "scale: attach/detach on $N containers with $SCALE attached"
-for i in $(seq 1 "$N"); do one scale tool "$i" "$SCALE"; one scale ipmin "$i" "$SCALE"; done
+log "scale: attach/detach on $N containers × $ROUNDS with $SCALE attached"
+for _ in $(seq 1 "$ROUNDS"); do for i in $(seq 1 "$N"); do in_turns scale "$i" "$SCALE"; done; done
 trace_one "$SCALE" 1
 log "scale: ls over $SCALE leases"
 for s in $(seq 1 10); do

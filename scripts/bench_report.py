@@ -86,6 +86,10 @@ def f1(x):
     return "n/a" if x != x else f"{x:.1f}"
 
 
+def f2(x):
+    return "n/a" if x != x else f"{x:.2f}"
+
+
 def verdict(ok):
     return "**met**" if ok else "**MISSED**"
 
@@ -572,6 +576,9 @@ def build(res, svg_path):
     cS = stats(pick(rows, "scale", "ipmin", "attach", scale))
     k0 = stats(pick(rows, "scale", "ipmin", "detach", 0))
     kS = stats(pick(rows, "scale", "ipmin", "detach", scale))
+    # The kernel-only control (scripts/kernel_attach.c): absent from runs before 2026-12-05.
+    kern = [pick(rows, "scale", "kernel", "attach", a) for a in (0, scale)]
+    kern = [stats(v) for v in kern] if all(kern) else None
     ls = stats(pick(rows, "ls", "tool", "ls"))
     lsj = stats(pick(rows, "ls", "tool", "ls-json"))
     pre = {(m, op): pick(rows, "scalepre", m, op, 0) for m in ("tool", "ipmin") for op in ("attach", "detach")}
@@ -593,6 +600,13 @@ def build(res, svg_path):
     w(f"| docker-netattach detach | {before('tool', 'detach')}{f1(d0['median'])} | {f1(dS['median'])} | {dS['median'] / d0['median']:.2f} |")
     w(f"| minimal `ip` attach (control: kernel and `ip`) | {before('ipmin', 'attach')}{f1(c0['median'])} | {f1(cS['median'])} | {cS['median'] / c0['median']:.2f} |")
     w(f"| minimal `ip` detach (control) | {before('ipmin', 'detach')}{f1(k0['median'])} | {f1(kS['median'])} | {kS['median'] / k0['median']:.2f} |")
+    if kern:
+        pre_k = pick(rows, "scalepre", "kernel", "attach", 0)
+        before_k = (f"{f2(stats(pre_k)['median'])} | " if pre_k else "| ") if has_pre else ""
+        w(f"| the kernel alone: the minimal `ip` form's netlink requests, timed in one process | "
+          f"{before_k}{f2(kern[0]['median'])} | {f2(kern[1]['median'])} | "
+          f"{kern[1]['median'] / kern[0]['median']:.2f} |")
+        results.update(kern0=kern[0]["median"], kernS=kern[1]["median"])
     blank = "| " if has_pre else ""
     w(f"| `docker-netattach ls` over {scale} leases | {blank}| {f1(ls['median'])} (p90 {f1(ls['p90'])}) | |")
     w(f"| `docker-netattach ls --json` over {scale} leases | {blank}| {f1(lsj['median'])} (p90 {f1(lsj['p90'])}) | |")
@@ -1006,9 +1020,13 @@ def headline(results, scale, conc):
     # what the tool itself adds at that scale (its leases) beyond what the kernel does.
     gt = results["scaleS"] - results["scale0"]
     gc = results["ctrlS"] - results["ctrl0"]
+    kernel = ""
+    if "kern0" in results:
+        kernel = (f", the kernel alone {results['kernS'] - results['kern0']:+.2f} ms "
+                  f"(ratio {results['kernS'] / results['kern0']:.3f})")
     notes.append(f"attach median growth from 0 to {scale} attached: tool {gt:+.2f} ms, "
                  f"minimal `ip` control {gc:+.2f} ms (the tool's own share "
-                 f"{gt - gc:+.2f} ms)")
+                 f"{gt - gc:+.2f} ms){kernel}")
     if "scalepre" in results:
         notes.append(f"{scale} more containers running, none attached: tool "
                      f"{results['scale0'] - results['scalepre']:+.2f} ms, minimal `ip` control "

@@ -1,0 +1,181 @@
+/* kernel_attach: the kernel's share of the minimal `ip` attach, timed inside one process.
+ *
+ * usage: kernel_attach NETNS HOST_IF PEER_IF BRIDGE MTU ADDRESS PREFIXLEN GATEWAY
+ *
+ * The same netlink requests as scripts/bench.sh's minimal `ip` form, in the same order: the
+ * veth pair with its peer created in the namespace NETNS (a path: /var/run/netns/NAME), the
+ * host end put on BRIDGE and up, then, through a netlink socket opened inside the namespace,
+ * the address, eth0 up, lo up and the default route via GATEWAY. Each request waits for the
+ * kernel's acknowledgement. Prints the microseconds from the first lookup to the last
+ * acknowledgement: the "kernel control" of the scale comparison, without the three process
+ * starts of the `ip` form, which do not grow with the bridge's ports and dilute its ratio.
+ * Exits 1 with the step and the kernel's error on failure (what it made is left: the bench's
+ * `ip link del` of HOST_IF removes it). */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/veth.h>
+#include <net/if.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+struct msg {
+    struct nlmsghdr n;
+    char body[1024];
+};
+
+static unsigned seq;
+
+static void die(const char *step, int err) {
+    fprintf(stderr, "kernel_attach: %s: %s\n", step, strerror(err));
+    exit(1);
+}
+
+static void *tail(struct nlmsghdr *n) { return (char *)n + NLMSG_ALIGN(n->nlmsg_len); }
+
+static struct rtattr *attr(struct nlmsghdr *n, unsigned short type, const void *data, int len) {
+    struct rtattr *rta = tail(n);
+    rta->rta_type = type;
+    rta->rta_len = RTA_LENGTH(len);
+    if (len)
+        memcpy(RTA_DATA(rta), data, len);
+    n->nlmsg_len = NLMSG_ALIGN(n->nlmsg_len) + RTA_ALIGN(rta->rta_len);
+    return rta;
+}
+
+static void nest_end(struct nlmsghdr *n, struct rtattr *nest) {
+    nest->rta_len = (char *)tail(n) - (char *)nest;
+}
+
+static void start(struct msg *m, unsigned short type, unsigned short flags, const void *hdr,
+                  int len) {
+    memset(m, 0, sizeof(*m));
+    m->n.nlmsg_type = type;
+    m->n.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    m->n.nlmsg_seq = ++seq;
+    m->n.nlmsg_len = NLMSG_LENGTH(len);
+    memcpy(NLMSG_DATA(&m->n), hdr, len);
+}
+
+/* Sends the request and waits for its acknowledgement. */
+static void talk(int fd, struct msg *m, const char *step) {
+    if (send(fd, m, m->n.nlmsg_len, 0) < 0)
+        die(step, errno);
+    char buf[8192];
+    for (;;) {
+        ssize_t got = recv(fd, buf, sizeof(buf), 0);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            die(step, errno);
+        }
+        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, got);
+             h = NLMSG_NEXT(h, got)) {
+            if (h->nlmsg_seq != m->n.nlmsg_seq || h->nlmsg_type != NLMSG_ERROR)
+                continue;
+            int err = ((struct nlmsgerr *)NLMSG_DATA(h))->error;
+            if (err)
+                die(step, -err);
+            return;
+        }
+    }
+}
+
+static int rtnl(void) {
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0)
+        die("netlink socket", errno);
+    return fd;
+}
+
+static void link_up(int fd, int index, int master, const char *step) {
+    struct msg m;
+    struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = index,
+                            .ifi_flags = IFF_UP, .ifi_change = IFF_UP};
+    start(&m, RTM_NEWLINK, 0, &ifi, sizeof(ifi));
+    if (master)
+        attr(&m.n, IFLA_MASTER, &master, sizeof(master));
+    talk(fd, &m, step);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 9) {
+        fprintf(stderr, "usage: kernel_attach NETNS HOST_IF PEER_IF BRIDGE MTU ADDRESS "
+                        "PREFIXLEN GATEWAY\n");
+        return 2;
+    }
+    const char *netns = argv[1], *host = argv[2], *peer = argv[3], *bridge = argv[4];
+    unsigned mtu = (unsigned)atoi(argv[5]);
+    unsigned char prefix = (unsigned char)atoi(argv[7]);
+    struct in_addr addr, gw;
+    if (!inet_pton(AF_INET, argv[6], &addr) || !inet_pton(AF_INET, argv[8], &gw)) {
+        fprintf(stderr, "kernel_attach: not IPv4 addresses: %s, %s\n", argv[6], argv[8]);
+        return 2;
+    }
+    int ns = open(netns, O_RDONLY | O_CLOEXEC);
+    if (ns < 0)
+        die(netns, errno);
+    int host_nl = rtnl();
+
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+
+    /* ip link add HOST mtu M type veth peer name PEER mtu M netns NS */
+    struct msg m;
+    struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
+    start(&m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &ifi, sizeof(ifi));
+    attr(&m.n, IFLA_IFNAME, host, strlen(host) + 1);
+    attr(&m.n, IFLA_MTU, &mtu, sizeof(mtu));
+    struct rtattr *info = attr(&m.n, IFLA_LINKINFO, NULL, 0);
+    attr(&m.n, IFLA_INFO_KIND, "veth", 4);
+    struct rtattr *data = attr(&m.n, IFLA_INFO_DATA, NULL, 0);
+    struct rtattr *p = attr(&m.n, VETH_INFO_PEER, NULL, 0);
+    m.n.nlmsg_len += sizeof(struct ifinfomsg); /* the peer's, zeroed */
+    attr(&m.n, IFLA_IFNAME, peer, strlen(peer) + 1);
+    attr(&m.n, IFLA_MTU, &mtu, sizeof(mtu));
+    attr(&m.n, IFLA_NET_NS_FD, &ns, sizeof(ns));
+    nest_end(&m.n, p);
+    nest_end(&m.n, data);
+    nest_end(&m.n, info);
+    talk(host_nl, &m, "create the veth pair");
+
+    /* ip link set HOST master BRIDGE up */
+    int br = (int)if_nametoindex(bridge), h = (int)if_nametoindex(host);
+    if (!br || !h)
+        die(br ? host : bridge, errno);
+    link_up(host_nl, h, br, "put the host end on the bridge");
+
+    /* ip -n NS -batch: addr add, link set PEER up, link set lo up, route add default */
+    if (setns(ns, CLONE_NEWNET) < 0)
+        die("setns", errno);
+    int nl = rtnl();
+    int eth = (int)if_nametoindex(peer);
+    if (!eth)
+        die(peer, errno);
+    struct ifaddrmsg ifa = {.ifa_family = AF_INET, .ifa_prefixlen = prefix, .ifa_index = eth};
+    start(&m, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &ifa, sizeof(ifa));
+    attr(&m.n, IFA_LOCAL, &addr, sizeof(addr));
+    attr(&m.n, IFA_ADDRESS, &addr, sizeof(addr));
+    talk(nl, &m, "add the address");
+    link_up(nl, eth, 0, "set the peer up");
+    link_up(nl, 1, 0, "set lo up");
+    struct rtmsg rt = {.rtm_family = AF_INET, .rtm_table = RT_TABLE_MAIN,
+                       .rtm_protocol = RTPROT_BOOT, .rtm_scope = RT_SCOPE_UNIVERSE,
+                       .rtm_type = RTN_UNICAST};
+    start(&m, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &rt, sizeof(rt));
+    attr(&m.n, RTA_GATEWAY, &gw, sizeof(gw));
+    talk(nl, &m, "add the default route");
+
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    printf("%ld\n", (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000);
+    return 0;
+}
