@@ -557,7 +557,7 @@ EOF
 # attach right after a synchronous `ip link del` and every minimal ip attach right after the
 # tool's detach; what ran just before moves an attach (the tool's median was 0.25-0.3 ms
 # higher after `ip link del` than after its own detach in two full runs of 2026-12-05, the
-# minimal ip form's 0.04-0.14 ms), so one order would carry into both sides of the comparison.
+# minimal ip form's 0.04-0.21 ms), so one order would carry into both sides of the comparison.
 # $ROUNDS passes, as in section 1: medians of 20 moved by ±0.3 ms between runs, as much as the
 # growth being compared.
 SCALE_METHODS=(tool ipmin)
