@@ -552,6 +552,7 @@ EOF
 # 0 and $SCALE attached are compared with the $SCALE containers running in both: what more
 # containers cost dockerd's answers (only the tool asks Docker) is measured apart, before they
 # start ("scalepre"), and reported beside the comparison, not folded into the tool's growth.
+#
 # in_turns PHASE INDEX ATTACHED: the tool, the minimal ip form and the kernel-only control on
 # one container, in a random order (seeded, as in section 1). A fixed order put every tool
 # attach right after a synchronous `ip link del` and every minimal ip attach right after the

@@ -391,8 +391,8 @@ ATTACH_PHASES = [
     ("process start → first Docker connection (exec, clap, tokio runtime, lease-sync thread)", "exec", "connect"),
     ("Docker: inspect container + network (in parallel; meanwhile netlink socket, docker0, netns fd, state dir, taken addresses) → lock", "connect", "lock"),
     ("under the lock: address, lease, netns link, veth pair (1 RTM_NEWLINK) → in the container's namespace", "lock", "setns"),
-    ("inside: netlink socket there, eth0's index, address, routes, up; verify; commit (the sync child not waited for)", "setns", "settle"),
-    ("announcement: both ends' carrier settled (ethtool), the gateway resolved only when needed → unlock", "settle", "unlock"),
+    ("inside: netlink socket there, eth0's index, address, routes, up; verify", "setns", "settle"),
+    ("announcement: both ends' carrier settled (ethtool), the gateway resolved only when needed; commit (the sync child not waited for) → unlock", "settle", "unlock"),
     ("print, exit", "unlock", "end"),
 ]
 DETACH_PHASES = [
@@ -583,7 +583,13 @@ def build(res, svg_path):
     lsj = stats(pick(rows, "ls", "tool", "ls-json"))
     pre = {(m, op): pick(rows, "scalepre", m, op, 0) for m in ("tool", "ipmin") for op in ("attach", "detach")}
     has_pre = all(pre.values())
-    before = lambda m, op: f"{f1(stats(pre[(m, op)])['median'])} | " if has_pre else ""
+
+    def before(m, op, fmt=f1):
+        """The "fewer containers" cell and its separator (blank where not measured)."""
+        if not has_pre:
+            return ""
+        rows_pre = pick(rows, "scalepre", m, op, 0)
+        return f"{fmt(stats(rows_pre)['median'])} | " if rows_pre else "| "
     w(f"### Scale: 0 vs {scale} containers already attached (ms, median of {s0['n']})")
     w("")
     if has_pre:
@@ -601,10 +607,8 @@ def build(res, svg_path):
     w(f"| minimal `ip` attach (control: kernel and `ip`) | {before('ipmin', 'attach')}{f1(c0['median'])} | {f1(cS['median'])} | {cS['median'] / c0['median']:.2f} |")
     w(f"| minimal `ip` detach (control) | {before('ipmin', 'detach')}{f1(k0['median'])} | {f1(kS['median'])} | {kS['median'] / k0['median']:.2f} |")
     if kern:
-        pre_k = pick(rows, "scalepre", "kernel", "attach", 0)
-        before_k = (f"{f2(stats(pre_k)['median'])} | " if pre_k else "| ") if has_pre else ""
         w(f"| the kernel alone: the minimal `ip` form's netlink requests, timed in one process | "
-          f"{before_k}{f2(kern[0]['median'])} | {f2(kern[1]['median'])} | "
+          f"{before('kernel', 'attach', f2)}{f2(kern[0]['median'])} | {f2(kern[1]['median'])} | "
           f"{kern[1]['median'] / kern[0]['median']:.2f} |")
         results.update(kern0=kern[0]["median"], kernS=kern[1]["median"])
     blank = "| " if has_pre else ""
