@@ -237,11 +237,7 @@ fn twenty_parallel_attaches_get_distinct_answering_addresses() {
 
 #[test]
 fn a_failure_after_any_step_leaves_nothing_behind() {
-    if !cfg!(feature = "test-hooks") {
-        panic!(
-            "this test injects faults with DOCKER_NETATTACH_FAIL_AFTER, which only a `--features test-hooks` build honours; run it with that feature (scripts/test does)"
-        );
-    }
+    need_test_hooks("injects faults with DOCKER_NETATTACH_FAIL_AFTER");
     if !need_docker() {
         return;
     }

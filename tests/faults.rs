@@ -12,11 +12,7 @@ use common::*;
 
 #[test]
 fn a_container_that_exits_mid_attach_is_rolled_back() {
-    if !cfg!(feature = "test-hooks") {
-        panic!(
-            "this test injects faults with DOCKER_NETATTACH_PAUSE_AFTER, which only a `--features test-hooks` build honours; run it with that feature (scripts/test does)"
-        );
-    }
+    need_test_hooks("injects faults with DOCKER_NETATTACH_PAUSE_AFTER");
     if !need_docker() {
         return;
     }
@@ -64,11 +60,7 @@ fn a_container_that_exits_mid_attach_is_rolled_back() {
 /// first command keeps the lease as complete (src/lease/reboot.rs).
 #[test]
 fn an_attach_a_crash_stops_after_its_kernel_work_keeps_its_lease_in_the_next_boot() {
-    if !cfg!(feature = "test-hooks") {
-        panic!(
-            "this test pauses an attach with DOCKER_NETATTACH_PAUSE_AFTER, which only a `--features test-hooks` build honours; run it with that feature (scripts/test does)"
-        );
-    }
+    need_test_hooks("pauses an attach with DOCKER_NETATTACH_PAUSE_AFTER");
     if !need_docker() {
         return;
     }
@@ -412,11 +404,7 @@ fn attach_processes(name: &str) -> Vec<u32> {
 /// no record behind.
 #[test]
 fn an_attach_returns_before_a_slow_disk_has_synced_its_lease_and_the_sync_ends_on_its_own() {
-    if !cfg!(feature = "test-hooks") {
-        panic!(
-            "this test slows the lease's sync with DOCKER_NETATTACH_TEST_SLOW_SYNC_MS, which only a `--features test-hooks` build honours; run it with that feature (scripts/test does)"
-        );
-    }
+    need_test_hooks("slows the lease's sync with DOCKER_NETATTACH_TEST_SLOW_SYNC_MS");
     if !need_docker() {
         return;
     }

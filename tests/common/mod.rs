@@ -50,6 +50,17 @@ pub fn need_root() -> bool {
     }
 }
 
+/// Fails a test that drives the tool through a test hook (`what`: how, naming its variable)
+/// when the build lacks them: a shipped build ignores those variables, so the test would not
+/// test anything.
+pub fn need_test_hooks(what: &str) {
+    if !cfg!(feature = "test-hooks") {
+        panic!(
+            "this test {what}, which only a `--features test-hooks` build honours; run it with that feature (scripts/test does)"
+        );
+    }
+}
+
 /// True when root and Docker are available and the test image is built.
 pub fn need_docker() -> bool {
     if !need_root() {
