@@ -1,29 +1,49 @@
 /* kernel_attach: the kernel's share of the minimal `ip` attach, timed inside one process.
  *
- * usage: kernel_attach NETNS HOST_IF PEER_IF BRIDGE MTU ADDRESS PREFIXLEN GATEWAY
+ * usage: kernel_attach [--order ORDER] [--settle] [--steps]
+ *                      NETNS HOST_IF PEER_IF BRIDGE MTU ADDRESS PREFIXLEN GATEWAY
  *
- * The same netlink requests as scripts/bench.sh's minimal `ip` form, in the same order: the
- * veth pair with its peer created in the namespace NETNS (a path: /var/run/netns/NAME), the
- * host end put on BRIDGE and up, then, through a netlink socket opened inside the namespace,
- * the address, eth0 up, lo up and the default route via GATEWAY. Each request waits for the
- * kernel's acknowledgement. Prints the microseconds from the first lookup to the last
- * acknowledgement: the "kernel control" of the scale comparison, without the three process
- * starts of the `ip` form, which do not grow with the bridge's ports and dilute its ratio.
- * Exits 1 with the step and the kernel's error on failure (what it made is left: the bench's
- * `ip link del` of HOST_IF removes it). */
+ * By default the same netlink requests as scripts/bench.sh's minimal `ip` form, in the same
+ * order: the veth pair with its peer created in the namespace NETNS (a path:
+ * /var/run/netns/NAME), the host end put on BRIDGE and up, then, through a netlink socket opened
+ * inside the namespace, the address, eth0 up, lo up and the default route via GATEWAY. Each
+ * request waits for the kernel's acknowledgement. Prints the microseconds from the first lookup
+ * to the last acknowledgement: the "kernel control" of the scale comparison, without the three
+ * process starts of the `ip` form, which do not grow with the bridge's ports and dilute its
+ * ratio. Exits 1 with the step and the kernel's error on failure (what it made is left: the
+ * bench's `ip link del` of HOST_IF removes it).
+ *
+ * For scripts/bench_port_order.sh, which asks whether the order of the requests changes what
+ * the bridge's other ports cost an attach:
+ *   --order ip             the default, above;
+ *   --order tool           the pair created with the host end already up and on the bridge
+ *                          (one request, as docker-netattach does), then the inside;
+ *   --order late           the pair created with the host end on the bridge but down, the
+ *                          inside, then the host end up (the port comes up with its carrier);
+ *   --order carrier-first  the pair created, the inside, the host end up and both ends'
+ *                          carrier settled, and only then the host end put on the bridge;
+ *   --settle               then both ends' pending carrier change settled (ethtool "get link",
+ *                          as docker-netattach does) and the port's state read until it
+ *                          forwards (at most 1 s): the time until the attachment passes packets,
+ *                          where the orders that bring the port up last pay for it;
+ *   --steps                after the total, the microseconds of each request (and of the
+ *                          settling), in order. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/ethtool.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <linux/sockios.h>
 #include <linux/veth.h>
 #include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +54,20 @@ struct msg {
 };
 
 static unsigned seq;
+
+/* The end of the last step (--steps): each acknowledgement ends one. */
+static struct timespec last;
+static long steps_us[16];
+static int nsteps;
+
+static void step_done(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (nsteps < 16)
+        steps_us[nsteps++] =
+            (now.tv_sec - last.tv_sec) * 1000000L + (now.tv_nsec - last.tv_nsec) / 1000;
+    last = now;
+}
 
 static void die(const char *step, int err) {
     fprintf(stderr, "kernel_attach: %s: %s\n", step, strerror(err));
@@ -85,6 +119,7 @@ static void talk(int fd, struct msg *m, const char *step) {
             int err = ((struct nlmsgerr *)NLMSG_DATA(h))->error;
             if (err)
                 die(step, -err);
+            step_done();
             return;
         }
     }
@@ -97,20 +132,82 @@ static int rtnl(void) {
     return fd;
 }
 
-static void link_up(int fd, int index, int master, const char *step) {
+/* Sets the interface up (when `up`) and on the bridge `master` (when not 0). */
+static void set_link(int fd, int index, int master, int up, const char *step) {
     struct msg m;
     struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_index = index,
-                            .ifi_flags = IFF_UP, .ifi_change = IFF_UP};
+                            .ifi_flags = up ? IFF_UP : 0, .ifi_change = up ? IFF_UP : 0};
     start(&m, RTM_NEWLINK, 0, &ifi, sizeof(ifi));
     if (master)
         attr(&m.n, IFLA_MASTER, &master, sizeof(master));
     talk(fd, &m, step);
 }
 
+static void link_up(int fd, int index, int master, const char *step) {
+    set_link(fd, index, master, 1, step);
+}
+
+/* Has the kernel settle interface `name`'s pending carrier change (ETHTOOL_GLINK), in the
+ * namespace of socket `fd`. */
+static void settle_carrier(int fd, const char *name) {
+    struct ifreq req = {0};
+    struct ethtool_value value = {.cmd = ETHTOOL_GLINK};
+    strncpy(req.ifr_name, name, IFNAMSIZ - 1);
+    req.ifr_data = (void *)&value;
+    if (ioctl(fd, SIOCETHTOOL, &req) < 0)
+        die("settle the carrier", errno);
+}
+
+/* Until the host end's bridge port forwards (state 3), at most a second. */
+static void wait_forwarding(const char *host) {
+    char path[96];
+    snprintf(path, sizeof(path), "/sys/class/net/%s/brport/state", host);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    do {
+        int state = -1;
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (fscanf(f, "%d", &state) != 1)
+                state = -1;
+            fclose(f);
+        }
+        if (state == 3)
+            return;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (now.tv_sec - start.tv_sec < 1);
+    fprintf(stderr, "kernel_attach: the port %s does not forward after 1 s\n", host);
+    exit(1);
+}
+
+enum order { ORDER_IP, ORDER_TOOL, ORDER_LATE, ORDER_CARRIER_FIRST };
+
 int main(int argc, char **argv) {
+    enum order order = ORDER_IP;
+    int settle = 0, steps = 0;
+    for (; argc > 1 && !strncmp(argv[1], "--", 2); argc--, argv++) {
+        if (!strcmp(argv[1], "--settle"))
+            settle = 1;
+        else if (!strcmp(argv[1], "--steps"))
+            steps = 1;
+        else if (!strcmp(argv[1], "--order") && argc > 2) {
+            const char *o = argv[2];
+            order = !strcmp(o, "ip")              ? ORDER_IP
+                    : !strcmp(o, "tool")          ? ORDER_TOOL
+                    : !strcmp(o, "late")          ? ORDER_LATE
+                    : !strcmp(o, "carrier-first") ? ORDER_CARRIER_FIRST
+                                                  : -1;
+            if ((int)order < 0) {
+                fprintf(stderr, "kernel_attach: no order %s (ip, tool, late, carrier-first)\n", o);
+                return 2;
+            }
+            argc--, argv++;
+        } else
+            break;
+    }
     if (argc != 9) {
-        fprintf(stderr, "usage: kernel_attach NETNS HOST_IF PEER_IF BRIDGE MTU ADDRESS "
-                        "PREFIXLEN GATEWAY\n");
+        fprintf(stderr, "usage: kernel_attach [--order ip|tool|late|carrier-first] [--settle] "
+                        "[--steps] NETNS HOST_IF PEER_IF BRIDGE MTU ADDRESS PREFIXLEN GATEWAY\n");
         return 2;
     }
     const char *netns = argv[1], *host = argv[2], *peer = argv[3], *bridge = argv[4];
@@ -125,16 +222,24 @@ int main(int argc, char **argv) {
     if (ns < 0)
         die(netns, errno);
     int host_nl = rtnl();
+    int br = (int)if_nametoindex(bridge);
+    if (!br)
+        die(bridge, errno);
 
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    last = t0;
 
     /* ip link add HOST mtu M type veth peer name PEER mtu M netns NS */
     struct msg m;
     struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
+    if (order == ORDER_TOOL)
+        ifi.ifi_flags = ifi.ifi_change = IFF_UP;
     start(&m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &ifi, sizeof(ifi));
     attr(&m.n, IFLA_IFNAME, host, strlen(host) + 1);
     attr(&m.n, IFLA_MTU, &mtu, sizeof(mtu));
+    if (order == ORDER_TOOL || order == ORDER_LATE)
+        attr(&m.n, IFLA_MASTER, &br, sizeof(br));
     struct rtattr *info = attr(&m.n, IFLA_LINKINFO, NULL, 0);
     attr(&m.n, IFLA_INFO_KIND, "veth", 4);
     struct rtattr *data = attr(&m.n, IFLA_INFO_DATA, NULL, 0);
@@ -148,11 +253,12 @@ int main(int argc, char **argv) {
     nest_end(&m.n, info);
     talk(host_nl, &m, "create the veth pair");
 
+    int h = (int)if_nametoindex(host);
+    if (!h)
+        die(host, errno);
     /* ip link set HOST master BRIDGE up */
-    int br = (int)if_nametoindex(bridge), h = (int)if_nametoindex(host);
-    if (!br || !h)
-        die(br ? host : bridge, errno);
-    link_up(host_nl, h, br, "put the host end on the bridge");
+    if (order == ORDER_IP)
+        link_up(host_nl, h, br, "put the host end on the bridge");
 
     /* ip -n NS -batch: addr add, link set PEER up, link set lo up, route add default */
     if (setns(ns, CLONE_NEWNET) < 0)
@@ -175,7 +281,26 @@ int main(int argc, char **argv) {
     attr(&m.n, RTA_GATEWAY, &gw, sizeof(gw));
     talk(nl, &m, "add the default route");
 
+    if (order == ORDER_LATE || order == ORDER_CARRIER_FIRST)
+        link_up(host_nl, h, 0, "set the host end up");
+    /* Each end's carrier is settled through a netlink socket of its namespace (the kernel
+     * answers the ioctl in the socket's namespace). */
+    if (order == ORDER_CARRIER_FIRST) {
+        settle_carrier(host_nl, host);
+        settle_carrier(nl, peer);
+        set_link(host_nl, h, br, 0, "put the host end on the bridge");
+    }
+    if (settle) {
+        settle_carrier(host_nl, host);
+        settle_carrier(nl, peer);
+        wait_forwarding(host);
+        step_done();
+    }
+
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    printf("%ld\n", (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000);
+    printf("%ld", (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000);
+    for (int i = 0; steps && i < nsteps; i++)
+        printf(" %ld", steps_us[i]);
+    printf("\n");
     return 0;
 }
