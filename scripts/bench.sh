@@ -405,21 +405,18 @@ for m in "${METHODS[@]}"; do one warmup "$m" 1 0; done
 # (with all four, the tool after CNI's DEL three times in four, ip-min after the recipe's
 # `ip link del` three times in four), and what ran just before can move an attach (0.5-1 ms in
 # scripts/bench_ab.py's runs of 2026-12-03; within the noise in a full run here), so the
-# comparison would carry the order. Seeded ($RANDOM), the seed printed: --seed repeats a run.
+# comparison would carry the order. Seeded ($RANDOM), the seed printed: --seed repeats a run's
+# orders (scripts/shuffle.sh: shuffled in this shell; until 2026-12-05 05:40 the shuffle ran in
+# a `$(...)`, where bash reseeds $RANDOM from the clock, so the orders were random but the seed
+# did not repeat them).
+# shellcheck source=scripts/shuffle.sh
+. "$REPO/scripts/shuffle.sh"
 RANDOM=$ORDER_SEED
-shuffled() { # the methods (or the arguments) in a random order, one per line
-    local a=("${METHODS[@]}") i j t
-    (($#)) && a=("$@")
-    for ((i = ${#a[@]} - 1; i > 0; i--)); do
-        j=$((RANDOM % (i + 1)))
-        t="${a[i]}" a[i]="${a[j]}" a[j]="$t"
-    done
-    printf '%s\n' "${a[@]}"
-}
 log "attach/detach: ${METHODS[*]} on $N containers, $ROUNDS rounds (a random order per container, seed $ORDER_SEED)"
 for round in $(seq 1 "$ROUNDS"); do
     for i in $(seq 1 "$N"); do
-        for m in $(shuffled); do
+        shuffle "${METHODS[@]}"
+        for m in "${SHUFFLED[@]}"; do
             one methods "$m" "$i" 0
         done
     done
@@ -565,7 +562,8 @@ SCALE_METHODS=(tool ipmin)
 [ -n "$KERNEL_ATTACH" ] && SCALE_METHODS+=(kernel)
 in_turns() {
     local m
-    for m in $(shuffled "${SCALE_METHODS[@]}"); do one "$1" "$m" "$2" "$3"; done
+    shuffle "${SCALE_METHODS[@]}"
+    for m in "${SHUFFLED[@]}"; do one "$1" "$m" "$2" "$3"; done
 }
 log "scale: attach/detach on $N containers × $ROUNDS before the $SCALE containers start"
 for _ in $(seq 1 "$ROUNDS"); do for i in $(seq 1 "$N"); do in_turns scalepre "$i" 0; done; done
