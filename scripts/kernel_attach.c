@@ -7,11 +7,11 @@
  * order: the veth pair with its peer created in the namespace NETNS (a path:
  * /var/run/netns/NAME), the host end put on BRIDGE and up, then, through a netlink socket opened
  * inside the namespace, the address, eth0 up, lo up and the default route via GATEWAY. Each
- * request waits for the kernel's acknowledgement. Prints the microseconds from the first lookup
- * to the last acknowledgement: the "kernel control" of the scale comparison, without the three
- * process starts of the `ip` form, which do not grow with the bridge's ports and dilute its
- * ratio. Exits 1 with the step and the kernel's error on failure (what it made is left: the
- * bench's `ip link del` of HOST_IF removes it).
+ * request waits for the kernel's acknowledgement. Prints the microseconds from the creation
+ * request to the last acknowledgement: the "kernel control" of the scale comparison, without
+ * the three process starts of the `ip` form, which do not grow with the bridge's ports and
+ * dilute its ratio. Exits 1 with the step and the kernel's error on failure (what it made is
+ * left: the bench's `ip link del` of HOST_IF removes it).
  *
  * For scripts/bench_port_order.sh, which asks whether the order of the requests changes what
  * the bridge's other ports cost an attach:
@@ -23,11 +23,12 @@
  *   --order carrier-first  the pair created, the inside, the host end up and both ends'
  *                          carrier settled, and only then the host end put on the bridge;
  *   --settle               then both ends' pending carrier change settled (ethtool "get link",
- *                          as docker-netattach does) and the port's state read until it
- *                          forwards (at most 1 s): the time until the attachment passes packets,
- *                          where the orders that bring the port up last pay for it;
- *   --steps                after the total, the microseconds of each request (and of the
- *                          settling), in order. */
+ *                          as docker-netattach does; each must answer "link") and the port's
+ *                          state read until it forwards (at most 1 s): the time until the
+ *                          attachment passes packets, where the orders that bring the port up
+ *                          last pay for it;
+ *   --steps                after the total, the microseconds of each step in order: each
+ *                          request, carrier-first's settling before it enslaves, and --settle. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -148,7 +149,7 @@ static void link_up(int fd, int index, int master, const char *step) {
 }
 
 /* Has the kernel settle interface `name`'s pending carrier change (ETHTOOL_GLINK), in the
- * namespace of socket `fd`. */
+ * namespace of socket `fd`; exits when the interface has no carrier then. */
 static void settle_carrier(int fd, const char *name) {
     struct ifreq req = {0};
     struct ethtool_value value = {.cmd = ETHTOOL_GLINK};
@@ -156,9 +157,15 @@ static void settle_carrier(int fd, const char *name) {
     req.ifr_data = (void *)&value;
     if (ioctl(fd, SIOCETHTOOL, &req) < 0)
         die("settle the carrier", errno);
+    if (!value.data) {
+        fprintf(stderr, "kernel_attach: %s has no carrier once settled\n", name);
+        exit(1);
+    }
 }
 
-/* Until the host end's bridge port forwards (state 3), at most a second. */
+/* Until the host end's bridge port forwards (state 3), at most a second. Read from /sys, which
+ * shows the interfaces of the namespace it was mounted in: the host's, where this program starts
+ * (setns into the container's namespace does not change the mount namespace). */
 static void wait_forwarding(const char *host) {
     char path[96];
     snprintf(path, sizeof(path), "/sys/class/net/%s/brport/state", host);
@@ -175,7 +182,8 @@ static void wait_forwarding(const char *host) {
         if (state == 3)
             return;
         clock_gettime(CLOCK_MONOTONIC, &now);
-    } while (now.tv_sec - start.tv_sec < 1);
+    } while ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) <
+             1000000000L);
     fprintf(stderr, "kernel_attach: the port %s does not forward after 1 s\n", host);
     exit(1);
 }
@@ -190,20 +198,29 @@ int main(int argc, char **argv) {
             settle = 1;
         else if (!strcmp(argv[1], "--steps"))
             steps = 1;
-        else if (!strcmp(argv[1], "--order") && argc > 2) {
+        else if (!strcmp(argv[1], "--order")) {
+            if (argc < 3) {
+                fprintf(stderr, "kernel_attach: --order needs one of ip, tool, late, "
+                                "carrier-first\n");
+                return 2;
+            }
             const char *o = argv[2];
-            order = !strcmp(o, "ip")              ? ORDER_IP
-                    : !strcmp(o, "tool")          ? ORDER_TOOL
-                    : !strcmp(o, "late")          ? ORDER_LATE
-                    : !strcmp(o, "carrier-first") ? ORDER_CARRIER_FIRST
-                                                  : -1;
-            if ((int)order < 0) {
+            int chosen = !strcmp(o, "ip")              ? ORDER_IP
+                         : !strcmp(o, "tool")          ? ORDER_TOOL
+                         : !strcmp(o, "late")          ? ORDER_LATE
+                         : !strcmp(o, "carrier-first") ? ORDER_CARRIER_FIRST
+                                                       : -1;
+            if (chosen < 0) {
                 fprintf(stderr, "kernel_attach: no order %s (ip, tool, late, carrier-first)\n", o);
                 return 2;
             }
+            order = (enum order)chosen;
             argc--, argv++;
-        } else
-            break;
+        } else {
+            fprintf(stderr, "kernel_attach: unknown option %s (--order, --settle, --steps)\n",
+                    argv[1]);
+            return 2;
+        }
     }
     if (argc != 9) {
         fprintf(stderr, "usage: kernel_attach [--order ip|tool|late|carrier-first] [--settle] "
@@ -288,6 +305,7 @@ int main(int argc, char **argv) {
     if (order == ORDER_CARRIER_FIRST) {
         settle_carrier(host_nl, host);
         settle_carrier(nl, peer);
+        step_done();
         set_link(host_nl, h, br, 0, "put the host end on the bridge");
     }
     if (settle) {
