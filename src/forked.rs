@@ -31,8 +31,9 @@ pub unsafe fn detach_from_caller() {
 }
 
 /// Closes every descriptor of this (forked, single-threaded) process but `keep`. False when
-/// it could not (no close_range: a kernel before 5.9, a seccomp profile); the caller then
-/// does not go on, rather than hold what it should not.
+/// it could not (no close_range: a kernel before 5.9, a seccomp profile): the caller then does
+/// not go on holding them (`link/unregister.rs`), or forked only where [`can_outlive`] found
+/// close_range allowed (`lease/durable.rs`).
 ///
 /// # Safety
 /// Only in a forked child, which owns every descriptor it closes.

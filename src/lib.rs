@@ -42,3 +42,7 @@ pub(crate) mod txn;
 pub(crate) mod watch;
 pub(crate) mod watch_lock;
 pub mod worker;
+
+/// Whether a one-shot attach may leave its lease's syncs to a child that outlives it
+/// (`forked::can_outlive`); the tests ask it to know which behaviour this host gets.
+pub use forked::can_outlive;
