@@ -191,7 +191,7 @@ impl Txn<'_> {
                 self.done.push(Undo::Lease(Box::new(lease.clone())));
             }
         }
-        // Synced on a thread of its own (or, in a one-shot attach, by a child it forks:
+        // Synced on a thread of its own (or, in a one-shot attach, by a child it starts:
         // lease/durable.rs) while the kernel work runs; dropped on failure.
         let completion = self
             .store

@@ -376,7 +376,7 @@ fn a_restart_after_pid_reuse_keeps_the_address_and_replaces_only_our_link() {
 }
 
 /// The processes whose command line is `docker-netattach attach <name>`: an attach, or the
-/// child it forked to sync its lease (src/lease/durable.rs).
+/// child it started to sync its lease (src/lease/durable.rs).
 fn attach_processes(name: &str) -> Vec<u32> {
     let mut pids = vec![];
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -399,7 +399,7 @@ fn attach_processes(name: &str) -> Vec<u32> {
 }
 
 /// A slow disk does not hold a one-shot attach: its lease is in place and complete when the command
-/// returns (its output closed: a `$(…)` ends), and the child it forked syncs the record afterwards
+/// returns (its output closed: a `$(…)` ends), and the child it started syncs the record afterwards
 /// (SIGTERM does not stop it) and ends on its own. A failed attach waits for that child and leaves
 /// no record behind.
 #[test]

@@ -472,7 +472,7 @@ fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// `detach` returns once the kernel has unregistered the pair, not once it has freed it (the
-/// RCU barrier after that, most of a deletion's ~20 ms, is waited out by a forked child): by
+/// RCU barrier after that, most of a deletion's ~20 ms, is waited out by a child process): by
 /// then neither end may be visible anywhere, the container's address and routes must be gone,
 /// and the child must hold none of the caller's descriptors (a `$(…)` reading the caller's
 /// stdout would otherwise wait for it).

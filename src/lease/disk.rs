@@ -37,12 +37,12 @@
 //! are. The completion is prepared while the attach runs ([`Completion`]): the complete record is
 //! written and synced on the lease-sync thread, then its temporary name (its directory), and the
 //! index entry synced on its second thread at the same time (in a one-shot attach: by a child the
-//! thread forks), during the kernel work, so that completing costs one rename and no sync: a crash
+//! thread starts, `forked.rs`), during the kernel work, so that completing costs one rename and no sync: a crash
 //! that loses the rename leaves the complete record under its temporary name, which the first
 //! command of the next boot puts in place (`reboot.rs`). (Measured on this VM's ext4: fdatasync of
 //! a record 0.5–0.75 ms, fsync of a directory 0.25–0.4 ms; five of them were a third of an attach;
 //! the last one, after the rename, was 0.22–0.3 ms of a 3.6–4 ms attach.) A one-shot attach has
-//! those syncs done by a forked child and does not wait for a late answer: its lease is then
+//! those syncs done by a child and does not wait for a late answer: its lease is then
 //! durable a moment after the command has exited (`durable.rs`).
 //!
 //! The reads of every record ([`DiskStore::scan`]) are in `scan.rs`, the repairs
@@ -470,7 +470,7 @@ impl DiskStore {
     /// Prepares the completion of `lease` (just inserted, or rewritten for a re-attach): `syncer`
     /// writes the complete record under a temporary name and syncs it, and the index entry,
     /// while the attach does its kernel work; for a one-shot attach
-    /// ([`Syncer::let_syncs_outlive`]) a forked child syncs them, which may end after the
+    /// ([`Syncer::let_syncs_outlive`]) a child syncs them, which may end after the
     /// command (`durable.rs`).
     pub fn prepare_completion(
         &self,
@@ -494,7 +494,7 @@ impl DiskStore {
                 let dirs = [File::open(&lease_dir)?, File::open(&index_dir)?];
                 match durable::start(&file, &dirs) {
                     Ok(child) => return Ok(Synced::InChild(child)),
-                    // No fork (a process limit): synced here, as the daemon's are.
+                    // No child (a process limit): synced here, as the daemon's are.
                     Err(e) => tracing::debug!("cannot fork to sync the lease ({e}); syncing here"),
                 }
             }

@@ -1,6 +1,6 @@
-//! The syncs that make a one-shot attach's complete lease durable, done by a forked child
+//! The syncs that make a one-shot attach's complete lease durable, done by a child
 //! (`src/forked.rs`) that may finish after the command has exited. Side effects: that child (a
-//! session of its own; SIGTERM, SIGHUP and SIGINT ignored, so that a service manager or a
+//! session of its own; SIGTERM, SIGHUP and SIGINT blocked, so that a service manager or a
 //! terminal that stops what the command left does not cut its few milliseconds short);
 //! `fdatasync`/`fsync` of the descriptors it is given.
 //!
@@ -26,9 +26,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use std::os::fd::{AsRawFd, RawFd};
 
 /// Test-only: the child sleeps this many milliseconds before its syncs (a slow disk).
 /// `test-hooks` builds only; a shipped binary ignores it.
@@ -37,39 +35,53 @@ pub const SLOW_SYNC_ENV: &str = "DOCKER_NETATTACH_TEST_SLOW_SYNC_MS";
 
 /// A child making a record and directories durable.
 #[derive(Debug)]
-pub struct ChildSync {
-    pid: libc::pid_t,
-    answer: OwnedFd,
+pub struct ChildSync(crate::forked::Child);
+
+/// The child's job: the record, then up to two directories.
+#[derive(Clone, Copy)]
+struct Syncs {
+    record: RawFd,
+    dirs: [RawFd; 2],
+    ndirs: usize,
+    delay: libc::timespec,
 }
 
-/// Forks a child that `fdatasync`s `record`, then `fsync`s each of `dirs` in order, and
-/// answers 0 or the first errno.
+/// Starts a child (`forked::spawn`) that `fdatasync`s `record`, then `fsync`s each of `dirs`
+/// in order, and answers 0 or the first errno.
 pub fn start(record: &File, dirs: &[File]) -> io::Result<ChildSync> {
-    let (answer_r, answer_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let mut keep = [0 as RawFd; 4];
-    let n = 2 + dirs.len();
-    if n > keep.len() {
+    let mut job = Syncs {
+        record: record.as_raw_fd(),
+        dirs: [-1; 2],
+        ndirs: dirs.len(),
+        delay: slow_sync(),
+    };
+    let Some(slots) = job.dirs.get_mut(..dirs.len()) else {
         return Err(io::Error::other("too many directories for one sync child"));
-    }
-    keep[0] = answer_w.as_raw_fd();
-    keep[1] = record.as_raw_fd();
-    for (k, d) in keep[2..n].iter_mut().zip(dirs) {
+    };
+    for (k, d) in slots.iter_mut().zip(dirs) {
         *k = d.as_raw_fd();
     }
-    let delay = slow_sync();
-    // SAFETY: the child runs only async-signal-safe system calls (close_range, nanosleep,
-    // fdatasync, fsync, write, _exit) on values prepared before the fork, and never returns
-    // into Rust code, so no lock another thread held at the fork is ever needed there.
-    match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Child => child(&keep[..n], delay),
-        nix::unistd::ForkResult::Parent { child } => {
-            drop(answer_w);
-            Ok(ChildSync {
-                pid: child.as_raw(),
-                answer: answer_r,
-            })
+    let mut keep = [job.record, job.dirs[0], job.dirs[1]];
+    let keep = &mut keep[..1 + dirs.len()];
+    keep.sort_unstable();
+    crate::forked::spawn(keep, job, syncs).map(ChildSync)
+}
+
+/// The child's work. Should the other descriptors not close (`forked::can_outlive` asked
+/// whether they can), the syncs are still done: the caller's output is held a moment longer,
+/// nothing is lost.
+fn syncs(job: &Syncs, _closed: bool) -> i32 {
+    use crate::forked::sys;
+    if (job.delay.tv_sec, job.delay.tv_nsec) != (0, 0) {
+        sys::nanosleep(&job.delay);
+    }
+    let mut code = sys::fdatasync(job.record);
+    for &dir in job.dirs.get(..job.ndirs).unwrap_or(&[]) {
+        if code == 0 {
+            code = sys::fsync(dir);
         }
     }
+    code
 }
 
 #[cfg(feature = "test-hooks")]
@@ -92,76 +104,26 @@ fn slow_sync() -> libc::timespec {
     }
 }
 
-/// The child: `keep` is the answer pipe, the record, then the directories.
-fn child(keep: &[RawFd], delay: libc::timespec) -> ! {
-    // SAFETY: plain system calls on descriptors this process owns.
-    unsafe {
-        // Should the descriptors not close (`forked::can_outlive` asked whether they can), the
-        // syncs are still done: the caller's output is held a moment longer, nothing is lost.
-        crate::forked::close_all_but(keep);
-        crate::forked::detach_from_caller();
-        let mut code = 0;
-        if (delay.tv_sec, delay.tv_nsec) != (0, 0) {
-            libc::nanosleep(&delay, std::ptr::null_mut());
-        }
-        if libc::fdatasync(keep[1]) != 0 {
-            code = nix::errno::Errno::last_raw();
-        }
-        for &dir in &keep[2..] {
-            if code == 0 && libc::fsync(dir) != 0 {
-                code = nix::errno::Errno::last_raw();
-            }
-        }
-        let bytes = code.to_ne_bytes();
-        libc::write(keep[0], bytes.as_ptr().cast(), bytes.len());
-        libc::_exit(0)
-    }
-}
-
 impl ChildSync {
     pub fn pid(&self) -> libc::pid_t {
-        self.pid
+        self.0.pid()
     }
 
     /// The child's answer when it has come, without waiting.
     pub fn answer_now(&self) -> Option<io::Result<()>> {
-        let mut fds = [PollFd::new(
-            std::os::fd::AsFd::as_fd(&self.answer),
-            PollFlags::POLLIN,
-        )];
-        match poll(&mut fds, PollTimeout::ZERO) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => None,
-            // Reaped when it has ended already; else by init once this process has exited.
-            Ok(_) => Some(self.read_answer(Some(nix::sys::wait::WaitPidFlag::WNOHANG))),
-            Err(e) => Some(Err(e.into())),
-        }
+        self.0.answer_now().map(|a| a.and_then(outcome))
     }
 
     /// Waits for the child's answer, and for its end.
     pub fn wait(self) -> io::Result<()> {
-        self.read_answer(None)
+        self.0.wait().and_then(outcome)
     }
+}
 
-    fn read_answer(&self, reap: Option<nix::sys::wait::WaitPidFlag>) -> io::Result<()> {
-        let mut buf = [0u8; 4];
-        let read = loop {
-            match nix::unistd::read(&self.answer, &mut buf) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                other => break other,
-            }
-        };
-        // It answers just before its `_exit`.
-        while let Err(nix::errno::Errno::EINTR) =
-            nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), reap)
-        {}
-        match read {
-            Ok(4) => match i32::from_ne_bytes(buf) {
-                0 => Ok(()),
-                errno => Err(io::Error::from_raw_os_error(errno)),
-            },
-            Ok(_) => Err(io::Error::other("the sync child ended without an answer")),
-            Err(e) => Err(e.into()),
-        }
+fn outcome(code: i32) -> io::Result<()> {
+    match code {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
     }
 }
 

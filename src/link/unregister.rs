@@ -1,5 +1,5 @@
 //! Deleting a veth and returning once the kernel has *unregistered* it, not once it has freed
-//! it. Side effects: a short-lived child process (fork) that sends the RTM_DELLINK and stays in
+//! it. Side effects: a short-lived child process (`forked.rs`) that sends the RTM_DELLINK and stays in
 //! the kernel until the deletion ends; a netlink socket subscribed to link notifications.
 //!
 //! Why: a deletion holds the request's sender ~15–25 ms on this kernel, but most of that is
@@ -12,20 +12,20 @@
 //! Measured here (python, `ip link del` of a veth whose peer is in a namespace, 15 runs):
 //! the notification arrives 6 ms after the `ip` process is started, `ip` exits after 24 ms.
 //!
-//! So the request is sent by a forked child that lives on through that tail, while this
+//! So the request is sent by a child process that lives on through that tail, while this
 //! process waits for the two RTM_DELLINK notifications (the peer's from its namespace, through
 //! `NETLINK_LISTEN_ALL_NSID`) and returns: from then on nothing of the pair is visible or
 //! usable anywhere. The child also reports the kernel's answer through a pipe, which decides
 //! when a notification cannot (a refused request, a lost notification): then the parent waits
 //! for the whole deletion, as a plain request would.
 //!
-//! The child of the fork runs only async-signal-safe system calls on memory prepared before
-//! it, so any process may use this; it closes every descriptor but its socket and pipe first,
-//! so that it holds neither the caller's stdout (a `$(docker-netattach detach …)` ends when
+//! The child runs only raw system calls on a copy of the request (`forked::spawn`), so any
+//! process may use this; it closes every descriptor but its socket and pipe first, so that it
+//! holds neither the caller's stdout (a `$(docker-netattach detach …)` ends when
 //! the command does) nor a lock. Only the one-shot `detach` uses it: the daemon has no caller
 //! waiting.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
@@ -65,24 +65,15 @@ pub fn delete(index: u32, peer: Option<Peer>, limit: Duration) -> Result<Deleted
         .chain(peer.map(|p| p.index))
         .collect();
     let listener = listen(peer.is_some_and(|p| p.nsid.is_some()), &indexes)?;
-    let request = dellink(index);
     let sender = Socket::new(NETLINK_ROUTE).map_err(|e| anyhow!("netlink socket: {e}"))?;
     sender
         .connect(&SocketAddr::new(0, 0))
         .map_err(|e| anyhow!("netlink connect: {e}"))?;
-    let (answer_r, answer_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| anyhow!("cannot make a pipe: {e}"))?;
-    let keep = [sender.as_raw_fd(), answer_w.as_raw_fd()];
-    // SAFETY: the child runs only async-signal-safe system calls (close_range, send, recv,
-    // write, _exit) on buffers allocated before the fork, and never returns into Rust code, so
-    // no lock another thread held at the fork (the allocator's) is ever needed there.
-    match unsafe { nix::unistd::fork() }.map_err(|e| anyhow!("cannot fork: {e}"))? {
-        nix::unistd::ForkResult::Child => child(keep, &request),
-        nix::unistd::ForkResult::Parent { .. } => {}
-    }
-    drop(answer_w);
+    let request = dellink(index, sender.as_raw_fd());
+    let child = crate::forked::spawn(&[sender.as_raw_fd()], request, send_dellink)
+        .map_err(|e| anyhow!("cannot start a process to delete interface #{index}: {e}"))?;
     drop(sender);
-    wait(&listener, &answer_r, index, peer, limit)
+    wait(&listener, child, index, peer, limit)
 }
 
 /// A socket that hears every link notification, from the peers' namespaces too when `all_ns`.
@@ -162,46 +153,54 @@ fn filter_code(indexes: &[u32]) -> Vec<libc::sock_filter> {
     code
 }
 
-fn dellink(index: u32) -> Vec<u8> {
+/// An RTM_DELLINK request and the connected socket it goes out on, as the child sends it (a
+/// copy in its job: the child may outlive this process's memory).
+#[derive(Clone, Copy)]
+struct DelLink {
+    socket: RawFd,
+    bytes: [u8; 64],
+    len: usize,
+}
+
+fn dellink(index: u32, socket: RawFd) -> DelLink {
     let mut link = LinkMessage::default();
     link.header.index = index;
     let mut msg = NetlinkMessage::from(RouteNetlinkMessage::DelLink(link));
     msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
     msg.header.sequence_number = 1;
     msg.finalize();
-    let mut buf = vec![0; msg.buffer_len()];
-    msg.serialize(&mut buf);
-    buf
+    let mut request = DelLink {
+        socket,
+        bytes: [0; 64],
+        // An ifinfomsg without attributes: 32 bytes.
+        len: msg.buffer_len().min(64),
+    };
+    msg.serialize(&mut request.bytes[..request.len]);
+    request
 }
 
-/// The forked child: every descriptor but the two it needs closed (it must not hold the
-/// caller's stdout open after the parent exits, nor a lock), the request sent, the kernel's
-/// answer (0 or an errno) written to the pipe.
-fn child(keep: [RawFd; 2], request: &[u8]) -> ! {
-    let code: i32;
-    // SAFETY: plain system calls on descriptors and buffers this process owns.
-    unsafe {
-        let sent = if crate::forked::close_all_but(&keep) {
-            libc::send(keep[0], request.as_ptr().cast(), request.len(), 0)
-        } else {
-            // No close_range (a kernel before 5.9, a seccomp profile): nothing is sent, and the
-            // caller deletes the plain way rather than leave its stdout to this process.
-            -1
-        };
-        if sent < 0 {
-            code = Errno::last_raw();
-        } else {
-            let mut ack = [0u8; 64];
-            let n = libc::recv(keep[0], ack.as_mut_ptr().cast(), ack.len(), 0);
-            code = if n < 0 {
-                Errno::last_raw()
-            } else {
-                ack_code(&ack[..n as usize]).unwrap_or(libc::EPROTO)
-            };
-        }
-        let bytes = code.to_ne_bytes();
-        libc::write(keep[1], bytes.as_ptr().cast(), bytes.len());
-        libc::_exit(0)
+impl DelLink {
+    fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+}
+
+/// The child's job (`forked::spawn`, the socket kept): the request sent, the kernel's answer
+/// (0 or an errno) returned. When the child could not close the other descriptors (no
+/// close_range: a kernel before 5.9, a seccomp profile), nothing is sent: the caller deletes
+/// the plain way rather than leave its stdout to the child.
+fn send_dellink(request: &DelLink, closed: bool) -> i32 {
+    use crate::forked::sys;
+    if !closed {
+        return libc::ENOSYS;
+    }
+    if let Err(errno) = sys::send(request.socket, request.as_bytes()) {
+        return errno;
+    }
+    let mut ack = [0u8; 64];
+    match sys::recv(request.socket, &mut ack) {
+        Ok(n) => ack_code(ack.get(..n).unwrap_or(&[])).unwrap_or(libc::EPROTO),
+        Err(errno) => errno,
     }
 }
 
@@ -216,7 +215,7 @@ fn ack_code(buf: &[u8]) -> Option<i32> {
 
 fn wait(
     listener: &Socket,
-    answer: &OwnedFd,
+    child: crate::forked::Child,
     index: u32,
     peer: Option<Peer>,
     limit: Duration,
@@ -237,7 +236,7 @@ fn wait(
         }
         let timeout =
             PollTimeout::try_from(left.as_millis().max(1) as i32).unwrap_or(PollTimeout::MAX);
-        let mut fds = vec![PollFd::new(answer.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(child.answer_fd(), PollFlags::POLLIN)];
         if listening {
             fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
         }
@@ -252,7 +251,7 @@ fn wait(
         // ready the notifications are read first.
         if !heard {
             if answered {
-                return read_answer(answer, index);
+                return read_answer(child, index);
             }
             continue;
         }
@@ -308,16 +307,12 @@ fn wait(
     }
 }
 
-fn read_answer(answer: &OwnedFd, index: u32) -> Result<Deleted> {
-    let mut bytes = [0u8; 4];
-    match nix::unistd::read(answer, &mut bytes) {
-        Ok(4) => match i32::from_ne_bytes(bytes) {
-            0 => Ok(Deleted::Done),
-            libc::ENODEV => Ok(Deleted::Missing),
-            code => Err(super::code_err(code, &format!("delete interface #{index}"))),
-        },
-        Ok(_) => bail!("the process deleting interface #{index} ended without an answer"),
-        Err(e) => bail!("cannot read the answer about interface #{index}: {e}"),
+fn read_answer(child: crate::forked::Child, index: u32) -> Result<Deleted> {
+    match child.wait() {
+        Ok(0) => Ok(Deleted::Done),
+        Ok(libc::ENODEV) => Ok(Deleted::Missing),
+        Ok(code) => Err(super::code_err(code, &format!("delete interface #{index}"))),
+        Err(e) => bail!("no answer from the process deleting interface #{index}: {e}"),
     }
 }
 
@@ -347,11 +342,13 @@ mod tests {
 
     #[test]
     fn a_dellink_request_names_the_index_and_asks_for_an_answer() {
-        let b = dellink(42);
+        let request = dellink(42, -1);
+        let b = request.as_bytes();
+        assert_eq!(b.len(), 32);
         assert_eq!(u16::from_ne_bytes([b[4], b[5]]), RTM_DELLINK);
         let flags = u16::from_ne_bytes([b[6], b[7]]);
         assert_eq!(flags, NLM_F_REQUEST | NLM_F_ACK);
-        assert_eq!(deleted_links(&b), vec![(RTM_DELLINK, 42)]);
+        assert_eq!(deleted_links(b), vec![(RTM_DELLINK, 42)]);
     }
 
     #[test]
@@ -364,8 +361,8 @@ mod tests {
         err[16..20].copy_from_slice(&0i32.to_ne_bytes());
         assert_eq!(ack_code(&err), Some(0));
         assert_eq!(ack_code(&[0; 3]), None);
-        let mut two = dellink(7);
-        two.extend(dellink(9));
+        let mut two = dellink(7, -1).as_bytes().to_vec();
+        two.extend(dellink(9, -1).as_bytes());
         assert_eq!(
             deleted_links(&two),
             vec![(RTM_DELLINK, 7), (RTM_DELLINK, 9)]
