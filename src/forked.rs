@@ -8,12 +8,13 @@
 //! the memory map locked against the command's other threads meanwhile, and leave every page
 //! copy-on-write for the command's remaining work. Against forked children, an attach took
 //! 0.12-0.14 ms less with this one (about what it took with no child at all: a fork cost it
-//! 0.14-0.21 ms) and a detach 0.12-0.13 ms less (`scripts/bench_ab.py -n 200 --pick`,
-//! docs/benchmarks.md, 2026-12-05 06:00).
+//! 0.14-0.21 ms) and a detach 0.12-0.13 ms less (`scripts/bench_ab.py -n 200 --pick`); with
+//! 200 containers attached 0.25 and 0.32 ms less (`--attached 200`; docs/benchmarks.md,
+//! 2026-12-05 (06:00)).
 //!
 //! So the child touches nothing the command owns: it runs on a stack mapped for it (a guard
-//! page below), on a frame copied there before it starts (its job, which holds no reference,
-//! and the descriptors it keeps), makes only raw system calls (`sys.rs`: libc's would store
+//! page below), on a frame copied there before it starts (its job, which holds no pointer, and
+//! the descriptors it keeps), makes only raw system calls (`sys.rs`: libc's would store
 //! errno through the starting thread's thread pointer), allocates nothing, takes no lock and
 //! never returns into the command's code. It first closes every descriptor but the ones it
 //! needs: it must not hold the caller's stdout open after the command exits (a
@@ -44,13 +45,20 @@ pub struct Child {
     reaped: Cell<bool>,
 }
 
-/// Starts a child that closes every descriptor but `keep`, leaves the caller's session and
-/// signals (`detach_from_caller`), runs `run(&job, closed)` (`closed`: whether the other
-/// descriptors could be closed) and answers its result. `run` may only make the calls of
-/// [`sys`], must not allocate or panic, and `job` must hold no reference (its `'static` bound)
-/// nor pointer into the command's memory: the child may run on after the command has freed
-/// everything.
-pub fn spawn<J: Copy + 'static>(
+/// Starts a child that closes every descriptor but `keep`, leaves the caller's session (its
+/// terminal's signals are not for it), runs `run(&job, closed)` (`closed`: whether the other
+/// descriptors could be closed) and answers its result. Every signal stays blocked in the
+/// child (it waits for none; SIGKILL and a fault of its own still end it): a service manager
+/// or `timeout` stopping what a command left behind does not cut its short job off, and no
+/// handler of the command's ever runs in it.
+///
+/// # Safety
+/// `run` runs in a process that shares this one's memory, possibly after this process has
+/// exited: it may only make the calls of [`sys`] and must not allocate, panic (an abort there
+/// would signal the thread that called `spawn`: its thread pointer is that thread's), take a
+/// lock or touch thread-local storage; `job` must hold no pointer into this process's memory
+/// (the `'static` bound keeps references out, not raw pointers).
+pub unsafe fn spawn<J: Copy + 'static>(
     keep: &[RawFd],
     job: J,
     run: fn(&J, bool) -> i32,
@@ -78,21 +86,40 @@ pub fn spawn<J: Copy + 'static>(
     let stack = Stack::new()?;
     let at = stack.frame_at::<Frame<J>>();
     let flags = libc::SIGCHLD
-        | if sys::SHARES_MEMORY {
+        | if sys::shares_memory() {
             libc::CLONE_VM
         } else {
             0
         };
+    // Every signal blocked while the child starts, as posix_spawn does: it inherits that mask
+    // and keeps it, so that no handler of this process runs in it (with this thread's thread
+    // pointer) and no default action ends it before its job is done.
+    let all = nix::sys::signal::SigSet::all();
+    let mut before = nix::sys::signal::SigSet::empty();
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&all),
+        Some(&mut before),
+    )?;
     // SAFETY: `at` lies in the child's stack mapping, aligned for a frame and below its end
     // (`frame_at`); nothing else uses that mapping. The child starts on the stack below the
-    // frame, runs `entry` (system calls of `sys` only, on the frame) and ends with its return.
+    // frame, runs `entry` (system calls of `sys` only, on the frame; the caller's contract
+    // for `run`) and ends with its return.
     let pid = unsafe {
         at.write(frame);
         libc::clone(entry::<J>, at.cast(), flags, at.cast())
     };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let started = if pid < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    };
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&before),
+        None,
+    )?;
+    started?;
     drop(answer_w);
     Ok(Child {
         pid,
@@ -120,7 +147,7 @@ extern "C" fn entry<J>(frame: *mut libc::c_void) -> libc::c_int {
     let f = unsafe { &*frame.cast::<Frame<J>>() };
     let keep = f.keep.get(..f.kept).unwrap_or(&[]);
     let closed = close_all_but(keep);
-    detach_from_caller();
+    sys::setsid();
     let code = (f.run)(&f.job, closed);
     let _ = sys::write(f.answer, &code.to_ne_bytes());
     0
@@ -252,6 +279,9 @@ impl Stack {
     /// Where a `T` goes at the top of the stack (64-byte aligned); the stack grows down from
     /// there.
     fn frame_at<T>(&self) -> *mut T {
+        const {
+            assert!(std::mem::align_of::<T>() <= 64 && std::mem::size_of::<T>() <= STACK / 16);
+        }
         let end = self.base as usize + self.len;
         ((end - std::mem::size_of::<T>()) & !63) as *mut T
     }
@@ -272,15 +302,6 @@ fn page_size() -> usize {
         n if n > 0 => n as usize,
         _ => 4096,
     }
-}
-
-/// Makes the child outlive the command alone: a session of its own (the terminal's and the
-/// caller's process group's signals are not for it) and SIGTERM, SIGHUP and SIGINT blocked (a
-/// service manager stopping what a command left behind, `timeout`), so that its short job
-/// ends. SIGKILL still ends it.
-fn detach_from_caller() {
-    sys::setsid();
-    sys::block(&[libc::SIGTERM, libc::SIGHUP, libc::SIGINT]);
 }
 
 /// Closes every descriptor of the child but `keep`. False when it could not (no close_range:
@@ -358,11 +379,14 @@ mod tests {
         fds
     }
 
+    // SAFETY (every `spawn` below): `read_one` makes only a `sys` call and cannot panic; its
+    // job is a descriptor number.
+
     #[test]
     fn the_child_keeps_only_its_descriptors_leaves_the_session_and_answers_its_job() {
         let (r, mut w) = std::os::unix::net::UnixStream::pair().unwrap();
         let unrelated = std::fs::File::open("/proc/self/status").unwrap();
-        let child = spawn(&[r.as_raw_fd()], r.as_raw_fd(), read_one).unwrap();
+        let child = unsafe { spawn(&[r.as_raw_fd()], r.as_raw_fd(), read_one) }.unwrap();
         assert!(
             child.answer_now().is_none(),
             "answered before its byte came"
@@ -380,7 +404,7 @@ mod tests {
         assert!(fds.contains(&r.as_raw_fd()), "{fds:?}");
         assert!(!fds.contains(&unrelated.as_raw_fd()), "{fds:?}");
         assert!(!fds.contains(&1), "holds stdout: {fds:?}");
-        // A session of its own; SIGTERM does not end it.
+        // A session of its own; every signal blocked, SIGTERM does not end it.
         let sid = nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(child.pid()))).unwrap();
         assert_eq!(sid.as_raw(), child.pid());
         nix::sys::signal::kill(
@@ -398,14 +422,14 @@ mod tests {
     #[test]
     fn a_failure_of_the_job_is_its_answer() {
         // Reading a closed descriptor: the child answers EBADF.
-        let child = spawn(&[], 1000, read_one).unwrap();
+        let child = unsafe { spawn(&[], 1000, read_one) }.unwrap();
         assert_eq!(child.wait().unwrap(), libc::EBADF);
     }
 
     #[test]
     fn a_child_dropped_before_its_end_is_reaped_by_a_later_spawn() {
         let (r, mut w) = std::os::unix::net::UnixStream::pair().unwrap();
-        let child = spawn(&[r.as_raw_fd()], r.as_raw_fd(), read_one).unwrap();
+        let child = unsafe { spawn(&[r.as_raw_fd()], r.as_raw_fd(), read_one) }.unwrap();
         let pid = child.pid();
         drop(child);
         assert!(left().iter().any(|(p, _)| *p == pid));
@@ -416,7 +440,10 @@ mod tests {
                 std::time::Instant::now() < deadline,
                 "child {pid} not reaped"
             );
-            spawn(&[], 1000, read_one).unwrap().wait().unwrap();
+            unsafe { spawn(&[], 1000, read_one) }
+                .unwrap()
+                .wait()
+                .unwrap();
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
@@ -425,7 +452,7 @@ mod tests {
     #[test]
     fn too_many_descriptors_are_refused() {
         let keep = [0; MAX_KEEP];
-        let err = spawn(&keep, 0, read_one).unwrap_err();
+        let err = unsafe { spawn(&keep, 0, read_one) }.unwrap_err();
         assert!(err.to_string().contains("too many"), "{err}");
     }
 }

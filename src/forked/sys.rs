@@ -4,14 +4,35 @@
 //! Why not libc's: its wrappers store a failure's errno in thread-local memory, and a child
 //! sharing the command's memory runs with the thread pointer of the thread that started it,
 //! so that store would land in that thread's errno while it runs. On an architecture without
-//! an implementation here the child gets a copy of the memory instead ([`SHARES_MEMORY`]
+//! an implementation here the child gets a copy of the memory instead ([`shares_memory`]
 //! false), and these calls are libc's `syscall`, whose errno is then the child's own.
 
 use std::os::fd::RawFd;
 
 /// Whether [`spawn`](super::spawn)'s child may share the command's memory: these calls are raw
-/// here.
-pub const SHARES_MEMORY: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+/// here, and the C library's `clone` writes nothing into the calling thread's memory (glibc
+/// before 2.25 stored the child's pid in the caller's thread descriptor when `CLONE_VM` came
+/// without `CLONE_THREAD`; musl never did).
+pub fn shares_memory() -> bool {
+    cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) && clean_clone()
+}
+
+#[cfg(target_env = "gnu")]
+fn clean_clone() -> bool {
+    // SAFETY: glibc returns a static NUL-terminated string.
+    let version = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) };
+    let mut parts = version
+        .to_str()
+        .unwrap_or("")
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (2, 25)
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn clean_clone() -> bool {
+    true
+}
 
 /// System call `n` with up to six arguments; the result, or `-errno`.
 ///
@@ -94,30 +115,6 @@ pub fn close_range(first: u32, last: u32) -> i32 {
 pub fn setsid() -> i32 {
     // SAFETY: no arguments.
     errno(unsafe { call(libc::SYS_setsid, [0, 0, 0, 0, 0, 0]) })
-}
-
-/// Adds `signals` to the calling thread's blocked signals (rt_sigprocmask, SIG_BLOCK).
-pub fn block(signals: &[libc::c_int]) -> i32 {
-    let mut set: u64 = 0;
-    for &s in signals {
-        if (1..=64).contains(&s) {
-            set |= 1 << (s - 1);
-        }
-    }
-    // SAFETY: `set` is the kernel's 8-byte sigset_t, read during the call.
-    errno(unsafe {
-        call(
-            libc::SYS_rt_sigprocmask,
-            [
-                libc::SIG_BLOCK as usize,
-                &set as *const u64 as usize,
-                0,
-                8,
-                0,
-                0,
-            ],
-        )
-    })
 }
 
 /// fdatasync(fd).

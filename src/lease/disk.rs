@@ -495,7 +495,11 @@ impl DiskStore {
                 match durable::start(&file, &dirs) {
                     Ok(child) => return Ok(Synced::InChild(child)),
                     // No child (a process limit): synced here, as the daemon's are.
-                    Err(e) => tracing::debug!("cannot fork to sync the lease ({e}); syncing here"),
+                    Err(e) => {
+                        tracing::debug!(
+                            "cannot start a child to sync the lease ({e}); syncing here"
+                        )
+                    }
                 }
             }
             // The index entry's directory is synced on the second thread while this one syncs

@@ -1,6 +1,6 @@
 //! The syncs that make a one-shot attach's complete lease durable, done by a child
 //! (`src/forked.rs`) that may finish after the command has exited. Side effects: that child (a
-//! session of its own; SIGTERM, SIGHUP and SIGINT blocked, so that a service manager or a
+//! session of its own; every signal blocked, so that a service manager or a
 //! terminal that stops what the command left does not cut its few milliseconds short);
 //! `fdatasync`/`fsync` of the descriptors it is given.
 //!
@@ -61,10 +61,10 @@ pub fn start(record: &File, dirs: &[File]) -> io::Result<ChildSync> {
     for (k, d) in slots.iter_mut().zip(dirs) {
         *k = d.as_raw_fd();
     }
-    let mut keep = [job.record, job.dirs[0], job.dirs[1]];
-    let keep = &mut keep[..1 + dirs.len()];
-    keep.sort_unstable();
-    crate::forked::spawn(keep, job, syncs).map(ChildSync)
+    let keep = [job.record, job.dirs[0], job.dirs[1]];
+    // SAFETY: `syncs` makes only `sys` calls, indexes nothing that could panic, and its job
+    // holds descriptor numbers and a timespec, no pointer.
+    unsafe { crate::forked::spawn(&keep[..1 + dirs.len()], job, syncs) }.map(ChildSync)
 }
 
 /// The child's work. Should the other descriptors not close (`forked::can_outlive` asked

@@ -70,7 +70,9 @@ pub fn delete(index: u32, peer: Option<Peer>, limit: Duration) -> Result<Deleted
         .connect(&SocketAddr::new(0, 0))
         .map_err(|e| anyhow!("netlink connect: {e}"))?;
     let request = dellink(index, sender.as_raw_fd());
-    let child = crate::forked::spawn(&[sender.as_raw_fd()], request, send_dellink)
+    // SAFETY: `send_dellink` makes only `sys` calls and cannot panic (`ack_code` neither); its
+    // job holds a descriptor number and a copy of the request, no pointer.
+    let child = unsafe { crate::forked::spawn(&[sender.as_raw_fd()], request, send_dellink) }
         .map_err(|e| anyhow!("cannot start a process to delete interface #{index}: {e}"))?;
     drop(sender);
     wait(&listener, child, index, peer, limit)
@@ -169,11 +171,13 @@ fn dellink(index: u32, socket: RawFd) -> DelLink {
     msg.header.flags = NLM_F_REQUEST | NLM_F_ACK;
     msg.header.sequence_number = 1;
     msg.finalize();
+    // An ifinfomsg without attributes: 32 bytes.
+    let len = msg.buffer_len();
+    assert!(len <= 64, "an RTM_DELLINK request of {len} bytes");
     let mut request = DelLink {
         socket,
         bytes: [0; 64],
-        // An ifinfomsg without attributes: 32 bytes.
-        len: msg.buffer_len().min(64),
+        len,
     };
     msg.serialize(&mut request.bytes[..request.len]);
     request
@@ -210,7 +214,7 @@ fn ack_code(buf: &[u8]) -> Option<i32> {
     if kind != NLMSG_ERROR {
         return None;
     }
-    Some(-i32::from_ne_bytes(buf.get(16..20)?.try_into().ok()?))
+    Some(i32::from_ne_bytes(buf.get(16..20)?.try_into().ok()?).wrapping_neg())
 }
 
 fn wait(
