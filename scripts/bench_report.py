@@ -398,7 +398,7 @@ ATTACH_PHASES = [
 DETACH_PHASES = [
     ("process start → lock taken (exec, clap, runtime, leases, Docker lookup of the name, netlink socket)", "exec", "lock"),
     ("under the lock: leases re-read and marked incomplete, RTM_GETLINK of the host veth", "lock", "unlock"),
-    ("notification socket, fork; the child sends RTM_DELLINK", "unlock", "del"),
+    ("notification socket, the child started; it sends RTM_DELLINK", "unlock", "del"),
     ("the kernel unregisters the pair (until both RTM_DELLINK notifications are heard)", "del", "lock2"),
     ("under the lock again: teardown, lease removal; exit", "lock2", "end"),
     ("(not waited for: the child's RTM_DELLINK until the kernel's answer)", "del", "delend"),
@@ -434,7 +434,7 @@ def marks_detach(ev, ip=False):
     m["del"], dur = first(ev, lambda p, t: "RTM_DELLINK" in t)
     m["delend"] = m["del"] + dur if m["del"] is not None and dur is not None else None
     if m["del"] is not None and dur is None:
-        # Sent by the forked child while the parent ran: strace splits the call in two lines.
+        # Sent by the child while the parent ran: strace splits the call in two lines.
         sender = next(p for p, t, x, _ in ev if "RTM_DELLINK" in x)
         m["delend"], _ = first(ev, lambda p, t: p == sender and "sendto resumed" in t, m["del"])
     m["end"], _ = first(ev, lambda p, t: p == main and t.startswith(("exit_group(", "+++ exited")))
@@ -769,7 +769,7 @@ def build(res, svg_path):
             else:
                 what = c["name"] + "(" + re.sub(r"\s+", " ", short_path(c["args"], ""))[:60] + "…)"
             what = what.replace("|", "\\|")
-            # Other threads: the lease-sync threads (src/lease/syncer.rs); a forked child is
+            # Other threads: the lease-sync threads (src/lease/syncer.rs); a child process is
             # not followed here.
             who = "main" if c["pid"] == main_pid else "lease-sync thread"
             w(f"| {(c['t'] - first['t0']) * 1000:.1f} | {who} | {what} | {c['dur'] * 1000:.1f} |")
