@@ -333,8 +333,11 @@ def count_strace(path, state_hint="/nab-"):
         elif name in ("mkdir", "mkdirat", "linkat", "link", "symlink", "symlinkat", "unlink",
                       "unlinkat", "rename", "renameat", "renameat2"):
             out["fs_change"] += 1
-        elif name in ("clone", "clone3"):
+        elif name in ("clone", "clone3") and "CLONE_THREAD" in args:
             out["threads"] += 1
+        elif name in ("clone", "clone3", "fork", "vfork"):
+            # A child process (src/forked.rs: clone with CLONE_VM, no CLONE_THREAD).
+            out["children"] += 1
         elif name == "socket" and "AF_PACKET" in args:
             out["packet_socket"] += 1
         if name == "execve":
@@ -728,6 +731,7 @@ def build(res, svg_path):
         row("stat / readlink calls", lambda t: f"{t['count']['stat']} / {t['count']['readlink']}")
         row("state changes (mkdir, link, symlink, unlink)", lambda t: t["count"]["fs_change"])
         row("threads started", lambda t: t["count"]["threads"])
+        row("child processes started (they may outlive the command)", lambda t: t["count"]["children"])
         row("packet sockets (gratuitous ARP)", lambda t: t["count"]["packet_socket"])
         row("dynamic loader: opens / reads", lambda t: f"{t['loader_opens']} / {t['loader_reads']}")
         row("syscalls in total", lambda t: t["count"]["syscalls"])
