@@ -19,7 +19,10 @@
 //! never returns into the command's code. It first closes every descriptor but the ones it
 //! needs: it must not hold the caller's stdout open after the command exits (a
 //! `$(docker-netattach …)` ends when the command does), nor the store's lock. It reports the
-//! job's result (0 or an errno) through a pipe.
+//! job's result (0 or an errno) through a pipe. Where the child cannot share the memory (raw
+//! calls not written for the architecture, glibc before 2.25: `sys::shares_memory`; an
+//! emulator that refuses `CLONE_VM` outside a thread, as qemu-user does with EINVAL) it gets a
+//! copy of it, as a fork's child does, and runs the same code.
 //! Users: the detach's RTM_DELLINK (`link/unregister.rs`) and the syncs that make an attach's
 //! lease durable (`lease/durable.rs`).
 
@@ -85,12 +88,7 @@ pub unsafe fn spawn<J: Copy + 'static>(
     };
     let stack = Stack::new()?;
     let at = stack.frame_at::<Frame<J>>();
-    let flags = libc::SIGCHLD
-        | if sys::shares_memory() {
-            libc::CLONE_VM
-        } else {
-            0
-        };
+    let shared = sys::shares_memory();
     // Every signal blocked while the child starts, as posix_spawn does: it inherits that mask
     // and keeps it, so that no handler of this process runs in it (with this thread's thread
     // pointer) and no default action ends it before its job is done.
@@ -105,15 +103,20 @@ pub unsafe fn spawn<J: Copy + 'static>(
     // (`frame_at`); nothing else uses that mapping. The child starts on the stack below the
     // frame, runs `entry` (system calls of `sys` only, on the frame; the caller's contract
     // for `run`) and ends with its return.
-    let pid = unsafe {
+    let (pid, started) = unsafe {
         at.write(frame);
-        libc::clone(entry::<J>, at.cast(), flags, at.cast())
+        let start = |flags| {
+            let pid = libc::clone(entry::<J>, at.cast(), libc::SIGCHLD | flags, at.cast());
+            (pid, (pid < 0).then(io::Error::last_os_error))
+        };
+        match start(if shared { libc::CLONE_VM } else { 0 }) {
+            // An emulator that runs no CLONE_VM child outside a thread (qemu-user): a copy of
+            // the memory, as on a system where the child cannot share it.
+            (_, Some(e)) if shared && e.raw_os_error() == Some(libc::EINVAL) => start(0),
+            started => started,
+        }
     };
-    let started = if pid < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    };
+    let started = started.map_or(Ok(()), Err);
     nix::sys::signal::pthread_sigmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&before),
