@@ -82,7 +82,6 @@ pub unsafe fn spawn<J: Copy + 'static>(
     let frame = Frame {
         keep: kept,
         kept: keep.len() + 1,
-        answer: answer_w.as_raw_fd(),
         run,
         job,
     };
@@ -135,9 +134,9 @@ pub unsafe fn spawn<J: Copy + 'static>(
 /// What the child finds at the top of its stack.
 #[repr(C)]
 struct Frame<J> {
+    /// The descriptors it keeps, its answer pipe last.
     keep: [RawFd; MAX_KEEP],
     kept: usize,
-    answer: RawFd,
     run: fn(&J, bool) -> i32,
     job: J,
 }
@@ -152,7 +151,9 @@ extern "C" fn entry<J>(frame: *mut libc::c_void) -> libc::c_int {
     let closed = close_all_but(keep);
     sys::setsid();
     let code = (f.run)(&f.job, closed);
-    let _ = sys::write(f.answer, &code.to_ne_bytes());
+    if let Some(&answer) = keep.last() {
+        let _ = sys::write(answer, &code.to_ne_bytes());
+    }
     0
 }
 

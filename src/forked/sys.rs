@@ -84,7 +84,7 @@ unsafe fn call(n: libc::c_long, [a, b, c, d, e, f]: [usize; 6]) -> isize {
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 unsafe fn call(n: libc::c_long, [a, b, c, d, e, f]: [usize; 6]) -> isize {
-    // SAFETY: the caller's contract. The child has a memory of its own here (SHARES_MEMORY).
+    // SAFETY: the caller's contract. The child has a memory of its own here (`shares_memory`).
     let r = unsafe { libc::syscall(n, a, b, c, d, e, f) } as isize;
     if r < 0 {
         -(std::io::Error::last_os_error()
@@ -95,9 +95,18 @@ unsafe fn call(n: libc::c_long, [a, b, c, d, e, f]: [usize; 6]) -> isize {
     }
 }
 
+/// A result as a count, or `Err(errno)`.
+fn count(r: isize) -> Result<usize, i32> {
+    if r < 0 {
+        Err(-r as i32)
+    } else {
+        Ok(r as usize)
+    }
+}
+
 /// 0 or the errno of a result.
 fn errno(r: isize) -> i32 {
-    if r < 0 { -r as i32 } else { 0 }
+    count(r).err().unwrap_or(0)
 }
 
 /// close_range(first, last, 0).
@@ -143,47 +152,32 @@ pub fn nanosleep(t: &libc::timespec) -> i32 {
 /// write(fd, buf): bytes written, or `Err(errno)`.
 pub fn write(fd: RawFd, buf: &[u8]) -> Result<usize, i32> {
     // SAFETY: `buf` is read during the call.
-    let r = unsafe {
+    count(unsafe {
         call(
             libc::SYS_write,
             [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0],
         )
-    };
-    if r < 0 {
-        Err(-r as i32)
-    } else {
-        Ok(r as usize)
-    }
+    })
 }
 
 /// send(fd, buf, 0), as sendto without an address: bytes sent, or `Err(errno)`.
 pub fn send(fd: RawFd, buf: &[u8]) -> Result<usize, i32> {
     // SAFETY: `buf` is read during the call; no address.
-    let r = unsafe {
+    count(unsafe {
         call(
             libc::SYS_sendto,
             [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0],
         )
-    };
-    if r < 0 {
-        Err(-r as i32)
-    } else {
-        Ok(r as usize)
-    }
+    })
 }
 
 /// recv(fd, buf, 0), as recvfrom without an address: bytes received, or `Err(errno)`.
 pub fn recv(fd: RawFd, buf: &mut [u8]) -> Result<usize, i32> {
     // SAFETY: `buf` is written during the call, within its length; no address.
-    let r = unsafe {
+    count(unsafe {
         call(
             libc::SYS_recvfrom,
             [fd as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0],
         )
-    };
-    if r < 0 {
-        Err(-r as i32)
-    } else {
-        Ok(r as usize)
-    }
+    })
 }
